@@ -1,0 +1,94 @@
+"""cartesia_stt_async: an asyncio-native client for Cartesia's realtime STT (manual finalize).
+
+Quick start (against the local twin, no API key needed)::
+
+    import asyncio, cartesia_stt_async as stt
+    from cartesia_stt_async.twin import serve, ScriptedEngine
+
+    async def main() -> None:
+        async with serve(engine=ScriptedEngine([["Hello", " world."]])) as twin:
+            client = stt.AsyncCartesia(api_key="local", base_url=twin.base_url)
+            async with client.stt.manual_finalize.websocket(
+                model="ink-2", encoding="pcm_s16le", sample_rate=16000
+            ) as conn:
+                await conn.send_audio(bytes(32000))
+                print((await conn.finalize()).text)
+
+    asyncio.run(main())
+"""
+
+from ._version import __version__
+from .client import AsyncCartesia, ConnectionManager, connect
+from .connection import AsyncConnection, ConnectionStats
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    CartesiaSTTError,
+    ConfigurationError,
+    ConnectionClosedError,
+    ConnectionStateError,
+    InvalidAudioError,
+    InvalidCommandError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+    UsageError,
+)
+from .protocol.audio import ENCODINGS, AudioFormat, Encoding
+from .protocol.events import (
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    FlushDoneEvent,
+    TranscriptEvent,
+    UnknownEvent,
+    Word,
+    parse_event,
+)
+from .protocol.transcript import Transcript, Utterance
+
+__all__ = [
+    "ENCODINGS",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncCartesia",
+    "AsyncConnection",
+    "AudioFormat",
+    "AuthenticationError",
+    "BadRequestError",
+    "CartesiaSTTError",
+    "ConfigurationError",
+    "ConnectionClosedError",
+    "ConnectionManager",
+    "ConnectionStateError",
+    "ConnectionStats",
+    "DoneEvent",
+    "Encoding",
+    "ErrorEvent",
+    "Event",
+    "FlushDoneEvent",
+    "InvalidAudioError",
+    "InvalidCommandError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "RateLimitError",
+    "ServerError",
+    "Transcript",
+    "TranscriptEvent",
+    "UnknownEvent",
+    "UsageError",
+    "Utterance",
+    "Word",
+    "__version__",
+    "connect",
+    "parse_event",
+]

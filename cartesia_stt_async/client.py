@@ -1,0 +1,439 @@
+"""``AsyncCartesia`` and ``connect()``: configuration, the handshake, the compatible surface.
+
+``client.stt.manual_finalize.websocket(...)`` mirrors the official SDK's async client, so code
+written for it runs with one import changed. It returns a :class:`ConnectionManager`, used as
+``async with ... as conn`` (or ``conn = await manager.enter()``). Foreign exceptions from
+websockets are translated to this package's tree here, in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+
+from ._version import __version__
+from .connection import AsyncConnection
+from .errors import APIConnectionError, APITimeoutError, ConfigurationError, error_for_status
+from .protocol.audio import DEFAULT_FRAME_MS
+from .protocol.commands import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CARTESIA_VERSION,
+    ConnectParams,
+    build_headers,
+    build_ws_url,
+    redact,
+)
+from .protocol.session import Session
+
+__all__ = ["AsyncCartesia", "ConnectionManager", "connect"]
+
+logger = logging.getLogger("cartesia_stt_async")
+
+USER_AGENT = f"cartesia-stt-async/{__version__}"
+
+
+class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
+    """Hands websockets a logger that never prints the API key or the Authorization header.
+
+    websockets logs every handshake header at DEBUG (``> Authorization: Bearer ...``). The
+    message is formatted here and every secret replaced before it reaches any handler.
+    """
+
+    def __init__(self, base: logging.Logger, secrets: Sequence[str]) -> None:
+        super().__init__(base, {})
+        self._secrets = [s for s in secrets if s]
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        text = str(msg) % args if args else str(msg)
+        lower = text.lower()
+        if lower.startswith("> authorization:") or lower.startswith("> x-api-key:"):
+            text = text.split(":", 1)[0] + ": [redacted]"
+        kwargs.pop("extra", None)
+        self.logger.log(level, "%s", redact(text, self._secrets), **kwargs)
+
+
+class ConnectionManager:
+    """Opens a session on ``async with`` (or :meth:`enter`) and ends it on exit.
+
+    Leaving the block normally sends ``close`` (unless already sent) and waits, bounded by
+    ``close_timeout``, for ``done``, so no final transcript is lost. Leaving on an exception
+    closes the socket promptly.
+    """
+
+    def __init__(
+        self,
+        *,
+        params: ConnectParams,
+        url: str,
+        headers: dict[str, str],
+        secrets: Sequence[str],
+        speed: float | None,
+        frame_ms: int,
+        max_buffered_ms: int,
+        open_timeout: float | None,
+        close_timeout: float,
+        late_final_grace: float,
+        max_event_backlog: int,
+        max_message_size: int | None,
+    ) -> None:
+        self._params = params
+        self._url = url
+        self._headers = headers
+        self._secrets = list(secrets)
+        self._speed = speed
+        self._frame_ms = frame_ms
+        self._max_buffered_ms = max_buffered_ms
+        self._open_timeout = open_timeout
+        self._close_timeout = close_timeout
+        self._late_final_grace = late_final_grace
+        self._max_event_backlog = max_event_backlog
+        self._max_message_size = max_message_size
+        self._connection: AsyncConnection | None = None
+        # Check what can be checked before any network I/O.
+        self._session_args = (params.audio_format, frame_ms)
+        params.audio_format.frame_bytes(frame_ms)
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL this manager connects to (it holds no secret)."""
+        return self._url
+
+    def __repr__(self) -> str:
+        return f"<ConnectionManager url={self._url!r}>"
+
+    async def _handshake(self) -> ClientConnection:
+        try:
+            return await ws_connect(
+                self._url,
+                additional_headers=self._headers,
+                user_agent_header=None,  # our User-Agent is in the headers
+                compression=None,  # PCM does not deflate; skip the CPU cost
+                open_timeout=self._open_timeout,
+                close_timeout=min(self._close_timeout, 5.0),
+                max_size=self._max_message_size,
+                logger=_RedactingLogger(logging.getLogger("cartesia_stt_async.ws"), self._secrets),
+            )
+        except InvalidStatus as exc:
+            raise _status_error(exc, self._secrets) from None
+        except InvalidURI as exc:
+            raise ConfigurationError(f"invalid WebSocket URL: {exc}") from None
+        except TimeoutError:
+            raise APITimeoutError(
+                f"opening the WebSocket took longer than {self._open_timeout} s"
+            ) from None
+        except (InvalidHandshake, OSError) as exc:
+            msg = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+            raise APIConnectionError(f"could not connect to {self._url}: {msg}") from None
+
+    async def enter(self) -> AsyncConnection:
+        """Connect and return the live :class:`AsyncConnection` (close it yourself)."""
+        fmt, frame_ms = self._session_args
+        ws = await self._handshake()
+        logger.debug("connected to %s", self._url)
+        session = Session(fmt, frame_ms=frame_ms, late_final_grace=self._late_final_grace)
+        self._connection = AsyncConnection(
+            ws,
+            session,
+            speed=self._speed,
+            max_buffered_ms=self._max_buffered_ms,
+            close_timeout=self._close_timeout,
+            max_event_backlog=self._max_event_backlog,
+        )
+        return self._connection
+
+    async def __aenter__(self) -> AsyncConnection:
+        return await self.enter()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._connection is not None:
+            conn, self._connection = self._connection, None
+            await conn.__aexit__(exc_type, exc, tb)
+
+
+def _status_error(exc: InvalidStatus, secrets: Sequence[str]) -> Exception:
+    response = exc.response
+    status = response.status_code
+    message = f"handshake refused with HTTP {status} {response.reason_phrase}".rstrip()
+    title = error_code = request_id = None
+    try:
+        body = json.loads(response.body or b"")
+    except ValueError:
+        body = None
+        text = (response.body or b"").decode("utf-8", "replace").strip()
+        if text:
+            message = f"{message}: {text[:200]}"
+    if isinstance(body, dict):
+        if isinstance(body.get("message"), str):
+            message = body["message"]
+        title = body.get("title") if isinstance(body.get("title"), str) else None
+        error_code = body.get("error_code") if isinstance(body.get("error_code"), str) else None
+        request_id = body.get("request_id") if isinstance(body.get("request_id"), str) else None
+    request_id = request_id or response.headers.get("X-Request-Id")
+    retry_after: float | None = None
+    raw_retry = response.headers.get("Retry-After")
+    if raw_retry is not None:
+        try:
+            retry_after = float(raw_retry)
+        except ValueError:
+            retry_after = None
+    return error_for_status(
+        status,
+        redact(message, secrets),
+        title=title,
+        error_code=error_code,
+        request_id=request_id,
+        retry_after=retry_after,
+    )
+
+
+class _Settings:
+    """Resolved client configuration (the API key is kept out of every repr)."""
+
+    __slots__ = ("api_key", "base_url", "cartesia_version", "default_headers", "websocket_base_url")
+
+    def __init__(
+        self,
+        api_key: str | None,
+        base_url: str | None,
+        websocket_base_url: str | None,
+        cartesia_version: str,
+        default_headers: Mapping[str, str] | None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("CARTESIA_API_KEY")
+        if not key:
+            raise ConfigurationError(
+                "no API key: pass api_key=... or set CARTESIA_API_KEY "
+                "(for offline work, run the local twin: cartesia_stt_async.twin.serve())"
+            )
+        if not isinstance(key, str):
+            raise ConfigurationError(f"api_key must be a string, got {type(key).__name__}")
+        self.api_key = key
+        self.base_url = base_url or os.environ.get("CARTESIA_BASE_URL") or DEFAULT_BASE_URL
+        self.websocket_base_url = websocket_base_url
+        self.cartesia_version = cartesia_version
+        self.default_headers = dict(default_headers or {})
+        # Fail early on a URL that cannot work.
+        build_ws_url((), base_url=self.base_url, websocket_base_url=websocket_base_url)
+
+    def manager(
+        self,
+        *,
+        model: str,
+        encoding: str,
+        sample_rate: int,
+        language: str | None = None,
+        keyterm: Sequence[str] | None = None,
+        min_volume: float | None = None,
+        max_silence_duration_secs: float | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        speed: float | None = 1.0,
+        frame_ms: int = DEFAULT_FRAME_MS,
+        max_buffered_ms: int = 2000,
+        open_timeout: float | None = 10.0,
+        close_timeout: float = 10.0,
+        late_final_grace: float = 0.25,
+        max_event_backlog: int = 10_000,
+        max_message_size: int | None = 1 << 20,
+    ) -> ConnectionManager:
+        params = ConnectParams.build(
+            model=model,
+            encoding=encoding,
+            sample_rate=sample_rate,
+            language=language,
+            keyterm=keyterm,
+            min_volume=min_volume,
+            max_silence_duration_secs=max_silence_duration_secs,
+            extra_query=extra_query,
+        )
+        url = build_ws_url(
+            params.query(), base_url=self.base_url, websocket_base_url=self.websocket_base_url
+        )
+        headers = build_headers(
+            api_key=self.api_key,
+            cartesia_version=self.cartesia_version,
+            user_agent=USER_AGENT,
+            extra_headers={**self.default_headers, **(extra_headers or {})},
+        )
+        from .protocol.pacing import check_speed
+
+        return ConnectionManager(
+            params=params,
+            url=url,
+            headers=headers,
+            secrets=[self.api_key],
+            speed=check_speed(speed),
+            frame_ms=frame_ms,
+            max_buffered_ms=max_buffered_ms,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+            late_final_grace=late_final_grace,
+            max_event_backlog=max_event_backlog,
+            max_message_size=max_message_size,
+        )
+
+
+class ManualFinalize:
+    """``client.stt.manual_finalize``: realtime STT where you decide when a turn ends."""
+
+    def __init__(self, settings: _Settings) -> None:
+        self._settings = settings
+
+    def websocket(
+        self,
+        *,
+        model: str,
+        encoding: str,
+        sample_rate: int,
+        language: str | None = None,
+        keyterm: Sequence[str] | None = None,
+        min_volume: float | None = None,
+        max_silence_duration_secs: float | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        speed: float | None = 1.0,
+        frame_ms: int = DEFAULT_FRAME_MS,
+        max_buffered_ms: int = 2000,
+        open_timeout: float | None = 10.0,
+        close_timeout: float = 10.0,
+        late_final_grace: float = 0.25,
+        max_event_backlog: int = 10_000,
+        max_message_size: int | None = 1 << 20,
+    ) -> ConnectionManager:
+        """Prepare a manual-finalize session (no network I/O until ``async with``).
+
+        Args:
+            model: ``"ink-2"``, ``"ink-whisper"``, ...
+            encoding: ``pcm_s16le``, ``pcm_s32le``, ``pcm_f16le``, ``pcm_f32le``,
+                ``pcm_mulaw`` or ``pcm_alaw``.
+            sample_rate: Hz, matching the audio.
+            language: ISO-639-1 code (server default ``en``).
+            keyterm: Terms to boost, sent as repeated ``keyterm=`` query values.
+            min_volume: ink-whisper only.
+            max_silence_duration_secs: ink-whisper only.
+            extra_query: More query parameters.
+            extra_headers: More handshake headers (override ours).
+            speed: Default pacing of ``send_audio``: 1.0 real time, ``None`` unpaced.
+            frame_ms: Frame length for ``send_audio`` (100 ms).
+            max_buffered_ms: Audio the send queue holds before ``send_audio`` waits.
+            open_timeout: Seconds for the handshake.
+            close_timeout: Seconds to wait for ``done`` when leaving ``async with``.
+            late_final_grace: Seconds an utterance with no text waits after its
+                ``flush_done`` for late final chunks (protocol.md §10.1).
+            max_event_backlog: Events kept for ``async for`` when nobody iterates.
+            max_message_size: Largest server message accepted, in bytes.
+
+        Returns:
+            A :class:`ConnectionManager`.
+
+        Raises:
+            UsageError: For a parameter of the wrong type or range.
+        """
+        return self._settings.manager(
+            model=model,
+            encoding=encoding,
+            sample_rate=sample_rate,
+            language=language,
+            keyterm=keyterm,
+            min_volume=min_volume,
+            max_silence_duration_secs=max_silence_duration_secs,
+            extra_query=extra_query,
+            extra_headers=extra_headers,
+            speed=speed,
+            frame_ms=frame_ms,
+            max_buffered_ms=max_buffered_ms,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+            late_final_grace=late_final_grace,
+            max_event_backlog=max_event_backlog,
+            max_message_size=max_message_size,
+        )
+
+
+class STT:
+    """``client.stt``."""
+
+    def __init__(self, settings: _Settings) -> None:
+        self.manual_finalize = ManualFinalize(settings)
+
+
+class AsyncCartesia:
+    """The client: configure once, open sessions with ``client.stt.manual_finalize.websocket``.
+
+    Args:
+        api_key: Defaults to ``CARTESIA_API_KEY``.
+        base_url: Defaults to ``CARTESIA_BASE_URL``, else ``https://api.cartesia.ai``;
+            ``http://`` maps to ``ws://``, anything else to ``wss://``.
+        websocket_base_url: A ``ws(s)://`` base that wins over ``base_url``.
+        cartesia_version: The ``cartesia-version`` header (default ``2025-11-04``).
+        default_headers: Extra handshake headers for every session.
+
+    Raises:
+        ConfigurationError: Without an API key, or with an unusable URL.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        websocket_base_url: str | None = None,
+        cartesia_version: str = DEFAULT_CARTESIA_VERSION,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._settings = _Settings(
+            api_key, base_url, websocket_base_url, cartesia_version, default_headers
+        )
+        self.stt = STT(self._settings)
+
+    @property
+    def base_url(self) -> str:
+        """The HTTP base URL in use."""
+        return self._settings.base_url
+
+    def __repr__(self) -> str:
+        return f"AsyncCartesia(base_url={self._settings.base_url!r}, api_key='***')"
+
+    async def close(self) -> None:
+        """Release client resources (none are pooled yet; sessions close themselves)."""
+
+    async def __aenter__(self) -> AsyncCartesia:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def connect(
+    *,
+    model: str,
+    encoding: str,
+    sample_rate: int,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    websocket_base_url: str | None = None,
+    cartesia_version: str = DEFAULT_CARTESIA_VERSION,
+    **options: Any,
+) -> ConnectionManager:
+    """Shortcut: ``async with cartesia_stt_async.connect(model=..., ...) as conn``.
+
+    Takes the arguments of ``client.stt.manual_finalize.websocket`` plus the client's
+    ``api_key``, ``base_url``, ``websocket_base_url`` and ``cartesia_version``.
+    """
+    settings = _Settings(api_key, base_url, websocket_base_url, cartesia_version, None)
+    return settings.manager(model=model, encoding=encoding, sample_rate=sample_rate, **options)

@@ -1,0 +1,660 @@
+"""The asyncio connection: one websockets socket, one protocol session, one reader, one writer.
+
+Every outgoing message goes through one bounded send queue drained by one writer task, which
+paces audio frames on the :class:`~cartesia_stt_async.protocol.pacing.Pacer` deadline schedule
+and awaits the transport (websockets' ``send`` waits for the write buffer to drain), so a slow
+network blocks :meth:`AsyncConnection.send_audio` instead of growing memory. Every incoming
+message is read by one reader task that decodes it, feeds the pure
+:class:`~cartesia_stt_async.protocol.session.Session`, resolves ``finalize()`` waiters and
+buffers the event for ``async for event in conn``. ``finalize()`` therefore resolves even when
+nobody iterates.
+
+Both tasks belong to the connection: they are created on open and always cancelled and awaited
+on close, and they never end with an unretrieved exception (failures are stored and re-raised
+to callers as typed errors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from ._sources import AudioSource, iter_audio
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    CartesiaSTTError,
+    ConnectionClosedError,
+    ConnectionStateError,
+    InvalidAudioError,
+    ProtocolError,
+    error_for_status,
+)
+from .protocol.commands import normalize_command
+from .protocol.events import ErrorEvent, Event, parse_event
+from .protocol.pacing import Pacer, check_speed
+from .protocol.session import Outgoing, Session, State
+from .protocol.transcript import Transcript, Utterance
+
+__all__ = ["AsyncConnection", "ConnectionStats"]
+
+logger = logging.getLogger("cartesia_stt_async")
+
+# A clean end of the socket: normal closure or going away after the session is over.
+_CLEAN_CLOSE_CODES = frozenset({1000, 1001})
+
+
+@dataclass
+class ConnectionStats:
+    """Counters of one connection.
+
+    Attributes:
+        frames_sent: Binary frames written to the socket.
+        audio_bytes_sent: Audio bytes written to the socket.
+        commands_sent: Text commands written.
+        events_received: Server events decoded.
+        events_dropped: Events dropped from the iteration backlog because nobody iterated
+            and it was full (the transcript and ``finalize()`` are never affected).
+        queued_bytes: Audio bytes waiting in the send queue right now.
+    """
+
+    frames_sent: int = 0
+    audio_bytes_sent: int = 0
+    commands_sent: int = 0
+    events_received: int = 0
+    events_dropped: int = 0
+    queued_bytes: int = 0
+
+
+class _Unset(enum.Enum):
+    UNSET = 0
+
+
+UNSET: Final = _Unset.UNSET
+
+_Item = tuple[Outgoing, float | None, bool]  # (message, speed, paced)
+
+
+class _SendQueue:
+    """A FIFO of outgoing messages bounded by audio bytes (commands cost nothing)."""
+
+    def __init__(self, limit: int, stats: ConnectionStats) -> None:
+        self._items: deque[_Item] = deque()
+        self._limit = limit
+        self._stats = stats
+        self._changed = asyncio.Event()
+        self.failure: BaseException | None = None
+
+    def _size(self, item: _Item) -> int:
+        return len(item[0]) if isinstance(item[0], bytes) else 0
+
+    def fail(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+        self._changed.set()
+
+    async def put_all(self, items: Iterable[_Item]) -> None:
+        for item in items:
+            size = self._size(item)
+            # Always admit one item into an empty queue, so one huge frame cannot deadlock.
+            while (
+                self.failure is None
+                and self._items
+                and self._stats.queued_bytes + size > self._limit
+            ):
+                self._changed.clear()
+                await self._changed.wait()
+            if self.failure is not None:
+                raise self.failure
+            self._items.append(item)
+            self._stats.queued_bytes += size
+            self._changed.set()
+
+    async def get(self) -> _Item:
+        while not self._items:
+            self._changed.clear()
+            await self._changed.wait()
+        return self._items[0]
+
+    def pop(self) -> None:
+        item = self._items.popleft()
+        self._stats.queued_bytes -= self._size(item)
+        self._changed.set()
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def drained(self) -> None:
+        while self._items and self.failure is None:
+            self._changed.clear()
+            await self._changed.wait()
+
+
+class AsyncConnection:
+    """A live manual-finalize session. Get one from ``client.stt.manual_finalize.websocket()``.
+
+    The official SDK's surface: ``send_raw``, ``send("finalize" | "close")``, ``recv``,
+    ``async for event in conn``, ``close``. The idiomatic surface: ``send_audio``,
+    ``finalize``, ``transcript``, ``stream``. Both drive the same session and can be mixed.
+
+    Attributes:
+        request_id: The session's id (from the ``X-Request-Id`` handshake header or events).
+        stats: Counters, see :class:`ConnectionStats`.
+    """
+
+    def __init__(
+        self,
+        ws: ClientConnection,
+        session: Session,
+        *,
+        speed: float | None = 1.0,
+        max_buffered_ms: int = 2000,
+        close_timeout: float = 10.0,
+        max_event_backlog: int = 10_000,
+    ) -> None:
+        self._ws = ws
+        self._session = session
+        self._speed = check_speed(speed)
+        self._close_timeout = close_timeout
+        self.stats = ConnectionStats()
+        limit = max(session.frame_bytes, session.format.bytes_per_second * max_buffered_ms // 1000)
+        self._queue = _SendQueue(limit, self.stats)
+        self._backlog: deque[Event] = deque()
+        self._max_backlog = max_event_backlog
+        self._backlog_changed = asyncio.Event()
+        self._subscribers: list[asyncio.Queue[Event | None]] = []
+        self._waiters: dict[Utterance, asyncio.Future[Utterance]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._failure: CartesiaSTTError | None = None  # why the session cannot go on
+        self._error_event_seen = False
+        self._finished = asyncio.Event()  # the reader has ended
+        self._loop = asyncio.get_running_loop()
+        header_rid = ws.response.headers.get("X-Request-Id") if ws.response else None
+        self.request_id: str = header_rid or ""
+        self._reader = asyncio.create_task(self._read_loop(), name="cartesia-stt-reader")
+        self._writer = asyncio.create_task(self._write_loop(), name="cartesia-stt-writer")
+
+    # -- introspection ---------------------------------------------------------------------
+
+    @property
+    def transcript(self) -> Transcript:
+        """The accumulator: ``.text`` (final deltas, verbatim), ``.interim``, ``.utterances``."""
+        return self._session.transcript
+
+    @property
+    def state(self) -> Literal["open", "closing", "done", "failed"]:
+        """``open``, ``closing`` (``close`` queued), ``done`` or ``failed``."""
+        return self._session.state.name.lower()  # type: ignore[return-value]
+
+    @property
+    def speed(self) -> float | None:
+        """Default pacing of :meth:`send_audio`: 1.0 real time, ``None`` unpaced."""
+        return self._speed
+
+    @speed.setter
+    def speed(self, value: float | None) -> None:
+        self._speed = check_speed(value)
+
+    def __repr__(self) -> str:
+        return (
+            f"<AsyncConnection request_id={self.request_id!r} state={self.state} "
+            f"audio_sent={self.stats.audio_bytes_sent}B>"
+        )
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._failure is not None and self._session.state is not State.DONE:
+            raise self._failure
+
+    async def _enqueue(self, items: list[Outgoing], *, speed: float | None, paced: bool) -> None:
+        await self._queue.put_all((item, speed, paced) for item in items)
+
+    async def send_audio(
+        self, chunk: bytes | bytearray | memoryview, *, speed: float | None | _Unset = UNSET
+    ) -> None:
+        """Queue audio of any size; it goes out in exact frames, paced to real time.
+
+        Returns once the audio is queued. The queue holds at most ``max_buffered_ms`` of
+        audio: when the network (or the pacing) is slower than the caller, this waits.
+
+        Args:
+            chunk: Raw audio in the session's encoding; any length (a sample split across two
+                calls is fine).
+            speed: Pacing for this audio: 1.0 real time, 4.0 four times faster, ``None`` as fast
+                as the transport allows. Defaults to the connection's ``speed``.
+
+        Raises:
+            ConnectionStateError: After ``close``.
+            InvalidAudioError: If ``chunk`` is not bytes-like.
+            APIError, ConnectionClosedError: If the session has failed.
+        """
+        self._check_usable()
+        pace = self._speed if isinstance(speed, _Unset) else check_speed(speed)
+        await self._enqueue(self._session.audio(chunk), speed=pace, paced=True)
+
+    async def send_raw(self, data: bytes | bytearray | memoryview | str) -> None:
+        """Send one message as-is, like the official SDK: bytes as a binary frame, unpaced.
+
+        A ``str`` is treated as a command (see :meth:`send`).
+
+        Raises:
+            InvalidAudioError: If the bytes are not a whole number of samples.
+            InvalidCommandError: If a ``str`` is not a known command.
+            ConnectionStateError: After ``close``.
+        """
+        if isinstance(data, str):
+            await self.send(data)
+            return
+        self._check_usable()
+        await self._enqueue(self._session.raw_audio(data), speed=None, paced=False)
+
+    async def send(self, command: str) -> None:
+        """Send ``"finalize"`` or ``"close"`` (``"done"``, the legacy ``close``, also works).
+
+        ``finalize`` here does not wait for its ``flush_done``; use :meth:`finalize` for that.
+
+        Raises:
+            InvalidCommandError: For any other string.
+            ConnectionStateError: After ``close``.
+        """
+        name = normalize_command(command)
+        self._check_usable()
+        if name == "finalize":
+            items, _ = self._session.finalize()
+        else:
+            items = self._session.close()
+        await self._enqueue(items, speed=None, paced=False)
+
+    async def finalize(self, timeout: float | None = 30.0) -> Utterance:
+        """Send any held-back audio and ``finalize``; wait for the matching ``flush_done``.
+
+        Args:
+            timeout: Seconds to wait for the answer; ``None`` waits forever.
+
+        Returns:
+            The :class:`Utterance`: its final text, words, request id and latency.
+
+        Raises:
+            APIError: If the server reports an error.
+            APITimeoutError: If no answer came in time.
+            ConnectionClosedError: If the socket closed first.
+            ConnectionStateError: After ``close``.
+        """
+        self._check_usable()
+        items, ticket = self._session.finalize()
+        fut: asyncio.Future[Utterance] = self._loop.create_future()
+        self._waiters[ticket] = fut
+        try:
+            await self._enqueue(items, speed=None, paced=False)
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            raise APITimeoutError(
+                f"no flush_done for finalize #{ticket.index} within {timeout} s"
+            ) from None
+        finally:
+            self._waiters.pop(ticket, None)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # mark retrieved: the error reached the caller another way
+
+    # -- receiving -------------------------------------------------------------------------
+
+    async def recv(self) -> Event:
+        """Return the next server event.
+
+        Raises:
+            ConnectionClosedError: If the session is over and no event is left (also when it
+                ended cleanly, as the official SDK does).
+        """
+        event = await self._next_event()
+        if event is None:
+            raise self._end_error() or ConnectionClosedError(
+                "the session is over: no more events", code=self._ws.close_code
+            )
+        return event
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while (event := await self._next_event()) is not None:
+            yield event
+        err = self._end_error()
+        if err is not None:
+            raise err
+
+    async def _next_event(self) -> Event | None:
+        while not self._backlog:
+            if self._finished.is_set():
+                return None
+            self._backlog_changed.clear()
+            await self._backlog_changed.wait()
+        return self._backlog.popleft()
+
+    def _end_error(self) -> CartesiaSTTError | None:
+        """The error that ends iteration, or None for a clean end (done, or error yielded)."""
+        if self._session.state is State.DONE or self._error_event_seen:
+            return None
+        if isinstance(self._failure, ConnectionClosedError) and (
+            self._failure.code in _CLEAN_CLOSE_CODES
+        ):
+            return None
+        return self._failure
+
+    # -- the idiomatic flow ----------------------------------------------------------------
+
+    async def stream(
+        self,
+        utterances: Iterable[AudioSource] | AsyncIterable[AudioSource],
+        *,
+        speed: float | None = 1.0,
+        finalize_each: bool = True,
+    ) -> Transcript:
+        """Stream utterances, ``finalize`` after each, ``close``, and wait for ``done``.
+
+        A sender task paces each utterance's audio into frames then queues ``finalize``;
+        ``close`` follows the last one. A receiver task consumes events until ``done``. They
+        run joined by :func:`asyncio.gather`: if either fails, or the caller is cancelled,
+        the other is cancelled, the socket is closed and the error propagates.
+
+        Args:
+            utterances: Each item is ``bytes``, an iterable or async iterable of ``bytes``, or a
+                path to a WAV file matching the session (mono, same encoding and rate).
+            speed: Pacing (1.0 real time; ``None`` unpaced).
+            finalize_each: Send ``finalize`` after each utterance (default) or only ``close``.
+
+        Returns:
+            The connection's :attr:`transcript`, complete.
+
+        Raises:
+            APIError: If the server reports an error.
+            InvalidAudioError: For a WAV file that does not match the session.
+            ConnectionClosedError: If the socket closes before ``done``.
+        """
+        pace = check_speed(speed)
+        self._check_usable()
+        events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._subscribers.append(events)
+
+        async def sender() -> None:
+            async def one(source: AudioSource) -> None:
+                async for chunk in iter_audio(source, self._session.format):
+                    await self.send_audio(chunk, speed=pace)
+                if finalize_each:
+                    await self.send("finalize")
+
+            if isinstance(utterances, AsyncIterable):
+                async for source in utterances:
+                    await one(source)
+            else:
+                for source in utterances:
+                    await one(source)
+            await self.send("close")
+
+        async def receiver() -> None:
+            while (event := await events.get()) is not None:
+                if isinstance(event, ErrorEvent):
+                    raise _api_error(event)
+                if event.type == "done":
+                    return
+            raise self._failure or ConnectionClosedError("connection ended before 'done'")
+
+        tasks = [
+            asyncio.create_task(sender(), name="cartesia-stt-sender"),
+            asyncio.create_task(receiver(), name="cartesia-stt-receiver"),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._abort()
+            raise
+        finally:
+            self._subscribers.remove(events)
+        return self.transcript
+
+    # -- closing ---------------------------------------------------------------------------
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """End the session gracefully: send ``close`` (unless sent) and drain to ``done``.
+
+        Every final transcript the server still owes arrives before this returns. Bounded by
+        ``timeout`` (default: the connection's ``close_timeout``); on timeout the socket is
+        closed and :class:`APITimeoutError` raised.
+
+        Raises:
+            APITimeoutError: If ``done`` did not arrive in time.
+            InvalidAudioError: If held-back audio ended mid-sample (``close`` is still sent).
+        """
+        timeout = self._close_timeout if timeout is None else timeout
+        pending_error: InvalidAudioError | None = None
+        try:
+            if self._session.state is State.OPEN and self._failure is None:
+                try:
+                    items = self._session.close()
+                except InvalidAudioError as exc:
+                    pending_error, items = exc, ["close"]
+                async with asyncio.timeout(timeout):
+                    await self._enqueue(items, speed=None, paced=False)
+            if self._session.state is State.CLOSING and self._failure is None:
+                async with asyncio.timeout(timeout):
+                    await self._finished.wait()
+        except TimeoutError:
+            await self._abort()
+            raise APITimeoutError(
+                f"the server did not answer 'close' with 'done' within {timeout} s"
+            ) from None
+        except BaseException:
+            await self._abort()
+            raise
+        await self._shutdown()
+        if pending_error is not None:
+            raise pending_error
+
+    async def close(self, *, code: int = 1000, reason: str = "") -> None:
+        """Close the socket now, like the official SDK (no ``close`` command, no draining).
+
+        Use :meth:`aclose` (or leave ``async with`` normally) to keep every final transcript.
+        """
+        await self._shutdown(code=code, reason=reason)
+
+    async def _abort(self) -> None:
+        await self._shutdown(code=1000, reason="client aborted")
+
+    async def _shutdown(self, *, code: int = 1000, reason: str = "") -> None:
+        """Stop both tasks and close the socket, bounded in time; idempotent."""
+        self._writer.cancel()
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                await self._ws.close(code=code, reason=reason)
+        except (TimeoutError, OSError, ConnectionClosed):
+            self._ws.transport.abort()
+        finally:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, self._writer, return_exceptions=True)
+            self._fail(
+                ConnectionStateError("the connection is closed"), code=None, quiet=True
+            )
+
+    async def __aenter__(self) -> AsyncConnection:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            await self.aclose()
+        else:
+            await self._abort()
+
+    # -- the two tasks ---------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        ws, session, stats, queue = self._ws, self._session, self.stats, self._queue
+        pacer = Pacer(1.0)
+        loop = self._loop
+        try:
+            while True:
+                item, speed, paced = await queue.get()
+                if isinstance(item, bytes):
+                    if paced and speed is not None:
+                        if pacer.speed != speed:
+                            pacer = Pacer(speed)
+                        due = pacer.schedule(loop.time(), session.format.duration(len(item)))
+                        delay = due - loop.time()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                    await ws.send(item)
+                    stats.frames_sent += 1
+                    stats.audio_bytes_sent += len(item)
+                else:
+                    await ws.send(item)
+                    stats.commands_sent += 1
+                    if logger.isEnabledFor(logging.DEBUG):
+                        logger.debug(
+                            "sent %r after %d frames (%d bytes)",
+                            item,
+                            stats.frames_sent,
+                            stats.audio_bytes_sent,
+                        )
+                session.sent(item, loop.time())
+                queue.pop()
+        except ConnectionClosed as exc:
+            self._fail(_closed_error(exc), code=exc.rcvd.code if exc.rcvd else 1006)
+        except OSError as exc:
+            self._fail(APIConnectionError(f"sending failed: {exc}"), code=1006)
+
+    async def _read_loop(self) -> None:
+        session = self._session
+        try:
+            async for message in self._ws:
+                if isinstance(message, bytes):
+                    raise ProtocolError(
+                        f"server sent a {len(message)}-byte binary message; "
+                        "the protocol only has JSON text events"
+                    )
+                event = parse_event(message)
+                self.stats.events_received += 1
+                now = self._loop.time()
+                completed = session.receive(event, now)
+                if not self.request_id and session.request_id:
+                    self.request_id = session.request_id
+                if isinstance(event, ErrorEvent):
+                    self._error_event_seen = True
+                    self._fail(_api_error(event), code=None)
+                self._resolve(completed)
+                self._arm_timer()
+                self._publish(event)
+            code = self._ws.close_code
+            reason = self._ws.close_reason or ""
+            if session.state is not State.DONE and self._failure is None:
+                self._fail(
+                    ConnectionClosedError(
+                        f"server closed the connection (code {code}"
+                        + (f", reason {reason!r})" if reason else ")")
+                        + " before 'done'",
+                        code=code,
+                        reason=reason,
+                    ),
+                    code=code,
+                )
+        except ConnectionClosed as exc:
+            self._fail(_closed_error(exc), code=exc.rcvd.code if exc.rcvd else 1006)
+        except ProtocolError as exc:
+            self._fail(exc, code=None)
+            with contextlib.suppress(Exception):
+                await self._ws.close(code=1002, reason="protocol error")
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._resolve(session.poll(float("inf")))
+            self._finished.set()
+            self._backlog_changed.set()
+            for sub in self._subscribers:
+                sub.put_nowait(None)
+
+    def _publish(self, event: Event) -> None:
+        if len(self._backlog) >= self._max_backlog:
+            self._backlog.popleft()
+            self.stats.events_dropped += 1
+            if self.stats.events_dropped == 1:
+                logger.warning(
+                    "event backlog full (%d): nobody iterates this connection, dropping the "
+                    "oldest events (transcript and finalize() are unaffected)",
+                    self._max_backlog,
+                )
+        self._backlog.append(event)
+        self._backlog_changed.set()
+        for sub in self._subscribers:
+            sub.put_nowait(event)
+
+    def _resolve(self, completed: list[Utterance]) -> None:
+        for utt in completed:
+            fut = self._waiters.get(utt)
+            if fut is not None and not fut.done():
+                fut.set_result(utt)
+
+    def _arm_timer(self) -> None:
+        deadline = self._session.next_deadline
+        if self._timer is not None:
+            if deadline is not None and self._timer.when() == deadline:
+                return
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._resolve(self._session.poll(self._loop.time()))
+        self._arm_timer()
+
+    def _fail(self, exc: CartesiaSTTError, *, code: int | None, quiet: bool = False) -> None:
+        """Record why the session cannot go on and fail everyone waiting on it."""
+        if self._failure is None:
+            self._failure = exc
+            if not quiet:
+                logger.debug("connection failed: %s (close code %s)", type(exc).__name__, code)
+        failure = self._failure
+        self._queue.fail(failure)
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(failure)
+
+
+def _api_error(event: ErrorEvent) -> APIError:
+    message = event.message or "the server reported an error"
+    kw: dict[str, Any] = {
+        "title": event.title,
+        "error_code": event.error_code,
+        "request_id": event.request_id,
+    }
+    if event.status_code is not None:
+        return error_for_status(event.status_code, message, **kw)
+    return APIError(message, status_code=None, **kw)
+
+
+def _closed_error(exc: ConnectionClosed) -> ConnectionClosedError:
+    if exc.rcvd is None:
+        return ConnectionClosedError(
+            "the connection dropped without a close frame (1006)", code=1006
+        )
+    reason = exc.rcvd.reason
+    return ConnectionClosedError(
+        f"server closed the connection (code {exc.rcvd.code}"
+        + (f", reason {reason!r})" if reason else ")"),
+        code=exc.rcvd.code,
+        reason=reason,
+    )
+

@@ -1,0 +1,241 @@
+"""The one exception tree of ``cartesia_stt_async``.
+
+Every exception this package raises on purpose derives from :class:`CartesiaSTTError`::
+
+    CartesiaSTTError
+    ├── ConfigurationError            the client was configured wrongly (no API key, bad URL)
+    ├── UsageError                    you called the SDK wrongly ("local" errors)
+    │   ├── InvalidAudioError         bytes that cannot be audio of the session's encoding,
+    │   │                             or a WAV file whose header does not match the session
+    │   ├── InvalidCommandError       a text command other than ``finalize`` / ``close``
+    │   └── ConnectionStateError      sending after ``close``, using a connection not yet open
+    ├── APIConnectionError            the network failed us (could not connect, dropped)
+    │   ├── ConnectionClosedError     the socket closed before the session ended cleanly
+    │   └── APITimeoutError           a bounded wait ran out (also a builtin TimeoutError)
+    ├── ProtocolError                 the server broke the wire contract (malformed JSON,
+    │                                 binary frames, unmatched ``flush_done``) ("remote" errors)
+    └── APIError                      the server reported an error (status, title, message)
+        └── APIStatusError            ... by refusing the WebSocket handshake with an HTTP status
+            ├── BadRequestError           400
+            ├── AuthenticationError       401
+            ├── PermissionDeniedError     403
+            ├── NotFoundError             404
+            ├── RateLimitError            429 (``retry_after`` seconds when the server said)
+            └── ServerError               5xx
+
+A server ``error`` event is an :class:`APIError` when raised by ``finalize()`` or ``stream()``; the
+compatible ``async for event in conn`` iterator yields it as an event instead, like the official SDK.
+
+Any other exception escaping this package is a bug. No exception text ever contains the API key:
+messages are built only from status lines, server-provided error fields and our own words.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CartesiaSTTError",
+    "ConfigurationError",
+    "ConnectionClosedError",
+    "ConnectionStateError",
+    "InvalidAudioError",
+    "InvalidCommandError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "RateLimitError",
+    "ServerError",
+    "UsageError",
+    "error_for_status",
+]
+
+
+class CartesiaSTTError(Exception):
+    """Root of every error raised by ``cartesia_stt_async``."""
+
+
+class ConfigurationError(CartesiaSTTError):
+    """The client was configured wrongly, e.g. no API key or an unusable base URL."""
+
+
+class UsageError(CartesiaSTTError):
+    """The SDK was called wrongly: wrong types, wrong order, impossible values."""
+
+
+class InvalidAudioError(UsageError):
+    """Audio that cannot belong to this session: misaligned byte counts or a mismatched WAV."""
+
+
+class InvalidCommandError(UsageError):
+    """A text command the protocol does not know (only ``finalize`` and ``close`` exist)."""
+
+
+class ConnectionStateError(UsageError):
+    """The connection is not in a state that allows this call (e.g. audio after ``close``)."""
+
+
+class APIConnectionError(CartesiaSTTError):
+    """The network failed: the server could not be reached or the connection dropped."""
+
+
+class ConnectionClosedError(APIConnectionError):
+    """The WebSocket closed before the session ended cleanly.
+
+    Attributes:
+        code: The close code received from the server, or 1006 when the connection dropped
+            without a close frame.
+        reason: The close reason sent by the server ("" when none).
+    """
+
+    def __init__(self, message: str, *, code: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+class APITimeoutError(APIConnectionError, TimeoutError):
+    """A bounded wait (connect, finalize, close) ran out of time."""
+
+
+class ProtocolError(CartesiaSTTError):
+    """The server sent something the wire contract does not allow (malformed JSON, binary data)."""
+
+
+class APIError(CartesiaSTTError):
+    """The server reported an error.
+
+    Attributes:
+        status_code: HTTP-like status (400, 401, 429, 500, ...) or ``None`` when not given.
+        title: Short title from the server ("Invalid model"), or ``None``.
+        message: Human-readable message from the server.
+        error_code: Machine-readable code ("model_not_found"), or ``None``.
+        request_id: The session's request id, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        title: str | None = None,
+        error_code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        parts = [p for p in (str(status_code) if status_code is not None else None, title) if p]
+        head = " ".join(parts)
+        super().__init__(f"{head}: {message}" if head else message)
+        self.status_code = status_code
+        self.title = title
+        self.message = message
+        self.error_code = error_code
+        self.request_id = request_id
+
+
+class APIStatusError(APIError):
+    """The server refused the WebSocket handshake with an HTTP status."""
+
+
+class BadRequestError(APIStatusError):
+    """HTTP 400: the request parameters were rejected."""
+
+
+class AuthenticationError(APIStatusError):
+    """HTTP 401: the API key is missing or invalid."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """HTTP 403: the key is valid but not allowed to use this endpoint."""
+
+
+class NotFoundError(APIStatusError):
+    """HTTP 404: no such endpoint (check ``base_url``)."""
+
+
+class RateLimitError(APIStatusError):
+    """HTTP 429: too many concurrent sessions.
+
+    Attributes:
+        retry_after: Seconds the server asked us to wait (``Retry-After``), or ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status_code: int | None = 429,
+        title: str | None = None,
+        error_code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            status_code=status_code,
+            title=title,
+            error_code=error_code,
+            request_id=request_id,
+        )
+        self.retry_after = retry_after
+
+
+class ServerError(APIStatusError):
+    """HTTP 5xx: the server failed."""
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+
+def error_for_status(
+    status_code: int,
+    message: str,
+    *,
+    title: str | None = None,
+    error_code: str | None = None,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+) -> APIStatusError:
+    """Build the :class:`APIStatusError` subclass that matches an HTTP status code.
+
+    Args:
+        status_code: The HTTP status of the refused handshake.
+        message: What went wrong, in words (never containing credentials).
+        title: Optional short title.
+        error_code: Optional machine-readable code.
+        request_id: Optional request id.
+        retry_after: Seconds to wait, for 429 responses.
+
+    Returns:
+        An exception instance, not raised.
+    """
+    cls: type[APIStatusError]
+    if status_code >= 500:
+        cls = ServerError
+    else:
+        cls = _STATUS_CLASSES.get(status_code, APIStatusError)
+    if cls is RateLimitError:
+        return RateLimitError(
+            message,
+            retry_after=retry_after,
+            status_code=status_code,
+            title=title,
+            error_code=error_code,
+            request_id=request_id,
+        )
+    return cls(
+        message,
+        status_code=status_code,
+        title=title,
+        error_code=error_code,
+        request_id=request_id,
+    )

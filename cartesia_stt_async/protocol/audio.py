@@ -1,0 +1,270 @@
+"""Audio formats, exact frame sizes, reframing and WAV header checks (pure: no I/O, no clock).
+
+The realtime endpoint takes raw, headerless, mono PCM in the ``encoding`` and ``sample_rate``
+declared in the connection URL (protocol.md §1.3, §3). Cartesia recommends ~100 ms per binary
+frame, sent at real-time pace. This module knows how many bytes that is for every encoding, cuts
+arbitrary chunks into exact frames, and reads WAV headers so a file can be checked against the
+session before a single byte is sent.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final, Literal, get_args
+
+from ..errors import InvalidAudioError, UsageError
+
+__all__ = [
+    "BYTES_PER_SAMPLE",
+    "ENCODINGS",
+    "AudioFormat",
+    "Encoding",
+    "Reframer",
+    "WavInfo",
+    "parse_wav_header",
+]
+
+Encoding = Literal["pcm_s16le", "pcm_s32le", "pcm_f16le", "pcm_f32le", "pcm_mulaw", "pcm_alaw"]
+"""The six encodings the manual-finalize endpoint accepts (protocol.md §1.3)."""
+
+ENCODINGS: Final[tuple[Encoding, ...]] = get_args(Encoding)
+
+BYTES_PER_SAMPLE: Final[dict[str, int]] = {
+    "pcm_s16le": 2,
+    "pcm_s32le": 4,
+    "pcm_f16le": 2,
+    "pcm_f32le": 4,
+    "pcm_mulaw": 1,
+    "pcm_alaw": 1,
+}
+
+DEFAULT_FRAME_MS: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFormat:
+    """The audio format of one session: encoding and sample rate (always mono).
+
+    Args:
+        encoding: One of :data:`ENCODINGS`.
+        sample_rate: Samples per second, a positive integer.
+
+    Raises:
+        UsageError: If the encoding is unknown or the sample rate is not a positive integer.
+    """
+
+    encoding: str
+    sample_rate: int
+
+    def __post_init__(self) -> None:
+        if self.encoding not in BYTES_PER_SAMPLE:
+            raise UsageError(
+                f"unknown encoding {self.encoding!r}; expected one of {', '.join(ENCODINGS)}"
+            )
+        if (
+            isinstance(self.sample_rate, bool)
+            or not isinstance(self.sample_rate, int)
+            or self.sample_rate <= 0
+        ):
+            raise UsageError(f"sample_rate must be a positive integer, got {self.sample_rate!r}")
+
+    @property
+    def sample_width(self) -> int:
+        """Bytes per sample (mono, so also bytes per frame of one sample)."""
+        return BYTES_PER_SAMPLE[self.encoding]
+
+    @property
+    def bytes_per_second(self) -> int:
+        """Bytes of audio per second of speech."""
+        return self.sample_width * self.sample_rate
+
+    def frame_bytes(self, frame_ms: int = DEFAULT_FRAME_MS) -> int:
+        """Bytes in one frame of ``frame_ms`` milliseconds, rounded down to whole samples.
+
+        Args:
+            frame_ms: Frame length in milliseconds (100 by default, as Cartesia recommends).
+
+        Returns:
+            The byte count, at least one sample. 100 ms of 16 kHz pcm_s16le is 3200.
+        """
+        if frame_ms <= 0:
+            raise UsageError(f"frame_ms must be positive, got {frame_ms!r}")
+        samples = max(1, self.sample_rate * frame_ms // 1000)
+        return samples * self.sample_width
+
+    def duration(self, nbytes: int) -> float:
+        """Seconds of audio in ``nbytes`` bytes."""
+        return nbytes / self.bytes_per_second
+
+    def check_aligned(self, nbytes: int, what: str = "audio") -> None:
+        """Raise :class:`InvalidAudioError` unless ``nbytes`` is a whole number of samples."""
+        if nbytes % self.sample_width:
+            raise InvalidAudioError(
+                f"{what} of {nbytes} bytes is not a whole number of {self.encoding} samples "
+                f"({self.sample_width} bytes each); the session would be misaligned from here on"
+            )
+
+
+class Reframer:
+    """Cut a stream of arbitrary chunks into exact, equal frames.
+
+    ``push()`` returns every complete frame now available and keeps the remainder;
+    ``flush()`` returns the remainder (a shorter last frame, before ``finalize`` or ``close``).
+    A chunk may end in the middle of a sample; the flushed remainder may not.
+
+    Args:
+        frame_bytes: Size of every frame but the flushed last one.
+        sample_width: Bytes per sample, to check the remainder at ``flush()``.
+    """
+
+    __slots__ = ("_buf", "frame_bytes", "sample_width")
+
+    def __init__(self, frame_bytes: int, sample_width: int = 1) -> None:
+        if frame_bytes <= 0 or frame_bytes % sample_width:
+            raise UsageError(
+                f"frame_bytes {frame_bytes} must be a positive multiple of {sample_width}"
+            )
+        self.frame_bytes = frame_bytes
+        self.sample_width = sample_width
+        self._buf = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes held back, waiting for the rest of their frame."""
+        return len(self._buf)
+
+    def push(self, chunk: bytes | bytearray | memoryview) -> list[bytes]:
+        """Add a chunk; return the complete frames it makes available (possibly none)."""
+        buf = self._buf
+        size = self.frame_bytes
+        if not buf and len(chunk) % size == 0:
+            # Fast path: already frame-aligned, no copy through the buffer.
+            mv = memoryview(chunk)
+            return [bytes(mv[i : i + size]) for i in range(0, len(mv), size)]
+        buf += chunk
+        n = len(buf) // size * size
+        if not n:
+            return []
+        frames = [bytes(buf[i : i + size]) for i in range(0, n, size)]
+        del buf[:n]
+        return frames
+
+    def flush(self) -> bytes:
+        """Return and clear the remainder (``b""`` when there is none).
+
+        Raises:
+            InvalidAudioError: If the remainder ends in the middle of a sample; the remainder
+                is discarded so that the session stays aligned.
+        """
+        data = bytes(self._buf)
+        self._buf.clear()
+        if len(data) % self.sample_width:
+            raise InvalidAudioError(
+                f"audio ends with {len(data) % self.sample_width} stray byte(s): "
+                f"{len(data)} bytes is not a whole number of {self.sample_width}-byte samples"
+            )
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class WavInfo:
+    """What a WAV header says.
+
+    Attributes:
+        encoding: The matching protocol encoding, or ``None`` when the WAV holds something the
+            protocol cannot carry (8-bit, 24-bit, 64-bit float, ...).
+        sample_rate: Samples per second.
+        channels: Channel count (the protocol needs 1).
+        bits_per_sample: Bits per sample as written in the header.
+        format_tag: The WAVE format tag (1 PCM, 3 float, 6 A-law, 7 mu-law).
+        data_offset: Byte offset of the first audio byte in the file.
+        data_size: Bytes of audio in the ``data`` chunk (may be 0 or huge for streamed WAVs).
+    """
+
+    encoding: Encoding | None
+    sample_rate: int
+    channels: int
+    bits_per_sample: int
+    format_tag: int
+    data_offset: int
+    data_size: int
+
+    def check_matches(self, fmt: AudioFormat, name: str = "WAV file") -> None:
+        """Raise :class:`InvalidAudioError` unless this WAV can be streamed to ``fmt`` as-is."""
+        problems = []
+        if self.channels != 1:
+            problems.append(f"has {self.channels} channels but the protocol takes mono")
+        if self.encoding != fmt.encoding:
+            got = self.encoding or f"format tag {self.format_tag}, {self.bits_per_sample}-bit"
+            problems.append(f"is {got} but the session expects {fmt.encoding}")
+        if self.sample_rate != fmt.sample_rate:
+            problems.append(
+                f"is {self.sample_rate} Hz but the session expects {fmt.sample_rate} Hz"
+            )
+        if problems:
+            raise InvalidAudioError(f"{name} " + "; ".join(problems))
+
+
+_WAVE_FORMAT_PCM = 1
+_WAVE_FORMAT_IEEE_FLOAT = 3
+_WAVE_FORMAT_ALAW = 6
+_WAVE_FORMAT_MULAW = 7
+_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+
+_ENCODING_BY_TAG_BITS: Final[dict[tuple[int, int], Encoding]] = {
+    (_WAVE_FORMAT_PCM, 16): "pcm_s16le",
+    (_WAVE_FORMAT_PCM, 32): "pcm_s32le",
+    (_WAVE_FORMAT_IEEE_FLOAT, 16): "pcm_f16le",
+    (_WAVE_FORMAT_IEEE_FLOAT, 32): "pcm_f32le",
+    (_WAVE_FORMAT_MULAW, 8): "pcm_mulaw",
+    (_WAVE_FORMAT_ALAW, 8): "pcm_alaw",
+}
+
+
+def parse_wav_header(head: bytes) -> WavInfo:
+    """Parse a RIFF/WAVE header from the first bytes of a file.
+
+    Args:
+        head: The start of the file, through the ``data`` chunk header (4 KiB is plenty for
+            ordinary files; chunks before ``data`` such as ``LIST`` are skipped).
+
+    Returns:
+        The parsed :class:`WavInfo`.
+
+    Raises:
+        InvalidAudioError: If the bytes are not a WAV header this module understands.
+    """
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+        raise InvalidAudioError("not a WAV file: missing RIFF/WAVE header")
+    pos = 12
+    fmt: tuple[int, int, int, int] | None = None
+    while pos + 8 <= len(head):
+        cid = head[pos : pos + 4]
+        (size,) = struct.unpack_from("<I", head, pos + 4)
+        body = pos + 8
+        if cid == b"fmt ":
+            if size < 16 or body + 16 > len(head):
+                raise InvalidAudioError("WAV fmt chunk is truncated")
+            tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", head, body)
+            if tag == _WAVE_FORMAT_EXTENSIBLE:
+                if size < 40 or body + 26 > len(head):
+                    raise InvalidAudioError("WAV extensible fmt chunk is truncated")
+                # The sub-format GUID starts with the real format tag.
+                (tag,) = struct.unpack_from("<H", head, body + 24)
+            fmt = (tag, channels, rate, bits)
+        elif cid == b"data":
+            if fmt is None:
+                raise InvalidAudioError("WAV data chunk comes before its fmt chunk")
+            tag, channels, rate, bits = fmt
+            return WavInfo(
+                encoding=_ENCODING_BY_TAG_BITS.get((tag, bits)),
+                sample_rate=rate,
+                channels=channels,
+                bits_per_sample=bits,
+                format_tag=tag,
+                data_offset=body,
+                data_size=size,
+            )
+        pos = body + size + (size & 1)  # chunks are padded to even sizes
+    raise InvalidAudioError("WAV header has no data chunk in its first bytes")

@@ -1,0 +1,252 @@
+"""Client commands, the connect URL, its query and its headers (pure: stdlib only).
+
+Commands are bare TEXT frames, not JSON (protocol.md §3): ``finalize`` and ``close``; ``done``
+is the legacy name of ``close``. The URL is derived as the official Python SDK does (§1.1):
+``websocket_base_url`` verbatim if given, else the HTTP base URL with ``http`` → ``ws`` and
+anything else → ``wss``, path prefix kept, ``/stt/websocket`` appended, base query merged first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from ..errors import ConfigurationError, InvalidCommandError, UsageError
+from .audio import AudioFormat
+
+__all__ = [
+    "COMMANDS",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_CARTESIA_VERSION",
+    "STT_PATH",
+    "Command",
+    "ConnectParams",
+    "build_headers",
+    "build_ws_url",
+    "normalize_command",
+    "redact",
+]
+
+Command = Literal["finalize", "close"]
+COMMANDS: Final[tuple[Command, ...]] = ("finalize", "close")
+_LEGACY_ALIASES: Final = {"done": "close"}
+
+DEFAULT_BASE_URL: Final = "https://api.cartesia.ai"
+# protocol.md §11: the version the seed SDK (3.2.0) sends.
+DEFAULT_CARTESIA_VERSION: Final = "2025-11-04"
+STT_PATH: Final = "/stt/websocket"
+
+MAX_KEYTERMS: Final = 100
+MAX_KEYTERM_CHARS: Final = 1200
+
+
+def normalize_command(command: object) -> Command:
+    """Check a text command and return its canonical name.
+
+    Args:
+        command: What the caller wants to send; ``"done"`` is accepted as the legacy ``close``.
+
+    Returns:
+        ``"finalize"`` or ``"close"``.
+
+    Raises:
+        InvalidCommandError: For anything else, naming the value.
+    """
+    if not isinstance(command, str):
+        raise InvalidCommandError(
+            f"commands are the strings 'finalize' or 'close', got {type(command).__name__}"
+        )
+    name = _LEGACY_ALIASES.get(command, command)
+    if name == "finalize" or name == "close":
+        return name
+    raise InvalidCommandError(
+        f"unknown command {command!r}: the manual-finalize endpoint only takes 'finalize' "
+        "and 'close' (audio goes through send_audio/send_raw as bytes)"
+    )
+
+
+def _finite(name: str, value: float | None, low: float, high: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UsageError(f"{name} must be a finite number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise UsageError(f"{name} must be in {bound}, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectParams:
+    """The query parameters of one session, checked on the client before connecting.
+
+    Args:
+        model: Model id, e.g. ``"ink-2"`` (any non-empty string; the server decides).
+        encoding: One of the six encodings.
+        sample_rate: Positive integer Hz.
+        language: ISO-639-1 code or ``None`` (server default ``en``).
+        keyterms: Terms to boost (at most 100, at most 1200 characters in all).
+        min_volume: ink-whisper only; 0.0-1.0.
+        max_silence_duration_secs: ink-whisper only; positive seconds.
+        extra_query: Additional query pairs, appended last.
+
+    Raises:
+        UsageError: When a value has the wrong type or range, naming it.
+    """
+
+    model: str
+    encoding: str
+    sample_rate: int
+    language: str | None = None
+    keyterms: tuple[str, ...] = ()
+    min_volume: float | None = None
+    max_silence_duration_secs: float | None = None
+    extra_query: tuple[tuple[str, str], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise UsageError(f"model must be a non-empty string, got {self.model!r}")
+        AudioFormat(self.encoding, self.sample_rate)  # validates both
+        if self.language is not None and (not isinstance(self.language, str) or not self.language):
+            raise UsageError(f"language must be a non-empty string, got {self.language!r}")
+        for term in self.keyterms:
+            if not isinstance(term, str) or not term:
+                raise UsageError(f"every keyterm must be a non-empty string, got {term!r}")
+        if len(self.keyterms) > MAX_KEYTERMS:
+            raise UsageError(f"at most {MAX_KEYTERMS} keyterms, got {len(self.keyterms)}")
+        total = sum(len(t) for t in self.keyterms)
+        if total > MAX_KEYTERM_CHARS:
+            raise UsageError(f"keyterms total {total} characters; the limit is {MAX_KEYTERM_CHARS}")
+        _finite("min_volume", self.min_volume, 0.0, 1.0)
+        _finite("max_silence_duration_secs", self.max_silence_duration_secs, 0.0, None)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        model: str,
+        encoding: str,
+        sample_rate: int,
+        language: str | None = None,
+        keyterm: Sequence[str] | None = None,
+        min_volume: float | None = None,
+        max_silence_duration_secs: float | None = None,
+        extra_query: Mapping[str, object] | None = None,
+    ) -> ConnectParams:
+        """Build from keyword arguments as the public API takes them (``keyterm`` a list)."""
+        if isinstance(keyterm, str | bytes):
+            raise UsageError("keyterm must be a list of strings, not a single string")
+        extra: list[tuple[str, str]] = []
+        for key, value in (extra_query or {}).items():
+            values = value if isinstance(value, list | tuple) else [value]
+            extra.extend((key, _query_value(v)) for v in values if v is not None)
+        return cls(
+            model=model,
+            encoding=encoding,
+            sample_rate=sample_rate,
+            language=language,
+            keyterms=tuple(keyterm or ()),
+            min_volume=min_volume,
+            max_silence_duration_secs=max_silence_duration_secs,
+            extra_query=tuple(extra),
+        )
+
+    @property
+    def audio_format(self) -> AudioFormat:
+        """The session's :class:`AudioFormat`."""
+        return AudioFormat(self.encoding, self.sample_rate)
+
+    def query(self) -> list[tuple[str, str]]:
+        """The query pairs in wire order; keyterms as repeated ``keyterm=`` pairs."""
+        pairs: list[tuple[str, str]] = [
+            ("model", self.model),
+            ("encoding", self.encoding),
+            ("sample_rate", str(self.sample_rate)),
+        ]
+        if self.language is not None:
+            pairs.append(("language", self.language))
+        pairs.extend(("keyterm", t) for t in self.keyterms)
+        if self.min_volume is not None:
+            pairs.append(("min_volume", _query_value(self.min_volume)))
+        if self.max_silence_duration_secs is not None:
+            pairs.append(
+                ("max_silence_duration_secs", _query_value(self.max_silence_duration_secs))
+            )
+        pairs.extend(self.extra_query)
+        return pairs
+
+
+def _query_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def build_ws_url(
+    query: Iterable[tuple[str, str]],
+    *,
+    base_url: str = DEFAULT_BASE_URL,
+    websocket_base_url: str | None = None,
+) -> str:
+    """Build the ``/stt/websocket`` URL (protocol.md §1.1).
+
+    Args:
+        query: Query pairs, appended after any query of the base URL. Spaces encode as ``%20``.
+        base_url: HTTP(S) base URL; ``http`` maps to ``ws``, anything else to ``wss``.
+        websocket_base_url: A ``ws``/``wss`` base that wins over ``base_url`` when given.
+
+    Returns:
+        The full URL.
+
+    Raises:
+        ConfigurationError: If the base URL has no host.
+    """
+    if websocket_base_url is not None:
+        parts = urlsplit(websocket_base_url)
+        scheme = parts.scheme
+        if scheme not in ("ws", "wss"):
+            raise ConfigurationError(
+                f"websocket_base_url must start with ws:// or wss://, got scheme {scheme!r}"
+            )
+    else:
+        parts = urlsplit(base_url)
+        scheme = "ws" if parts.scheme == "http" else "wss"
+    if not parts.netloc:
+        raise ConfigurationError("the base URL has no host; expected e.g. https://api.cartesia.ai")
+    path = parts.path.rstrip("/") + STT_PATH
+    pairs = parse_qsl(parts.query, keep_blank_values=True) + list(query)
+    return urlunsplit((scheme, parts.netloc, path, urlencode(pairs, quote_via=quote), ""))
+
+
+def build_headers(
+    *,
+    api_key: str,
+    cartesia_version: str,
+    user_agent: str,
+    extra_headers: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Handshake headers: ``Authorization: Bearer``, ``cartesia-version``, ``User-Agent``.
+
+    ``extra_headers`` are merged last and may override any of them.
+    """
+    headers = {
+        "Authorization": f"Bearer {api_key}",
+        "cartesia-version": cartesia_version,
+        "User-Agent": user_agent,
+    }
+    lower = {k.lower(): k for k in headers}
+    for key, value in (extra_headers or {}).items():
+        headers.pop(lower.get(key.lower(), key), None)
+        headers[key] = value
+    return headers
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of each non-trivial secret in ``text`` with ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
