@@ -221,7 +221,7 @@ class AsyncConnection:
         await self._queue.put_all((item, speed, paced) for item in items)
 
     async def send_audio(
-        self, chunk: bytes | bytearray | memoryview, *, speed: float | None | _Unset = UNSET
+        self, chunk: bytes | bytearray | memoryview, *, speed: float | _Unset | None = UNSET
     ) -> None:
         """Queue audio of any size; it goes out in exact frames, paced to real time.
 
@@ -485,9 +485,7 @@ class AsyncConnection:
         finally:
             self._reader.cancel()
             await asyncio.gather(self._reader, self._writer, return_exceptions=True)
-            self._fail(
-                ConnectionStateError("the connection is closed"), code=None, quiet=True
-            )
+            self._fail(ConnectionStateError("the connection is closed"), code=None, quiet=True)
 
     async def __aenter__(self) -> AsyncConnection:
         return self
@@ -657,4 +655,3 @@ def _closed_error(exc: ConnectionClosed) -> ConnectionClosedError:
         code=exc.rcvd.code,
         reason=reason,
     )
-

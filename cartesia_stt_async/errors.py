@@ -24,7 +24,7 @@ Every exception this package raises on purpose derives from :class:`CartesiaSTTE
             └── ServerError               5xx
 
 A server ``error`` event is an :class:`APIError` when raised by ``finalize()`` or ``stream()``; the
-compatible ``async for event in conn`` iterator yields it as an event instead, like the official SDK.
+``async for event in conn`` iterator yields it as an event instead, as the official SDK does.
 
 Any other exception escaping this package is a bug. No exception text ever contains the API key:
 messages are built only from status lines, server-provided error fields and our own words.
@@ -219,10 +219,7 @@ def error_for_status(
         An exception instance, not raised.
     """
     cls: type[APIStatusError]
-    if status_code >= 500:
-        cls = ServerError
-    else:
-        cls = _STATUS_CLASSES.get(status_code, APIStatusError)
+    cls = ServerError if status_code >= 500 else _STATUS_CLASSES.get(status_code, APIStatusError)
     if cls is RateLimitError:
         return RateLimitError(
             message,

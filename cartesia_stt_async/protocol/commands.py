@@ -60,8 +60,10 @@ def normalize_command(command: object) -> Command:
             f"commands are the strings 'finalize' or 'close', got {type(command).__name__}"
         )
     name = _LEGACY_ALIASES.get(command, command)
-    if name == "finalize" or name == "close":
-        return name
+    if name == "finalize":
+        return "finalize"
+    if name == "close":
+        return "close"
     raise InvalidCommandError(
         f"unknown command {command!r}: the manual-finalize endpoint only takes 'finalize' "
         "and 'close' (audio goes through send_audio/send_raw as bytes)"

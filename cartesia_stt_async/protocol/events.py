@@ -197,13 +197,16 @@ def parse_event(data: bytes | str) -> Event:
             event has fields of the wrong type.
     """
     try:
-        return _decoder.decode(data)
+        event: KnownEvent = _decoder.decode(data)
+        return event
     except msgspec.DecodeError as first:
         # The fast path failed: either an unknown tag (fine) or a broken message (not fine).
         try:
             obj = _fallback_decoder.decode(data)
         except msgspec.DecodeError:
-            raise ProtocolError(f"server sent a message that is not a JSON object: {first}") from None
+            raise ProtocolError(
+                f"server sent a message that is not a JSON object: {first}"
+            ) from None
         kind = obj.get("type")
         if not isinstance(kind, str):
             raise ProtocolError("server sent a JSON object without a string 'type' field") from None

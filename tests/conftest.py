@@ -1,0 +1,49 @@
+"""Shared fixtures: a real twin server on 127.0.0.1:0 and a client pointed at it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
+import pytest
+import pytest_asyncio
+
+import cartesia_stt_async as stt
+from cartesia_stt_async.twin import ScriptedEngine, Twin, serve
+
+API_KEY = "sk_test_0123456789abcdefSECRET"
+
+# Timing slack for loaded CI machines; every bounded wait in the tests is a multiple of it.
+SLACK = float(os.environ.get("CARTESIA_TEST_SLACK", "1.0"))
+
+TwinFactory = Callable[..., AbstractAsyncContextManager[Twin]]
+
+
+def pcm(seconds: float, sample_rate: int = 16000, value: int = 0) -> bytes:
+    """Mono pcm_s16le audio of a constant sample value (silence by default)."""
+    return value.to_bytes(2, "little", signed=True) * int(seconds * sample_rate)
+
+
+def client_for(twin: Twin, **kw: object) -> stt.AsyncCartesia:
+    """An AsyncCartesia pointed at the twin."""
+    return stt.AsyncCartesia(api_key=API_KEY, base_url=twin.base_url, **kw)  # type: ignore[arg-type]
+
+
+def other_tasks() -> set[asyncio.Task[object]]:
+    """Every task of the running loop except the current one."""
+    return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+
+
+@pytest.fixture
+def twin_factory() -> TwinFactory:
+    """Start a twin with custom options: ``async with twin_factory(engine=...) as twin``."""
+    return serve
+
+
+@pytest_asyncio.fixture
+async def twin() -> AsyncIterator[Twin]:
+    """A twin with an empty script (answers finalize with flush_done only)."""
+    async with serve(engine=ScriptedEngine([])) as server:
+        yield server
