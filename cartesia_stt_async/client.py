@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -40,11 +41,15 @@ logger = logging.getLogger("cartesia_stt_async")
 USER_AGENT = f"cartesia-stt-async/{__version__}"
 
 
-class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
-    """Hands websockets a logger that never prints the API key or the Authorization header.
+_TEXT_FRAME = re.compile(r"^([<>] TEXT) '.*'(?= \[\d+ bytes\])", re.DOTALL)
 
-    websockets logs every handshake header at DEBUG (``> Authorization: Bearer ...``). The
-    message is formatted here and every secret replaced before it reaches any handler.
+
+class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
+    """Hands websockets a logger that never prints the API key, nor transcript text.
+
+    websockets logs every handshake header at DEBUG (``> Authorization: Bearer ...``) and a
+    dump of every frame. The message is formatted here, the Authorization header and every
+    secret replaced, and text frame contents dropped, before it reaches any handler.
     """
 
     def __init__(self, base: logging.Logger, secrets: Sequence[str]) -> None:
@@ -58,6 +63,9 @@ class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
         lower = text.lower()
         if lower.startswith("> authorization:") or lower.startswith("> x-api-key:"):
             text = text.split(":", 1)[0] + ": [redacted]"
+        else:
+            # Frame dumps carry transcript text: keep the size, drop the content.
+            text = _TEXT_FRAME.sub(r"\1 [text omitted]", text)
         kwargs.pop("extra", None)
         self.logger.log(level, "%s", redact(text, self._secrets), **kwargs)
 

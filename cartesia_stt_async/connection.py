@@ -103,12 +103,19 @@ class _SendQueue:
             self.failure = exc
         self._changed.set()
 
-    async def put_all(self, items: Iterable[_Item]) -> None:
+    async def put_all(self, items: Iterable[_Item], *, block: bool = True) -> None:
+        """Queue items in order, waiting for room unless ``block`` is false.
+
+        Commands are queued with ``block=False`` together with the partial frame they flush
+        (at most one frame over the limit), so a cancelled caller can never leave a
+        ``finalize`` half-queued: the session's FIFO of tickets always matches the wire.
+        """
         for item in items:
             size = self._size(item)
             # Always admit one item into an empty queue, so one huge frame cannot deadlock.
             while (
-                self.failure is None
+                block
+                and self.failure is None
                 and self._items
                 and self._stats.queued_bytes + size > self._limit
             ):
@@ -220,6 +227,9 @@ class AsyncConnection:
     async def _enqueue(self, items: list[Outgoing], *, speed: float | None, paced: bool) -> None:
         await self._queue.put_all((item, speed, paced) for item in items)
 
+    async def _enqueue_command(self, items: list[Outgoing]) -> None:
+        await self._queue.put_all(((item, None, False) for item in items), block=False)
+
     async def send_audio(
         self, chunk: bytes | bytearray | memoryview, *, speed: float | _Unset | None = UNSET
     ) -> None:
@@ -274,7 +284,7 @@ class AsyncConnection:
             items, _ = self._session.finalize()
         else:
             items = self._session.close()
-        await self._enqueue(items, speed=None, paced=False)
+        await self._enqueue_command(items)
 
     async def finalize(self, timeout: float | None = 30.0) -> Utterance:
         """Send any held-back audio and ``finalize``; wait for the matching ``flush_done``.
@@ -296,7 +306,7 @@ class AsyncConnection:
         fut: asyncio.Future[Utterance] = self._loop.create_future()
         self._waiters[ticket] = fut
         try:
-            await self._enqueue(items, speed=None, paced=False)
+            await self._enqueue_command(items)
             async with asyncio.timeout(timeout):
                 return await fut
         except TimeoutError:
@@ -447,8 +457,7 @@ class AsyncConnection:
                     items = self._session.close()
                 except InvalidAudioError as exc:
                     pending_error, items = exc, ["close"]
-                async with asyncio.timeout(timeout):
-                    await self._enqueue(items, speed=None, paced=False)
+                await self._enqueue_command(items)
             if self._session.state is State.CLOSING and self._failure is None:
                 async with asyncio.timeout(timeout):
                     await self._finished.wait()

@@ -1,0 +1,168 @@
+"""Recognition engines of the twin: the interface, and the scripted engine for exact tests.
+
+An :class:`Engine` opens one :class:`RecognizerSession` per WebSocket connection. The server
+feeds it audio as frames arrive and asks it for final segments on ``finalize`` and ``close``.
+Methods are coroutines so an engine with CPU-bound decoding can run it in a worker thread
+without blocking the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from ..protocol.audio import BYTES_PER_SAMPLE
+
+__all__ = [
+    "Engine",
+    "RecognizerSession",
+    "Reply",
+    "ScriptedEngine",
+    "Segment",
+    "SessionParams",
+]
+
+FinalOrder = Literal["finals_first", "flush_first"]
+
+
+@dataclass(frozen=True)
+class SessionParams:
+    """The validated query parameters of one connection."""
+
+    model: str
+    encoding: str
+    sample_rate: int
+    language: str | None = None
+    keyterms: tuple[str, ...] = ()
+    min_volume: float | None = None
+    max_silence_duration_secs: float | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One transcript chunk to send: ``text`` is a delta, sent verbatim."""
+
+    text: str
+    is_final: bool = True
+    duration: float | None = None
+    language: str | None = None
+    words: tuple[tuple[str, float, float], ...] | None = None
+
+
+class RecognizerSession(Protocol):
+    """One connection's recognizer."""
+
+    async def feed(self, audio: bytes) -> Sequence[Segment]:
+        """Take one binary frame; return interim segments to send now (may be empty)."""
+        ...
+
+    async def finalize(self) -> Sequence[Segment]:
+        """Recognize the audio buffered since the last finalize; return its segments."""
+        ...
+
+    async def close(self) -> Sequence[Segment]:
+        """Recognize whatever is left at ``close``; return its segments."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release resources; called exactly once when the connection ends."""
+        ...
+
+
+class Engine(Protocol):
+    """Makes a recognizer per connection.
+
+    Attributes:
+        order: Whether a finalize's final segments go out before its ``flush_done``
+            (``finals_first``, current Cartesia docs) or after it (``flush_first``, older docs).
+    """
+
+    order: FinalOrder
+
+    async def open(self, params: SessionParams) -> RecognizerSession:
+        """Create the recognizer of one connection."""
+        ...
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The scripted answer to one finalize: interim chunks, then final deltas, verbatim."""
+
+    finals: Sequence[str]
+    interims: Sequence[str] = ()
+
+
+@dataclass
+class _ScriptedSession:
+    engine: ScriptedEngine
+    params: SessionParams
+    record: list[int]
+    cursor: int = 0
+    buffered: int = 0
+    total: int = 0
+
+    async def feed(self, audio: bytes) -> Sequence[Segment]:
+        self.buffered += len(audio)
+        self.total += len(audio)
+        return ()
+
+    def _answer(self) -> list[Segment]:
+        nbytes, self.buffered = self.buffered, 0
+        self.record.append(nbytes)
+        replies = self.engine.replies
+        if self.cursor >= len(replies):
+            self.cursor += 1
+            return []
+        reply = replies[self.cursor]
+        self.cursor += 1
+        if not isinstance(reply, Reply):
+            reply = Reply(finals=list(reply))
+        width = BYTES_PER_SAMPLE[self.params.encoding]
+        duration = nbytes / (width * self.params.sample_rate)
+        language = self.params.language or "en"
+        out = [Segment(text, is_final=False, language=language) for text in reply.interims]
+        out += [
+            Segment(text, is_final=True, duration=duration, language=language)
+            for text in reply.finals
+        ]
+        return out
+
+    async def finalize(self) -> Sequence[Segment]:
+        return self._answer()
+
+    async def close(self) -> Sequence[Segment]:
+        if self.buffered and self.cursor < len(self.engine.replies):
+            return self._answer()
+        return []
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class ScriptedEngine:
+    """Answers the k-th ``finalize`` of each connection with ``replies[k]``, verbatim.
+
+    Each reply is a list of final deltas, or a :class:`Reply` with interim chunks first.
+    A finalize past the end of the script gets no transcript, only ``flush_done``. On
+    ``close``, audio that arrived since the last finalize gets the next reply, if any.
+
+    Args:
+        replies: The script.
+        order: ``finals_first`` (default) or ``flush_first``.
+
+    Attributes:
+        utterance_bytes: Per connection, the audio bytes of each answered finalize/close.
+    """
+
+    replies: Sequence[Sequence[str] | Reply]
+    order: FinalOrder = "finals_first"
+    utterance_bytes: list[list[int]] = field(default_factory=list)
+
+    async def open(self, params: SessionParams) -> RecognizerSession:
+        """Start a connection's cursor at the first reply."""
+        record: list[int] = []
+        self.utterance_bytes.append(record)
+        return _ScriptedSession(self, params, record)
