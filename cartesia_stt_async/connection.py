@@ -485,6 +485,8 @@ class AsyncConnection:
 
     async def _shutdown(self, *, code: int = 1000, reason: str = "") -> None:
         """Stop both tasks and close the socket, bounded in time; idempotent."""
+        # Recorded first, so the reader does not blame the server for our own close.
+        self._fail(ConnectionStateError("the connection is closed"), code=None, quiet=True)
         self._writer.cancel()
         try:
             async with asyncio.timeout(self._close_timeout):
@@ -494,7 +496,6 @@ class AsyncConnection:
         finally:
             self._reader.cancel()
             await asyncio.gather(self._reader, self._writer, return_exceptions=True)
-            self._fail(ConnectionStateError("the connection is closed"), code=None, quiet=True)
 
     async def __aenter__(self) -> AsyncConnection:
         return self
