@@ -21,6 +21,7 @@ from typing import Any
 
 import cartesia_stt_async as stt
 
+WORDS = ["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog."]
 MESSAGES: list[bytes] = [
     json.dumps(m).encode()
     for m in [
@@ -33,8 +34,7 @@ MESSAGES: list[bytes] = [
             "duration": 2.3,
             "language": "en",
             "words": [
-                {"word": w, "start": i * 0.2, "end": i * 0.2 + 0.18}
-                for i, w in enumerate("The quick brown fox jumps over the lazy dog.".split())
+                {"word": w, "start": i * 0.2, "end": i * 0.2 + 0.18} for i, w in enumerate(WORDS)
             ],
         },
         {"type": "flush_done", "request_id": "r" * 36},

@@ -126,15 +126,15 @@ def main() -> int:
             return 1
         audio_s = SECONDS * UTTERANCES
         print(f"{rounds} rounds; each session streams {audio_s:.0f} s of audio unpaced")
-        summary = {}
+        summary: dict[str, tuple[float, float, float]] = {}
         for name, rows in results.items():
             wall = statistics.median(r[0] for r in rows)
             cpu = statistics.median(r[1] for r in rows)
-            lat = statistics.median(x for r in rows for x in r[2])
-            summary[name] = (wall, cpu, lat)
+            latency = statistics.median(x for r in rows for x in r[2])
+            summary[name] = (wall, cpu, latency)
             print(
                 f"{name:9s} wall {wall * 1000:7.1f} ms  client CPU {cpu * 1000:7.1f} ms  "
-                f"finalize->flush_done {lat * 1000:6.2f} ms"
+                f"finalize->flush_done {latency * 1000:6.2f} ms"
             )
         o, f = summary["ours"], summary["official"]
         print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import tracemalloc
 import wave
 from collections.abc import AsyncIterator, Iterator
@@ -142,7 +143,7 @@ async def test_pacing_is_real_time_with_exact_frames(twin_factory: TwinFactory) 
         # Frame n is due at n * 100 ms: the last full frame leaves at ~1.9 s, the remainder
         # right after it with the finalize.
         assert 1.85 <= elapsed < 1.9 + 1.0 * SLACK
-        gaps = [b[0] - a[0] for a, b in zip(frames[:20], frames[1:20], strict=False)]
+        gaps = [b[0] - a[0] for a, b in itertools.pairwise(frames[:20])]
         assert sum(gaps) == pytest.approx(1.9, abs=0.15 * SLACK)
         assert min(gaps) > 0.05  # never a burst
 
@@ -184,7 +185,7 @@ async def test_backpressure_when_server_stops_reading(twin_factory: TwinFactory)
             await asyncio.sleep(1.0 * SLACK)
             before, _ = tracemalloc.get_traced_memory()
             await asyncio.sleep(1.0 * SLACK)
-            after, peak = tracemalloc.get_traced_memory()
+            after, _ = tracemalloc.get_traced_memory()
             assert not pusher.done()
             assert sent < 8_000_000  # socket buffers + 1 s queue, not 64 MB
             assert conn.stats.queued_bytes <= 32_000 + 32_000
@@ -238,7 +239,7 @@ async def test_stream_rejects_mismatched_wav_before_sending(
         w.setframerate(8000)
         w.writeframes(bytes(3200))
     async with twin_factory(engine=ScriptedEngine([])) as twin:
-        with pytest.raises(stt.InvalidAudioError, match="2 channels.*8000 Hz"):
+        with pytest.raises(stt.InvalidAudioError, match=r"2 channels.*8000 Hz"):
             async with ws(client_for(twin)) as conn:
                 await conn.stream([wav_path])
         assert twin.sessions[0].audio_bytes == 0

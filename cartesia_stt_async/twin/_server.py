@@ -377,7 +377,7 @@ async def _session(
                     await _send(
                         ws,
                         ErrorEvent(
-                            message=f"unknown command {text[:40]!r}: expected 'finalize' or 'close'",
+                            message=f"unknown command {text[:40]!r}: use 'finalize' or 'close'",
                             status_code=400,
                             title="Invalid command",
                             error_code="invalid_command",
