@@ -67,7 +67,7 @@ class TranscriptEvent(_Base, tag="transcript"):
 
     type: ClassVar[Literal["transcript"]] = "transcript"
     is_final: bool
-    text: str = ""
+    text: str  # required on the wire, even when empty
     request_id: str = ""
     duration: float | None = None
     language: str | None = None
