@@ -13,6 +13,9 @@ import pytest_asyncio
 import cartesia_stt_async as stt
 from cartesia_stt_async.twin import ScriptedEngine, Twin, serve
 
+# Every test loop runs in asyncio debug mode (never-retrieved exceptions, slow callbacks).
+os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
+
 API_KEY = "sk_test_0123456789abcdefSECRET"
 
 # Timing slack for loaded CI machines; every bounded wait in the tests is a multiple of it.
