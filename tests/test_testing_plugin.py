@@ -1,0 +1,24 @@
+"""The fixtures users get from ``pytest_plugins = ["cartesia_stt_async.testing"]``."""
+
+from __future__ import annotations
+
+import pytest
+
+import cartesia_stt_async as stt
+from cartesia_stt_async.twin import Twin
+
+pytest_plugins = ["cartesia_stt_async.testing"]
+
+
+@pytest.mark.asyncio
+async def test_client_fixture_talks_to_twin_fixture(
+    cartesia_client: stt.AsyncCartesia, cartesia_twin: Twin
+) -> None:
+    async with cartesia_client.stt.manual_finalize.websocket(
+        model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+    ) as conn:
+        await conn.send_audio(bytes(3200))
+        utt = await conn.finalize(timeout=5)
+    assert utt.text == ""
+    assert cartesia_twin.sessions[0].audio_bytes == 3200
+    assert cartesia_twin.sessions[0].close_code == 1000
