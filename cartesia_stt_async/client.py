@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -113,11 +113,11 @@ class ConnectionManager:
 
     @property
     def url(self) -> str:
-        """The WebSocket URL this manager connects to (it holds no secret)."""
-        return self._url
+        """The WebSocket URL this manager connects to, with any secret in it redacted."""
+        return redact(self._url, self._secrets)
 
     def __repr__(self) -> str:
-        return f"<ConnectionManager url={self._url!r}>"
+        return f"<ConnectionManager url={self.url!r}>"
 
     async def _handshake(self) -> ClientConnection:
         try:
@@ -141,13 +141,13 @@ class ConnectionManager:
             ) from None
         except (InvalidHandshake, OSError) as exc:
             msg = redact(f"{type(exc).__name__}: {exc}", self._secrets)
-            raise APIConnectionError(f"could not connect to {self._url}: {msg}") from None
+            raise APIConnectionError(f"could not connect to {self.url}: {msg}") from None
 
     async def enter(self) -> AsyncConnection:
         """Connect and return the live :class:`AsyncConnection` (close it yourself)."""
         fmt, frame_ms = self._session_args
         ws = await self._handshake()
-        logger.debug("connected to %s", self._url)
+        logger.debug("connected to %s", self.url)
         session = Session(fmt, frame_ms=frame_ms, late_final_grace=self._late_final_grace)
         self._connection = AsyncConnection(
             ws,
@@ -415,7 +415,8 @@ class AsyncCartesia:
         return self._settings.base_url
 
     def __repr__(self) -> str:
-        return f"AsyncCartesia(base_url={self._settings.base_url!r}, api_key='***')"
+        base = redact(self._settings.base_url, [self._settings.api_key])
+        return f"AsyncCartesia(base_url={base!r}, api_key='***')"
 
     async def close(self) -> None:
         """Release client resources (none are pooled yet; sessions close themselves)."""
@@ -427,6 +428,25 @@ class AsyncCartesia:
         await self.close()
 
 
+class SessionOptions(TypedDict, total=False):
+    """The optional keyword arguments of ``websocket()`` and ``connect()``."""
+
+    language: str | None
+    keyterm: Sequence[str] | None
+    min_volume: float | None
+    max_silence_duration_secs: float | None
+    extra_query: Mapping[str, object] | None
+    extra_headers: Mapping[str, str] | None
+    speed: float | None
+    frame_ms: int
+    max_buffered_ms: int
+    open_timeout: float | None
+    close_timeout: float
+    late_final_grace: float
+    max_event_backlog: int
+    max_message_size: int | None
+
+
 def connect(
     *,
     model: str,
@@ -436,7 +456,7 @@ def connect(
     base_url: str | None = None,
     websocket_base_url: str | None = None,
     cartesia_version: str = DEFAULT_CARTESIA_VERSION,
-    **options: Any,
+    **options: Unpack[SessionOptions],
 ) -> ConnectionManager:
     """Shortcut: ``async with cartesia_stt_async.connect(model=..., ...) as conn``.
 

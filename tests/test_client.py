@@ -363,3 +363,25 @@ async def test_api_key_never_logged(
     messages = [r.getMessage() for r in caplog.records]
     assert any("authorization" in m.lower() for m in messages)  # the handshake was logged
     assert not [m for m in messages if API_KEY in m or API_KEY[-10:] in m]
+
+
+@pytest.mark.asyncio
+async def test_key_in_a_base_url_query_is_redacted_everywhere(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    client = stt.AsyncCartesia(
+        api_key=API_KEY, base_url=f"http://127.0.0.1:{port}/?api_key={API_KEY}"
+    )
+    mgr = client.stt.manual_finalize.websocket(
+        model="ink-2", encoding="pcm_s16le", sample_rate=16000
+    )
+    assert API_KEY not in mgr.url and API_KEY not in repr(mgr) and API_KEY not in repr(client)
+    with pytest.raises(stt.APIConnectionError) as info:
+        await mgr.enter()
+    assert API_KEY not in str(info.value)
+    assert not [r for r in caplog.records if API_KEY in r.getMessage()]

@@ -355,3 +355,36 @@ async def test_finalize_timeout_is_typed(twin_factory: TwinFactory) -> None:
         finally:
             await conn.close()
     assert not other_tasks()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("encoding", "rate", "frame"),
+    [
+        ("pcm_s16le", 16000, 3200),
+        ("pcm_s32le", 16000, 6400),
+        ("pcm_f16le", 24000, 4800),
+        ("pcm_f32le", 16000, 6400),
+        ("pcm_mulaw", 8000, 800),
+        ("pcm_alaw", 8000, 800),
+    ],
+)
+async def test_every_encoding_is_reframed_exactly(
+    twin_factory: TwinFactory, encoding: str, rate: int, frame: int
+) -> None:
+    async with twin_factory(engine=ScriptedEngine([[" ok"]])) as twin:
+        client = client_for(twin)
+        async with client.stt.manual_finalize.websocket(
+            model="ink-2", encoding=encoding, sample_rate=rate, speed=None
+        ) as conn:
+            width = frame * 10 // rate
+            audio = bytes(range(256)) * (frame * 25 // 256 + 1)
+            audio = audio[: frame * 2 + frame // 2 + width]  # 2.5 frames and one sample
+            for i in range(0, len(audio), 333):  # odd chunks split samples
+                await conn.send_audio(audio[i : i + 333])
+            utt = await conn.finalize(timeout=5 * SLACK)
+        assert utt.text == " ok"
+        rec = twin.sessions[0]
+        assert [n for _, n in rec.frames] == [frame, frame, frame // 2 + width]
+        assert rec.audio_bytes == len(audio)
+        assert utt.audio_seconds == pytest.approx(len(audio) / (rate * width))
