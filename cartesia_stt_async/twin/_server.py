@@ -29,6 +29,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from ..protocol.audio import ENCODINGS
+from ..protocol.commands import MAX_KEYTERM_CHARS, MAX_KEYTERMS
 from ..protocol.events import (
     DoneEvent,
     ErrorEvent,
@@ -43,8 +44,6 @@ __all__ = ["SessionRecord", "Twin", "run_forever", "serve"]
 MODELS = frozenset({"ink-2", "ink-whisper", "ink-whisper-2025-06-04"})
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
-MAX_KEYTERMS = 100
-MAX_KEYTERM_CHARS = 1200
 
 
 @dataclass
