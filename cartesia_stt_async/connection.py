@@ -184,6 +184,7 @@ class AsyncConnection:
         self._timer: asyncio.TimerHandle | None = None
         self._failure: CartesiaSTTError | None = None  # why the session cannot go on
         self._error_event_seen = False
+        self._failure_delivered = False  # has the caller been told why the session failed?
         self._finished = asyncio.Event()  # the reader has ended
         self._loop = asyncio.get_running_loop()
         header_rid = ws.response.headers.get("X-Request-Id") if ws.response else None
@@ -199,9 +200,13 @@ class AsyncConnection:
         return self._session.transcript
 
     @property
-    def state(self) -> Literal["open", "closing", "done", "failed"]:
-        """``open``, ``closing`` (``close`` queued), ``done`` or ``failed``."""
-        return self._session.state.name.lower()  # type: ignore[return-value]
+    def state(self) -> Literal["open", "closing", "done", "failed", "closed"]:
+        """``open``, ``closing`` (``close`` queued), ``done``, ``failed`` (an error), or
+        ``closed`` (the socket ended before ``done``)."""
+        state = self._session.state
+        if self._finished.is_set() and state in (State.OPEN, State.CLOSING):
+            return "closed"
+        return state.name.lower()  # type: ignore[return-value]
 
     @property
     def speed(self) -> float | None:
@@ -222,6 +227,7 @@ class AsyncConnection:
 
     def _check_usable(self) -> None:
         if self._failure is not None and self._session.state is not State.DONE:
+            self._failure_delivered = True
             raise self._failure
 
     async def _enqueue(self, items: list[Outgoing], *, speed: float | None, paced: bool) -> None:
@@ -309,6 +315,9 @@ class AsyncConnection:
             await self._enqueue_command(items)
             async with asyncio.timeout(timeout):
                 return await fut
+        except CartesiaSTTError:
+            self._failure_delivered = True
+            raise
         except TimeoutError:
             raise APITimeoutError(
                 f"no flush_done for finalize #{ticket.index} within {timeout} s"
@@ -328,7 +337,10 @@ class AsyncConnection:
                 ended cleanly, as the official SDK does).
         """
         event = await self._next_event()
+        if isinstance(event, ErrorEvent):
+            self._failure_delivered = True
         if event is None:
+            self._failure_delivered = True
             raise self._end_error() or ConnectionClosedError(
                 "the session is over: no more events", code=self._ws.close_code
             )
@@ -339,7 +351,11 @@ class AsyncConnection:
 
     async def _iterate(self) -> AsyncIterator[Event]:
         while (event := await self._next_event()) is not None:
+            if isinstance(event, ErrorEvent):
+                self._failure_delivered = True
             yield event
+        # The caller sees the end of the stream: a clean end, or the error raised here.
+        self._failure_delivered = True
         err = self._end_error()
         if err is not None:
             raise err
@@ -427,6 +443,7 @@ class AsyncConnection:
         try:
             await asyncio.gather(*tasks)
         except BaseException:
+            self._failure_delivered = True
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -448,6 +465,8 @@ class AsyncConnection:
         Raises:
             APITimeoutError: If ``done`` did not arrive in time.
             InvalidAudioError: If held-back audio ended mid-sample (``close`` is still sent).
+            CartesiaSTTError: The reason the session failed earlier (server error event,
+                dropped connection, protocol error), if no call has reported it yet.
         """
         timeout = self._close_timeout if timeout is None else timeout
         pending_error: InvalidAudioError | None = None
@@ -469,9 +488,14 @@ class AsyncConnection:
         except BaseException:
             await self._abort()
             raise
+        failure = self._failure
         await self._shutdown()
         if pending_error is not None:
             raise pending_error
+        if failure is not None and not self._failure_delivered:
+            # The session failed and nobody was told: final transcripts may be missing.
+            self._failure_delivered = True
+            raise failure
 
     async def close(self, *, code: int = 1000, reason: str = "") -> None:
         """Close the socket now, like the official SDK (no ``close`` command, no draining).

@@ -385,3 +385,24 @@ async def test_key_in_a_base_url_query_is_redacted_everywhere(
         await mgr.enter()
     assert API_KEY not in str(info.value)
     assert not [r for r in caplog.records if API_KEY in r.getMessage()]
+
+
+@pytest.mark.asyncio
+async def test_an_unnoticed_failure_is_raised_when_leaving_the_block() -> None:
+    """A drop nobody observed must not pass silently: final transcripts may be missing."""
+
+    async def handler(peer: ServerConnection) -> None:
+        await peer.recv()
+        peer.transport.abort()  # drop without a close frame
+
+    async with raw_peer(handler) as base_url:
+        client = stt.AsyncCartesia(api_key=API_KEY, base_url=base_url)
+        with pytest.raises(stt.ConnectionClosedError) as info:
+            async with client.stt.manual_finalize.websocket(
+                model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+            ) as conn:
+                await conn.send_audio(pcm(0.1))
+                await asyncio.sleep(0.3)
+        assert info.value.code == 1006
+        assert conn.state == "closed"
+    assert not other_tasks()
