@@ -288,8 +288,17 @@ class AsyncConnection:
         self._check_usable()
         if name == "finalize":
             items, _ = self._session.finalize()
+            await self._enqueue_command(items)
         else:
+            await self._queue_close()
+
+    async def _queue_close(self) -> None:
+        """Queue the held-back audio and ``close``; ``close`` goes out even after a stray byte."""
+        try:
             items = self._session.close()
+        except InvalidAudioError:
+            await self._enqueue_command(["close"])
+            raise
         await self._enqueue_command(items)
 
     async def finalize(self, timeout: float | None = 30.0) -> Utterance:
@@ -473,10 +482,9 @@ class AsyncConnection:
         try:
             if self._session.state is State.OPEN and self._failure is None:
                 try:
-                    items = self._session.close()
+                    await self._queue_close()
                 except InvalidAudioError as exc:
-                    pending_error, items = exc, ["close"]
-                await self._enqueue_command(items)
+                    pending_error = exc
             if self._session.state is State.CLOSING and self._failure is None:
                 async with asyncio.timeout(timeout):
                     await self._finished.wait()

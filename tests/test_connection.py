@@ -388,3 +388,29 @@ async def test_every_encoding_is_reframed_exactly(
         assert [n for _, n in rec.frames] == [frame, frame, frame // 2 + width]
         assert rec.audio_bytes == len(audio)
         assert utt.audio_seconds == pytest.approx(len(audio) / (rate * width))
+
+
+@pytest.mark.asyncio
+async def test_close_with_a_stray_byte_still_ends_the_session(twin_factory: TwinFactory) -> None:
+    async with twin_factory(engine=ScriptedEngine([[" kept"]])) as twin:
+        async with ws(client_for(twin), close_timeout=5 * SLACK) as conn:
+            await conn.send_audio(pcm(0.1) + b"\x01")
+            with pytest.raises(stt.InvalidAudioError, match="stray byte"):
+                await conn.send("close")
+        assert conn.state == "done"
+        assert conn.transcript.text == " kept"
+        assert twin.sessions[0].audio_bytes == 3200
+        assert [c for _, c in twin.sessions[0].commands] == ["close"]
+
+
+@pytest.mark.asyncio
+async def test_typed_memoryview_audio_is_counted_in_bytes(twin_factory: TwinFactory) -> None:
+    import array
+
+    samples = array.array("h", [1000] * 4800)  # 0.3 s of int16
+    async with twin_factory(engine=ScriptedEngine([["x"]])) as twin:
+        async with ws(client_for(twin)) as conn:
+            await conn.send_audio(memoryview(samples))
+            await conn.send_raw(memoryview(array.array("h", [1, 2, 3])))
+            await conn.finalize(timeout=5 * SLACK)
+        assert [n for _, n in twin.sessions[0].frames] == [3200, 3200, 3200, 6]

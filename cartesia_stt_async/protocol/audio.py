@@ -22,6 +22,7 @@ __all__ = [
     "Encoding",
     "Reframer",
     "WavInfo",
+    "as_bytes_view",
     "parse_wav_header",
 ]
 
@@ -58,7 +59,7 @@ class AudioFormat:
     sample_rate: int
 
     def __post_init__(self) -> None:
-        if self.encoding not in BYTES_PER_SAMPLE:
+        if not isinstance(self.encoding, str) or self.encoding not in BYTES_PER_SAMPLE:
             raise UsageError(
                 f"unknown encoding {self.encoding!r}; expected one of {', '.join(ENCODINGS)}"
             )
@@ -88,8 +89,8 @@ class AudioFormat:
         Returns:
             The byte count, at least one sample. 100 ms of 16 kHz pcm_s16le is 3200.
         """
-        if frame_ms <= 0:
-            raise UsageError(f"frame_ms must be positive, got {frame_ms!r}")
+        if isinstance(frame_ms, bool) or not isinstance(frame_ms, int) or frame_ms <= 0:
+            raise UsageError(f"frame_ms must be a positive integer, got {frame_ms!r}")
         samples = max(1, self.sample_rate * frame_ms // 1000)
         return samples * self.sample_width
 
@@ -104,6 +105,19 @@ class AudioFormat:
                 f"{what} of {nbytes} bytes is not a whole number of {self.encoding} samples "
                 f"({self.sample_width} bytes each); the session would be misaligned from here on"
             )
+
+
+def as_bytes_view(data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
+    """View ``data`` as bytes: a typed memoryview (int16 array, numpy) is measured in bytes.
+
+    Raises:
+        InvalidAudioError: For a non-contiguous memoryview.
+    """
+    if isinstance(data, memoryview) and (data.itemsize != 1 or data.ndim != 1):
+        if not data.c_contiguous:
+            raise InvalidAudioError("audio memoryview must be C-contiguous")
+        return data.cast("B")
+    return data
 
 
 class Reframer:
@@ -136,6 +150,7 @@ class Reframer:
 
     def push(self, chunk: bytes | bytearray | memoryview) -> list[bytes]:
         """Add a chunk; return the complete frames it makes available (possibly none)."""
+        chunk = as_bytes_view(chunk)
         buf = self._buf
         size = self.frame_bytes
         if not buf and len(chunk) % size == 0:

@@ -70,13 +70,15 @@ def normalize_command(command: object) -> Command:
     )
 
 
-def _finite(name: str, value: float | None, low: float, high: float | None) -> float | None:
+def _finite(
+    name: str, value: float | None, low: float, high: float | None, *, open_low: bool = False
+) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise UsageError(f"{name} must be a finite number, got {value!r}")
-    if value < low or (high is not None and value > high):
-        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+    if value < low or (open_low and value == low) or (high is not None and value > high):
+        bound = f"[{low}, {high}]" if high is not None else (">" if open_low else ">=") + f" {low}"
         raise UsageError(f"{name} must be in {bound}, got {value!r}")
     return float(value)
 
@@ -114,6 +116,8 @@ class ConnectParams:
         AudioFormat(self.encoding, self.sample_rate)  # validates both
         if self.language is not None and (not isinstance(self.language, str) or not self.language):
             raise UsageError(f"language must be a non-empty string, got {self.language!r}")
+        if isinstance(self.keyterms, str | bytes):
+            raise UsageError("keyterms must be a sequence of strings, not a single string")
         for term in self.keyterms:
             if not isinstance(term, str) or not term:
                 raise UsageError(f"every keyterm must be a non-empty string, got {term!r}")
@@ -123,7 +127,9 @@ class ConnectParams:
         if total > MAX_KEYTERM_CHARS:
             raise UsageError(f"keyterms total {total} characters; the limit is {MAX_KEYTERM_CHARS}")
         _finite("min_volume", self.min_volume, 0.0, 1.0)
-        _finite("max_silence_duration_secs", self.max_silence_duration_secs, 0.0, None)
+        _finite(
+            "max_silence_duration_secs", self.max_silence_duration_secs, 0.0, None, open_low=True
+        )
 
     @classmethod
     def build(

@@ -199,11 +199,13 @@ def parse_event(data: bytes | str) -> Event:
     try:
         event: KnownEvent = _decoder.decode(data)
         return event
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"server sent a message that is not valid UTF-8: {exc}") from None
     except msgspec.DecodeError as first:
         # The fast path failed: either an unknown tag (fine) or a broken message (not fine).
         try:
             obj = _fallback_decoder.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             raise ProtocolError(
                 f"server sent a message that is not a JSON object: {first}"
             ) from None

@@ -41,7 +41,7 @@ from collections import deque
 from enum import IntEnum
 
 from ..errors import ConnectionStateError, InvalidAudioError
-from .audio import DEFAULT_FRAME_MS, AudioFormat, Reframer
+from .audio import DEFAULT_FRAME_MS, AudioFormat, Reframer, as_bytes_view
 from .events import DoneEvent, ErrorEvent, Event, FlushDoneEvent, TranscriptEvent
 from .transcript import Transcript, Utterance
 
@@ -135,7 +135,7 @@ class Session:
             raise InvalidAudioError(
                 f"audio must be bytes, bytearray or memoryview, got {type(chunk).__name__}"
             )
-        frames: list[Outgoing] = list(self._reframer.push(chunk))
+        frames: list[Outgoing] = list(self._reframer.push(as_bytes_view(chunk)))
         for frame in frames:
             self._account(len(frame))
         return frames
@@ -159,6 +159,7 @@ class Session:
             raise InvalidAudioError(
                 f"audio must be bytes, bytearray or memoryview, got {type(data).__name__}"
             )
+        data = as_bytes_view(data)
         self.format.check_aligned(len(data))
         out = self._flush_remainder()
         if data:
@@ -190,8 +191,9 @@ class Session:
 
         Raises:
             ConnectionStateError: If ``close`` was already queued or the session ended.
-            InvalidAudioError: If the held-back audio ends in the middle of a sample (the
-                ``close`` is queued all the same, without the stray bytes).
+            InvalidAudioError: If the held-back audio ends in the middle of a sample. The
+                stray bytes are dropped and the session is CLOSING all the same: the caller
+                must still write ``"close"`` (nothing else would end the session).
         """
         self._check_open("close")
         try:
@@ -222,17 +224,19 @@ class Session:
         rid = getattr(event, "request_id", None)
         if isinstance(rid, str) and rid and not self.request_id:
             self.request_id = rid
-        done: list[Utterance] = []
+        # A late window that ran out before its timer fired is over: seal it first.
+        done: list[Utterance] = self.poll(now)
         if isinstance(event, TranscriptEvent):
             if not event.is_final:
                 self.transcript.set_interim(event.text)
                 return done
+            words = event.words  # may raise ProtocolError: before anything is recorded
             self.transcript.add_final(event.text)
             target = self._late or (self._pending[0] if self._pending else self._open)
             if target is self._late:
                 self.order = FinalOrder.FLUSH_FIRST
                 self._late_deadline = now + self.late_final_grace
-            target._add_final(event.text, event.words, event.request_id or self.request_id)
+            target._add_final(event.text, words, event.request_id or self.request_id)
         elif isinstance(event, FlushDoneEvent):
             done.extend(self._seal_late())
             if not self._pending:

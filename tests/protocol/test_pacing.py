@@ -1,4 +1,8 @@
-"""The drift-free deadline schedule, with time as a parameter."""
+"""The drift-free deadline schedule (protocol.md §8), with time as a parameter.
+
+Durations and times are binary fractions (0.125, 0.25, ...) wherever exact equality is asserted,
+so that the expected values are exact floats.
+"""
 
 from __future__ import annotations
 
@@ -10,56 +14,155 @@ from cartesia_stt_async.errors import UsageError
 from cartesia_stt_async.protocol.pacing import Pacer, check_speed
 
 
-@pytest.mark.parametrize("speed", [1.0, 2.0, 0.5])
-def test_deadlines_do_not_drift(speed: float) -> None:
+@pytest.mark.parametrize("speed", [1.0, 2.0, 4.0, 0.5])
+def test_frame_n_is_due_at_anchor_plus_n_durations(speed: float) -> None:
+    pacer = Pacer(speed)
+    anchor = 1024.0
+    now = anchor
+    for n in range(64):
+        due = pacer.schedule(now, 0.125)
+        assert due == anchor + n * 0.125 / speed
+        # The sender wakes a little late every time; the lateness must not accumulate.
+        now = max(now, due) + 0.0078125
+
+
+@pytest.mark.parametrize("speed", [1.0, 2.0])
+def test_no_drift_with_100ms_frames(speed: float) -> None:
     pacer = Pacer(speed)
     now = 100.0
-    dues = []
-    for _ in range(50):
+    dues: list[float] = []
+    for _ in range(600):  # one minute of audio at speed 1
         due = pacer.schedule(now, 0.1)
         dues.append(due)
-        now = max(now, due) + 0.013  # every send is 13 ms late: lateness must not add up
-    assert dues == pytest.approx([100.0 + n * 0.1 / speed for n in range(50)])
+        now = max(now, due) + 0.013  # 13 ms late on every send
+    assert dues[0] == 100.0
+    assert dues == pytest.approx([100.0 + n * 0.1 / speed for n in range(600)], abs=1e-9)
+    # A sleep(0.1)-per-frame loop would have drifted by 600 * 13 ms = 7.8 s.
+    assert dues[-1] == pytest.approx(100.0 + 59.9 / speed, abs=1e-9)
 
 
-def test_late_within_max_late_catches_up_without_reanchoring() -> None:
+def test_first_frame_is_due_now() -> None:
+    assert Pacer(1.0).schedule(42.5, 0.1) == 42.5
+
+
+def test_early_caller_is_told_to_wait() -> None:
+    pacer = Pacer(1.0)
+    assert pacer.schedule(10.0, 0.25) == 10.0
+    assert pacer.schedule(10.0, 0.25) == 10.25  # due in the future: sleep until then
+    assert pacer.schedule(10.0, 0.25) == 10.5
+
+
+def test_late_within_max_late_gets_due_times_in_the_past_without_reanchoring() -> None:
     pacer = Pacer(1.0, max_late=0.25)
-    assert pacer.schedule(10.0, 0.1) == 10.0
-    assert pacer.schedule(10.3, 0.1) == pytest.approx(10.1)  # 200 ms late: send at once
-    assert pacer.schedule(10.3, 0.1) == pytest.approx(10.2)
-    assert pacer.schedule(10.3, 0.1) == pytest.approx(10.3)
+    assert pacer.schedule(10.0, 0.125) == 10.0
+    # 250 ms later: frame 1 was due at 10.125, i.e. 0.125 s late. Send at once, keep schedule.
+    assert pacer.schedule(10.25, 0.125) == 10.125
+    assert pacer.schedule(10.25, 0.125) == 10.25
+    assert pacer.schedule(10.25, 0.125) == 10.375
+    assert pacer.schedule(10.375, 0.125) == 10.5
 
 
-def test_far_behind_reanchors() -> None:
+def test_exactly_max_late_does_not_reanchor() -> None:
     pacer = Pacer(1.0, max_late=0.25)
-    pacer.schedule(0.0, 0.1)
-    pacer.schedule(0.0, 0.1)
-    assert pacer.schedule(5.0, 0.1) == 5.0  # a pause: new schedule, no burst
-    assert pacer.schedule(5.0, 0.1) == pytest.approx(5.1)
+    assert pacer.schedule(0.0, 0.5) == 0.0
+    assert pacer.schedule(0.75, 0.5) == 0.5  # exactly 0.25 s late: still on schedule
+    assert pacer.schedule(0.75, 0.5) == 1.0
+
+
+def test_later_than_max_late_reanchors_at_now() -> None:
+    pacer = Pacer(1.0, max_late=0.25)
+    assert pacer.schedule(0.0, 0.5) == 0.0
+    assert pacer.schedule(0.0, 0.5) == 0.5
+    # Frame 2 was due at 1.0; at 1.375 it is 0.375 s late: a pause, start a new schedule.
+    assert pacer.schedule(1.375, 0.5) == 1.375
+    assert pacer.schedule(1.375, 0.5) == 1.875
+    assert pacer.schedule(1.375, 0.5) == 2.375
+
+
+def test_a_long_pause_does_not_burst_the_backlog() -> None:
+    pacer = Pacer(1.0, max_late=0.25)
+    for n in range(10):
+        pacer.schedule(n * 0.125, 0.125)
+    # Five seconds of silence from the producer, then more audio: no burst of past due times.
+    dues = [pacer.schedule(6.25, 0.125) for _ in range(4)]
+    assert dues == [6.25, 6.375, 6.5, 6.625]
+
+
+@pytest.mark.parametrize("speed", [2.0, 0.5])
+def test_reanchor_threshold_is_in_wall_clock_seconds(speed: float) -> None:
+    pacer = Pacer(speed, max_late=1.0)
+    pacer.schedule(0.0, 1.0)
+    next_due = 1.0 / speed
+    assert pacer.schedule(next_due + 0.75, 1.0) == next_due  # within max_late: no re-anchor
     pacer.reset()
-    assert pacer.schedule(6.0, 0.1) == 6.0
+    pacer.schedule(0.0, 1.0)
+    assert pacer.schedule(next_due + 1.5, 1.0) == next_due + 1.5  # beyond: re-anchored
 
 
 def test_uneven_frame_durations_accumulate() -> None:
     pacer = Pacer(1.0)
-    assert pacer.schedule(0.0, 0.05) == 0.0
-    assert pacer.schedule(0.0, 0.1) == pytest.approx(0.05)
-    assert pacer.schedule(0.0, 0.1) == pytest.approx(0.15)
+    assert pacer.schedule(0.0, 0.0625) == 0.0
+    assert pacer.schedule(0.0, 0.125) == 0.0625
+    assert pacer.schedule(0.0, 0.5) == 0.1875
+    assert pacer.schedule(0.0, 0.125) == 0.6875
 
 
-def test_unpaced() -> None:
-    pacer = Pacer(None)
-    assert [pacer.schedule(t, 0.1) for t in (1.0, 1.0, 2.5)] == [1.0, 1.0, 2.5]
-    assert Pacer(math.inf).speed is None
+def test_reset_forgets_the_schedule() -> None:
+    pacer = Pacer(1.0)
+    pacer.schedule(0.0, 0.5)
+    pacer.schedule(0.0, 0.5)
+    pacer.reset()
+    assert pacer.schedule(0.25, 0.5) == 0.25
+    assert pacer.schedule(0.25, 0.5) == 0.75
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, math.nan, True, "1", [1]])
-def test_bad_speeds(bad: object) -> None:
-    with pytest.raises(UsageError, match="speed"):
+@pytest.mark.parametrize("speed", [None, math.inf])
+def test_no_pacing_is_always_now(speed: float | None) -> None:
+    pacer = Pacer(speed)
+    assert pacer.speed is None
+    assert [pacer.schedule(t, 10.0) for t in (1.0, 1.0, 2.5, 0.0, 1e9)] == [
+        1.0,
+        1.0,
+        2.5,
+        0.0,
+        1e9,
+    ]
+
+
+def test_pacer_defaults() -> None:
+    pacer = Pacer()
+    assert pacer.speed == 1.0
+    assert pacer.max_late == 0.25
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (0, "speed must be positive"),
+        (0.0, "speed must be positive"),
+        (-1.0, "speed must be positive"),
+        (-math.inf, "speed must be positive"),
+        (math.nan, "speed must be a positive number or None"),
+        (True, "speed must be a positive number or None"),
+        (False, "speed must be a positive number or None"),
+        ("1", "speed must be a positive number or None"),
+        ([1], "speed must be a positive number or None"),
+        (1j, "speed must be a positive number or None"),
+    ],
+)
+def test_check_speed_errors(bad: object, match: str) -> None:
+    with pytest.raises(UsageError, match=match):
         check_speed(bad)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=match):
+        Pacer(bad)  # type: ignore[arg-type]
 
 
-def test_good_speeds() -> None:
-    assert check_speed(None) is None
-    assert check_speed(math.inf) is None
-    assert check_speed(2) == 2.0
+@pytest.mark.parametrize(
+    ("speed", "expected"),
+    [(None, None), (math.inf, None), (1, 1.0), (2, 2.0), (0.5, 0.5), (1e-9, 1e-9)],
+)
+def test_check_speed_accepts(speed: float | None, expected: float | None) -> None:
+    result = check_speed(speed)
+    assert result == expected
+    if expected is not None:
+        assert type(result) is float
