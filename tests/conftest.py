@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 
 import pytest
@@ -37,6 +39,31 @@ def client_for(twin: Twin, **kw: object) -> stt.AsyncCartesia:
 def other_tasks() -> set[asyncio.Task[object]]:
     """Every task of the running loop except the current one."""
     return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+
+
+class _AsyncioErrors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def no_asyncio_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail any test during which asyncio logged an error, such as "Task exception was never
+    retrieved" or an unclosed transport."""
+    handler = _AsyncioErrors()
+    logger = logging.getLogger("asyncio")
+    logger.addHandler(handler)
+    try:
+        yield
+        if request.node.get_closest_marker("asyncio"):
+            gc.collect()  # never-retrieved exceptions are reported when a task is collected
+    finally:
+        logger.removeHandler(handler)
+    assert not handler.messages, handler.messages
 
 
 @pytest.fixture
