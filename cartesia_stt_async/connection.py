@@ -186,6 +186,7 @@ class AsyncConnection:
         self._error_event_seen = False
         self._failure_delivered = False  # has the caller been told why the session failed?
         self._finished = asyncio.Event()  # the reader has ended
+        self._settled = asyncio.Event()  # 'done' arrived, or the reader has ended
         self._loop = asyncio.get_running_loop()
         header_rid = ws.response.headers.get("X-Request-Id") if ws.response else None
         self.request_id: str = header_rid or ""
@@ -487,7 +488,7 @@ class AsyncConnection:
                     pending_error = exc
             if self._session.state is State.CLOSING and self._failure is None:
                 async with asyncio.timeout(timeout):
-                    await self._finished.wait()
+                    await self._settled.wait()
         except TimeoutError:
             await self._abort()
             raise APITimeoutError(
@@ -513,18 +514,24 @@ class AsyncConnection:
         await self._shutdown(code=code, reason=reason)
 
     async def _abort(self) -> None:
-        await self._shutdown(code=1000, reason="client aborted")
+        # Prompt: an exception is leaving; wait at most a second for the closing handshake.
+        await self._shutdown(code=1000, reason="client aborted", timeout=1.0)
 
-    async def _shutdown(self, *, code: int = 1000, reason: str = "") -> None:
+    async def _shutdown(
+        self, *, code: int = 1000, reason: str = "", timeout: float | None = None
+    ) -> None:
         """Stop both tasks and close the socket, bounded in time; idempotent."""
         # Recorded first, so the reader does not blame the server for our own close.
         self._fail(ConnectionStateError("the connection is closed"), code=None, quiet=True)
         self._writer.cancel()
         try:
-            async with asyncio.timeout(self._close_timeout):
+            async with asyncio.timeout(self._close_timeout if timeout is None else timeout):
                 await self._ws.close(code=code, reason=reason)
         except (TimeoutError, OSError, ConnectionClosed):
             self._ws.transport.abort()
+        except asyncio.CancelledError:
+            self._ws.transport.abort()
+            raise
         finally:
             self._reader.cancel()
             await asyncio.gather(self._reader, self._writer, return_exceptions=True)
@@ -596,6 +603,8 @@ class AsyncConnection:
                 self._resolve(completed)
                 self._arm_timer()
                 self._publish(event)
+                if session.state is State.DONE:
+                    self._settled.set()
             code = self._ws.close_code
             reason = self._ws.close_reason or ""
             if session.state is not State.DONE and self._failure is None:
@@ -620,6 +629,7 @@ class AsyncConnection:
                 self._timer.cancel()
             self._resolve(session.poll(float("inf")))
             self._finished.set()
+            self._settled.set()
             self._backlog_changed.set()
             for sub in self._subscribers:
                 sub.put_nowait(None)

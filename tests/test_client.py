@@ -4,6 +4,8 @@ error mapping, protocol errors from a misbehaving peer, and secrets."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -254,6 +256,35 @@ Handler = Callable[[ServerConnection], Awaitable[None]]
 
 
 @asynccontextmanager
+async def silent_peer() -> AsyncIterator[str]:
+    """Accepts the WebSocket upgrade by hand, then never reads or answers anything again
+    (not even a close frame): a hung server, which the websockets library cannot imitate."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = re.search(rb"(?i)sec-websocket-key: *(\S+)", head)
+        assert key is not None
+        accept = base64.b64encode(
+            hashlib.sha1(key.group(1) + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+        )
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+
+    server = await asyncio.start_server(on_client, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        for writer in writers:
+            writer.transport.abort()
+        server.close()
+        await server.wait_closed()
+
+
+@asynccontextmanager
 async def raw_peer(handler: Handler) -> AsyncIterator[str]:
     """A real websockets server that misbehaves as ``handler`` says; yields its base URL."""
     async with ws_serve(handler, "127.0.0.1", 0) as server:
@@ -276,7 +307,7 @@ async def test_malformed_server_messages_are_protocol_errors(
 ) -> None:
     async def handler(peer: ServerConnection) -> None:
         await peer.send(payload)
-        await asyncio.sleep(5)
+        await peer.wait_closed()
 
     async with raw_peer(handler) as base_url:
         client = stt.AsyncCartesia(api_key=API_KEY, base_url=base_url)
@@ -405,4 +436,42 @@ async def test_an_unnoticed_failure_is_raised_when_leaving_the_block() -> None:
                 await asyncio.sleep(0.3)
         assert info.value.code == 1006
         assert conn.state == "closed"
+    assert not other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_exit_returns_once_done_arrives_even_if_the_server_keeps_the_socket() -> None:
+    async def handler(peer: ServerConnection) -> None:
+        async for message in peer:
+            if message == "close":
+                await peer.send('{"type":"transcript","is_final":true,"text":" last"}')
+                await peer.send('{"type":"done"}')
+                await peer.wait_closed()  # never closes on its own
+
+    async with raw_peer(handler) as base_url:
+        client = stt.AsyncCartesia(api_key=API_KEY, base_url=base_url)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        async with client.stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None, close_timeout=10
+        ) as conn:
+            await conn.send_audio(pcm(0.1))
+        assert loop.time() - start < 2 * SLACK
+        assert conn.transcript.text == " last"
+        assert conn.state == "done"
+    assert not other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_leaving_on_an_exception_is_prompt_with_a_silent_server() -> None:
+    async with silent_peer() as base_url:
+        client = stt.AsyncCartesia(api_key=API_KEY, base_url=base_url)
+        loop = asyncio.get_running_loop()
+        with pytest.raises(RuntimeError, match="user code failed"):
+            async with client.stt.manual_finalize.websocket(
+                model="ink-2", encoding="pcm_s16le", sample_rate=16000, close_timeout=10
+            ):
+                start = loop.time()
+                raise RuntimeError("user code failed")
+        assert loop.time() - start < 1.5 * SLACK
     assert not other_tasks()
