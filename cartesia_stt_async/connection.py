@@ -581,6 +581,9 @@ class AsyncConnection:
             self._fail(_closed_error(exc), code=exc.rcvd.code if exc.rcvd else 1006)
         except OSError as exc:
             self._fail(APIConnectionError(f"sending failed: {exc}"), code=1006)
+        except Exception as exc:  # a bug: fail the session rather than hang its callers
+            logger.exception("writer failed")
+            self._fail(APIConnectionError(f"sending failed: {exc!r}"), code=None)
 
     async def _read_loop(self) -> None:
         session = self._session
@@ -624,6 +627,9 @@ class AsyncConnection:
             self._fail(exc, code=None)
             with contextlib.suppress(Exception):
                 await self._ws.close(code=1002, reason="protocol error")
+        except Exception as exc:  # a bug: fail the session rather than hang its callers
+            logger.exception("reader failed")
+            self._fail(APIConnectionError(f"receiving failed: {exc!r}"), code=None)
         finally:
             if self._timer is not None:
                 self._timer.cancel()
