@@ -232,7 +232,7 @@ async def test_stop_reading_makes_a_raw_client_block(twin_factory: TwinFactory) 
         task = asyncio.create_task(flood())
         await asyncio.sleep(1.0 * SLACK)
         assert not task.done()
-        assert sent < 16_000_000
+        assert sent < 24_000_000  # kernel socket buffers at most, never 160 MB
         assert twin.sessions[0].audio_bytes == 3 * 32000
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
