@@ -32,6 +32,7 @@ from .protocol.commands import (
     build_ws_url,
     redact,
 )
+from .protocol.pacing import check_speed
 from .protocol.session import Session
 
 __all__ = ["AsyncCartesia", "ConnectionManager", "connect"]
@@ -278,8 +279,6 @@ class _Settings:
             user_agent=USER_AGENT,
             extra_headers={**self.default_headers, **(extra_headers or {})},
         )
-        from .protocol.pacing import check_speed
-
         return ConnectionManager(
             params=params,
             url=url,
@@ -308,20 +307,7 @@ class ManualFinalize:
         model: str,
         encoding: str,
         sample_rate: int,
-        language: str | None = None,
-        keyterm: Sequence[str] | None = None,
-        min_volume: float | None = None,
-        max_silence_duration_secs: float | None = None,
-        extra_query: Mapping[str, object] | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        speed: float | None = 1.0,
-        frame_ms: int = DEFAULT_FRAME_MS,
-        max_buffered_ms: int = 2000,
-        open_timeout: float | None = 10.0,
-        close_timeout: float = 10.0,
-        late_final_grace: float = 0.25,
-        max_event_backlog: int = 10_000,
-        max_message_size: int | None = 1 << 20,
+        **options: Unpack[SessionOptions],
     ) -> ConnectionManager:
         """Prepare a manual-finalize session (no network I/O until ``async with``).
 
@@ -353,23 +339,7 @@ class ManualFinalize:
             UsageError: For a parameter of the wrong type or range.
         """
         return self._settings.manager(
-            model=model,
-            encoding=encoding,
-            sample_rate=sample_rate,
-            language=language,
-            keyterm=keyterm,
-            min_volume=min_volume,
-            max_silence_duration_secs=max_silence_duration_secs,
-            extra_query=extra_query,
-            extra_headers=extra_headers,
-            speed=speed,
-            frame_ms=frame_ms,
-            max_buffered_ms=max_buffered_ms,
-            open_timeout=open_timeout,
-            close_timeout=close_timeout,
-            late_final_grace=late_final_grace,
-            max_event_backlog=max_event_backlog,
-            max_message_size=max_message_size,
+            model=model, encoding=encoding, sample_rate=sample_rate, **options
         )
 
 
