@@ -12,16 +12,16 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypedDict, Unpack
+from typing import Any, TypedDict, TypeVar, Unpack, overload
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from ._version import __version__
-from .connection import AsyncConnection
+from .connection import AsyncConnection, EventHandler
 from .errors import APIConnectionError, APITimeoutError, ConfigurationError, error_for_status
 from .protocol.audio import DEFAULT_FRAME_MS
 from .protocol.commands import (
@@ -43,6 +43,9 @@ USER_AGENT = f"cartesia-stt-async/{__version__}"
 
 
 _TEXT_FRAME = re.compile(r"^([<>] TEXT) '.*'(?= \[\d+ bytes\])", re.DOTALL)
+
+
+_H = TypeVar("_H", bound=EventHandler)
 
 
 class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
@@ -108,6 +111,7 @@ class ConnectionManager:
         self._max_event_backlog = max_event_backlog
         self._max_message_size = max_message_size
         self._connection: AsyncConnection | None = None
+        self._handlers: list[tuple[str, EventHandler, bool]] = []
         # Check what can be checked before any network I/O.
         self._session_args = (params.audio_format, frame_ms)
         params.audio_format.frame_bytes(frame_ms)
@@ -144,6 +148,46 @@ class ConnectionManager:
             msg = redact(f"{type(exc).__name__}: {exc}", self._secrets)
             raise APIConnectionError(f"could not connect to {self.url}: {msg}") from None
 
+    @overload
+    def on(self, event_type: str) -> Callable[[_H], _H]: ...
+    @overload
+    def on(self, event_type: str, handler: EventHandler) -> ConnectionManager: ...
+    def on(
+        self, event_type: str, handler: EventHandler | None = None
+    ) -> ConnectionManager | Callable[[_H], _H]:
+        """Register a handler before connecting; it moves to the connection on enter."""
+        return self._register(event_type, handler, once=False)
+
+    @overload
+    def once(self, event_type: str) -> Callable[[_H], _H]: ...
+    @overload
+    def once(self, event_type: str, handler: EventHandler) -> ConnectionManager: ...
+    def once(
+        self, event_type: str, handler: EventHandler | None = None
+    ) -> ConnectionManager | Callable[[_H], _H]:
+        """Register a one-time handler before connecting."""
+        return self._register(event_type, handler, once=True)
+
+    def off(self, event_type: str, handler: EventHandler) -> ConnectionManager:
+        """Remove a handler registered on this manager."""
+        self._handlers = [
+            (t, h, o) for t, h, o in self._handlers if not (t == event_type and h is handler)
+        ]
+        return self
+
+    def _register(
+        self, event_type: str, handler: EventHandler | None, *, once: bool
+    ) -> ConnectionManager | Callable[[_H], _H]:
+        if handler is not None:
+            self._handlers.append((event_type, handler, once))
+            return self
+
+        def decorator(fn: _H) -> _H:
+            self._handlers.append((event_type, fn, once))
+            return fn
+
+        return decorator
+
     async def enter(self) -> AsyncConnection:
         """Connect and return the live :class:`AsyncConnection` (close it yourself)."""
         fmt, frame_ms = self._session_args
@@ -158,6 +202,11 @@ class ConnectionManager:
             close_timeout=self._close_timeout,
             max_event_backlog=self._max_event_backlog,
         )
+        for event_type, handler, once in self._handlers:
+            if once:
+                self._connection.once(event_type, handler)
+            else:
+                self._connection.on(event_type, handler)
         return self._connection
 
     async def __aenter__(self) -> AsyncConnection:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import inspect
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar, overload
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -38,6 +39,7 @@ from .errors import (
     ConnectionStateError,
     InvalidAudioError,
     ProtocolError,
+    UsageError,
     error_for_status,
 )
 from .protocol.commands import normalize_command
@@ -74,6 +76,13 @@ class ConnectionStats:
     events_received: int = 0
     events_dropped: int = 0
     queued_bytes: int = 0
+
+
+EventHandler = Callable[[Any], object]
+"""A handler for :meth:`AsyncConnection.on`: called with the event; may return an awaitable."""
+
+
+_H = TypeVar("_H", bound=EventHandler)
 
 
 class _Unset(enum.Enum):
@@ -180,6 +189,7 @@ class AsyncConnection:
         self._max_backlog = max_event_backlog
         self._backlog_changed = asyncio.Event()
         self._subscribers: list[asyncio.Queue[Event | None]] = []
+        self._handlers: dict[str, list[tuple[EventHandler, bool]]] = {}
         self._waiters: dict[Utterance, asyncio.Future[Utterance]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._failure: CartesiaSTTError | None = None  # why the session cannot go on
@@ -387,6 +397,74 @@ class AsyncConnection:
         ):
             return None
         return self._failure
+
+    # -- handlers (the official SDK's push style) -------------------------------------------
+
+    @overload
+    def on(self, event_type: str) -> Callable[[_H], _H]: ...
+    @overload
+    def on(self, event_type: str, handler: EventHandler) -> AsyncConnection: ...
+    def on(
+        self, event_type: str, handler: EventHandler | None = None
+    ) -> AsyncConnection | Callable[[_H], _H]:
+        """Register ``handler`` for events of ``event_type`` (``"event"``: every event).
+
+        Usable as ``conn.on("transcript", fn)`` (chainable) or as a decorator
+        ``@conn.on("transcript")``. Handlers may be plain functions or coroutines; they run
+        in :meth:`dispatch_events`.
+        """
+        return self._register(event_type, handler, once=False)
+
+    @overload
+    def once(self, event_type: str) -> Callable[[_H], _H]: ...
+    @overload
+    def once(self, event_type: str, handler: EventHandler) -> AsyncConnection: ...
+    def once(
+        self, event_type: str, handler: EventHandler | None = None
+    ) -> AsyncConnection | Callable[[_H], _H]:
+        """Like :meth:`on`, for the next matching event only."""
+        return self._register(event_type, handler, once=True)
+
+    def off(self, event_type: str, handler: EventHandler) -> AsyncConnection:
+        """Remove a handler registered with :meth:`on` or :meth:`once`."""
+        self._handlers[event_type] = [
+            (h, once) for h, once in self._handlers.get(event_type, []) if h is not handler
+        ]
+        return self
+
+    def _register(
+        self, event_type: str, handler: EventHandler | None, *, once: bool
+    ) -> AsyncConnection | Callable[[_H], _H]:
+        if not isinstance(event_type, str):
+            raise UsageError(f"event_type must be a string, got {type(event_type).__name__}")
+        if handler is not None:
+            self._handlers.setdefault(event_type, []).append((handler, once))
+            return self
+
+        def decorator(fn: _H) -> _H:
+            self._handlers.setdefault(event_type, []).append((fn, once))
+            return fn
+
+        return decorator
+
+    async def dispatch_events(self) -> None:
+        """Read events until the session ends, calling the registered handlers.
+
+        Handlers for the event's type run first, then ``"event"`` handlers. An ``error``
+        event with no handler for ``"error"`` or ``"event"`` is raised as :class:`APIError`.
+        """
+        async for event in self:
+            specific = self._handlers.get(event.type, [])
+            generic = self._handlers.get("event", [])
+            if isinstance(event, ErrorEvent) and not specific and not generic:
+                raise _api_error(event)
+            for key, entries in ((event.type, specific), ("event", generic)):
+                if any(once for _, once in entries):
+                    self._handlers[key] = [(h, o) for h, o in entries if not o]
+                for handler, _ in entries:
+                    result = handler(event)
+                    if inspect.isawaitable(result):
+                        await result
 
     # -- the idiomatic flow ----------------------------------------------------------------
 

@@ -475,3 +475,52 @@ async def test_leaving_on_an_exception_is_prompt_with_a_silent_server() -> None:
                 raise RuntimeError("user code failed")
         assert loop.time() - start < 1.5 * SLACK
     assert not other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_official_handler_style_on_once_off_dispatch(twin_factory: TwinFactory) -> None:
+    async with twin_factory(engine=ScriptedEngine([["a"], [" b"]])) as twin:
+        seen: list[str] = []
+        first_only: list[str] = []
+
+        manager = client_for(twin).stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+        )
+
+        @manager.on("transcript")
+        async def on_transcript(event: stt.TranscriptEvent) -> None:
+            seen.append(event.text)
+
+        manager.once("flush_done", lambda e: first_only.append(e.type))
+
+        def never(event: stt.Event) -> None:
+            seen.append("never")
+
+        assert manager.on("done", never) is manager
+        assert manager.off("done", never) is manager
+        manager.on("flush_done", never)  # moved to the connection, removed there
+
+        async with manager as conn:
+            conn.off("flush_done", never)
+            everything: list[str] = []
+            conn.on("event", lambda e: everything.append(e.type))
+            for _ in range(2):
+                await conn.send_audio(pcm(0.1))
+                await conn.send("finalize")
+            await conn.send("close")
+            await conn.dispatch_events()
+        assert seen == ["a", " b"]
+        assert first_only == ["flush_done"]
+        assert everything == ["transcript", "flush_done", "transcript", "flush_done", "done"]
+
+
+@pytest.mark.asyncio
+async def test_dispatch_raises_an_unhandled_error_event(twin_factory: TwinFactory) -> None:
+    async with (
+        twin_factory() as twin,
+        client_for(twin).stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=1
+        ) as conn,
+    ):
+        with pytest.raises(stt.BadRequestError, match="sample_rate"):
+            await conn.dispatch_events()
