@@ -366,6 +366,17 @@ class AsyncConnection:
             )
         return event
 
+    @staticmethod
+    def parse_event(data: bytes | str) -> Event:
+        """Decode one server message, as the official connection's ``parse_event`` does.
+
+        The same as :func:`cartesia_stt_async.parse_event`.
+
+        Raises:
+            ProtocolError: If ``data`` is not a well-formed server event.
+        """
+        return parse_event(data)
+
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()
 

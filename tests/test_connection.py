@@ -415,3 +415,25 @@ async def test_typed_memoryview_audio_is_counted_in_bytes(twin_factory: TwinFact
             await conn.send_raw(memoryview(array.array("h", [1, 2, 3])))
             await conn.finalize(timeout=5 * SLACK)
         assert [n for _, n in twin.sessions[0].frames] == [3200, 3200, 3200, 6]
+
+
+@pytest.mark.asyncio
+async def test_recv_and_parse_event_like_the_official_connection(
+    twin_factory: TwinFactory,
+) -> None:
+    async with twin_factory(engine=ScriptedEngine([[" one"]])) as twin:
+        async with ws(client_for(twin)) as conn:
+            await conn.send_raw(pcm(0.1))
+            await conn.send("finalize")
+            await conn.send("close")
+            received = [await conn.recv() for _ in range(3)]
+            with pytest.raises(stt.ConnectionClosedError, match="no more events"):
+                await conn.recv()
+        assert [e.type for e in received] == ["transcript", "flush_done", "done"]
+        first = received[0]
+        assert isinstance(first, stt.TranscriptEvent) and first.text == " one" and first.is_final
+        parsed = conn.parse_event('{"type":"flush_done","request_id":"r1"}')
+        assert isinstance(parsed, stt.FlushDoneEvent) and parsed.request_id == "r1"
+        with pytest.raises(stt.ProtocolError):
+            conn.parse_event(b"{not json")
+    assert not other_tasks()
