@@ -1,11 +1,17 @@
 """The local twin of Cartesia's realtime STT WebSocket API, on aiohttp.web.
 
-``async with serve(engine=ScriptedEngine([...])) as twin:`` then point a client at
-``twin.base_url``. From the shell: ``cartesia-stt twin --port 8765``.
+``async with serve() as twin:`` (offline speech recognition with pocketsphinx, needs the
+``twin`` extra) or ``serve(engine=ScriptedEngine([...]))`` (exact scripted answers), then point
+a client at ``twin.base_url``. From the shell: ``cartesia-stt twin --port 8765``.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._server import SessionRecord, Twin, run_forever, serve, validate_params
 from .engines import Engine, RecognizerSession, Reply, ScriptedEngine, Segment, SessionParams
+
+if TYPE_CHECKING:
+    from .sphinx import SphinxEngine
 
 __all__ = [
     "Engine",
@@ -15,8 +21,18 @@ __all__ = [
     "Segment",
     "SessionParams",
     "SessionRecord",
+    "SphinxEngine",
     "Twin",
     "run_forever",
     "serve",
     "validate_params",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # SphinxEngine needs the ``twin`` extra (pocketsphinx, numpy): import it on first use.
+    if name == "SphinxEngine":
+        from .sphinx import SphinxEngine
+
+        return SphinxEngine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

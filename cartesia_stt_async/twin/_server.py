@@ -10,7 +10,11 @@ Behaviour follows protocol.md §11 (decisions for the twin):
   per the engine's ``order``); ``close`` or legacy ``done`` → remaining finals, ``done``,
   close 1000; anything else → an ``error`` event, the session goes on;
 * no message for ``idle_timeout`` seconds → close 1001 "Idle timeout";
-* one ``request_id`` (a UUID) per connection, also the ``X-Request-Id`` response header.
+* one ``request_id`` (a UUID) per connection, also the ``X-Request-Id`` response header;
+* ``POST /tts/bytes`` synthesizes speech offline (:mod:`._tts`), same auth as the socket.
+
+The default engine is the offline pocketsphinx recognizer (:class:`~.sphinx.SphinxEngine`);
+an engine may cap concurrent sessions with a ``max_sessions`` attribute (HTTP 429 over it).
 
 Access logging is off: query strings may carry an API key.
 """
@@ -37,7 +41,8 @@ from ..protocol.events import (
     TranscriptEvent,
     encode_event,
 )
-from .engines import Engine, RecognizerSession, ScriptedEngine, Segment, SessionParams
+from ._tts import Synthesizer, TTSRequest, TTSRequestError
+from .engines import Engine, RecognizerSession, Segment, SessionParams
 
 __all__ = ["SessionRecord", "Twin", "run_forever", "serve"]
 
@@ -182,6 +187,13 @@ class _Options:
     max_sessions: int | None
     stop_reading_after: int | None
     refuse_status: int | None
+    synthesizer: Synthesizer | None = None
+
+    @property
+    def session_limit(self) -> int | None:
+        """The tighter of the server's and the engine's concurrent-session caps."""
+        caps = [c for c in (self.max_sessions, getattr(self.engine, "max_sessions", None)) if c]
+        return min(caps) if caps else None
 
 
 class Twin:
@@ -272,15 +284,15 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     request_id = str(uuid.uuid4())
     if opts.refuse_status is not None:
         return _refusal(opts.refuse_status, request_id, "Refused", "refused by the twin", "refused")
-    key = _api_key(request)
-    if key is None or (opts.api_keys is not None and key not in opts.api_keys):
+    if not _authorized(request, opts):
         return _refusal(401, request_id, "Unauthorized", "Invalid API key", "unauthorized")
-    if opts.max_sessions is not None and len(twin._active) >= opts.max_sessions:
+    limit = opts.session_limit
+    if limit is not None and len(twin._active) >= limit:
         return _refusal(
             429,
             request_id,
             "Too many concurrent requests",
-            f"at most {opts.max_sessions} concurrent sessions",
+            f"at most {limit} concurrent sessions",
             "concurrency_limited",
         )
     ws = web.WebSocketResponse(max_msg_size=4 << 20, timeout=2.0, compress=False)
@@ -304,6 +316,42 @@ async def _handle(request: web.Request) -> web.StreamResponse:
                 await ws.close(code=1001, message=b"server shutdown")
         record.close_code = ws.close_code
     return ws
+
+
+def _authorized(request: web.Request, opts: _Options) -> bool:
+    key = _api_key(request)
+    return key is not None and (opts.api_keys is None or key in opts.api_keys)
+
+
+async def _tts_bytes(request: web.Request) -> web.StreamResponse:
+    opts = request.app[_OPTIONS]
+    request_id = str(uuid.uuid4())
+    if not _authorized(request, opts):
+        return _refusal(401, request_id, "Unauthorized", "Invalid API key", "unauthorized")
+    try:
+        body = await request.json(loads=json.loads)
+    except ValueError:
+        return _refusal(400, request_id, "Invalid request", "body is not JSON", "invalid_request")
+    try:
+        tts_request = TTSRequest.from_json(body)
+    except TTSRequestError as err:
+        return _refusal(400, request_id, "Invalid request", str(err), "invalid_request")
+    if opts.synthesizer is None:
+        try:
+            opts.synthesizer = Synthesizer()
+        except ImportError:
+            return _refusal(
+                501,
+                request_id,
+                "Speech synthesis unavailable",
+                "the twin's /tts/bytes needs py-nanotts: pip install 'cartesia-stt-async[twin]'",
+                "not_implemented",
+            )
+    audio = await opts.synthesizer.generate(tts_request)
+    content_type = "audio/wav" if tts_request.container == "wav" else "application/octet-stream"
+    return web.Response(
+        body=audio, content_type=content_type, headers={"X-Request-Id": request_id}
+    )
 
 
 async def _send(ws: web.WebSocketResponse, event: object) -> None:
@@ -412,7 +460,8 @@ async def serve(
     """Run the twin for the duration of an ``async with`` block.
 
     Args:
-        engine: The recognition engine (default: ``ScriptedEngine([])``).
+        engine: The recognition engine (default: the offline pocketsphinx recognizer,
+            :class:`~cartesia_stt_async.twin.SphinxEngine`, which needs the ``twin`` extra).
         host: Address to bind (loopback by default).
         port: Port to bind; 0 picks a free one (see ``twin.port``).
         api_keys: Valid keys; ``None`` accepts any non-empty key.
@@ -424,8 +473,13 @@ async def serve(
     Yields:
         The running :class:`Twin`.
     """
+    owned = engine is None
+    if engine is None:
+        from .sphinx import SphinxEngine
+
+        engine = SphinxEngine()
     app = web.Application()
-    twin = Twin(host, port, engine or ScriptedEngine([]))
+    twin = Twin(host, port, engine)
     app[_TWIN] = twin
     app[_OPTIONS] = _Options(
         engine=twin.engine,
@@ -436,6 +490,7 @@ async def serve(
         refuse_status=refuse_status,
     )
     app.router.add_get("/stt/websocket", _handle)
+    app.router.add_post("/tts/bytes", _tts_bytes)
     app.on_shutdown.append(_close_all)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
@@ -448,6 +503,9 @@ async def serve(
         yield twin
     finally:
         await runner.cleanup()
+        closer = getattr(engine, "aclose", None)
+        if owned and closer is not None:
+            await closer()
 
 
 async def run_forever(
