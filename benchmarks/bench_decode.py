@@ -63,7 +63,8 @@ def main() -> int:
 
     def official(data: bytes) -> Any:
         return construct_type_unchecked(
-            value=json.loads(data), type_=STTManualFinalizeWebsocketResponse
+            value=json.loads(data),
+            type_=STTManualFinalizeWebsocketResponse,  # type: ignore[arg-type]
         )
 
     def ours(data: bytes) -> Any:

@@ -8,7 +8,6 @@ websockets are translated to this package's tree here, in one place.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -20,9 +19,10 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
+from ._http import status_error
 from ._version import __version__
 from .connection import AsyncConnection, EventHandler
-from .errors import APIConnectionError, APITimeoutError, ConfigurationError, error_for_status
+from .errors import APIConnectionError, APITimeoutError, ConfigurationError
 from .protocol.audio import DEFAULT_FRAME_MS
 from .protocol.commands import (
     DEFAULT_BASE_URL,
@@ -34,6 +34,7 @@ from .protocol.commands import (
 )
 from .protocol.pacing import check_speed
 from .protocol.session import Session
+from .tts import TTS
 
 __all__ = ["AsyncCartesia", "ConnectionManager", "connect"]
 
@@ -225,37 +226,13 @@ class ConnectionManager:
 
 def _status_error(exc: InvalidStatus, secrets: Sequence[str]) -> Exception:
     response = exc.response
-    status = response.status_code
-    message = f"handshake refused with HTTP {status} {response.reason_phrase}".rstrip()
-    title = error_code = request_id = None
-    try:
-        body = json.loads(response.body or b"")
-    except ValueError:
-        body = None
-        text = (response.body or b"").decode("utf-8", "replace").strip()
-        if text:
-            message = f"{message}: {text[:200]}"
-    if isinstance(body, dict):
-        if isinstance(body.get("message"), str):
-            message = body["message"]
-        title = body.get("title") if isinstance(body.get("title"), str) else None
-        error_code = body.get("error_code") if isinstance(body.get("error_code"), str) else None
-        request_id = body.get("request_id") if isinstance(body.get("request_id"), str) else None
-    request_id = request_id or response.headers.get("X-Request-Id")
-    retry_after: float | None = None
-    raw_retry = response.headers.get("Retry-After")
-    if raw_retry is not None:
-        try:
-            retry_after = float(raw_retry)
-        except ValueError:
-            retry_after = None
-    return error_for_status(
-        status,
-        redact(message, secrets),
-        title=title,
-        error_code=error_code,
-        request_id=request_id,
-        retry_after=retry_after,
+    return status_error(
+        response.status_code,
+        response.reason_phrase,
+        response.body,
+        response.headers,
+        secrets,
+        what="handshake refused with ",
     )
 
 
@@ -402,6 +379,8 @@ class STT:
 class AsyncCartesia:
     """The client: configure once, open sessions with ``client.stt.manual_finalize.websocket``.
 
+    ``client.tts.generate(...)`` synthesizes speech over HTTP (``/tts/bytes``).
+
     Args:
         api_key: Defaults to ``CARTESIA_API_KEY``.
         base_url: Defaults to ``CARTESIA_BASE_URL``, else ``https://api.cartesia.ai``;
@@ -427,6 +406,12 @@ class AsyncCartesia:
             api_key, base_url, websocket_base_url, cartesia_version, default_headers
         )
         self.stt = STT(self._settings)
+        self.tts = TTS(
+            api_key=self._settings.api_key,
+            base_url=self._settings.base_url,
+            cartesia_version=cartesia_version,
+            default_headers=self._settings.default_headers,
+        )
 
     @property
     def base_url(self) -> str:
@@ -438,7 +423,11 @@ class AsyncCartesia:
         return f"AsyncCartesia(base_url={base!r}, api_key='***')"
 
     async def close(self) -> None:
-        """Release client resources (none are pooled yet; sessions close themselves)."""
+        """Release client resources: the HTTP connection pool of ``client.tts``.
+
+        WebSocket sessions close themselves when their ``async with`` ends.
+        """
+        await self.tts.aclose()
 
     async def __aenter__(self) -> AsyncCartesia:
         return self

@@ -73,7 +73,8 @@ def decode(data: bytes, encoding: str) -> Float:
 
 
 def _pcm16(samples: Float) -> npt.NDArray[np.int32]:
-    return np.rint(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int32)
+    scaled: npt.NDArray[np.int32] = np.rint(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int32)
+    return scaled
 
 
 def _mulaw_encode(samples: Float) -> bytes:
@@ -174,7 +175,7 @@ class Resampler:
         left = (n * self.down) // self.up - self.half
         idx = left[:, None] + np.arange(2 * self.half + 2, dtype=np.int64)[None, :]
         offsets = idx - (n * self.down / self.up)[:, None]
-        out = (buf[idx - self._base] * self._weights(offsets)).sum(axis=1).astype(np.float32)
+        out: Float = (buf[idx - self._base] * self._weights(offsets)).sum(axis=1).astype(np.float32)
         self._next = last + 1
         keep_from = (self._next * self.down) // self.up - self.half
         drop = max(0, keep_from - self._base)

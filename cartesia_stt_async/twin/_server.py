@@ -349,9 +349,7 @@ async def _tts_bytes(request: web.Request) -> web.StreamResponse:
             )
     audio = await opts.synthesizer.generate(tts_request)
     content_type = "audio/wav" if tts_request.container == "wav" else "application/octet-stream"
-    return web.Response(
-        body=audio, content_type=content_type, headers={"X-Request-Id": request_id}
-    )
+    return web.Response(body=audio, content_type=content_type, headers={"X-Request-Id": request_id})
 
 
 async def _send(ws: web.WebSocketResponse, event: object) -> None:
