@@ -74,6 +74,9 @@ class _DecoderState:
 class SphinxEngine:
     """Offline speech recognition with pocketsphinx, the twin's default engine.
 
+    Raises:
+        ImportError: Without the ``twin`` extra (pocketsphinx, numpy).
+
     Args:
         max_sessions: Concurrent sessions (one decoder each); the twin answers 429 over it.
         interims: Send ``is_final: false`` chunks from partial hypotheses as audio arrives.
@@ -97,6 +100,7 @@ class SphinxEngine:
     ) -> None:
         if max_sessions < 1:
             raise ValueError(f"max_sessions must be at least 1, got {max_sessions}")
+        import pocketsphinx  # noqa: F401  # fail now, not at the first session, if missing
         self.max_sessions = max_sessions
         self.interims = interims
         self.keyterm_weight = keyterm_weight
@@ -228,7 +232,7 @@ class _SphinxSession:
         self.last_interim = ""
         offset = state.utterance_start / DECODER_RATE
         words: list[tuple[str, float, float]] = []
-        for seg in decoder.seg():
+        for seg in decoder.seg() or ():
             word = _clean_word(seg.word)
             if word is not None:
                 words.append(
