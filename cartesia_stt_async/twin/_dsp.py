@@ -144,6 +144,12 @@ class Resampler:
         self._buf: Float = np.zeros(self.half + 1, dtype=np.float32)  # silence before start
         self._base = -(self.half + 1)  # stream index of _buf[0]
         self._next = 0  # index of the next output sample
+        # Weights depend only on the phase (n * down) mod up: tabulate them when few.
+        self._table: npt.NDArray[np.float64] | None = None
+        if not self.identity and self.up <= 4096:
+            phases = np.arange(self.up, dtype=np.float64)[:, None] / self.up
+            taps = np.arange(2 * self.half + 2, dtype=np.float64)[None, :] - self.half
+            self._table = self._weights(taps - phases)
 
     def _weights(self, offsets: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         t = np.clip(offsets / (self.half + 1), -1.0, 1.0)

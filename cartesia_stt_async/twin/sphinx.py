@@ -11,9 +11,11 @@ Costs and limits (measured on a 2-core x86 machine; see ``docs/twin.md``):
 * A decoder takes about 90 MiB and 0.2-0.3 s to create. Decoders are pooled: a finished
   session's decoder is reset and reused. The engine caps concurrent sessions
   (``max_sessions``, default 4): the twin answers HTTP 429 at the handshake over the cap.
-* Decoding runs on worker threads, never on the event loop. pocketsphinx holds the GIL while
-  it decodes, so all sessions share about one core; audio is fed in 20 ms slices so the loop
-  gets the GIL back every few milliseconds (pings, other sessions and ``flush_done`` flow).
+* Decoding runs in worker processes (``workers``, default 1), never on the event loop:
+  pocketsphinx holds the GIL for the whole of a call (``end_utt`` alone takes ~0.1 s for a
+  3 s utterance), so in-process threads would stall the loop. The loop only pickles small
+  messages; waiting for the worker happens on a thread that releases the GIL. Pings, other
+  sessions' frames and ``flush_done`` keep flowing while a worker decodes.
 * Every encoding and sample rate the protocol allows is converted to 16 kHz 16-bit mono first.
 * ``keyterm`` words found in the dictionary are added to that session's language model as
   unigrams; such a decoder is not returned to the pool. Words with no dictionary
@@ -24,12 +26,17 @@ Costs and limits (measured on a 2-core x86 machine; see ``docs/twin.md``):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import multiprocessing
 import re
-from collections.abc import Callable, Sequence
+import resource
+import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from multiprocessing.connection import Connection
+from typing import Any, Final
 
 from ..protocol.audio import BYTES_PER_SAMPLE
 from . import _dsp
@@ -43,7 +50,6 @@ DECODER_RATE: Final = 16000
 _SLICE_BYTES: Final = DECODER_RATE * 2 // 50  # 20 ms of 16-bit audio per process_raw call
 _FRAMES_PER_SECOND: Final = 100  # pocketsphinx feature frames
 _ALT_PRONUNCIATION = re.compile(r"\(\d+\)$")
-_T = TypeVar("_T")
 
 
 def _new_decoder() -> Any:
@@ -64,83 +70,123 @@ class _DecoderState:
     """One decoder and where its session's audio stands."""
 
     decoder: Any
-    initial_cmn: str
     in_utterance: bool = False
     samples: int = 0  # 16 kHz samples decoded this session
     utterance_start: int = 0  # ``samples`` when the current utterance started
     dirty: bool = False  # language model changed: do not pool
 
 
-class SphinxEngine:
-    """Offline speech recognition with pocketsphinx, the twin's default engine.
+class RecognizerError(RuntimeError):
+    """The recognizer worker failed (its message names the cause)."""
 
-    Raises:
-        ImportError: Without the ``twin`` extra (pocketsphinx, numpy).
 
-    Args:
-        max_sessions: Concurrent sessions (one decoder each); the twin answers 429 over it.
-        interims: Send ``is_final: false`` chunks from partial hypotheses as audio arrives.
-        keyterm_weight: Unigram weight of boosted keyterms, relative to uniform.
-        threads: Worker threads that run the decoders.
+# --- the worker process side ---------------------------------------------------------------
 
-    Attributes:
-        order: Finals before ``flush_done`` (current Cartesia docs).
-        decoders_created: Decoders built so far (each about 90 MiB, 0.2-0.3 s).
-    """
 
-    order: FinalOrder = "finals_first"
+@dataclass
+class _WorkerSession:
+    """One connection's decoding state, inside a worker process."""
 
-    def __init__(
-        self,
-        *,
-        max_sessions: int = 4,
-        interims: bool = True,
-        keyterm_weight: float = 1.0,
-        threads: int = 2,
-    ) -> None:
-        if max_sessions < 1:
-            raise ValueError(f"max_sessions must be at least 1, got {max_sessions}")
-        import pocketsphinx  # noqa: F401  # fail now, not at the first session, if missing
-        self.max_sessions = max_sessions
+    state: _DecoderState
+    encoding: str
+    language: str
+    interims: bool
+    width: int = field(init=False)
+    rest: bytes = b""
+    finals_sent: int = 0
+    last_interim: str = ""
+
+    def __post_init__(self) -> None:
+        self.width = BYTES_PER_SAMPLE[self.encoding]
+
+    def decode(self, audio: bytes, resampler: _dsp.Resampler, final: bool) -> str | None:
+        """Convert and decode ``audio``; return the new partial hypothesis, if it changed."""
+        state = self.state
+        data = self.rest + audio
+        cut = len(data) - len(data) % self.width
+        self.rest = data[cut:]
+        pcm = _dsp.to_s16le(resampler.process(_dsp.decode(data[:cut], self.encoding), final))
+        if not pcm:
+            return None
+        decoder = state.decoder
+        if not state.in_utterance:
+            decoder.start_utt()
+            state.in_utterance = True
+            state.utterance_start = state.samples
+        for i in range(0, len(pcm), _SLICE_BYTES):
+            decoder.process_raw(pcm[i : i + _SLICE_BYTES], False, False)
+        state.samples += len(pcm) // 2
+        if not self.interims:
+            return None
+        hyp = decoder.hyp()
+        text = hyp.hypstr if hyp is not None else ""
+        if not text or text == self.last_interim:
+            return None
+        self.last_interim = text
+        return " " + text if self.finals_sent else text
+
+    def end(self) -> list[Segment]:
+        """End the utterance; its words as one final delta (none for silence)."""
+        state = self.state
+        if not state.in_utterance:
+            return []
+        decoder = state.decoder
+        decoder.end_utt()
+        state.in_utterance = False
+        self.last_interim = ""
+        offset = state.utterance_start / DECODER_RATE
+        words: list[tuple[str, float, float]] = []
+        for seg in decoder.seg() or ():
+            word = _clean_word(seg.word)
+            if word is not None:
+                start = offset + seg.start_frame / _FRAMES_PER_SECOND
+                end = offset + (seg.end_frame + 1) / _FRAMES_PER_SECOND
+                words.append((word, round(start, 3), round(end, 3)))
+        if not words:
+            return []
+        text = " ".join(w for w, _, _ in words)
+        if self.finals_sent:
+            text = " " + text
+        self.finals_sent += 1
+        duration = (state.samples - state.utterance_start) / DECODER_RATE
+        return [
+            Segment(
+                text,
+                is_final=True,
+                duration=round(duration, 3),
+                language=self.language,
+                words=tuple(words),
+            )
+        ]
+
+
+class _Recognizer:
+    """Everything a worker process holds: the decoder pool and its sessions."""
+
+    def __init__(self, max_idle: int, interims: bool, keyterm_weight: float) -> None:
+        self.max_idle = max_idle
         self.interims = interims
         self.keyterm_weight = keyterm_weight
-        self.decoders_created = 0
-        self._idle: list[_DecoderState] = []
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="twin-sphinx")
-
-    def __repr__(self) -> str:
-        return (
-            f"<SphinxEngine max_sessions={self.max_sessions} "
-            f"created={self.decoders_created} idle={len(self._idle)}>"
-        )
-
-    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run ``fn(*args)`` on the engine's worker threads."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self.created = 0
+        self.idle: list[_DecoderState] = []
+        self.sessions: dict[int, tuple[_WorkerSession, _dsp.Resampler]] = {}
 
     def _create(self) -> _DecoderState:
         decoder = _new_decoder()
-        self.decoders_created += 1
-        return _DecoderState(decoder, decoder.get_cmn(False))
+        self.created += 1
+        return _DecoderState(decoder)
 
-    async def prewarm(self, count: int = 1) -> None:
-        """Create decoders ahead of the first sessions (at most ``max_sessions`` idle)."""
-        while len(self._idle) < min(count, self.max_sessions):
-            self._idle.append(await self.run(self._create))
+    def prewarm(self, count: int) -> None:
+        while len(self.idle) < min(count, self.max_idle):
+            self.idle.append(self._create())
 
-    async def open(self, params: SessionParams) -> RecognizerSession:
-        """A session with a pooled (or new) decoder, its keyterms added."""
-        state = self._idle.pop() if self._idle else await self.run(self._create)
-        session = _SphinxSession(self, params, state)
-        if params.keyterms:
-            unknown = await self.run(self._boost, state, params.keyterms)
-            if unknown:
-                log.warning(
-                    "keyterm word(s) with no pronunciation in the en-us dictionary, "
-                    "not boosted: %s",
-                    ", ".join(sorted(unknown)),
-                )
-        return session
+    def open(
+        self, sid: int, encoding: str, rate: int, language: str, keyterms: Sequence[str]
+    ) -> list[str]:
+        state = self.idle.pop() if self.idle else self._create()
+        session = _WorkerSession(state, encoding, language, self.interims)
+        self.sessions[sid] = (session, _dsp.Resampler(rate, DECODER_RATE))
+        return sorted(self._boost(state, keyterms)) if keyterms else []
 
     def _boost(self, state: _DecoderState, keyterms: Sequence[str]) -> set[str]:
         decoder = state.decoder
@@ -160,125 +206,227 @@ class SphinxEngine:
             decoder.activate_search("keyterms")
         return unknown
 
-    def release(self, state: _DecoderState) -> None:
-        """Return a session's decoder to the pool (sync, on a worker thread)."""
+    def feed(self, sid: int, audio: bytes) -> str | None:
+        session, resampler = self.sessions[sid]
+        return session.decode(audio, resampler, final=False)
+
+    def finalize(self, sid: int) -> list[Segment]:
+        return self.sessions[sid][0].end()
+
+    def close(self, sid: int) -> list[Segment]:
+        session, resampler = self.sessions[sid]
+        session.decode(b"", resampler, final=True)
+        return session.end()
+
+    def release(self, sid: int) -> None:
+        session, _ = self.sessions.pop(sid)
+        state = session.state
         if state.in_utterance:
             state.decoder.end_utt()
-        if state.dirty or len(self._idle) >= self.max_sessions:
+        if state.dirty or len(self.idle) >= self.max_idle:
             return  # dropped: its memory goes with it
-        state.decoder.set_cmn(state.initial_cmn)
-        self._idle.append(_DecoderState(state.decoder, state.initial_cmn))
+        # Fresh feature state (cepstral mean, noise estimate): a reused decoder then gives
+        # exactly what a new one would.
+        state.decoder.reinit_feat()
+        self.idle.append(_DecoderState(state.decoder))
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "decoders_created": self.created,
+            "idle_decoders": len(self.idle),
+            "sessions": len(self.sessions),
+            "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        }
+
+
+def _worker_main(conn: Connection, max_idle: int, interims: bool, keyterm_weight: float) -> None:
+    """A worker process: answer ``(op, args)`` requests until ``quit`` or EOF."""
+    recognizer = _Recognizer(max_idle, interims, keyterm_weight)
+    while True:
+        try:
+            op, args = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if op == "quit":
+            conn.send(("ok", None))
+            return
+        try:
+            conn.send(("ok", getattr(recognizer, op)(*args)))
+        except Exception as exc:  # reported to the caller, the worker goes on
+            conn.send(("err", f"{op} failed: {type(exc).__name__}: {exc}"))
+
+
+# --- the server side --------------------------------------------------------------------------
+
+
+class _Worker:
+    """A recognizer process and the pipe to it; one request at a time."""
+
+    def __init__(self, args: tuple[int, bool, float]) -> None:
+        self._args = args
+        self._lock = threading.Lock()
+        self._process: Any = None
+        self._conn: Connection | None = None
+        self.sessions = 0
+
+    def _start(self) -> Connection:
+        ctx = multiprocessing.get_context("spawn")  # never fork a process running threads
+        parent, child = ctx.Pipe()
+        process = ctx.Process(
+            target=_worker_main, args=(child, *self._args), name="twin-sphinx", daemon=True
+        )
+        process.start()
+        child.close()
+        self._process, self._conn = process, parent
+        return parent
+
+    def call(self, op: str, *args: Any) -> Any:
+        """Run ``op`` in the worker and return its result (blocking: call from a thread)."""
+        with self._lock:
+            conn = self._conn
+            if conn is None or not self._process.is_alive():
+                conn = self._start()
+            try:
+                conn.send((op, args))
+                status, value = conn.recv()
+            except (EOFError, OSError) as exc:
+                self._conn = None
+                raise RecognizerError(f"the recognizer process died during {op}") from exc
+        if status != "ok":
+            raise RecognizerError(value)
+        return value
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the worker to quit; kill it if it does not within ``timeout``."""
+        with self._lock:
+            conn, process, self._conn = self._conn, self._process, None
+            if conn is None:
+                return
+            try:
+                conn.send(("quit", ()))
+                if conn.poll(timeout):
+                    conn.recv()
+            except (EOFError, OSError):
+                pass
+            conn.close()
+            process.join(timeout)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout)
+
+
+class SphinxEngine:
+    """Offline speech recognition with pocketsphinx, the twin's default engine.
+
+    Args:
+        max_sessions: Concurrent sessions (one decoder each); the twin answers 429 over it.
+        interims: Send ``is_final: false`` chunks from partial hypotheses as audio arrives.
+        keyterm_weight: Unigram weight of boosted keyterms, relative to uniform.
+        workers: Recognizer processes; sessions are spread over them.
+
+    Raises:
+        ImportError: Without the ``twin`` extra (pocketsphinx, numpy).
+
+    Attributes:
+        order: Finals before ``flush_done`` (current Cartesia docs).
+    """
+
+    order: FinalOrder = "finals_first"
+
+    def __init__(
+        self,
+        *,
+        max_sessions: int = 4,
+        interims: bool = True,
+        keyterm_weight: float = 1.0,
+        workers: int = 1,
+    ) -> None:
+        if max_sessions < 1:
+            raise ValueError(f"max_sessions must be at least 1, got {max_sessions}")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        import pocketsphinx  # noqa: F401  # fail now, not at the first session, if missing
+
+        self.max_sessions = max_sessions
+        self.interims = interims
+        idle_per_worker = -(-max_sessions // workers)
+        self._workers = [
+            _Worker((idle_per_worker, interims, keyterm_weight)) for _ in range(workers)
+        ]
+        # One thread per possible in-flight call: a waiting thread holds no GIL.
+        self._executor = ThreadPoolExecutor(
+            max_workers=max_sessions + workers + 1, thread_name_prefix="twin-sphinx"
+        )
+        self._ids = itertools.count(1)
+
+    def __repr__(self) -> str:
+        return f"<SphinxEngine max_sessions={self.max_sessions} workers={len(self._workers)}>"
+
+    async def _call(self, worker: _Worker, op: str, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, worker.call, op, *args)
+
+    async def prewarm(self, count: int = 1) -> None:
+        """Start the workers and create ``count`` decoders ahead of the first sessions."""
+        per_worker = -(-count // len(self._workers))
+        await asyncio.gather(*(self._call(w, "prewarm", per_worker) for w in self._workers))
+
+    async def stats(self) -> list[dict[str, int]]:
+        """Per worker: decoders created, idle decoders, open sessions, peak RSS in KiB."""
+        return list(await asyncio.gather(*(self._call(w, "stats") for w in self._workers)))
+
+    async def open(self, params: SessionParams) -> RecognizerSession:
+        """A session on the least busy worker, with a pooled (or new) decoder."""
+        worker = min(self._workers, key=lambda w: w.sessions)
+        sid = next(self._ids)
+        language = params.language or "en"
+        worker.sessions += 1
+        try:
+            unknown = await self._call(
+                worker, "open", sid, params.encoding, params.sample_rate, language, params.keyterms
+            )
+        except BaseException:
+            worker.sessions -= 1
+            raise
+        if unknown:
+            log.warning(
+                "keyterm word(s) with no pronunciation in the en-us dictionary, not boosted: %s",
+                ", ".join(unknown),
+            )
+        return _SphinxSession(self, worker, sid, language)
 
     async def aclose(self) -> None:
-        """Drop idle decoders and stop the worker threads."""
-        self._idle.clear()
+        """Stop the worker processes and threads (their decoders go with them)."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._executor, w.stop) for w in self._workers))
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
 class _SphinxSession:
     engine: SphinxEngine
-    params: SessionParams
-    state: _DecoderState | None
-    language: str = field(init=False)
-    width: int = field(init=False)
-    rest: bytes = b""
-    finals_sent: int = 0
-    last_interim: str = ""
-
-    def __post_init__(self) -> None:
-        self.language = self.params.language or "en"
-        self.width = BYTES_PER_SAMPLE[self.params.encoding]
-        self.resampler = _dsp.Resampler(self.params.sample_rate, DECODER_RATE)
-
-    # --- worker-thread side -------------------------------------------------------------
-
-    def _decode(self, audio: bytes, final: bool) -> str | None:
-        """Convert and decode ``audio``; return the partial hypothesis if it changed."""
-        state = self.state
-        assert state is not None
-        data = self.rest + audio
-        cut = len(data) - len(data) % self.width
-        self.rest = data[cut:]
-        samples = self.resampler.process(_dsp.decode(data[:cut], self.params.encoding), final)
-        pcm = _dsp.to_s16le(samples)
-        if not pcm:
-            return None
-        decoder = state.decoder
-        if not state.in_utterance:
-            decoder.start_utt()
-            state.in_utterance = True
-            state.utterance_start = state.samples
-        for i in range(0, len(pcm), _SLICE_BYTES):
-            decoder.process_raw(pcm[i : i + _SLICE_BYTES], False, False)
-        state.samples += len(pcm) // 2
-        if not self.engine.interims:
-            return None
-        hyp = decoder.hyp()
-        text = hyp.hypstr if hyp is not None else ""
-        if text and text != self.last_interim:
-            self.last_interim = text
-            return text
-        return None
-
-    def _end(self) -> list[Segment]:
-        state = self.state
-        assert state is not None
-        if not state.in_utterance:
-            return []
-        decoder = state.decoder
-        decoder.end_utt()
-        state.in_utterance = False
-        self.last_interim = ""
-        offset = state.utterance_start / DECODER_RATE
-        words: list[tuple[str, float, float]] = []
-        for seg in decoder.seg() or ():
-            word = _clean_word(seg.word)
-            if word is not None:
-                words.append(
-                    (
-                        word,
-                        round(offset + seg.start_frame / _FRAMES_PER_SECOND, 3),
-                        round(offset + (seg.end_frame + 1) / _FRAMES_PER_SECOND, 3),
-                    )
-                )
-        if not words:
-            return []
-        text = " ".join(w for w, _, _ in words)
-        if self.finals_sent:
-            text = " " + text
-        self.finals_sent += 1
-        duration = (state.samples - state.utterance_start) / DECODER_RATE
-        return [
-            Segment(
-                text,
-                is_final=True,
-                duration=round(duration, 3),
-                language=self.language,
-                words=tuple(words),
-            )
-        ]
-
-    def _close(self) -> list[Segment]:
-        self._decode(b"", final=True)
-        return self._end()
-
-    # --- RecognizerSession ---------------------------------------------------------------
+    worker: _Worker
+    sid: int
+    language: str
+    released: bool = False
 
     async def feed(self, audio: bytes) -> Sequence[Segment]:
-        partial = await self.engine.run(self._decode, audio, False)
+        partial = await self.engine._call(self.worker, "feed", self.sid, audio)
         if partial is None:
             return ()
-        text = " " + partial if self.finals_sent else partial
-        return (Segment(text, is_final=False, language=self.language),)
+        return (Segment(partial, is_final=False, language=self.language),)
 
     async def finalize(self) -> Sequence[Segment]:
-        return await self.engine.run(self._end)
+        segments: list[Segment] = await self.engine._call(self.worker, "finalize", self.sid)
+        return segments
 
     async def close(self) -> Sequence[Segment]:
-        return await self.engine.run(self._close)
+        segments: list[Segment] = await self.engine._call(self.worker, "close", self.sid)
+        return segments
 
     async def aclose(self) -> None:
-        state, self.state = self.state, None
-        if state is not None:
-            await self.engine.run(self.engine.release, state)
+        if self.released:
+            return
+        self.released = True
+        self.worker.sessions -= 1
+        await self.engine._call(self.worker, "release", self.sid)

@@ -1,0 +1,96 @@
+"""The twin's sample conversion: G.711 tables, float/int scaling, streaming resampling."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cartesia_stt_async.protocol.audio import ENCODINGS
+from cartesia_stt_async.twin import _dsp
+from cartesia_stt_async.twin.wer import normalize, word_error_rate
+
+
+def tone(freq: float, rate: int, seconds: float = 0.5) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+# G.711 reference values (ITU-T G.711 / the classic g711.c): code -> 16-bit sample.
+MULAW = {0x00: -32124, 0x7F: 0, 0x80: 32124, 0xFF: 0, 0x70: -120, 0x10: -15996}
+ALAW = {0xD5: 8, 0x55: -8, 0xAA: 32256, 0x2A: -32256, 0x00: -5504, 0x80: 5504}
+
+
+@pytest.mark.parametrize(("code", "value"), sorted(MULAW.items()))
+def test_mulaw_decodes_to_the_reference_values(code: int, value: int) -> None:
+    assert round(float(_dsp.decode(bytes([code]), "pcm_mulaw")[0]) * 32768) == value
+
+
+@pytest.mark.parametrize(("code", "value"), sorted(ALAW.items()))
+def test_alaw_decodes_to_the_reference_values(code: int, value: int) -> None:
+    assert round(float(_dsp.decode(bytes([code]), "pcm_alaw")[0]) * 32768) == value
+
+
+@pytest.mark.parametrize("encoding", ["pcm_mulaw", "pcm_alaw"])
+def test_g711_encode_inverts_decode_for_every_code(encoding: str) -> None:
+    codes = bytes(range(256))
+    again = _dsp.encode(_dsp.decode(codes, encoding), encoding)
+    # Only mu-law's two zeros (0x7F, 0xFF) may swap.
+    assert [c for c, d in zip(codes, again, strict=True) if c != d and {c, d} != {0x7F, 0xFF}] == []
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_every_encoding_round_trips_within_its_precision(encoding: str) -> None:
+    x = tone(440, 16000)
+    y = _dsp.decode(_dsp.encode(x, encoding), encoding)
+    tolerance = {"pcm_mulaw": 0.02, "pcm_alaw": 0.02, "pcm_f16le": 3e-4}.get(encoding, 4e-5)
+    assert y.dtype == np.float32 and len(y) == len(x)
+    assert float(np.abs(y - x).max()) < tolerance
+
+
+def test_float_input_is_clipped_and_nan_is_silence() -> None:
+    data = np.array([2.0, -3.0, np.nan], dtype="<f4").tobytes()
+    assert _dsp.decode(data, "pcm_f32le").tolist() == [1.0, -1.0, 0.0]
+
+
+@pytest.mark.parametrize("rate", [8000, 11025, 22050, 44100, 48000, 16001])
+def test_resampling_is_the_same_whole_or_in_100_ms_pieces(rate: int) -> None:
+    x = tone(440, 16000)
+    whole = _dsp.Resampler(16000, rate)
+    a = np.concatenate([whole.process(x), whole.process(x[:0], final=True)])
+    pieces = _dsp.Resampler(16000, rate)
+    parts = [pieces.process(x[i : i + 1600]) for i in range(0, len(x), 1600)]
+    b = np.concatenate([*parts, pieces.process(x[:0], final=True)])
+    assert len(a) == math.ceil(len(x) * rate / 16000)  # outputs up to the last input
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 48000])
+def test_resampling_keeps_a_tone_and_round_trips(rate: int) -> None:
+    x = tone(440, 16000)
+    there = _dsp.Resampler(16000, rate)
+    y = np.concatenate([there.process(x), there.process(x[:0], final=True)])
+    np.testing.assert_allclose(
+        y[rate // 10 : -rate // 10], tone(440, rate)[rate // 10 : -rate // 10], atol=2e-3
+    )
+    back = _dsp.Resampler(rate, 16000)
+    z = np.concatenate([back.process(y), back.process(y[:0], final=True)])
+    assert len(z) == len(x)
+    assert float(np.abs(z[1600:-1600] - x[1600:-1600]).max()) < 2e-3
+
+
+def test_downsampling_removes_what_the_new_rate_cannot_carry() -> None:
+    high = tone(7000, 48000)  # above the 4 kHz Nyquist of 8 kHz audio
+    r = _dsp.Resampler(48000, 8000)
+    y = np.concatenate([r.process(high), r.process(high[:0], final=True)])
+    assert float(np.abs(y[800:-800]).max()) < 0.01  # no alias at 1 kHz
+
+
+def test_word_error_rate() -> None:
+    assert normalize("It's nine O'Clock, Sandy!") == ["its", "nine", "oclock", "sandy"]
+    assert word_error_rate("the lazy dog", "the lazy dog") == 0.0
+    assert word_error_rate("the lazy dog", "a lazy dog barks") == pytest.approx(2 / 3)
+    assert word_error_rate(["a b", "c d"], ["a b", "c"]) == pytest.approx(1 / 4)
+    with pytest.raises(ValueError, match="no words"):
+        word_error_rate("", "x")

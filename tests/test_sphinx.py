@@ -1,0 +1,217 @@
+"""The twin's default engine: real offline recognition with pocketsphinx, over loopback.
+
+Speech comes from the twin's own synthesizer (SVOX Pico); the client is the real SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+import cartesia_stt_async as stt
+from cartesia_stt_async.protocol.events import TranscriptEvent
+from cartesia_stt_async.twin import SphinxEngine, serve
+from cartesia_stt_async.twin.wer import word_error_rate
+
+from .conftest import SLACK, client_for
+from .speech import SEED, convert, shared_engine, speech
+
+MAX_WER = 0.35
+
+
+async def transcribe(
+    twin_url: str,
+    audio: list[bytes],
+    *,
+    encoding: str = "pcm_s16le",
+    sample_rate: int = 16000,
+    keyterm: list[str] | None = None,
+) -> tuple[list[stt.Utterance], list[TranscriptEvent]]:
+    """Stream each clip unpaced, finalize after each; return the utterances and all chunks."""
+    client = stt.AsyncCartesia(api_key="k", base_url=twin_url)
+    events: list[TranscriptEvent] = []
+    async with client.stt.manual_finalize.websocket(
+        model="ink-2", encoding=encoding, sample_rate=sample_rate, speed=None, keyterm=keyterm
+    ) as conn:
+        conn.on("transcript", events.append)
+        utterances = []
+        for clip in audio:
+            await conn.send_audio(clip)
+            utterances.append(await conn.finalize(timeout=30 * SLACK))
+        reader = asyncio.create_task(conn.dispatch_events())
+        await conn.send("close")
+        await asyncio.wait_for(reader, 10 * SLACK)
+    return utterances, events
+
+
+@pytest.mark.asyncio
+async def test_recognizes_speech_with_deltas_words_and_interims() -> None:
+    async with serve(engine=shared_engine()) as twin:
+        utts, events = await transcribe(twin.base_url, [speech(s) for s in SEED])
+    first, second = utts
+    assert word_error_rate(list(SEED), [first.text, second.text]) <= MAX_WER
+    # Deltas carry their own spacing: concatenating them verbatim reads right.
+    assert not first.text.startswith(" ") and second.text.startswith(" ")
+    finals = [e for e in events if e.is_final]
+    assert [e.text for e in finals] == [first.text, second.text]
+    assert any(not e.is_final for e in events)  # partial hypotheses as audio arrived
+    # Words are timed in seconds from the start of the session, in order.
+    words = [w for u in utts for w in u.words]
+    assert [w.word for w in words] == (first.text + second.text).split()
+    starts = [w.start for w in words]
+    assert starts == sorted(starts) and all(w.end > w.start for w in words)
+    total = sum(len(speech(s)) for s in SEED) / 32000
+    assert words[0].start < 1.0 and total - 1.5 < words[-1].end <= total + 0.05
+    assert words[-1].start > len(speech(SEED[0])) / 32000  # second utterance, session time
+    for event, clip in zip(finals, SEED, strict=True):
+        assert event.language == "en"
+        assert event.duration == pytest.approx(len(speech(clip)) / 32000, abs=0.01)
+
+
+LOSSLESS = [("pcm_s32le", 16000), ("pcm_f32le", 16000), ("pcm_f16le", 16000)]
+CONVERTED = [
+    ("pcm_mulaw", 16000),
+    ("pcm_alaw", 16000),
+    ("pcm_s16le", 22050),
+    ("pcm_s16le", 44100),
+    ("pcm_f32le", 48000),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("encoding", "rate"), LOSSLESS)
+async def test_lossless_formats_give_the_identical_transcript(encoding: str, rate: int) -> None:
+    clips = [speech(s) for s in SEED]
+    async with serve(engine=shared_engine()) as twin:
+        reference, _ = await transcribe(twin.base_url, clips)
+        other, _ = await transcribe(
+            twin.base_url,
+            [convert(c, encoding, rate) for c in clips],
+            encoding=encoding,
+            sample_rate=rate,
+        )
+    assert [u.text for u in other] == [u.text for u in reference]
+
+
+SENTENCES = (
+    *SEED,
+    "Please call me back when you get home",
+    "I would like to book a table for two",
+    "The meeting has been moved to Friday afternoon",
+)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("encoding", "rate"), CONVERTED)
+async def test_companded_and_resampled_audio_is_recognized(encoding: str, rate: int) -> None:
+    """Lossy conversions change the samples, so the words may differ a little: over five
+    sentences the error rate stays within the bound."""
+    clips = [convert(speech(s), encoding, rate) for s in SENTENCES]
+    async with serve(engine=shared_engine()) as twin:
+        utts, _ = await transcribe(twin.base_url, clips, encoding=encoding, sample_rate=rate)
+    assert word_error_rate(list(SENTENCES), [u.text for u in utts]) <= MAX_WER
+
+
+@pytest.mark.asyncio
+async def test_decoding_runs_off_the_event_loop() -> None:
+    """Three seconds of speech in one frame: decoding it on the loop would stall the loop
+    for a few hundred milliseconds; the engine's threads keep every stall short."""
+    clip = speech(SEED[0]) + speech(SEED[1])
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def probe() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0.002)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    async with serve(engine=shared_engine()) as twin:
+        client = client_for(twin)
+        async with client.stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=16000
+        ) as conn:
+            prober = asyncio.create_task(probe())
+            started = time.perf_counter()
+            await conn.send_raw(clip)
+            utterance = await conn.finalize(timeout=30 * SLACK)
+            decode_time = time.perf_counter() - started
+            stop.set()
+            await prober
+    assert utterance.text
+    assert decode_time > 0.2  # there was real work to hide
+    assert max(gaps) < 0.1 * SLACK, f"loop stalled {max(gaps):.3f} s while decoding"
+
+
+@pytest.mark.asyncio
+async def test_sessions_are_capped_with_429_and_decoders_reused() -> None:
+    engine = SphinxEngine(max_sessions=1, interims=False)
+    clip = speech(SEED[1])
+    try:
+        async with serve(engine=engine) as twin:
+            client = client_for(twin)
+            async with client.stt.manual_finalize.websocket(
+                model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+            ) as conn:
+                with pytest.raises(stt.RateLimitError) as info:
+                    await client.stt.manual_finalize.websocket(
+                        model="ink-2", encoding="pcm_s16le", sample_rate=16000
+                    ).enter()
+                assert info.value.status_code == 429 and info.value.retry_after is not None
+                await conn.send_audio(clip)
+                first = await conn.finalize(timeout=30 * SLACK)
+            # The finished session's decoder is reset and reused: same audio, same words.
+            async with asyncio.timeout(5 * SLACK):
+                while twin.active_sessions:  # the server side may end a moment after ours
+                    await asyncio.sleep(0.01)  # noqa: ASYNC110 - polling the server
+            again, _ = await transcribe(twin.base_url, [clip])
+            (stats,) = await engine.stats()
+        assert stats["decoders_created"] == 1 and stats["idle_decoders"] == 1
+        assert again[0].text == first.text and first.text
+    finally:
+        await engine.aclose()
+
+
+@pytest.mark.asyncio
+async def test_keyterms_boost_dictionary_words_and_name_the_unknown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sentence = "Please call doctor Kinghorn tomorrow"
+    clip = speech(sentence)
+    engine = SphinxEngine(max_sessions=2, interims=False)
+    try:
+        async with serve(engine=engine) as twin:
+            plain, _ = await transcribe(twin.base_url, [clip])
+            with caplog.at_level(logging.WARNING, logger="cartesia_stt_async.twin"):
+                boosted, _ = await transcribe(twin.base_url, [clip], keyterm=["Kinghorn", "Zqxvbn"])
+            (after_boost,) = await engine.stats()
+            later, _ = await transcribe(twin.base_url, [clip])
+            (after_later,) = await engine.stats()
+    finally:
+        await engine.aclose()
+    assert "kinghorn" not in plain[0].text.split()
+    assert "kinghorn" in boosted[0].text.split()
+    assert word_error_rate(sentence, boosted[0].text) < word_error_rate(sentence, plain[0].text)
+    assert any("zqxvbn" in r.getMessage() for r in caplog.records)
+    # The boosted session reused the pooled decoder; with its language model changed it
+    # was dropped, not pooled, so the next session gets a fresh one and no boost.
+    assert after_boost["decoders_created"] == 1 and after_boost["idle_decoders"] == 0
+    assert after_later["decoders_created"] == 2
+    assert later[0].text == plain[0].text
+
+
+@pytest.mark.asyncio
+async def test_close_recognizes_audio_that_was_never_finalized() -> None:
+    async with serve(engine=shared_engine()) as twin:
+        client = client_for(twin)
+        async with client.stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+        ) as conn:
+            await conn.send_audio(speech(SENTENCES[2]))
+        # Leaving the block sent close and drained to done: the words arrived.
+    assert word_error_rate(SENTENCES[2], conn.transcript.text) <= MAX_WER
