@@ -167,8 +167,9 @@ async def test_sessions_are_capped_with_429_and_decoders_reused() -> None:
                 first = await conn.finalize(timeout=30 * SLACK)
             # The finished session's decoder is reset and reused: same audio, same words.
             async with asyncio.timeout(5 * SLACK):
-                while twin.active_sessions:  # the server side may end a moment after ours
-                    await asyncio.sleep(0.01)  # noqa: ASYNC110 - polling the server
+                # The server side may end a moment after ours: poll its count.
+                while twin.active_sessions:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
             again, _ = await transcribe(twin.base_url, [clip])
             (stats,) = await engine.stats()
         assert stats["decoders_created"] == 1 and stats["idle_decoders"] == 1
