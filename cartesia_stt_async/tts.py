@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 from ._http import status_error
 from ._version import __version__
@@ -26,14 +27,14 @@ class SpeechResponse:
     """The audio of one ``generate`` call (already received in full).
 
     Attributes:
-        headers: The HTTP response headers.
+        headers: The HTTP response headers (case-insensitive names).
         request_id: The ``X-Request-Id`` response header, if any.
         content_type: The response's content type (``audio/wav`` for the WAV container).
     """
 
     def __init__(self, content: bytes, headers: Mapping[str, str]) -> None:
         self._content = content
-        self.headers = dict(headers)
+        self.headers: CIMultiDict[str] = CIMultiDict(headers)
         self.request_id = self.headers.get("X-Request-Id")
         self.content_type = self.headers.get("Content-Type", "")
 

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import json
+import math
+import os
 import re
 import sys
+import wave
 from pathlib import Path
 
 import pytest
 
 import cartesia_stt_async as stt
 from cartesia_stt_async.cli import main
+from cartesia_stt_async.twin.wer import word_error_rate
 
 from .conftest import API_KEY, SLACK, pcm
+from .speech import SEED, speech
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,3 +89,98 @@ async def test_readme_quickstart_runs() -> None:
     # The README shows the same program (its body, minus the module docstring and guard).
     body = example.split('"""', 2)[2].split("\n\nif __name__")[0].strip()
     assert body.replace("\n\n\n", "\n\n") in readme.replace("\n\n\n", "\n\n")
+
+
+async def run_cli(*args: str, timeout: float = 60.0) -> tuple[int, str, str]:
+    """Run ``python -m cartesia_stt_async ARGS`` without an API key (so: the local twin)."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("CARTESIA_API_KEY", "CARTESIA_BASE_URL")
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cartesia_stt_async",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout * SLACK)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.asyncio
+async def test_demo_without_a_key_runs_the_seed_flow_on_the_local_twin() -> None:
+    text = "Please call me back when you get home. I would like to book a table for two."
+    code, out, err = await run_cli("demo", "--speed", "0", text)
+    assert code == 0, err
+    assert "CARTESIA_API_KEY is not set: using the local twin at http://127.0.0.1:" in out
+    deltas = re.findall(r"^transcript \| (.*)$", out, re.MULTILINE)
+    assert len(deltas) == 2 and deltas[1].startswith(" ")
+    assert out.count("flush_done |") == 2 and "done       |" in out
+    match = re.search(r"^Full transcript: (.*)$", out, re.MULTILINE)
+    assert match
+    full = ast.literal_eval(match.group(1))
+    assert full == "".join(deltas)
+    assert word_error_rate(text, full) <= 0.35
+
+
+def write_wav(path: Path, frames: bytes, *, rate: int, channels: int, width: int) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(frames)
+
+
+def stereo_24bit(audio_s16: bytes) -> bytes:
+    """16-bit mono to 24-bit stereo (both channels the same)."""
+    out = bytearray()
+    for i in range(0, len(audio_s16), 2):
+        sample = b"\x00" + audio_s16[i : i + 2]  # 24-bit little-endian: low byte first
+        out += sample + sample
+    return bytes(out)
+
+
+@pytest.mark.asyncio
+async def test_transcribe_converts_a_stereo_24_bit_wav(tmp_path: Path) -> None:
+    sentence = "The meeting has been moved to Friday afternoon"
+    path = tmp_path / "stereo24.wav"
+    write_wav(path, stereo_24bit(speech(sentence)), rate=16000, channels=2, width=3)
+    code, out, err = await run_cli("transcribe", str(path), "--speed", "0")
+    assert code == 0, err
+    assert "converted" in err and "2 channels averaged to mono" in err and "24-bit" in err
+    assert word_error_rate(sentence, out.strip()) <= 0.35
+
+
+@pytest.mark.asyncio
+async def test_transcribe_json_lines_with_periodic_finalize(tmp_path: Path) -> None:
+    audio = speech(SEED[0]) + speech(SEED[1])
+    path = tmp_path / "mono.wav"
+    write_wav(path, audio, rate=16000, channels=1, width=2)
+    code, out, err = await run_cli(
+        "transcribe", str(path), "--speed", "0", "--json", "--finalize-every", "2"
+    )
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    seconds = len(audio) / 32000
+    assert sum(e["type"] == "flush_done" for e in events) == math.ceil(seconds / 2)
+    assert events[-1]["type"] == "done"
+    finals = "".join(e["text"] for e in events if e["type"] == "transcript" and e["is_final"])
+    assert len(finals.split()) >= 8  # cut every 2 s, mid-word: words, not accuracy
+    starts = [w["start"] for e in events if e.get("words") for w in e["words"]]
+    assert starts == sorted(starts) and starts[-1] > 4.0  # session time, across finalizes
+    assert {e["request_id"] for e in events} == {events[0]["request_id"]}
+
+
+@pytest.mark.asyncio
+async def test_transcribe_rejects_what_is_not_a_wav(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    code, _, err = await run_cli("transcribe", str(path))
+    assert code == 1 and "not a WAV file" in err
+    code, _, err = await run_cli("transcribe", str(tmp_path / "missing.wav"))
+    assert code == 1 and "missing.wav" in err
+    code, _, err = await run_cli("transcribe", str(path), "--finalize-every", "-1")
+    assert code == 1 and "--finalize-every" in err

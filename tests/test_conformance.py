@@ -1,0 +1,84 @@
+"""The seed example end to end against the twin, with the official SDK and with ours.
+
+Both clients run the seed's async example unchanged (``tests/seed_example.py``): text to
+speech through ``/tts/bytes``, 100 ms chunks at real-time pace, ``finalize`` after each
+sentence, ``close``, concatenate the ``is_final`` deltas. The official client is the PyPI
+``cartesia`` package pinned in the ``test`` extra (3.2.0), pointed at the twin by base URL.
+
+On the wire the two clients agree wherever protocol.md speaks: both send bare ``finalize``
+and ``close`` text frames and 3200-byte binary frames; the official client also sends its
+``X-Stainless-*`` headers and closes with 1000 after ``done``, which the twin ignores. The
+twin follows protocol.md (§11): finals before each ``flush_done``, ``done`` then close 1000.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any
+
+import pytest
+
+import cartesia_stt_async as stt
+from cartesia_stt_async.twin import Twin, serve
+from cartesia_stt_async.twin.wer import word_error_rate
+
+from .seed_example import stt_manual_finalize_websocket_async
+from .speech import SEED, shared_engine
+
+REFERENCE = ". ".join(SEED) + "."
+MAX_WER = 0.35
+
+
+def full_transcript(printed: str) -> str:
+    match = re.search(r"^Full transcript: (.*)$", printed, re.MULTILINE)
+    assert match, printed
+    value = ast.literal_eval(match.group(1))
+    assert isinstance(value, str)
+    return value
+
+
+def official_client(twin: Twin) -> Any:
+    cartesia = pytest.importorskip("cartesia", reason="the test extra pins cartesia==3.2.0")
+    assert cartesia.__version__ == "3.2.0"
+    return cartesia.AsyncCartesia(api_key="twin-key", base_url=twin.base_url)
+
+
+def check_wire(twin: Twin) -> list[int]:
+    """The session's commands and close; returns its binary frame sizes."""
+    (record,) = twin.sessions
+    assert [text for _, text in record.commands] == ["finalize", "finalize", "close"]
+    assert record.close_code == 1000
+    sizes = [size for _, size in record.frames]
+    assert sizes and max(sizes) == 3200
+    return sizes
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+async def test_seed_example_with_both_clients_transcribes_the_sentences(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with serve(engine=shared_engine()) as twin:
+        official = official_client(twin)
+        try:
+            await stt_manual_finalize_websocket_async(official)
+        finally:
+            await official.close()
+        their_frames = check_wire(twin)
+    theirs = full_transcript(capsys.readouterr().out)
+
+    async with serve(engine=shared_engine()) as twin:
+        async with stt.AsyncCartesia(api_key="twin-key", base_url=twin.base_url) as ours:
+            await stt_manual_finalize_websocket_async(ours)
+        assert check_wire(twin) == their_frames  # send_raw frames go out as they came
+    printed = capsys.readouterr().out
+    mine = full_transcript(printed)
+
+    assert word_error_rate(REFERENCE, theirs) <= MAX_WER, theirs
+    assert word_error_rate(REFERENCE, mine) <= MAX_WER, mine
+    # Same audio, same frames, same recognizer: the same transcript, byte for byte.
+    assert mine == theirs
+    # The second utterance's delta carries its own leading space.
+    deltas = re.findall(r"^transcript \| (.*)$", printed, re.MULTILINE)
+    assert len(deltas) == 2 and deltas[1].startswith(" ") and "".join(deltas) == mine
