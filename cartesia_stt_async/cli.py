@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import re
 import sys
@@ -141,6 +142,7 @@ async def _client(note: TextIO) -> AsyncIterator[object]:
 
 async def _demo(texts: Sequence[str], speed: float | None, out: TextIO) -> int:
     from .client import AsyncCartesia
+    from .protocol.events import TranscriptEvent
 
     text = " ".join(texts) if texts else DEFAULT_TEXT
     utterances = [u for u in text.split(".") if re.search(r"\w", u)]
@@ -170,7 +172,7 @@ async def _demo(texts: Sequence[str], speed: float | None, out: TextIO) -> int:
 
             async def receive_events() -> None:
                 async for event in conn:
-                    if event.type == "transcript" and event.is_final:
+                    if isinstance(event, TranscriptEvent) and event.is_final:
                         print(f"transcript | {event.text}", file=out, flush=True)
                     elif event.type == "flush_done":
                         print("flush_done |", file=out, flush=True)
@@ -195,7 +197,7 @@ async def _transcribe(
     from ._wavconvert import load_wav
     from .client import AsyncCartesia
     from .protocol.audio import AudioFormat
-    from .protocol.events import encode_event
+    from .protocol.events import UnknownEvent, encode_event
 
     if every is not None and not every > 0:
         raise UsageError(f"--finalize-every must be a positive number of seconds, got {every}")
@@ -225,7 +227,12 @@ async def _transcribe(
             async def receive_events() -> None:
                 async for event in conn:
                     if as_json:
-                        out.write(encode_event(event).decode() + "\n")
+                        line = (
+                            json.dumps(event.data)
+                            if isinstance(event, UnknownEvent)
+                            else encode_event(event).decode()
+                        )
+                        out.write(line + "\n")
                         out.flush()
 
             await asyncio.gather(send_audio(), receive_events())
