@@ -235,8 +235,18 @@ class _Recognizer:
             "decoders_created": self.created,
             "idle_decoders": len(self.idle),
             "sessions": len(self.sessions),
+            "rss_kib": _rss_kib(),
             "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         }
+
+
+def _rss_kib() -> int:
+    """This process's resident memory now (Linux ``/proc``; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() // 1024
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _worker_main(conn: Connection, max_idle: int, interims: bool, keyterm_weight: float) -> None:
@@ -372,7 +382,7 @@ class SphinxEngine:
         await asyncio.gather(*(self._call(w, "prewarm", per_worker) for w in self._workers))
 
     async def stats(self) -> list[dict[str, int]]:
-        """Per worker: decoders created, idle decoders, open sessions, peak RSS in KiB."""
+        """Per worker: decoders created, idle decoders, open sessions, RSS and peak in KiB."""
         return list(await asyncio.gather(*(self._call(w, "stats") for w in self._workers)))
 
     async def open(self, params: SessionParams) -> RecognizerSession:
