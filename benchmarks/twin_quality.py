@@ -4,7 +4,8 @@ Speech is synthesized by the twin's ``/tts/bytes`` (Pico), streamed unpaced thro
 ``cartesia_stt_async`` into the twin's pocketsphinx engine, one ``finalize`` per sentence.
 
 Reports:
-* word error rate over the sentences (pooled), and per sentence with ``--verbose``;
+* word error rate over the sentences (pooled), and per sentence with ``--verbose``; also for
+  the same sentences as 8 kHz mu-law (telephone) audio;
 * real-time factor: decoding wall time over audio time (unpaced streaming + finalize);
 * resident memory of the recognizer process with 0 to 4 sessions open (the first session
   takes the pooled decoder; each further one builds its own).
@@ -80,6 +81,22 @@ async def main(verbose: bool) -> None:
                     texts.append((await conn.finalize(timeout=60)).text)
             wall = time.perf_counter() - started
 
+            # Telephone audio: 8 kHz mu-law straight from /tts/bytes.
+            phone_texts: list[str] = []
+            async with client.stt.manual_finalize.websocket(
+                model="ink-2", encoding="pcm_mulaw", sample_rate=8000, speed=None
+            ) as conn:
+                for sentence in SENTENCES:
+                    response = await client.tts.generate(
+                        model_id="sonic-latest",
+                        transcript=sentence,
+                        voice=VOICE,
+                        output_format={**FORMAT, "encoding": "pcm_mulaw", "sample_rate": 8000},
+                        language="en",
+                    )
+                    await conn.send_audio(await response.read())
+                    phone_texts.append((await conn.finalize(timeout=60)).text)
+
             rss = {0: idle["rss_kib"]}
             managers = [
                 client.stt.manual_finalize.websocket(
@@ -106,6 +123,7 @@ async def main(verbose: bool) -> None:
             print(f"  {word_error_rate(sentence, text):5.2f}  {sentence!r} -> {text!r}")
     print(f"sentences: {len(SENTENCES)}, words: {sum(len(s.split()) for s in SENTENCES)}")
     print(f"word error rate (pooled): {word_error_rate(SENTENCES, texts):.3f}")
+    print(f"word error rate, 8 kHz mu-law: {word_error_rate(SENTENCES, phone_texts):.3f}")
     rtf = wall / audio_seconds
     print(f"audio: {audio_seconds:.1f} s, decoded in {wall:.2f} s: real-time factor {rtf:.3f}")
     print(f"recognizer process RSS, one pooled decoder, no session: {rss[0] / 1024:.0f} MiB")
