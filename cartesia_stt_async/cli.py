@@ -257,8 +257,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 1
+
+            async def serve_twin() -> None:
+                try:
+                    await engine.prewarm(1)  # the first session need not wait for a decoder
+                    await run_forever(args.host, args.port, engine, api_keys=args.api_keys)
+                finally:
+                    await engine.aclose()
+
             try:
-                asyncio.run(run_forever(args.host, args.port, engine, api_keys=args.api_keys))
+                asyncio.run(serve_twin())
             except OSError as exc:
                 print(
                     f"cartesia-stt twin: cannot serve on {args.host}:{args.port}: {exc}",

@@ -4,6 +4,7 @@ The voice is SVOX Pico through py-nanotts (the ``twin`` extra): it ships in the 
 synthesizes about 200x faster than real time on one core, always at 16 kHz 16-bit mono. We
 convert to the requested encoding and sample rate, and wrap it in a WAV header on request.
 
+Pico holds the GIL while it speaks, so a transcript is spoken one sentence per call.
 At its default volume Pico clips (hundreds of samples at full scale per sentence), so the twin
 asks for half volume; at a slightly slowed rate the offline recognizer understands it better.
 """
@@ -11,6 +12,7 @@ asks for half volume; at a slightly slowed rate the offline recognizer understan
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
 import threading
 from collections.abc import Mapping
@@ -26,6 +28,10 @@ PICO_RATE: Final = 16000
 PICO_VOLUME: Final = 0.5
 PICO_SPEED: Final = 0.85
 _PICO_VOICES: Final = {"en": "en-US", "de": "de-DE", "es": "es-ES", "fr": "fr-FR", "it": "it-IT"}
+
+# Pico holds the GIL while it speaks (~4 ms per second of speech): one sentence per call lets
+# the event loop in between, even for a long transcript.
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 
 _WAV_TAG: Final = {"pcm_s16le": 1, "pcm_f32le": 3, "pcm_alaw": 6, "pcm_mulaw": 7}
 _WAV_BITS: Final = {"pcm_s16le": 16, "pcm_f32le": 32, "pcm_alaw": 8, "pcm_mulaw": 8}
@@ -128,12 +134,13 @@ class Synthesizer:
 
     def synthesize(self, request: TTSRequest) -> bytes:
         """The request's audio, synchronously (call from a worker thread)."""
+        parts = [p for p in _SENTENCE_END.split(request.transcript) if p.strip()]
         with self._lock:
-            pcm = self._tts.speak(
-                request.transcript,
-                voice=_PICO_VOICES[request.language],
-                speed=PICO_SPEED,
-                volume=PICO_VOLUME,
+            pcm = b"".join(
+                self._tts.speak(
+                    part, voice=_PICO_VOICES[request.language], speed=PICO_SPEED, volume=PICO_VOLUME
+                )
+                for part in parts
             )
         import numpy as np
 
