@@ -19,7 +19,13 @@ Quick start (against the local twin, no API key needed)::
 
 from ._version import __version__
 from .client import AsyncCartesia, ConnectionManager, connect
-from .connection import AsyncConnection, ConnectionStats
+from .connection import (
+    AsyncConnection,
+    BufferPolicy,
+    ConnectionStats,
+    ReconnectingEvent,
+    ReconnectPolicy,
+)
 from .errors import (
     APIConnectionError,
     APIError,
@@ -27,6 +33,7 @@ from .errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BufferFullError,
     CartesiaSTTError,
     ConfigurationError,
     ConnectionClosedError,
@@ -37,6 +44,7 @@ from .errors import (
     PermissionDeniedError,
     ProtocolError,
     RateLimitError,
+    ReconnectError,
     ServerError,
     UsageError,
 )
@@ -64,6 +72,8 @@ __all__ = [
     "AudioFormat",
     "AuthenticationError",
     "BadRequestError",
+    "BufferFullError",
+    "BufferPolicy",
     "CartesiaSTTError",
     "ConfigurationError",
     "ConnectionClosedError",
@@ -81,6 +91,9 @@ __all__ = [
     "PermissionDeniedError",
     "ProtocolError",
     "RateLimitError",
+    "ReconnectError",
+    "ReconnectPolicy",
+    "ReconnectingEvent",
     "ServerError",
     "Transcript",
     "TranscriptEvent",

@@ -8,6 +8,7 @@ websockets are translated to this package's tree here, in one place.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -21,8 +22,14 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from ._http import status_error
 from ._version import __version__
-from .connection import AsyncConnection, EventHandler
-from .errors import APIConnectionError, APITimeoutError, ConfigurationError
+from .connection import (
+    AsyncConnection,
+    BufferPolicy,
+    EventHandler,
+    ReconnectingEvent,
+    ReconnectPolicy,
+)
+from .errors import APIConnectionError, APITimeoutError, ConfigurationError, UsageError
 from .protocol.audio import DEFAULT_FRAME_MS
 from .protocol.commands import (
     DEFAULT_BASE_URL,
@@ -98,8 +105,20 @@ class ConnectionManager:
         late_final_grace: float,
         max_event_backlog: int,
         max_message_size: int | None,
+        url_for: Callable[[ConnectParams], str],
+        extra_headers: Mapping[str, str],
+        reconnect: ReconnectPolicy,
+        buffer_policy: BufferPolicy,
+        keepalive: float | None,
+        log_transcripts: bool,
     ) -> None:
         self._params = params
+        self._url_for = url_for
+        self._extra_headers = dict(extra_headers)
+        self._reconnect = reconnect
+        self._buffer_policy = buffer_policy
+        self._keepalive = keepalive
+        self._log_transcripts = log_transcripts
         self._url = url
         self._headers = headers
         self._secrets = list(secrets)
@@ -125,11 +144,27 @@ class ConnectionManager:
     def __repr__(self) -> str:
         return f"<ConnectionManager url={self.url!r}>"
 
-    async def _handshake(self) -> ClientConnection:
+    async def _reconnect_handshake(
+        self, extra_query: Mapping[str, object], extra_headers: Mapping[str, str]
+    ) -> ClientConnection:
+        """A new socket for the same session, with ``on_reconnecting``'s replacements."""
+        pairs = ConnectParams.build(
+            model=self._params.model,
+            encoding=self._params.encoding,
+            sample_rate=self._params.sample_rate,
+            extra_query=extra_query,
+        ).extra_query
+        url = self._url_for(dataclasses.replace(self._params, extra_query=pairs))
+        headers = {**self._headers, **extra_headers}
+        return await self._handshake(url, headers)
+
+    async def _handshake(
+        self, url: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> ClientConnection:
         try:
             return await ws_connect(
-                self._url,
-                additional_headers=self._headers,
+                url or self._url,
+                additional_headers=dict(headers or self._headers),
                 user_agent_header=None,  # our User-Agent is in the headers
                 compression=None,  # PCM does not deflate; skip the CPU cost
                 open_timeout=self._open_timeout,
@@ -194,7 +229,12 @@ class ConnectionManager:
         fmt, frame_ms = self._session_args
         ws = await self._handshake()
         logger.debug("connected to %s", self.url)
-        session = Session(fmt, frame_ms=frame_ms, late_final_grace=self._late_final_grace)
+        session = Session(
+            fmt,
+            frame_ms=frame_ms,
+            late_final_grace=self._late_final_grace,
+            max_replay_bytes=fmt.bytes_per_second * self._reconnect.max_replay_ms // 1000,
+        )
         self._connection = AsyncConnection(
             ws,
             session,
@@ -202,6 +242,13 @@ class ConnectionManager:
             max_buffered_ms=self._max_buffered_ms,
             close_timeout=self._close_timeout,
             max_event_backlog=self._max_event_backlog,
+            connector=self._reconnect_handshake,
+            reconnect=self._reconnect,
+            buffer_policy=self._buffer_policy,
+            keepalive=self._keepalive,
+            log_transcripts=self._log_transcripts,
+            extra_query=dict(self._params.extra_query),
+            extra_headers=self._extra_headers,
         )
         for event_type, handler, once in self._handlers:
             if once:
@@ -285,6 +332,14 @@ class _Settings:
         late_final_grace: float = 0.25,
         max_event_backlog: int = 10_000,
         max_message_size: int | None = 1 << 20,
+        max_retries: int = 5,
+        initial_delay: float = 0.5,
+        max_delay: float = 8.0,
+        on_reconnecting: Callable[[ReconnectingEvent], object] | None = None,
+        max_replay_ms: int = 120_000,
+        buffer_policy: BufferPolicy = "block",
+        keepalive: float | None = None,
+        log_transcripts: bool = False,
     ) -> ConnectionManager:
         params = ConnectParams.build(
             model=model,
@@ -299,6 +354,23 @@ class _Settings:
         url = build_ws_url(
             params.query(), base_url=self.base_url, websocket_base_url=self.websocket_base_url
         )
+        reconnect = ReconnectPolicy(
+            max_retries=max_retries,
+            initial_delay=initial_delay,
+            max_delay=max_delay,
+            on_reconnecting=on_reconnecting,
+            max_replay_ms=max_replay_ms,
+        )
+        if buffer_policy not in ("block", "drop_oldest", "raise"):
+            raise UsageError(
+                f"buffer_policy must be 'block', 'drop_oldest' or 'raise', got {buffer_policy!r}"
+            )
+
+        def url_for(p: ConnectParams) -> str:
+            return build_ws_url(
+                p.query(), base_url=self.base_url, websocket_base_url=self.websocket_base_url
+            )
+
         headers = build_headers(
             api_key=self.api_key,
             cartesia_version=self.cartesia_version,
@@ -318,6 +390,12 @@ class _Settings:
             late_final_grace=late_final_grace,
             max_event_backlog=max_event_backlog,
             max_message_size=max_message_size,
+            url_for=url_for,
+            extra_headers=dict(extra_headers or {}),
+            reconnect=reconnect,
+            buffer_policy=buffer_policy,
+            keepalive=keepalive,
+            log_transcripts=log_transcripts,
         )
 
 
@@ -357,6 +435,20 @@ class ManualFinalize:
                 ``flush_done`` for late final chunks (protocol.md §10.1).
             max_event_backlog: Events kept for ``async for`` when nobody iterates.
             max_message_size: Largest server message accepted, in bytes.
+            max_retries: Reconnect attempts in a row without progress before giving up
+                (default 5; 0 turns reconnecting off). See docs/reliability.md.
+            initial_delay: Backoff before the first reconnect attempt (0.5 s).
+            max_delay: Backoff cap (8 s); each delay is jittered down by up to 25 %.
+            on_reconnecting: Called with a :class:`ReconnectingEvent` before each attempt;
+                may return ``{"abort": True}`` or new ``extra_query`` / ``extra_headers``.
+            max_replay_ms: Unacknowledged audio kept for replay after a drop (120 s).
+            buffer_policy: When ``max_buffered_ms`` is full: ``"block"`` (wait, default),
+                ``"drop_oldest"`` (drop the oldest unsent audio) or ``"raise"``
+                (:class:`BufferFullError`).
+            keepalive: Seconds without sending after which one frame of silence is sent,
+                so the server's idle timeout never fires (off by default: an idle close is
+                repaired on the next send).
+            log_transcripts: Log final transcript text at DEBUG (off: never logged).
 
         Returns:
             A :class:`ConnectionManager`.
@@ -453,6 +545,14 @@ class SessionOptions(TypedDict, total=False):
     late_final_grace: float
     max_event_backlog: int
     max_message_size: int | None
+    max_retries: int
+    initial_delay: float
+    max_delay: float
+    on_reconnecting: Callable[[ReconnectingEvent], object] | None
+    max_replay_ms: int
+    buffer_policy: BufferPolicy
+    keepalive: float | None
+    log_transcripts: bool
 
 
 def connect(

@@ -11,7 +11,9 @@ Every exception this package raises on purpose derives from :class:`CartesiaSTTE
     │   └── ConnectionStateError      sending after ``close``, using a connection not yet open
     ├── APIConnectionError            the network failed us (could not connect, dropped)
     │   ├── ConnectionClosedError     the socket closed before the session ended cleanly
+    │   │   └── ReconnectError        ... and reconnecting gave up (``.attempts``)
     │   └── APITimeoutError           a bounded wait ran out (also a builtin TimeoutError)
+    ├── BufferFullError               the send queue is full (``buffer_policy="raise"``)
     ├── ProtocolError                 the server broke the wire contract (malformed JSON,
     │                                 binary frames, unmatched ``flush_done``) ("remote" errors)
     └── APIError                      the server reported an error (status, title, message)
@@ -39,6 +41,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BufferFullError",
     "CartesiaSTTError",
     "ConfigurationError",
     "ConnectionClosedError",
@@ -49,6 +52,7 @@ __all__ = [
     "PermissionDeniedError",
     "ProtocolError",
     "RateLimitError",
+    "ReconnectError",
     "ServerError",
     "UsageError",
     "error_for_status",
@@ -96,6 +100,28 @@ class ConnectionClosedError(APIConnectionError):
         super().__init__(message)
         self.code = code
         self.reason = reason
+
+
+class ReconnectError(ConnectionClosedError):
+    """The socket dropped and reconnecting gave up: the retry budget ran out without progress
+    (a connection that dies right after every handshake), or ``on_reconnecting`` aborted.
+
+    The cause (``__cause__``) is the last failure: a close, or a refused handshake.
+
+    Attributes:
+        attempts: Reconnect attempts made in a row without progress.
+    """
+
+    def __init__(
+        self, message: str, *, code: int | None = None, reason: str = "", attempts: int = 0
+    ) -> None:
+        super().__init__(message, code=code, reason=reason)
+        self.attempts = attempts
+
+
+class BufferFullError(CartesiaSTTError):
+    """``send_audio`` found ``max_buffered_ms`` of audio already waiting, with
+    ``buffer_policy="raise"``. Nothing of the rejected chunk was queued."""
 
 
 class APITimeoutError(APIConnectionError, TimeoutError):

@@ -362,7 +362,11 @@ async def test_abnormal_close_fails_waiters_and_iteration() -> None:
         client = stt.AsyncCartesia(api_key=API_KEY, base_url=base_url)
         with pytest.raises(stt.ConnectionClosedError) as info:
             async with client.stt.manual_finalize.websocket(
-                model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+                model="ink-2",
+                encoding="pcm_s16le",
+                sample_rate=16000,
+                speed=None,
+                max_retries=0,  # reconnecting is tested in test_reconnect.py
             ) as conn:
                 await conn.send_audio(pcm(0.1))
                 await conn.finalize(timeout=5 * SLACK)
@@ -430,7 +434,7 @@ async def test_an_unnoticed_failure_is_raised_when_leaving_the_block() -> None:
         client = stt.AsyncCartesia(api_key=API_KEY, base_url=base_url)
         with pytest.raises(stt.ConnectionClosedError) as info:
             async with client.stt.manual_finalize.websocket(
-                model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+                model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None, max_retries=0
             ) as conn:
                 await conn.send_audio(pcm(0.1))
                 await asyncio.sleep(0.3)

@@ -23,6 +23,8 @@ PUBLIC = [
     "AudioFormat",
     "AuthenticationError",
     "BadRequestError",
+    "BufferFullError",
+    "BufferPolicy",
     "CartesiaSTTError",
     "ConfigurationError",
     "ConnectionClosedError",
@@ -40,6 +42,9 @@ PUBLIC = [
     "PermissionDeniedError",
     "ProtocolError",
     "RateLimitError",
+    "ReconnectError",
+    "ReconnectPolicy",
+    "ReconnectingEvent",
     "ServerError",
     "Transcript",
     "TranscriptEvent",
@@ -115,7 +120,7 @@ def error_classes() -> list[type[BaseException]]:
 
 
 def test_the_error_classes_are_found() -> None:
-    assert len(error_classes()) == 18
+    assert len(error_classes()) == 20
 
 
 @pytest.mark.parametrize("cls", error_classes(), ids=lambda c: c.__name__)

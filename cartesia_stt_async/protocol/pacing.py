@@ -15,7 +15,7 @@ import math
 
 from ..errors import UsageError
 
-__all__ = ["Pacer", "check_speed"]
+__all__ = ["Pacer", "backoff_delay", "check_speed"]
 
 
 def check_speed(speed: float | None) -> float | None:
@@ -75,3 +75,21 @@ class Pacer:
             due = now
         self._sent += duration
         return due
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float, jitter: float) -> float:
+    """Capped, jittered exponential backoff, as the official SDKs compute it (protocol.md §5).
+
+    ``min(initial * 2 ** (attempt - 1), maximum) * (0.75 + 0.25 * jitter)``.
+
+    Args:
+        attempt: 1 for the first retry, then 2, 3, ...
+        initial: Delay of the first attempt before jitter, seconds.
+        maximum: Cap before jitter, seconds.
+        jitter: A number in [0, 1) (``random.random()``), passed in to keep this pure.
+
+    Returns:
+        Seconds to wait before the attempt.
+    """
+    base = min(initial * 2.0 ** max(attempt - 1, 0), maximum)
+    return base * (0.75 + 0.25 * jitter)

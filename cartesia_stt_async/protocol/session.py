@@ -33,6 +33,22 @@ Rules:
    is known to send finals first and silent utterances complete at their ``flush_done``.
 5. The transcript (all final deltas, verbatim, arrival order) never depends on rule 4: only the
    attribution of deltas to utterances does.
+
+Replay (reconnecting without losing or repeating anything)
+----------------------------------------------------------
+6. Every item the I/O layer reports written (:meth:`Session.sent`) goes into a *journal*. When an
+   utterance is sealed (complete: rule 4), the journal is trimmed through its ``finalize``:
+   what remains is exactly what a new server session would need to hear again, namely the
+   audio and commands of every utterance not yet answered, in wire order.
+7. When the socket is replaced, :meth:`Session.rewind` returns the journal to write first on
+   the new socket, and rolls back what the old socket said about those utterances: their final
+   deltas leave the transcript (the replay makes the server say them again, so keeping them
+   would duplicate them), a late window is reopened as an unanswered ticket. Items queued but
+   never written follow the replay, in order. Sealed utterances are never replayed, so their
+   text is never repeated.
+8. The journal is bounded (``max_replay_bytes``): past the bound its oldest audio is dropped and
+   :attr:`Session.replay_complete` is false until that utterance is answered; an exact replay
+   is then impossible and the I/O layer must not pretend otherwise.
 """
 
 from __future__ import annotations
@@ -76,6 +92,7 @@ class Session:
         frame_ms: Frame length for :meth:`audio` (100 ms by default).
         late_final_grace: Seconds an utterance waits for late final chunks after its
             ``flush_done`` (rule 4 above).
+        max_replay_bytes: Bound of the replay journal (rule 8); ``None``: unbounded.
     """
 
     def __init__(
@@ -84,6 +101,7 @@ class Session:
         *,
         frame_ms: int = DEFAULT_FRAME_MS,
         late_final_grace: float = 0.25,
+        max_replay_bytes: int | None = None,
     ) -> None:
         self.format = audio_format
         self.frame_bytes = audio_format.frame_bytes(frame_ms)
@@ -102,6 +120,13 @@ class Session:
         self._unsent: deque[Utterance] = deque()  # finalize queued, not yet written
         self._late: Utterance | None = None
         self._late_deadline: float | None = None
+        # Rule 6: written items since the last sealed utterance, with the ticket of a finalize.
+        self._journal: deque[tuple[Outgoing, Utterance | None]] = deque()
+        self.journal_bytes = 0
+        self.max_replay_bytes = max_replay_bytes
+        self._journal_lossy = False
+        self._sealed_parts = 0  # transcript chunks that belong to sealed utterances
+        self._replaying: deque[Utterance] = deque()  # tickets of replayed finalizes, in order
 
     # -- commands --------------------------------------------------------------------------
 
@@ -203,10 +228,84 @@ class Session:
         out.append("close")
         return out
 
-    def sent(self, item: Outgoing, now: float) -> None:
-        """Tell the session an item has been written (stamps ``finalize`` send times)."""
+    @property
+    def pending_audio(self) -> int:
+        """Bytes of audio held back, waiting for the rest of their frame."""
+        return self._reframer.pending
+
+    def keepalive(self) -> list[Outgoing]:
+        """One frame of silence to keep an idle socket open, or nothing.
+
+        Nothing when the session is not open or audio is held back mid-frame (silence then
+        would be sent ahead of older audio). The silence is audio of the open utterance.
+        """
+        if self.state is not State.OPEN or self._reframer.pending:
+            return []
+        silent = {"pcm_mulaw": b"\xff", "pcm_alaw": b"\xd5"}.get(self.format.encoding, b"\x00")
+        return self.audio(silent * self.frame_bytes)
+
+    def sent(self, item: Outgoing, now: float, *, replay: bool = False) -> None:
+        """Tell the session an item has been written (stamps ``finalize`` send times).
+
+        Args:
+            item: The item, as returned by a command or by :meth:`rewind`.
+            now: The current monotonic time.
+            replay: True for an item of :meth:`rewind` (already in the journal).
+        """
+        if replay:
+            if item == "finalize" and self._replaying:
+                self._replaying.popleft().finalize_sent_at = now
+            return
+        ticket: Utterance | None = None
         if item == "finalize" and self._unsent:
-            self._unsent.popleft().finalize_sent_at = now
+            ticket = self._unsent.popleft()
+            ticket.finalize_sent_at = now
+        if self.state is State.DONE:
+            return
+        self._journal.append((item, ticket))
+        if isinstance(item, bytes):
+            self.journal_bytes += len(item)
+            limit = self.max_replay_bytes
+            while limit is not None and self.journal_bytes > limit:
+                index = next(i for i, (it, _) in enumerate(self._journal) if isinstance(it, bytes))
+                dropped = self._journal[index][0]
+                del self._journal[index]
+                self.journal_bytes -= len(dropped)
+                self._journal_lossy = True
+
+    # -- replay ----------------------------------------------------------------------------
+
+    @property
+    def replay_complete(self) -> bool:
+        """False while the journal has lost audio to its bound (rule 8)."""
+        return not self._journal_lossy
+
+    @property
+    def journal_empty(self) -> bool:
+        """True when nothing written awaits an answer (a new socket would replay nothing)."""
+        return not self._journal
+
+    @property
+    def has_unanswered(self) -> bool:
+        """True while a ``finalize`` or ``close`` awaits its answer (repair a drop now)."""
+        return bool(self._pending or self._late or self.state is State.CLOSING)
+
+    def rewind(self) -> list[Outgoing]:
+        """The socket was replaced: roll back unanswered utterances, return what to replay.
+
+        Returns:
+            The journal's items (rule 7), to write before anything else on the new socket;
+            report each with ``sent(item, now, replay=True)``.
+        """
+        self.transcript._truncate(self._sealed_parts)
+        if self._late is not None:
+            self._late.flushed_at = None
+            self._pending.appendleft(self._late)
+            self._late, self._late_deadline = None, None
+        for utt in (*self._pending, self._open):
+            utt._reset()
+        self._replaying = deque(t for item, t in self._journal if t is not None)
+        return [item for item, _ in self._journal]
 
     # -- events ----------------------------------------------------------------------------
 
@@ -284,6 +383,17 @@ class Session:
         if not utt.request_id:
             utt.request_id = self.request_id
         self.transcript.utterances.append(utt)
+        self._sealed_parts = self.transcript.final_chunks
+        # Rule 6: the journal no longer needs this utterance.
+        journal = self._journal
+        if any(ticket is utt for _, ticket in journal):
+            while journal:
+                item, ticket = journal.popleft()
+                if isinstance(item, bytes):
+                    self.journal_bytes -= len(item)
+                if ticket is utt:
+                    self._journal_lossy = False
+                    break
         return utt
 
     def _seal_late(self) -> list[Utterance]:
@@ -298,4 +408,7 @@ class Session:
         if self._open.final_chunks or self._open.audio_seconds:
             done.append(self._seal(self._open))
             self._open = self._new_utterance()
+        self._journal.clear()
+        self.journal_bytes = 0
+        self._journal_lossy = False
         return done

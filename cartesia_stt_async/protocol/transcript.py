@@ -57,6 +57,14 @@ class Utterance:
         if request_id:
             self.request_id = request_id
 
+    def _reset(self) -> None:
+        """Forget the answer (its utterance is being replayed on a new connection)."""
+        self.text = ""
+        self.words = []
+        self.final_chunks = 0
+        self.flushed_at = None
+        self.complete = False
+
     def __repr__(self) -> str:
         lat = f"{self.latency:.3f}s" if self.latency is not None else "None"
         return (
@@ -97,6 +105,13 @@ class Transcript:
         """Append one final delta exactly as received and clear the interim view."""
         self._parts.append(text)
         self._cache = None
+        self.interim = ""
+
+    def _truncate(self, chunks: int) -> None:
+        """Keep only the first ``chunks`` final deltas (the rest are being replayed)."""
+        if chunks < len(self._parts):
+            del self._parts[chunks:]
+            self._cache = None
         self.interim = ""
 
     def set_interim(self, text: str) -> None:

@@ -10,6 +10,8 @@ Behaviour follows protocol.md §11 (decisions for the twin):
   per the engine's ``order``); ``close`` or legacy ``done`` → remaining finals, ``done``,
   close 1000; anything else → an ``error`` event, the session goes on;
 * no message for ``idle_timeout`` seconds → close 1001 "Idle timeout";
+* a :class:`~.faults.Faults` plan injects deterministic faults (drops, closes, refusals,
+  stalls, malformed messages) for tests;
 * one ``request_id`` (a UUID) per connection, also the ``X-Request-Id`` response header;
 * ``POST /tts/bytes`` synthesizes speech offline (:mod:`._tts`), same auth as the socket.
 
@@ -26,7 +28,7 @@ import contextlib
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -43,6 +45,7 @@ from ..protocol.events import (
 )
 from ._tts import Synthesizer, TTSRequest, TTSRequestError
 from .engines import Engine, RecognizerSession, Segment, SessionParams
+from .faults import Fault, Faults
 
 __all__ = ["SessionRecord", "Twin", "run_forever", "serve"]
 
@@ -188,6 +191,7 @@ class _Options:
     stop_reading_after: int | None
     refuse_status: int | None
     synthesizer: Synthesizer | None = None
+    faults: Faults = field(default_factory=Faults)
 
     @property
     def session_limit(self) -> int | None:
@@ -204,6 +208,7 @@ class Twin:
         port: The bound port.
         engine: The recognition engine.
         sessions: A :class:`SessionRecord` per accepted WebSocket connection, in order.
+        handshakes: Upgrade requests received, refused ones included.
     """
 
     def __init__(self, host: str, port: int, engine: Engine) -> None:
@@ -211,6 +216,7 @@ class Twin:
         self.port = port
         self.engine = engine
         self.sessions: list[SessionRecord] = []
+        self.handshakes = 0
         self._active: set[web.WebSocketResponse] = set()
         self._stopping = asyncio.Event()
 
@@ -282,8 +288,11 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     twin = request.app[_TWIN]
     opts = request.app[_OPTIONS]
     request_id = str(uuid.uuid4())
-    if opts.refuse_status is not None:
-        return _refusal(opts.refuse_status, request_id, "Refused", "refused by the twin", "refused")
+    attempt = twin.handshakes
+    twin.handshakes += 1
+    refuse = opts.faults.refuse.get(attempt, opts.refuse_status)
+    if refuse is not None:
+        return _refusal(refuse, request_id, "Refused", "refused by the twin", "refused")
     if not _authorized(request, opts):
         return _refusal(401, request_id, "Unauthorized", "Invalid API key", "unauthorized")
     limit = opts.session_limit
@@ -303,12 +312,13 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         headers={k.lower(): v for k, v in request.headers.items()},
         query=list(request.query.items()),
     )
+    wire = _Wire(ws, record, twin, opts.faults, len(twin.sessions), request)
     twin.sessions.append(record)
     twin._active.add(ws)
     try:
-        await _session(ws, record, twin, opts, request.headers.get("cartesia-version"))
-    except (ConnectionError, asyncio.CancelledError):
-        pass  # the client went away, or the twin is shutting down
+        await _session(wire, opts, request.headers.get("cartesia-version"))
+    except (ConnectionError, asyncio.CancelledError, _EndSession):
+        pass  # the client went away, the twin is shutting down, or a fault ended it
     finally:
         twin._active.discard(ws)
         if not ws.closed:
@@ -352,23 +362,92 @@ async def _tts_bytes(request: web.Request) -> web.StreamResponse:
     return web.Response(body=audio, content_type=content_type, headers={"X-Request-Id": request_id})
 
 
-async def _send(ws: web.WebSocketResponse, event: object) -> None:
-    await ws.send_str(encode_event(event).decode())  # type: ignore[arg-type]
+class _EndSession(Exception):
+    """A fault ended the connection."""
 
 
-async def _session(
-    ws: web.WebSocketResponse,
-    record: SessionRecord,
-    twin: Twin,
-    opts: _Options,
-    version: str | None,
-) -> None:
+class _Wire:
+    """One connection's socket, counting frames and events and firing scheduled faults."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        record: SessionRecord,
+        twin: Twin,
+        faults: Faults,
+        index: int,
+        request: web.Request,
+    ) -> None:
+        self.ws = ws
+        self.record = record
+        self.twin = twin
+        self.index = index
+        self._faults = faults.for_connection(index)
+        self._request = request
+        self.frames = 0
+        self.events = 0
+
+    async def start(self) -> None:
+        await self._fire(lambda f: f.after_frames is None and f.after_events is None)
+
+    async def send(self, event: object) -> None:
+        await self.ws.send_str(encode_event(event).decode())  # type: ignore[arg-type]
+        self.events += 1
+        await self._fire(lambda f: f.after_events == self.events)
+
+    async def frame_received(self) -> None:
+        self.frames += 1
+        await self._fire(lambda f: f.after_frames == self.frames)
+
+    async def _fire(self, due: Callable[[Fault], bool]) -> None:
+        for fault in [f for f in self._faults if due(f)]:
+            self._faults.remove(fault)
+            await self._act(fault)
+
+    async def _act(self, fault: Fault) -> None:
+        ws, rid = self.ws, self.record.request_id
+        if fault.action == "abort":
+            transport = self._request.transport
+            if transport is not None:
+                transport.abort()
+            raise _EndSession
+        if fault.action == "close":
+            await ws.close(code=fault.code, message=fault.reason.encode())
+            raise _EndSession
+        if fault.action == "stop_reading":
+            await self.twin._stopping.wait()
+            raise _EndSession
+        if fault.action == "malformed_json":
+            await ws.send_str('{"type": "transcript", "text": ')
+        elif fault.action == "unknown_event":
+            await ws.send_str(json.dumps({"type": "twin_mystery", "request_id": rid, "n": 1}))
+        elif fault.action == "binary":
+            await ws.send_bytes(b"\x00\x01")
+        elif fault.action == "error_event":
+            await ws.send_str(
+                encode_event(
+                    ErrorEvent(
+                        message="injected server error",
+                        status_code=fault.code,
+                        title="Injected",
+                        error_code="injected",
+                        request_id=rid,
+                    )
+                ).decode()
+            )
+            await ws.close(code=1011, message=b"injected error")
+            raise _EndSession
+
+
+async def _session(wire: _Wire, opts: _Options, version: str | None) -> None:
+    ws, record, twin = wire.ws, wire.record, wire.twin
+    _send = wire.send
+    faults = opts.faults
     rid = record.request_id
     try:
         params = validate_params(record.query, version)
     except _ParamError as err:
         await _send(
-            ws,
             ErrorEvent(
                 message=err.message,
                 status_code=400,
@@ -380,6 +459,7 @@ async def _session(
         await ws.close(code=1008, message=b"invalid parameters")
         return
     record.params = params
+    await wire.start()
     engine = opts.engine
     rec: RecognizerSession = await engine.open(params)
     loop = asyncio.get_running_loop()
@@ -396,8 +476,9 @@ async def _session(
                 record.frames.append((loop.time(), len(data)))
                 record.audio_bytes += len(data)
                 for seg in await rec.feed(data):
-                    await _send(ws, _transcript(seg, rid))
+                    await _send(_transcript(seg, rid))
                 frames += 1
+                await wire.frame_received()
                 if opts.stop_reading_after is not None and frames >= opts.stop_reading_after:
                     await twin._stopping.wait()  # stop reading: the client's sends back up
                     return
@@ -407,20 +488,19 @@ async def _session(
                 if text == "finalize":
                     segs = await rec.finalize()
                     if engine.order == "flush_first":
-                        await _send(ws, FlushDoneEvent(request_id=rid))
+                        await _flush_done(wire, faults)
                     for seg in segs:
-                        await _send(ws, _transcript(seg, rid))
+                        await _send(_transcript(seg, rid))
                     if engine.order != "flush_first":
-                        await _send(ws, FlushDoneEvent(request_id=rid))
+                        await _flush_done(wire, faults)
                 elif text in ("close", "done"):
                     for seg in await rec.close():
-                        await _send(ws, _transcript(seg, rid))
-                    await _send(ws, DoneEvent(request_id=rid))
+                        await _send(_transcript(seg, rid))
+                    await _send(DoneEvent(request_id=rid))
                     await ws.close(code=1000)
                     return
                 else:
                     await _send(
-                        ws,
                         ErrorEvent(
                             message=f"unknown command {text[:40]!r}: use 'finalize' or 'close'",
                             status_code=400,
@@ -433,6 +513,14 @@ async def _session(
                 return
     finally:
         await rec.aclose()
+
+
+async def _flush_done(wire: _Wire, faults: Faults) -> None:
+    if faults.withholds(wire.index):
+        return
+    if faults.flush_done_delay > 0:
+        await asyncio.sleep(faults.flush_done_delay)
+    await wire.send(FlushDoneEvent(request_id=wire.record.request_id))
 
 
 async def _close_all(app: web.Application) -> None:
@@ -454,6 +542,7 @@ async def serve(
     max_sessions: int | None = None,
     stop_reading_after: int | None = None,
     refuse_status: int | None = None,
+    faults: Faults | None = None,
 ) -> AsyncIterator[Twin]:
     """Run the twin for the duration of an ``async with`` block.
 
@@ -467,6 +556,7 @@ async def serve(
         max_sessions: Concurrent sessions allowed; more get HTTP 429.
         stop_reading_after: Test hook: stop reading a connection after this many audio frames.
         refuse_status: Test hook: refuse every handshake with this HTTP status.
+        faults: Deterministic fault injection, see :mod:`cartesia_stt_async.twin.faults`.
 
     Yields:
         The running :class:`Twin`.
@@ -486,6 +576,7 @@ async def serve(
         max_sessions=max_sessions,
         stop_reading_after=stop_reading_after,
         refuse_status=refuse_status,
+        faults=faults or Faults(),
     )
     app.router.add_get("/stt/websocket", _handle)
     app.router.add_post("/tts/bytes", _tts_bytes)

@@ -8,7 +8,7 @@ without blocking the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -102,21 +102,35 @@ class _ScriptedSession:
     cursor: int = 0
     buffered: int = 0
     total: int = 0
+    audio: bytearray = field(default_factory=bytearray)
 
     async def feed(self, audio: bytes) -> Sequence[Segment]:
         self.buffered += len(audio)
         self.total += len(audio)
+        if self.engine.by_audio is not None:
+            self.audio += audio
         return ()
+
+    def _next_reply(self) -> Sequence[str] | Reply | None:
+        by_audio = self.engine.by_audio
+        if by_audio is not None:
+            audio, self.audio = bytes(self.audio), bytearray()
+            return by_audio(audio) if callable(by_audio) else by_audio.get(audio)
+        replies = self.engine.replies
+        self.cursor += 1
+        return replies[self.cursor - 1] if self.cursor <= len(replies) else None
+
+    def _has_reply(self) -> bool:
+        if self.engine.by_audio is not None:
+            return True
+        return self.cursor < len(self.engine.replies)
 
     def _answer(self) -> list[Segment]:
         nbytes, self.buffered = self.buffered, 0
         self.record.append(nbytes)
-        replies = self.engine.replies
-        if self.cursor >= len(replies):
-            self.cursor += 1
+        reply = self._next_reply()
+        if reply is None:
             return []
-        reply = replies[self.cursor]
-        self.cursor += 1
         if not isinstance(reply, Reply):
             reply = Reply(finals=list(reply))
         width = BYTES_PER_SAMPLE[self.params.encoding]
@@ -133,7 +147,7 @@ class _ScriptedSession:
         return self._answer()
 
     async def close(self) -> Sequence[Segment]:
-        if self.buffered and self.cursor < len(self.engine.replies):
+        if self.buffered and self._has_reply():
             return self._answer()
         return []
 
@@ -149,9 +163,17 @@ class ScriptedEngine:
     A finalize past the end of the script gets no transcript, only ``flush_done``. On
     ``close``, audio that arrived since the last finalize gets the next reply, if any.
 
+    With ``by_audio``, replies are keyed by the utterance's audio instead: the exact bytes
+    received since the previous finalize (a mapping from bytes, or a function of them that
+    returns ``None`` for no transcript). This is how a real recognizer behaves, and what makes
+    reconnect tests exact: when a client replays an utterance on a new connection (the k-th
+    finalize of the old connection may be the first of the new one), the same audio gets the
+    same text. ``replies`` is then unused.
+
     Args:
         replies: The script.
         order: ``finals_first`` (default) or ``flush_first``.
+        by_audio: Replies keyed by utterance audio (see above).
 
     Attributes:
         utterance_bytes: Per connection, the audio bytes of each answered finalize/close.
@@ -160,6 +182,11 @@ class ScriptedEngine:
     replies: Sequence[Sequence[str] | Reply]
     order: FinalOrder = "finals_first"
     utterance_bytes: list[list[int]] = field(default_factory=list)
+    by_audio: (
+        Mapping[bytes, Sequence[str] | Reply]
+        | Callable[[bytes], Sequence[str] | Reply | None]
+        | None
+    ) = None
 
     async def open(self, params: SessionParams) -> RecognizerSession:
         """Start a connection's cursor at the first reply."""
