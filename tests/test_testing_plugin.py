@@ -22,3 +22,22 @@ async def test_client_fixture_talks_to_twin_fixture(
     assert utt.text == ""
     assert cartesia_twin.sessions[0].audio_bytes == 3200
     assert cartesia_twin.sessions[0].close_code == 1000
+
+
+@pytest.mark.asyncio
+async def test_speech_twin_fixture_recognizes_what_it_synthesized(
+    cartesia_speech_twin: Twin,
+) -> None:
+    async with stt.AsyncCartesia(api_key="k", base_url=cartesia_speech_twin.base_url) as client:
+        response = await client.tts.generate(
+            model_id="sonic-latest",
+            transcript="Thank you very much for your help",
+            voice="any",
+            output_format={"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
+        )
+        async with client.stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+        ) as conn:
+            await conn.send_audio(await response.read())
+            utt = await conn.finalize(timeout=30)
+    assert utt.text == "thank you very much for your help"
