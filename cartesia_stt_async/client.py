@@ -28,8 +28,9 @@ from .connection import (
     EventHandler,
     ReconnectingEvent,
     ReconnectPolicy,
+    check_buffer_options,
 )
-from .errors import APIConnectionError, APITimeoutError, ConfigurationError, UsageError
+from .errors import APIConnectionError, APITimeoutError, ConfigurationError
 from .protocol.audio import DEFAULT_FRAME_MS
 from .protocol.commands import (
     DEFAULT_BASE_URL,
@@ -361,10 +362,7 @@ class _Settings:
             on_reconnecting=on_reconnecting,
             max_replay_ms=max_replay_ms,
         )
-        if buffer_policy not in ("block", "drop_oldest", "raise"):
-            raise UsageError(
-                f"buffer_policy must be 'block', 'drop_oldest' or 'raise', got {buffer_policy!r}"
-            )
+        check_buffer_options(buffer_policy, keepalive)
 
         def url_for(p: ConnectParams) -> str:
             return build_ws_url(

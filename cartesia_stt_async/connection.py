@@ -29,6 +29,7 @@ import contextlib
 import enum
 import inspect
 import logging
+import math
 import random
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -145,6 +146,25 @@ class ReconnectPolicy:
             raise UsageError(f"max_replay_ms must be an int, got {self.max_replay_ms!r}")
         if self.max_replay_ms < 0:
             raise UsageError(f"max_replay_ms must be >= 0, got {self.max_replay_ms}")
+
+
+def check_buffer_options(buffer_policy: object, keepalive: object) -> None:
+    """Validate ``buffer_policy`` and ``keepalive``.
+
+    Raises:
+        UsageError: Naming the bad value.
+    """
+    if buffer_policy not in ("block", "drop_oldest", "raise"):
+        raise UsageError(
+            f"buffer_policy must be 'block', 'drop_oldest' or 'raise', got {buffer_policy!r}"
+        )
+    if keepalive is not None and (
+        isinstance(keepalive, bool)
+        or not isinstance(keepalive, int | float)
+        or not math.isfinite(keepalive)
+        or keepalive <= 0
+    ):
+        raise UsageError(f"keepalive must be a positive number of seconds, got {keepalive!r}")
 
 
 Connector = Callable[[Mapping[str, object], Mapping[str, str]], Awaitable[ClientConnection]]
@@ -336,14 +356,7 @@ class AsyncConnection:
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
-        if buffer_policy not in ("block", "drop_oldest", "raise"):
-            raise UsageError(
-                f"buffer_policy must be 'block', 'drop_oldest' or 'raise', got {buffer_policy!r}"
-            )
-        if keepalive is not None and (
-            isinstance(keepalive, bool) or not isinstance(keepalive, int | float) or keepalive <= 0
-        ):
-            raise UsageError(f"keepalive must be a positive number of seconds, got {keepalive!r}")
+        check_buffer_options(buffer_policy, keepalive)
         self._ws = ws
         self._session = session
         self._speed = check_speed(speed)
@@ -1266,6 +1279,15 @@ def _header_request_id(ws: ClientConnection) -> str:
 
 
 def _closed_error(exc: ConnectionClosed) -> ConnectionClosedError:
+    if exc.rcvd is None and exc.sent is not None and exc.sent.code == 1009:
+        # websockets failed the connection itself: a server message over max_message_size.
+        # Not a drop: it would happen again on a new socket.
+        return ConnectionClosedError(
+            f"the connection was closed by the client (code {exc.sent.code}, "
+            f"reason {exc.sent.reason!r})",
+            code=exc.sent.code,
+            reason=exc.sent.reason,
+        )
     if exc.rcvd is None:
         return ConnectionClosedError(
             "the connection dropped without a close frame (1006)", code=1006

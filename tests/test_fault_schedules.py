@@ -47,8 +47,8 @@ def make_plan(seed: int) -> Plan:
     events = sum(len(r) + 1 for r in replies) + 1
     schedule = []
     for conn in range(rng.randint(1, 3)):
-        action = rng.choice(["abort", "close"])
-        code = rng.choice([1001, 1006, 1011, 1012, 1013])
+        action = rng.choice(["abort", "close"])  # abort: 1006, a drop without close frame
+        code = rng.choice([1001, 1011, 1012, 1013])
         if rng.random() < 0.5:
             trigger = {"after_frames": rng.randint(1, frames)}
         else:

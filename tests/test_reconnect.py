@@ -340,3 +340,21 @@ async def test_without_keepalive_the_same_socket_is_idle_closed(twin_factory: Tw
             await conn.finalize(timeout=5 * SLACK)
         assert len(twin.sessions) == 2
     assert not other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_a_late_window_does_not_close_while_the_socket_is_down(
+    twin_factory: TwinFactory,
+) -> None:
+    # flush_first: flush_done, then " Second", then the drop. The backoff (0.2 s) outlasts
+    # the late window (0.05 s): the utterance must still be replayed, not sealed half-said.
+    engine = engine_for(REPLIES[1:], order="flush_first")
+    faults = Faults([Fault("abort", connection=0, after_events=2)])
+    async with twin_factory(engine=engine, faults=faults) as twin:
+        options = {"initial_delay": 0.2, "max_delay": 0.2, "late_final_grace": 0.05}
+        async with ws(client_for(twin), **options) as conn:
+            await conn.send_audio(audio(0))
+            await conn.send("finalize")
+        assert conn.transcript.text == " Second one, here."
+        assert [u.text for u in conn.transcript.utterances] == [" Second one, here."]
+    assert not other_tasks()
