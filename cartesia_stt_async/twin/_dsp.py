@@ -180,8 +180,11 @@ class Resampler:
         n = np.arange(self._next, last + 1, dtype=np.int64)
         left = (n * self.down) // self.up - self.half
         idx = left[:, None] + np.arange(2 * self.half + 2, dtype=np.int64)[None, :]
-        offsets = idx - (n * self.down / self.up)[:, None]
-        out: Float = (buf[idx - self._base] * self._weights(offsets)).sum(axis=1).astype(np.float32)
+        if self._table is not None:
+            weights = self._table[(n * self.down) % self.up]
+        else:
+            weights = self._weights(idx - (n * self.down / self.up)[:, None])
+        out: Float = (buf[idx - self._base] * weights).sum(axis=1).astype(np.float32)
         self._next = last + 1
         keep_from = (self._next * self.down) // self.up - self.half
         drop = max(0, keep_from - self._base)
