@@ -24,7 +24,6 @@ from .connection import (
     BufferPolicy,
     ConnectionStats,
     ReconnectingEvent,
-    ReconnectPolicy,
 )
 from .errors import (
     APIConnectionError,
@@ -92,7 +91,6 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "ReconnectError",
-    "ReconnectPolicy",
     "ReconnectingEvent",
     "ServerError",
     "Transcript",

@@ -621,8 +621,10 @@ class AsyncConnection:
         """The error that ends iteration, or None for a clean end (done, or error yielded)."""
         if self._session.state is State.DONE or self._error_event_seen:
             return None
-        if isinstance(self._failure, ConnectionClosedError) and (
-            self._failure.code in _CLEAN_CLOSE_CODES
+        if (
+            isinstance(self._failure, ConnectionClosedError)
+            and not isinstance(self._failure, ReconnectError)
+            and self._failure.code in _CLEAN_CLOSE_CODES
         ):
             return None
         return self._failure

@@ -43,7 +43,6 @@ PUBLIC = [
     "ProtocolError",
     "RateLimitError",
     "ReconnectError",
-    "ReconnectPolicy",
     "ReconnectingEvent",
     "ServerError",
     "Transcript",

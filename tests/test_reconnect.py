@@ -358,3 +358,43 @@ async def test_a_late_window_does_not_close_while_the_socket_is_down(
         assert conn.transcript.text == " Second one, here."
         assert [u.text for u in conn.transcript.utterances] == [" Second one, here."]
     assert not other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_stream_runs_through_drops_to_done(twin_factory: TwinFactory) -> None:
+    faults = Faults(
+        [
+            Fault("abort", connection=0, after_frames=4),
+            Fault("close", connection=1, after_events=1, code=1011),
+            Fault("close", connection=2, after_events=3, code=1013),
+        ]
+    )
+    async with twin_factory(engine=engine_for(REPLIES), faults=faults) as twin:
+        async with ws(client_for(twin)) as conn:
+            transcript = await conn.stream([audio(k) for k in range(3)], speed=None)
+        assert transcript.text == FULL
+        assert [u.text for u in transcript.utterances] == [
+            "Hello world.",
+            " Second one, here.",
+            " Third.",
+        ]
+        assert conn.stats.reconnects == 3
+    assert not other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_giving_up_ends_iteration_with_the_error(twin_factory: TwinFactory) -> None:
+    # Even when the last close was a 1001 (a clean code for iteration), giving up is an error.
+    faults = Faults([Fault("close", after_frames=1, code=1001, reason="going away")])
+    async with twin_factory(engine=engine_for(REPLIES), faults=faults) as twin:
+        conn = await ws(client_for(twin), max_retries=2).enter()
+        try:
+            await conn.send_audio(audio(0))
+            await conn.send("finalize")
+            with pytest.raises(stt.ReconnectError):
+                async with asyncio.timeout(10 * SLACK):
+                    async for _ in conn:
+                        pass
+        finally:
+            await conn.close()
+    assert not other_tasks()
