@@ -117,3 +117,37 @@ async def test_unknown_events_are_tolerated_by_the_client(twin_factory: TwinFact
 def test_a_fault_has_one_trigger() -> None:
     with pytest.raises(ValueError, match="one trigger"):
         Fault("abort", after_frames=1, after_events=1)
+
+
+@pytest.mark.asyncio
+async def test_stop_reading_backs_up_the_client(twin_factory: TwinFactory) -> None:
+    faults = Faults([Fault("stop_reading", after_frames=2)])
+    async with twin_factory(engine=ScriptedEngine([[" a"]]), faults=faults) as twin:
+        conn = (
+            await client_for(twin)
+            .stt.manual_finalize.websocket(
+                model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+            )
+            .enter()
+        )
+        try:
+            await conn.send_audio(pcm(0.3))
+            with pytest.raises(stt.APITimeoutError):
+                await conn.finalize(timeout=0.3 * SLACK)
+            assert twin.sessions[0].audio_bytes == 2 * 3200
+        finally:
+            await conn.close()
+
+
+@pytest.mark.asyncio
+async def test_an_error_event_is_final_not_retried(twin_factory: TwinFactory) -> None:
+    faults = Faults([Fault("error_event", after_frames=1, code=503)])
+    async with twin_factory(engine=ScriptedEngine([[" a"]]), faults=faults) as twin:
+        with pytest.raises(stt.ServerError, match="injected"):
+            async with client_for(twin).stt.manual_finalize.websocket(
+                model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+            ) as conn:
+                await conn.send_audio(pcm(0.1))
+                await conn.finalize(timeout=5 * SLACK)
+        assert twin.handshakes == 1
+        assert conn.stats.reconnects == 0
