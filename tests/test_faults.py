@@ -126,7 +126,11 @@ async def test_stop_reading_backs_up_the_client(twin_factory: TwinFactory) -> No
         conn = (
             await client_for(twin)
             .stt.manual_finalize.websocket(
-                model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+                model="ink-2",
+                encoding="pcm_s16le",
+                sample_rate=16000,
+                speed=None,
+                close_timeout=0.3,
             )
             .enter()
         )
