@@ -1094,16 +1094,18 @@ class AsyncConnection:
         )
         if idle:
             self.stats.idle_closes += 1
-            if quick:
-                self._attempt += 1  # an idle close right after the handshake is no routine
-            if not session.has_unanswered:
-                self._idle = True
-                try:
-                    await self._queue.wait_nonempty()
-                finally:
-                    self._idle = False
-                if self._failure is not None:
-                    return False
+            # Routine only when nothing is owed: then the new socket waits for your next
+            # send, so it can never loop. A server "idle" while it owes an answer is no
+            # routine: that reconnect uses the budget like any other.
+            idle = not session.has_unanswered
+        if idle:
+            self._idle = True
+            try:
+                await self._queue.wait_nonempty()
+            finally:
+                self._idle = False
+            if self._failure is not None:
+                return False
         last: CartesiaSTTError = drop
         close_code: int | None = code
         first = True

@@ -398,3 +398,21 @@ async def test_giving_up_ends_iteration_with_the_error(twin_factory: TwinFactory
         finally:
             await conn.close()
     assert not other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_an_idle_close_right_after_every_handshake_uses_the_budget(
+    twin_factory: TwinFactory,
+) -> None:
+    faults = Faults([Fault("close", after_frames=1, code=1001, reason="Idle timeout")])
+    async with twin_factory(engine=engine_for(REPLIES), faults=faults) as twin:
+        conn = await ws(client_for(twin), max_retries=2).enter()
+        try:
+            await conn.send_audio(audio(0))
+            async with asyncio.timeout(10 * SLACK):
+                with pytest.raises(stt.ReconnectError):
+                    await conn.finalize(timeout=None)
+        finally:
+            await conn.close()
+        assert len(twin.sessions) == 3
+    assert not other_tasks()
