@@ -68,9 +68,11 @@ async def test_seed_example_with_both_clients_transcribes_the_sentences(
     their_frames = check_wire(twin)  # after the server has wound down: close code recorded
     theirs = full_transcript(capsys.readouterr().out)
 
-    async with serve(engine=shared_engine()) as twin:
-        async with stt.AsyncCartesia(api_key="twin-key", base_url=twin.base_url) as ours:
-            await stt_manual_finalize_websocket_async(ours)
+    async with (
+        serve(engine=shared_engine()) as twin,
+        stt.AsyncCartesia(api_key="twin-key", base_url=twin.base_url) as ours,
+    ):
+        await stt_manual_finalize_websocket_async(ours)
     assert check_wire(twin) == their_frames  # send_raw frames go out as they came
     printed = capsys.readouterr().out
     mine = full_transcript(printed)

@@ -9,12 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 from ._server import SessionRecord, Twin, run_forever, serve, validate_params
 from .engines import Engine, RecognizerSession, Reply, ScriptedEngine, Segment, SessionParams
+from .faults import Fault, FaultAction, Faults
 
 if TYPE_CHECKING:
     from .sphinx import SphinxEngine
 
 __all__ = [
     "Engine",
+    "Fault",
+    "FaultAction",
+    "Faults",
     "RecognizerSession",
     "Reply",
     "ScriptedEngine",
