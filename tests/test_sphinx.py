@@ -216,3 +216,42 @@ async def test_close_recognizes_audio_that_was_never_finalized() -> None:
             await conn.send_audio(speech(SENTENCES[2]))
         # Leaving the block sent close and drained to done: the words arrived.
     assert word_error_rate(SENTENCES[2], conn.transcript.text) <= MAX_WER
+
+
+@pytest.mark.asyncio
+async def test_a_dead_recognizer_closes_1011_and_the_client_recovers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The worker process dies mid-utterance: the twin closes 1011 (a server fault, not a
+    final error), the client reconnects and replays the utterance, the restarted worker
+    recognizes it."""
+    engine = SphinxEngine(max_sessions=2, interims=False)
+    clip = speech(SENTENCES[2])
+    try:
+        async with serve(engine=engine) as twin:
+            client = client_for(twin)
+            with caplog.at_level(logging.WARNING, logger="cartesia_stt_async.twin"):
+                async with client.stt.manual_finalize.websocket(
+                    model="ink-2",
+                    encoding="pcm_s16le",
+                    sample_rate=16000,
+                    speed=None,
+                    initial_delay=0.01,
+                ) as conn:
+                    async with asyncio.timeout(10 * SLACK):
+                        while (await engine.stats())[0]["sessions"] < 1:  # noqa: ASYNC110
+                            await asyncio.sleep(0.01)
+                    await conn.send_audio(clip)
+                    await engine._workers[0].kill()
+                    utterance = await conn.finalize(timeout=30 * SLACK)
+    finally:
+        await engine.aclose()
+    closes = [record.close_code for record in twin.sessions]
+    assert closes == [1011, 1000]
+    # The replay is what had been written (a partial last frame waits for finalize).
+    assert conn.stats.reconnects == 1 and 0 < conn.stats.replayed_bytes <= len(clip)
+    assert conn.stats.audio_bytes_sent == len(clip) + conn.stats.replayed_bytes
+    assert word_error_rate(SENTENCES[2], utterance.text) <= MAX_WER
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("recognition failed" in m and "process died" in m for m in messages), messages
+    assert not any("release" in m for m in messages), messages

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
@@ -48,6 +49,8 @@ from .engines import Engine, RecognizerSession, Segment, SessionParams
 from .faults import Fault, Faults
 
 __all__ = ["SessionRecord", "Twin", "run_forever", "serve"]
+
+log = logging.getLogger("cartesia_stt_async.twin")
 
 MODELS = frozenset({"ink-2", "ink-whisper", "ink-whisper-2025-06-04"})
 MIN_SAMPLE_RATE = 8000
@@ -440,9 +443,8 @@ class _Wire:
 
 
 async def _session(wire: _Wire, opts: _Options, version: str | None) -> None:
-    ws, record, twin = wire.ws, wire.record, wire.twin
+    ws, record = wire.ws, wire.record
     _send = wire.send
-    faults = opts.faults
     rid = record.request_id
     try:
         params = validate_params(record.query, version)
@@ -461,58 +463,88 @@ async def _session(wire: _Wire, opts: _Options, version: str | None) -> None:
     record.params = params
     await wire.start()
     engine = opts.engine
-    rec: RecognizerSession = await engine.open(params)
+    try:
+        rec: RecognizerSession = await engine.open(params)
+    except Exception as exc:
+        await _engine_failed(wire, exc)
+        return
+    try:
+        await _serve_session(wire, opts, rec)
+    except (ConnectionError, asyncio.CancelledError, _EndSession):
+        raise
+    except Exception as exc:
+        await _engine_failed(wire, exc)
+    finally:
+        try:
+            await rec.aclose()
+        except Exception as exc:
+            log.warning("twin: the engine failed to release a session: %s", exc)
+
+
+async def _engine_failed(wire: _Wire, exc: Exception) -> None:
+    """The recognizer failed: close 1011 (internal error), which clients may retry.
+
+    No ``error`` event: an in-band error is final for a client, while this failure is the
+    server's and passing (a dead worker restarts on the next call).
+    """
+    log.warning("twin: recognition failed on %s: %s", wire.record.request_id, exc)
+    await wire.ws.close(code=1011, message=b"recognizer failed")
+
+
+async def _serve_session(wire: _Wire, opts: _Options, rec: RecognizerSession) -> None:
+    ws, record, twin = wire.ws, wire.record, wire.twin
+    _send = wire.send
+    faults = opts.faults
+    rid = record.request_id
+    engine = opts.engine
     loop = asyncio.get_running_loop()
     frames = 0
-    try:
-        while True:
-            try:
-                msg = await ws.receive(timeout=opts.idle_timeout)
-            except TimeoutError:
-                await ws.close(code=1001, message=b"Idle timeout")
+    while True:
+        try:
+            msg = await ws.receive(timeout=opts.idle_timeout)
+        except TimeoutError:
+            await ws.close(code=1001, message=b"Idle timeout")
+            return
+        if msg.type == WSMsgType.BINARY:
+            data: bytes = msg.data
+            record.frames.append((loop.time(), len(data)))
+            record.audio_bytes += len(data)
+            for seg in await rec.feed(data):
+                await _send(_transcript(seg, rid))
+            frames += 1
+            await wire.frame_received()
+            if opts.stop_reading_after is not None and frames >= opts.stop_reading_after:
+                await twin._stopping.wait()  # stop reading: the client's sends back up
                 return
-            if msg.type == WSMsgType.BINARY:
-                data: bytes = msg.data
-                record.frames.append((loop.time(), len(data)))
-                record.audio_bytes += len(data)
-                for seg in await rec.feed(data):
+        elif msg.type == WSMsgType.TEXT:
+            text: str = msg.data
+            record.commands.append((loop.time(), text))
+            if text == "finalize":
+                segs = await rec.finalize()
+                if engine.order == "flush_first":
+                    await _flush_done(wire, faults)
+                for seg in segs:
                     await _send(_transcript(seg, rid))
-                frames += 1
-                await wire.frame_received()
-                if opts.stop_reading_after is not None and frames >= opts.stop_reading_after:
-                    await twin._stopping.wait()  # stop reading: the client's sends back up
-                    return
-            elif msg.type == WSMsgType.TEXT:
-                text: str = msg.data
-                record.commands.append((loop.time(), text))
-                if text == "finalize":
-                    segs = await rec.finalize()
-                    if engine.order == "flush_first":
-                        await _flush_done(wire, faults)
-                    for seg in segs:
-                        await _send(_transcript(seg, rid))
-                    if engine.order != "flush_first":
-                        await _flush_done(wire, faults)
-                elif text in ("close", "done"):
-                    for seg in await rec.close():
-                        await _send(_transcript(seg, rid))
-                    await _send(DoneEvent(request_id=rid))
-                    await ws.close(code=1000)
-                    return
-                else:
-                    await _send(
-                        ErrorEvent(
-                            message=f"unknown command {text[:40]!r}: use 'finalize' or 'close'",
-                            status_code=400,
-                            title="Invalid command",
-                            error_code="invalid_command",
-                            request_id=rid,
-                        ),
-                    )
-            else:  # CLOSE, CLOSING, CLOSED, ERROR: the client is gone
+                if engine.order != "flush_first":
+                    await _flush_done(wire, faults)
+            elif text in ("close", "done"):
+                for seg in await rec.close():
+                    await _send(_transcript(seg, rid))
+                await _send(DoneEvent(request_id=rid))
+                await ws.close(code=1000)
                 return
-    finally:
-        await rec.aclose()
+            else:
+                await _send(
+                    ErrorEvent(
+                        message=f"unknown command {text[:40]!r}: use 'finalize' or 'close'",
+                        status_code=400,
+                        title="Invalid command",
+                        error_code="invalid_command",
+                        request_id=rid,
+                    ),
+                )
+        else:  # CLOSE, CLOSING, CLOSED, ERROR: the client is gone
+            return
 
 
 async def _flush_done(wire: _Wire, faults: Faults) -> None:

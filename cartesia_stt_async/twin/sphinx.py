@@ -26,6 +26,8 @@ Costs and limits (measured on a 2-core x86 machine; see ``docs/twin.md``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import itertools
 import logging
 import multiprocessing
@@ -278,6 +280,7 @@ class _Worker:
         self._process: Any = None
         self._conn: Connection | None = None
         self.sessions = 0
+        self.generation = 0  # one more at every (re)start: sessions of older ones are gone
 
     def _start(self) -> Connection:
         ctx = multiprocessing.get_context("spawn")  # never fork a process running threads
@@ -288,13 +291,21 @@ class _Worker:
         process.start()
         child.close()
         self._process, self._conn = process, parent
+        self.generation += 1
         return parent
 
-    def call(self, op: str, *args: Any) -> Any:
-        """Run ``op`` in the worker and return its result (blocking: call from a thread)."""
+    def call(self, op: str, *args: Any, generation: int | None = None) -> Any:
+        """Run ``op`` in the worker and return its result (blocking: call from a thread).
+
+        With ``generation`` (a session's), fail instead of starting a new worker: the
+        session's decoder died with the old one.
+        """
         with self._lock:
             conn = self._conn
-            if conn is None or not self._process.is_alive():
+            alive = conn is not None and self._process.is_alive()
+            if generation is not None and (not alive or generation != self.generation):
+                raise RecognizerError(f"the recognizer process died before {op}")
+            if conn is None or not alive:
                 conn = self._start()
             try:
                 conn.send((op, args))
@@ -305,6 +316,13 @@ class _Worker:
         if status != "ok":
             raise RecognizerError(value)
         return value
+
+    async def kill(self) -> None:
+        """Kill the worker process now (for tests of recognizer failure)."""
+        process = self._process
+        if process is not None:
+            process.kill()
+            await asyncio.to_thread(process.join, 5.0)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Ask the worker to quit; kill it if it does not within ``timeout``."""
@@ -372,9 +390,12 @@ class SphinxEngine:
     def __repr__(self) -> str:
         return f"<SphinxEngine max_sessions={self.max_sessions} workers={len(self._workers)}>"
 
-    async def _call(self, worker: _Worker, op: str, *args: Any) -> Any:
+    async def _call(
+        self, worker: _Worker, op: str, *args: Any, generation: int | None = None
+    ) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, worker.call, op, *args)
+        call = functools.partial(worker.call, op, *args, generation=generation)
+        return await loop.run_in_executor(self._executor, call)
 
     async def prewarm(self, count: int = 1) -> None:
         """Start the workers and create ``count`` decoders ahead of the first sessions."""
@@ -403,7 +424,7 @@ class SphinxEngine:
                 "keyterm word(s) with no pronunciation in the en-us dictionary, not boosted: %s",
                 ", ".join(unknown),
             )
-        return _SphinxSession(self, worker, sid, language)
+        return _SphinxSession(self, worker, sid, language, worker.generation)
 
     async def aclose(self) -> None:
         """Stop the worker processes and threads (their decoders go with them)."""
@@ -418,20 +439,24 @@ class _SphinxSession:
     worker: _Worker
     sid: int
     language: str
+    generation: int
     released: bool = False
 
+    async def _call(self, op: str, *args: Any) -> Any:
+        return await self.engine._call(self.worker, op, self.sid, *args, generation=self.generation)
+
     async def feed(self, audio: bytes) -> Sequence[Segment]:
-        partial = await self.engine._call(self.worker, "feed", self.sid, audio)
+        partial = await self._call("feed", audio)
         if partial is None:
             return ()
         return (Segment(partial, is_final=False, language=self.language),)
 
     async def finalize(self) -> Sequence[Segment]:
-        segments: list[Segment] = await self.engine._call(self.worker, "finalize", self.sid)
+        segments: list[Segment] = await self._call("finalize")
         return segments
 
     async def close(self) -> Sequence[Segment]:
-        segments: list[Segment] = await self.engine._call(self.worker, "close", self.sid)
+        segments: list[Segment] = await self._call("close")
         return segments
 
     async def aclose(self) -> None:
@@ -439,4 +464,5 @@ class _SphinxSession:
             return
         self.released = True
         self.worker.sessions -= 1
-        await self.engine._call(self.worker, "release", self.sid)
+        with contextlib.suppress(RecognizerError):  # a dead worker took the decoder along
+            await self._call("release")
