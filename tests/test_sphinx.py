@@ -13,7 +13,7 @@ import pytest
 
 import cartesia_stt_async as stt
 from cartesia_stt_async.protocol.events import TranscriptEvent
-from cartesia_stt_async.twin import SphinxEngine, serve
+from cartesia_stt_async.twin import Fault, Faults, SphinxEngine, serve
 from cartesia_stt_async.twin.wer import word_error_rate
 
 from .conftest import SLACK, client_for
@@ -255,3 +255,26 @@ async def test_a_dead_recognizer_closes_1011_and_the_client_recovers(
     messages = [r.getMessage() for r in caplog.records]
     assert any("recognition failed" in m and "process died" in m for m in messages), messages
     assert not any("release" in m for m in messages), messages
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("action", ["abort", "close"])
+async def test_a_drop_mid_speech_is_repaired_with_the_same_words(action: str) -> None:
+    """Issue 4 meets issue 3: the connection drops while the first sentence is streaming
+    (TCP abort, or close 1012); the client replays it on a new connection and the real
+    recognizer gives exactly the words of the undisturbed run."""
+    clip = speech(SENTENCES[2])
+    async with serve(engine=shared_engine()) as twin:
+        calm, _ = await transcribe(twin.base_url, [clip])
+    faults = Faults([Fault(action, connection=0, after_frames=12, code=1012)])  # type: ignore[arg-type]
+    async with serve(engine=shared_engine(), faults=faults) as twin:
+        client = client_for(twin)
+        async with client.stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=4.0, initial_delay=0.01
+        ) as conn:
+            await conn.send_audio(clip)
+            stormy = await conn.finalize(timeout=30 * SLACK)
+    assert conn.stats.reconnects == 1 and conn.stats.replayed_bytes > 0
+    assert len(twin.sessions) == 2 and twin.sessions[0].audio_bytes >= 12 * 3200
+    assert stormy.text == calm[0].text and stormy.text
+    assert conn.transcript.text == calm[0].text
