@@ -13,7 +13,7 @@ import pytest
 
 import cartesia_stt_async as stt
 from cartesia_stt_async.protocol.events import TranscriptEvent
-from cartesia_stt_async.twin import Fault, Faults, SphinxEngine, serve
+from cartesia_stt_async.twin import Fault, Faults, SessionParams, SphinxEngine, serve
 from cartesia_stt_async.twin.wer import word_error_rate
 
 from .conftest import SLACK, client_for
@@ -278,3 +278,23 @@ async def test_a_drop_mid_speech_is_repaired_with_the_same_words(action: str) ->
     assert len(twin.sessions) == 2 and twin.sessions[0].audio_bytes >= 12 * 3200
     assert stormy.text == calm[0].text and stormy.text
     assert conn.transcript.text == calm[0].text
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_open_leaves_no_session_in_the_worker() -> None:
+    engine = SphinxEngine(max_sessions=2, interims=False)
+    params = SessionParams(model="ink-2", encoding="pcm_s16le", sample_rate=16000)
+    try:
+        # No decoder yet: opening builds one (~0.3 s), so the cancel lands mid-call.
+        opener = asyncio.create_task(engine.open(params))
+        await asyncio.sleep(0.05)
+        opener.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opener
+        async with asyncio.timeout(10 * SLACK):
+            while (await engine.stats())[0]["sessions"]:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        (stats,) = await engine.stats()
+    finally:
+        await engine.aclose()
+    assert stats["sessions"] == 0 and stats["idle_decoders"] == 1

@@ -412,12 +412,25 @@ class SphinxEngine:
         sid = next(self._ids)
         language = params.language or "en"
         worker.sessions += 1
+        loop = asyncio.get_running_loop()
+        opening = loop.run_in_executor(
+            self._executor,
+            functools.partial(
+                worker.call,
+                "open",
+                sid,
+                params.encoding,
+                params.sample_rate,
+                language,
+                params.keyterms,
+            ),
+        )
         try:
-            unknown = await self._call(
-                worker, "open", sid, params.encoding, params.sample_rate, language, params.keyterms
-            )
+            unknown = await asyncio.shield(opening)
         except BaseException:
             worker.sessions -= 1
+            # Cancelled while the worker was opening: release the session once it exists.
+            opening.add_done_callback(functools.partial(self._after_open_abandoned, worker, sid))
             raise
         if unknown:
             log.warning(
@@ -425,6 +438,15 @@ class SphinxEngine:
                 ", ".join(unknown),
             )
         return _SphinxSession(self, worker, sid, language, worker.generation)
+
+    def _after_open_abandoned(
+        self, worker: _Worker, sid: int, opening: asyncio.Future[Any]
+    ) -> None:
+        """Release a session whose opener was cancelled, once the worker has made it."""
+        if opening.cancelled() or opening.exception() is not None:
+            return  # nothing was made (and the exception is now retrieved)
+        with contextlib.suppress(RuntimeError):  # the engine is closing: nothing to keep
+            self._executor.submit(worker.call, "release", sid)
 
     async def aclose(self) -> None:
         """Stop the worker processes and threads (their decoders go with them)."""
