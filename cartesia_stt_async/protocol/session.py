@@ -55,6 +55,7 @@ from __future__ import annotations
 
 from collections import deque
 from enum import IntEnum
+from itertools import islice
 
 from ..errors import ConnectionStateError, InvalidAudioError
 from .audio import DEFAULT_FRAME_MS, AudioFormat, Reframer, as_bytes_view
@@ -125,6 +126,7 @@ class Session:
         self.journal_bytes = 0
         self.max_replay_bytes = max_replay_bytes
         self._journal_lossy = False
+        self._lossy_owner: Utterance | None = None  # the latest utterance that lost audio
         self._sealed_parts = 0  # transcript chunks that belong to sealed utterances
         self._replaying: deque[Utterance] = deque()  # tickets of replayed finalizes, in order
 
@@ -269,6 +271,12 @@ class Session:
             while limit is not None and self.journal_bytes > limit:
                 index = next(i for i, (it, _) in enumerate(self._journal) if isinstance(it, bytes))
                 dropped = self._journal[index][0]
+                # The audio belongs to the next finalize written after it, else to the next
+                # one not yet written, else to the open utterance.
+                owner = self._unsent[0] if self._unsent else self._open
+                self._lossy_owner = next(
+                    (t for _, t in islice(self._journal, index, None) if t is not None), owner
+                )
                 del self._journal[index]
                 self.journal_bytes -= len(dropped)
                 self._journal_lossy = True
@@ -392,7 +400,11 @@ class Session:
                 if isinstance(item, bytes):
                     self.journal_bytes -= len(item)
                 if ticket is utt:
-                    self._journal_lossy = False
+                    # Only answering the utterance that lost audio (or a later one) makes
+                    # the journal exact again.
+                    if self._lossy_owner is None or self._lossy_owner.index <= utt.index:
+                        self._journal_lossy = False
+                        self._lossy_owner = None
                     break
         return utt
 
@@ -411,4 +423,5 @@ class Session:
         self._journal.clear()
         self.journal_bytes = 0
         self._journal_lossy = False
+        self._lossy_owner = None
         return done
