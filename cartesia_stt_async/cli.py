@@ -61,7 +61,13 @@ def _parser() -> argparse.ArgumentParser:
         "--max-sessions",
         type=int,
         default=4,
-        help="concurrent recognition sessions, ~90 MiB each (default 4; more get HTTP 429)",
+        help="concurrent recognition sessions, ~100 MiB each (default 4; more get HTTP 429)",
+    )
+    twin.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="recognizer processes, each up to one core (default 1)",
     )
 
     demo = sub.add_parser(
@@ -249,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .twin import SphinxEngine, run_forever
 
             try:
-                engine = SphinxEngine(max_sessions=args.max_sessions)
+                engine = SphinxEngine(max_sessions=args.max_sessions, workers=args.workers)
             except ImportError as exc:
                 print(
                     f"cartesia-stt twin: the offline recognizer needs {exc.name}: "
@@ -257,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 1
+            except ValueError as exc:
+                print(f"cartesia-stt twin: {exc}", file=sys.stderr)
+                return 2
 
             async def serve_twin() -> None:
                 try:

@@ -184,3 +184,8 @@ async def test_transcribe_rejects_what_is_not_a_wav(tmp_path: Path) -> None:
     assert code == 1 and "missing.wav" in err
     code, _, err = await run_cli("transcribe", str(path), "--finalize-every", "-1")
     assert code == 1 and "--finalize-every" in err
+
+
+def test_twin_rejects_a_bad_worker_count(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["twin", "--port", "0", "--workers", "0"]) == 2
+    assert "workers must be at least 1" in capsys.readouterr().err
