@@ -176,7 +176,8 @@ class ConnectionManager:
         except InvalidStatus as exc:
             raise _status_error(exc, self._secrets) from None
         except InvalidURI as exc:
-            raise ConfigurationError(f"invalid WebSocket URL: {exc}") from None
+            msg = redact(str(exc), self._secrets)
+            raise ConfigurationError(f"invalid WebSocket URL: {msg}") from None
         except TimeoutError:
             raise APITimeoutError(
                 f"opening the WebSocket took longer than {self._open_timeout} s"

@@ -1122,7 +1122,19 @@ class AsyncConnection:
                 if isinstance(retry_after, float):
                     # The server's Retry-After, within the same cap as the backoff.
                     delay = max(delay, min(retry_after, policy.max_delay))
-                if not await self._notify(delay, close_code):
+                try:
+                    go_on = await self._notify(delay, close_code)
+                except Exception as exc:  # the user's callback: its failure ends reconnecting
+                    err = ReconnectError(
+                        f"on_reconnecting raised {type(exc).__name__}: {exc}",
+                        code=drop.code,
+                        reason=drop.reason,
+                        attempts=self._attempt - 1,
+                    )
+                    err.__cause__ = exc
+                    self._fail(err, code=code)
+                    return False
+                if not go_on:
                     self._fail(
                         ReconnectError(
                             f"reconnecting aborted by on_reconnecting after: {last}",

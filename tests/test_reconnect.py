@@ -416,3 +416,26 @@ async def test_an_idle_close_right_after_every_handshake_uses_the_budget(
             await conn.close()
         assert len(twin.sessions) == 3
     assert not other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_an_on_reconnecting_that_raises_ends_with_a_clear_reconnect_error(
+    twin_factory: TwinFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    def callback(event: stt.ReconnectingEvent) -> None:
+        raise RuntimeError("token service down")
+
+    faults = Faults([Fault("abort", connection=0, after_frames=2)])
+    async with twin_factory(engine=engine_for([["a"]]), faults=faults) as twin:
+        conn = await ws(client_for(twin), on_reconnecting=callback).enter()
+        try:
+            await conn.send_audio(audio(0))
+            with pytest.raises(
+                stt.ReconnectError, match="on_reconnecting raised RuntimeError"
+            ) as info:
+                await conn.finalize(timeout=10 * SLACK)
+        finally:
+            await conn.aclose()
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.records
+    assert not other_tasks()
