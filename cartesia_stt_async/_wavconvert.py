@@ -39,13 +39,6 @@ class LoadedAudio:
     sample_rate: int
     converted: str = ""
 
-    @property
-    def seconds(self) -> float:
-        """Duration of the audio."""
-        width = 1 if self.encoding in ("pcm_mulaw", "pcm_alaw") else 2
-        width = 4 if self.encoding in ("pcm_s32le", "pcm_f32le") else width
-        return len(self.data) / (width * self.sample_rate)
-
 
 def _g711_table(tag: int) -> list[int]:
     table = []
