@@ -176,7 +176,10 @@ CASES: dict[str, Case] = {
     "keyterm_is_a_string": Case(preparing(keyterm="Cartesia"), stt.UsageError, "keyterm"),
     "handler_type_not_str": Case(_on_bad_type, stt.UsageError, "event_type"),
     "queue_full_with_raise_policy": Case(
-        _buffer_full, stt.BufferFullError, "max_buffered_ms", twin={"stop_reading_after": 2}
+        _buffer_full,
+        stt.BufferFullError,
+        "max_buffered_ms",
+        twin=fault(Fault("stop_reading", after_frames=2)),
     ),
     # -- server side: refusals ------------------------------------------------------------
     "handshake_401": Case(opening(), stt.AuthenticationError, twin=fault(refuse={0: 401})),
@@ -236,7 +239,10 @@ CASES: dict[str, Case] = {
         twin=fault(withhold_flush_done=True),
     ),
     "server_stops_reading_at_close": Case(
-        session(audio()), stt.APITimeoutError, "done", twin={"stop_reading_after": 1}
+        session(audio()),
+        stt.APITimeoutError,
+        "done",
+        twin=fault(Fault("stop_reading", after_frames=1)),
     ),
     "message_too_large": Case(
         session(audio(), finalize(), max_message_size=200, max_retries=0),

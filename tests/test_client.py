@@ -16,7 +16,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 
 import cartesia_stt_async as stt
-from cartesia_stt_async.twin import ScriptedEngine
+from cartesia_stt_async.twin import Faults, ScriptedEngine
 
 from .conftest import API_KEY, SLACK, TwinFactory, client_for, other_tasks, pcm
 
@@ -183,7 +183,7 @@ async def test_connect_shortcut_and_enter(twin_factory: TwinFactory) -> None:
 async def test_handshake_refusals_map_to_typed_errors(
     twin_factory: TwinFactory, status: int, cls: type[stt.APIStatusError]
 ) -> None:
-    async with twin_factory(engine=ScriptedEngine([]), refuse_status=status) as twin:
+    async with twin_factory(engine=ScriptedEngine([]), faults=Faults(refuse={0: status})) as twin:
         with pytest.raises(cls) as info:
             async with client_for(twin).stt.manual_finalize.websocket(
                 model="ink-2", encoding="pcm_s16le", sample_rate=16000

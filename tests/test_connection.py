@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import cartesia_stt_async as stt
-from cartesia_stt_async.twin import Reply, ScriptedEngine
+from cartesia_stt_async.twin import Fault, Faults, Reply, ScriptedEngine
 
 from .conftest import SLACK, TwinFactory, client_for, other_tasks, pcm
 
@@ -168,7 +168,9 @@ async def test_speed_factor_and_unpaced(twin_factory: TwinFactory) -> None:
 @pytest.mark.asyncio
 async def test_backpressure_when_server_stops_reading(twin_factory: TwinFactory) -> None:
     """A server that stops reading blocks send_audio instead of growing client memory."""
-    async with twin_factory(engine=ScriptedEngine([]), stop_reading_after=5) as twin:
+    async with twin_factory(
+        engine=ScriptedEngine([]), faults=Faults([Fault("stop_reading", after_frames=5)])
+    ) as twin:
         conn = await ws(client_for(twin), close_timeout=1.0, max_buffered_ms=1000).enter()
         tracemalloc.start()
         try:
@@ -345,7 +347,9 @@ async def test_stray_byte_at_finalize_is_an_error_not_garbage(twin_factory: Twin
 @pytest.mark.asyncio
 async def test_finalize_timeout_is_typed(twin_factory: TwinFactory) -> None:
     # The twin stops reading after 1 frame, so the finalize is never answered.
-    async with twin_factory(engine=ScriptedEngine([]), stop_reading_after=1) as twin:
+    async with twin_factory(
+        engine=ScriptedEngine([]), faults=Faults([Fault("stop_reading", after_frames=1)])
+    ) as twin:
         conn = await ws(client_for(twin), close_timeout=0.5).enter()
         try:
             await conn.send_audio(pcm(0.2))

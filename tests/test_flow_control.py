@@ -30,7 +30,9 @@ def ws(client: stt.AsyncCartesia, **kw: object) -> stt.ConnectionManager:
 async def test_drop_oldest_never_waits_and_counts_what_it_dropped(
     twin_factory: TwinFactory,
 ) -> None:
-    async with twin_factory(engine=ScriptedEngine([]), stop_reading_after=2) as twin:
+    async with twin_factory(
+        engine=ScriptedEngine([]), faults=Faults([Fault("stop_reading", after_frames=2)])
+    ) as twin:
         conn = await ws(client_for(twin), buffer_policy="drop_oldest", max_buffered_ms=500).enter()
         try:
             async with asyncio.timeout(5 * SLACK):  # never blocks, although nothing drains
@@ -51,7 +53,9 @@ async def test_drop_oldest_never_waits_and_counts_what_it_dropped(
 
 @pytest.mark.asyncio
 async def test_block_policy_waits_and_exposes_depth_and_lag(twin_factory: TwinFactory) -> None:
-    async with twin_factory(engine=ScriptedEngine([]), stop_reading_after=2) as twin:
+    async with twin_factory(
+        engine=ScriptedEngine([]), faults=Faults([Fault("stop_reading", after_frames=2)])
+    ) as twin:
         conn = await ws(client_for(twin), max_buffered_ms=500).enter()
         try:
             pusher = asyncio.create_task(_push(conn, 2000))
@@ -138,7 +142,9 @@ async def test_a_failing_handler_does_not_touch_the_session(twin_factory: TwinFa
 async def test_cancelling_a_blocked_send_audio_then_leaving_is_prompt(
     twin_factory: TwinFactory,
 ) -> None:
-    async with twin_factory(engine=ScriptedEngine([]), stop_reading_after=2) as twin:
+    async with twin_factory(
+        engine=ScriptedEngine([]), faults=Faults([Fault("stop_reading", after_frames=2)])
+    ) as twin:
         client = client_for(twin)
 
         async def session() -> None:
@@ -159,7 +165,9 @@ async def test_cancelling_a_blocked_send_audio_then_leaving_is_prompt(
 async def test_leaving_normally_is_bounded_when_the_server_never_answers(
     twin_factory: TwinFactory,
 ) -> None:
-    async with twin_factory(engine=ScriptedEngine([]), stop_reading_after=1) as twin:
+    async with twin_factory(
+        engine=ScriptedEngine([]), faults=Faults([Fault("stop_reading", after_frames=1)])
+    ) as twin:
         with pytest.raises(stt.APITimeoutError):
             async with asyncio.timeout(5 * SLACK):
                 async with ws(client_for(twin), close_timeout=0.3) as conn:

@@ -1,4 +1,4 @@
-"""The fixtures users get from ``pytest_plugins = ["cartesia_stt_async.testing"]``."""
+"""The fixtures users get from the registered pytest plugin (no conftest line needed)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import pytest
 
 import cartesia_stt_async as stt
 from cartesia_stt_async.twin import Twin
-
-pytest_plugins = ["cartesia_stt_async.testing"]
 
 
 @pytest.mark.asyncio
