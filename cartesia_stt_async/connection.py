@@ -262,6 +262,13 @@ class _SendQueue:
                 raise self.failure
             self._append(item)
 
+    def put_nowait(self, items: Iterable[Outgoing]) -> None:
+        """Queue commands (and the partial frame they flush) without waiting for room."""
+        if self.failure is not None:
+            raise self.failure
+        for item in items:
+            self._append((item, None, False))
+
     def _append(self, item: _Item) -> None:
         self._items.append(item)
         self._stats.queued_bytes += self._size(item)
@@ -383,6 +390,7 @@ class AsyncConnection:
         self._subscribers: list[asyncio.Queue[Event | None]] = []
         self._handlers: dict[str, list[tuple[EventHandler, bool]]] = {}
         self._waiters: dict[Utterance, asyncio.Future[Utterance]] = {}
+        self._commit_waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._failure: CartesiaSTTError | None = None  # why the session cannot go on
         self._error_event_seen = False
@@ -565,7 +573,67 @@ class AsyncConnection:
             if fut.done() and not fut.cancelled():
                 fut.exception()  # mark retrieved: the error reached the caller another way
 
+    def finalize_nowait(self) -> asyncio.Future[Utterance]:
+        """Queue ``finalize`` now (after all audio queued before it) and return at once.
+
+        Returns:
+            A future that resolves to this finalize's :class:`Utterance` when its answer is
+            complete, or fails with the session's error. Await it when you need the text.
+
+        Raises:
+            ConnectionStateError: After ``close``.
+        """
+        self._check_usable()
+        items, ticket = self._session.finalize()
+        fut: asyncio.Future[Utterance] = self._loop.create_future()
+        self._waiters[ticket] = fut
+
+        def forget(f: asyncio.Future[Utterance]) -> None:
+            self._waiters.pop(ticket, None)
+            if not f.cancelled():
+                f.exception()  # the caller may never await it: no "never retrieved" noise
+
+        fut.add_done_callback(forget)
+        self._queue.put_nowait(items)
+        return fut
+
     # -- receiving -------------------------------------------------------------------------
+
+    async def finals(self) -> AsyncIterator[str]:
+        """Yield committed final deltas, each exactly once, in order, until ``done``.
+
+        A delta is committed once the utterance it answers is complete (or the session is
+        done), so a reconnect's replay never yields it twice and never skips one: this is the
+        stream to forward to a relay. Raw ``async for event in conn`` shows a replayed
+        utterance's events again after a reconnect.
+
+        Raises:
+            CartesiaSTTError: Why the session ended early, as iteration does.
+        """
+        sent = 0
+        session = self._session
+        while True:
+            committed = session.committed_chunks
+            if session.state is State.DONE:
+                committed = session.transcript.final_chunks
+            while sent < committed:
+                yield session.transcript._parts[sent]
+                sent += 1
+            if session.state is State.DONE:
+                return
+            if self._finished.is_set():
+                self._failure_delivered = True
+                err = self._end_error()
+                if err is not None:
+                    raise err
+                return
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            self._commit_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._commit_waiters:
+                    self._commit_waiters.remove(waiter)
 
     async def recv(self) -> Event:
         """Return the next server event.
@@ -971,6 +1039,7 @@ class AsyncConnection:
                 self._timer.cancel()
             self._resolve(session.poll(float("inf")))
             self._finished.set()
+            self._wake_committers()
             self._settled.set()
             self._backlog_changed.set()
             for sub in self._subscribers:
@@ -1241,7 +1310,15 @@ class AsyncConnection:
         for sub in self._subscribers:
             sub.put_nowait(event)
 
+    def _wake_committers(self) -> None:
+        waiters, self._commit_waiters = self._commit_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
     def _resolve(self, completed: list[Utterance]) -> None:
+        if completed or self._session.state is State.DONE:
+            self._wake_committers()
         for utt in completed:
             fut = self._waiters.get(utt)
             if fut is not None and not fut.done():

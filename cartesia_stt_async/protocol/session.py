@@ -318,6 +318,11 @@ class Session:
     # -- events ----------------------------------------------------------------------------
 
     @property
+    def committed_chunks(self) -> int:
+        """Final chunks that belong to sealed utterances: never rolled back by :meth:`rewind`."""
+        return self._sealed_parts
+
+    @property
     def pending_finalizes(self) -> int:
         """Finalizes whose ``flush_done`` has not arrived."""
         return len(self._pending)
