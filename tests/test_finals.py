@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 import cartesia_stt_async as stt
-from cartesia_stt_async.twin import Fault, Faults
+from cartesia_stt_async.twin import Fault, Faults, ScriptedEngine
 
 from .conftest import SLACK, TwinFactory, client_for, other_tasks
 from .test_reconnect import FULL, REPLIES, audio, engine_for, ws
@@ -98,4 +98,32 @@ async def test_finals_raises_why_the_session_ended(twin_factory: TwinFactory) ->
                         pass
         finally:
             await conn.close()
+    assert not other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_finals_equals_the_transcript_when_a_replay_is_answered_differently(
+    twin_factory: TwinFactory,
+) -> None:
+    """A real recognizer may answer replayed audio with other words: what was forwarded must
+    still be exactly the final transcript (nothing uncommitted is ever yielded)."""
+    heard: dict[bytes, int] = {}
+
+    def answer(utterance: bytes) -> list[str]:
+        heard[utterance] = heard.get(utterance, 0) + 1
+        return ["Hello", " world."] if heard[utterance] == 1 else ["Hi", " there."]
+
+    # Connection 0 sends both finals of utterance 0, then closes 1011 before its flush_done.
+    faults = Faults([Fault("close", connection=0, after_events=2, code=1011)])
+    engine = ScriptedEngine([], by_audio=answer)
+    async with twin_factory(engine=engine, faults=faults) as twin:
+        forwarded: list[str] = []
+        async with ws(client_for(twin)) as conn:
+            forwarder = asyncio.create_task(relay(conn, forwarded))
+            await conn.send_audio(audio(0))
+            assert (await conn.finalize(timeout=5 * SLACK)).text == "Hi there."
+        async with asyncio.timeout(5 * SLACK):
+            await forwarder
+        assert conn.stats.reconnects == 1
+        assert "".join(forwarded) == conn.transcript.text == "Hi there."
     assert not other_tasks()
