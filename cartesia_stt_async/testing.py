@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import pytest
 import pytest_asyncio
 
-from .client import AsyncCartesia
+from ._client import AsyncCartesia
 from .twin import ScriptedEngine, Twin, serve
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import cartesia_stt_async as stt
+from cartesia_stt_async import SpeechResponse
 from cartesia_stt_async.protocol.audio import BYTES_PER_SAMPLE, parse_wav_header
-from cartesia_stt_async.tts import SpeechResponse
 from cartesia_stt_async.twin import ScriptedEngine, _dsp, serve
 
 from .conftest import API_KEY

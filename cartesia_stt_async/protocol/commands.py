@@ -26,6 +26,7 @@ __all__ = [
     "ConnectParams",
     "build_headers",
     "build_ws_url",
+    "check_header_value",
     "normalize_command",
     "redact",
 ]
@@ -147,8 +148,12 @@ class ConnectParams:
         """Build from keyword arguments as the public API takes them (``keyterm`` a list)."""
         if isinstance(keyterm, str | bytes):
             raise UsageError("keyterm must be a list of strings, not a single string")
+        if extra_query is not None and not isinstance(extra_query, Mapping):
+            raise UsageError(f"extra_query must be a mapping, got {type(extra_query).__name__}")
         extra: list[tuple[str, str]] = []
         for key, value in (extra_query or {}).items():
+            if not isinstance(key, str) or not key:
+                raise UsageError(f"extra_query keys must be non-empty strings, got {key!r}")
             values = value if isinstance(value, list | tuple) else [value]
             extra.extend((key, _query_value(v)) for v in values if v is not None)
         return cls(
@@ -250,6 +255,21 @@ def build_headers(
         headers.pop(lower.get(key.lower(), key), None)
         headers[key] = value
     return headers
+
+
+def check_header_value(what: str, name: object, value: object) -> None:
+    """Check one header name and value; never echo the value (it may be a secret).
+
+    Raises:
+        UsageError: For a non-string, an empty name, or a line break or NUL anywhere (a CR or
+            LF would inject another header into the handshake).
+    """
+    if not isinstance(name, str) or not name or any(c in name for c in "\r\n\0: "):
+        raise UsageError(f"{what}: a header name must be a non-empty token, got {name!r}")
+    if not isinstance(value, str):
+        raise UsageError(f"{what} must be a string, got {type(value).__name__}")
+    if any(c in value for c in "\r\n\0"):
+        raise UsageError(f"{what} contains a line break or NUL character (value not shown)")
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

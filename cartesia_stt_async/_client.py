@@ -2,8 +2,8 @@
 
 ``client.stt.manual_finalize.websocket(...)`` mirrors the official SDK's async client, so code
 written for it runs with one import changed. It returns a :class:`ConnectionManager`, used as
-``async with ... as conn`` (or ``conn = await manager.enter()``). Foreign exceptions from
-websockets are translated to this package's tree here, in one place.
+``async with ... as conn`` (or ``conn = await manager.enter()``). Every option is checked when
+the manager is made (:class:`~cartesia_stt_async._config.SessionConfig`), before any I/O.
 """
 
 from __future__ import annotations
@@ -12,37 +12,29 @@ import dataclasses
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypedDict, TypeVar, Unpack, overload
+from typing import Any, Unpack
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
-from ._http import status_error
+from ._config import SessionConfig, SessionOptions
+from ._connection import AsyncConnection
+from ._events import HandlerMethods, Handlers
+from ._translate import handshake_errors
+from ._tts import TTS
 from ._version import __version__
-from .connection import (
-    AsyncConnection,
-    BufferPolicy,
-    EventHandler,
-    ReconnectingEvent,
-    ReconnectPolicy,
-    check_buffer_options,
-)
-from .errors import APIConnectionError, APITimeoutError, ConfigurationError
-from .protocol.audio import DEFAULT_FRAME_MS
+from .errors import ConfigurationError
 from .protocol.commands import (
     DEFAULT_BASE_URL,
     DEFAULT_CARTESIA_VERSION,
     ConnectParams,
     build_headers,
     build_ws_url,
+    check_header_value,
     redact,
 )
-from .protocol.pacing import check_speed
-from .protocol.session import Session
-from .tts import TTS
 
 __all__ = ["AsyncCartesia", "ConnectionManager", "connect"]
 
@@ -52,9 +44,6 @@ USER_AGENT = f"cartesia-stt-async/{__version__}"
 
 
 _TEXT_FRAME = re.compile(r"^([<>] TEXT) '.*'(?= \[\d+ bytes\])", re.DOTALL)
-
-
-_H = TypeVar("_H", bound=EventHandler)
 
 
 class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
@@ -83,59 +72,30 @@ class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
         self.logger.log(level, "%s", redact(text, self._secrets), **kwargs)
 
 
-class ConnectionManager:
+class ConnectionManager(HandlerMethods):
     """Opens a session on ``async with`` (or :meth:`enter`) and ends it on exit.
 
     Leaving the block normally sends ``close`` (unless already sent) and waits, bounded by
     ``close_timeout``, for ``done``, so no final transcript is lost. Leaving on an exception
-    closes the socket promptly.
+    closes the socket promptly. Handlers registered with ``on``/``once`` before connecting
+    stay registered on the connection.
     """
 
-    def __init__(
-        self,
-        *,
-        params: ConnectParams,
-        url: str,
-        headers: dict[str, str],
-        secrets: Sequence[str],
-        speed: float | None,
-        frame_ms: int,
-        max_buffered_ms: int,
-        open_timeout: float | None,
-        close_timeout: float,
-        late_final_grace: float,
-        max_event_backlog: int,
-        max_message_size: int | None,
-        url_for: Callable[[ConnectParams], str],
-        extra_headers: Mapping[str, str],
-        reconnect: ReconnectPolicy,
-        buffer_policy: BufferPolicy,
-        keepalive: float | None,
-        log_transcripts: bool,
-    ) -> None:
-        self._params = params
-        self._url_for = url_for
-        self._extra_headers = dict(extra_headers)
-        self._reconnect = reconnect
-        self._buffer_policy = buffer_policy
-        self._keepalive = keepalive
-        self._log_transcripts = log_transcripts
-        self._url = url
-        self._headers = headers
-        self._secrets = list(secrets)
-        self._speed = speed
-        self._frame_ms = frame_ms
-        self._max_buffered_ms = max_buffered_ms
-        self._open_timeout = open_timeout
-        self._close_timeout = close_timeout
-        self._late_final_grace = late_final_grace
-        self._max_event_backlog = max_event_backlog
-        self._max_message_size = max_message_size
+    def __init__(self, config: SessionConfig, settings: _Settings) -> None:
+        self._config = config
+        self._settings = settings
+        self._secrets = [settings.api_key]
+        self._url = self._url_for(config.params.extra_query)
+        self._handlers = Handlers()
         self._connection: AsyncConnection | None = None
-        self._handlers: list[tuple[str, EventHandler, bool]] = []
-        # Check what can be checked before any network I/O.
-        self._session_args = (params.audio_format, frame_ms)
-        params.audio_format.frame_bytes(frame_ms)
+
+    def _url_for(self, extra_query: Sequence[tuple[str, str]]) -> str:
+        params = dataclasses.replace(self._config.params, extra_query=tuple(extra_query))
+        return build_ws_url(
+            params.query(),
+            base_url=self._settings.base_url,
+            websocket_base_url=self._settings.websocket_base_url,
+        )
 
     @property
     def url(self) -> str:
@@ -145,118 +105,45 @@ class ConnectionManager:
     def __repr__(self) -> str:
         return f"<ConnectionManager url={self.url!r}>"
 
-    async def _reconnect_handshake(
+    async def _handshake(
         self, extra_query: Mapping[str, object], extra_headers: Mapping[str, str]
     ) -> ClientConnection:
-        """A new socket for the same session, with ``on_reconnecting``'s replacements."""
+        """Open a socket with these extra query parameters and headers."""
+        config, settings = self._config, self._settings
         pairs = ConnectParams.build(
-            model=self._params.model,
-            encoding=self._params.encoding,
-            sample_rate=self._params.sample_rate,
+            model=config.model,
+            encoding=config.encoding,
+            sample_rate=config.sample_rate,
             extra_query=extra_query,
         ).extra_query
-        url = self._url_for(dataclasses.replace(self._params, extra_query=pairs))
-        headers = {**self._headers, **extra_headers}
-        return await self._handshake(url, headers)
-
-    async def _handshake(
-        self, url: str | None = None, headers: Mapping[str, str] | None = None
-    ) -> ClientConnection:
-        try:
+        url = self._url_for(pairs)
+        headers = build_headers(
+            api_key=settings.api_key,
+            cartesia_version=settings.cartesia_version,
+            user_agent=USER_AGENT,
+            extra_headers={**settings.default_headers, **extra_headers},
+        )
+        timeout = config.open_timeout
+        with handshake_errors(redact(url, self._secrets), self._secrets, timeout):
             return await ws_connect(
-                url or self._url,
-                additional_headers=dict(headers or self._headers),
+                url,
+                additional_headers=headers,
                 user_agent_header=None,  # our User-Agent is in the headers
                 compression=None,  # PCM does not deflate; skip the CPU cost
-                open_timeout=self._open_timeout,
-                close_timeout=min(self._close_timeout, 5.0),
-                max_size=self._max_message_size,
+                open_timeout=timeout,
+                close_timeout=min(config.close_timeout, 5.0),
+                max_size=config.max_message_size,
                 logger=_RedactingLogger(logging.getLogger("cartesia_stt_async.ws"), self._secrets),
             )
-        except InvalidStatus as exc:
-            raise _status_error(exc, self._secrets) from None
-        except InvalidURI as exc:
-            msg = redact(str(exc), self._secrets)
-            raise ConfigurationError(f"invalid WebSocket URL: {msg}") from None
-        except TimeoutError:
-            raise APITimeoutError(
-                f"opening the WebSocket took longer than {self._open_timeout} s"
-            ) from None
-        except (InvalidHandshake, OSError) as exc:
-            msg = redact(f"{type(exc).__name__}: {exc}", self._secrets)
-            raise APIConnectionError(f"could not connect to {self.url}: {msg}") from None
-
-    @overload
-    def on(self, event_type: str) -> Callable[[_H], _H]: ...
-    @overload
-    def on(self, event_type: str, handler: EventHandler) -> ConnectionManager: ...
-    def on(
-        self, event_type: str, handler: EventHandler | None = None
-    ) -> ConnectionManager | Callable[[_H], _H]:
-        """Register a handler before connecting; it moves to the connection on enter."""
-        return self._register(event_type, handler, once=False)
-
-    @overload
-    def once(self, event_type: str) -> Callable[[_H], _H]: ...
-    @overload
-    def once(self, event_type: str, handler: EventHandler) -> ConnectionManager: ...
-    def once(
-        self, event_type: str, handler: EventHandler | None = None
-    ) -> ConnectionManager | Callable[[_H], _H]:
-        """Register a one-time handler before connecting."""
-        return self._register(event_type, handler, once=True)
-
-    def off(self, event_type: str, handler: EventHandler) -> ConnectionManager:
-        """Remove a handler registered on this manager."""
-        self._handlers = [
-            (t, h, o) for t, h, o in self._handlers if not (t == event_type and h is handler)
-        ]
-        return self
-
-    def _register(
-        self, event_type: str, handler: EventHandler | None, *, once: bool
-    ) -> ConnectionManager | Callable[[_H], _H]:
-        if handler is not None:
-            self._handlers.append((event_type, handler, once))
-            return self
-
-        def decorator(fn: _H) -> _H:
-            self._handlers.append((event_type, fn, once))
-            return fn
-
-        return decorator
 
     async def enter(self) -> AsyncConnection:
         """Connect and return the live :class:`AsyncConnection` (close it yourself)."""
-        fmt, frame_ms = self._session_args
-        ws = await self._handshake()
+        config = self._config
+        ws = await self._handshake(config.extra_query or {}, config.extra_headers or {})
         logger.debug("connected to %s", self.url)
-        session = Session(
-            fmt,
-            frame_ms=frame_ms,
-            late_final_grace=self._late_final_grace,
-            max_replay_bytes=fmt.bytes_per_second * self._reconnect.max_replay_ms // 1000,
-        )
         self._connection = AsyncConnection(
-            ws,
-            session,
-            speed=self._speed,
-            max_buffered_ms=self._max_buffered_ms,
-            close_timeout=self._close_timeout,
-            max_event_backlog=self._max_event_backlog,
-            connector=self._reconnect_handshake,
-            reconnect=self._reconnect,
-            buffer_policy=self._buffer_policy,
-            keepalive=self._keepalive,
-            log_transcripts=self._log_transcripts,
-            extra_query=dict(self._params.extra_query),
-            extra_headers=self._extra_headers,
+            ws, config, connector=self._handshake, handlers=self._handlers
         )
-        for event_type, handler, once in self._handlers:
-            if once:
-                self._connection.once(event_type, handler)
-            else:
-                self._connection.on(event_type, handler)
         return self._connection
 
     async def __aenter__(self) -> AsyncConnection:
@@ -271,18 +158,6 @@ class ConnectionManager:
         if self._connection is not None:
             conn, self._connection = self._connection, None
             await conn.__aexit__(exc_type, exc, tb)
-
-
-def _status_error(exc: InvalidStatus, secrets: Sequence[str]) -> Exception:
-    response = exc.response
-    return status_error(
-        response.status_code,
-        response.reason_phrase,
-        response.body,
-        response.headers,
-        secrets,
-        what="handshake refused with ",
-    )
 
 
 class _Settings:
@@ -306,6 +181,11 @@ class _Settings:
             )
         if not isinstance(key, str):
             raise ConfigurationError(f"api_key must be a string, got {type(key).__name__}")
+        if any(c in key for c in "\r\n\0"):
+            # It would inject a header into every handshake.
+            raise ConfigurationError("api_key contains a line break or NUL character")
+        for name, value in (default_headers or {}).items():
+            check_header_value(f"default_headers[{name!r}]", name, value)
         self.api_key = key
         self.base_url = base_url or os.environ.get("CARTESIA_BASE_URL") or DEFAULT_BASE_URL
         self.websocket_base_url = websocket_base_url
@@ -315,87 +195,11 @@ class _Settings:
         build_ws_url((), base_url=self.base_url, websocket_base_url=websocket_base_url)
 
     def manager(
-        self,
-        *,
-        model: str,
-        encoding: str,
-        sample_rate: int,
-        language: str | None = None,
-        keyterm: Sequence[str] | None = None,
-        min_volume: float | None = None,
-        max_silence_duration_secs: float | None = None,
-        extra_query: Mapping[str, object] | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        speed: float | None = 1.0,
-        frame_ms: int = DEFAULT_FRAME_MS,
-        max_buffered_ms: int = 2000,
-        open_timeout: float | None = 10.0,
-        close_timeout: float = 10.0,
-        late_final_grace: float = 0.25,
-        max_event_backlog: int = 10_000,
-        max_message_size: int | None = 1 << 20,
-        max_retries: int = 5,
-        initial_delay: float = 0.5,
-        max_delay: float = 8.0,
-        on_reconnecting: Callable[[ReconnectingEvent], object] | None = None,
-        max_replay_ms: int = 120_000,
-        buffer_policy: BufferPolicy = "block",
-        keepalive: float | None = None,
-        log_transcripts: bool = False,
+        self, model: str, encoding: str, sample_rate: int, options: Mapping[str, Any]
     ) -> ConnectionManager:
-        params = ConnectParams.build(
-            model=model,
-            encoding=encoding,
-            sample_rate=sample_rate,
-            language=language,
-            keyterm=keyterm,
-            min_volume=min_volume,
-            max_silence_duration_secs=max_silence_duration_secs,
-            extra_query=extra_query,
-        )
-        url = build_ws_url(
-            params.query(), base_url=self.base_url, websocket_base_url=self.websocket_base_url
-        )
-        reconnect = ReconnectPolicy(
-            max_retries=max_retries,
-            initial_delay=initial_delay,
-            max_delay=max_delay,
-            on_reconnecting=on_reconnecting,
-            max_replay_ms=max_replay_ms,
-        )
-        check_buffer_options(buffer_policy, keepalive)
-
-        def url_for(p: ConnectParams) -> str:
-            return build_ws_url(
-                p.query(), base_url=self.base_url, websocket_base_url=self.websocket_base_url
-            )
-
-        headers = build_headers(
-            api_key=self.api_key,
-            cartesia_version=self.cartesia_version,
-            user_agent=USER_AGENT,
-            extra_headers={**self.default_headers, **(extra_headers or {})},
-        )
-        return ConnectionManager(
-            params=params,
-            url=url,
-            headers=headers,
-            secrets=[self.api_key],
-            speed=check_speed(speed),
-            frame_ms=frame_ms,
-            max_buffered_ms=max_buffered_ms,
-            open_timeout=open_timeout,
-            close_timeout=close_timeout,
-            late_final_grace=late_final_grace,
-            max_event_backlog=max_event_backlog,
-            max_message_size=max_message_size,
-            url_for=url_for,
-            extra_headers=dict(extra_headers or {}),
-            reconnect=reconnect,
-            buffer_policy=buffer_policy,
-            keepalive=keepalive,
-            log_transcripts=log_transcripts,
-        )
+        """A manager for one session (options checked now, before any I/O)."""
+        config = SessionConfig.build(model, encoding, sample_rate, **options)
+        return ConnectionManager(config, self)
 
 
 class ManualFinalize:
@@ -455,9 +259,7 @@ class ManualFinalize:
         Raises:
             UsageError: For a parameter of the wrong type or range.
         """
-        return self._settings.manager(
-            model=model, encoding=encoding, sample_rate=sample_rate, **options
-        )
+        return self._settings.manager(model, encoding, sample_rate, options)
 
 
 class STT:
@@ -527,33 +329,6 @@ class AsyncCartesia:
         await self.close()
 
 
-class SessionOptions(TypedDict, total=False):
-    """The optional keyword arguments of ``websocket()`` and ``connect()``."""
-
-    language: str | None
-    keyterm: Sequence[str] | None
-    min_volume: float | None
-    max_silence_duration_secs: float | None
-    extra_query: Mapping[str, object] | None
-    extra_headers: Mapping[str, str] | None
-    speed: float | None
-    frame_ms: int
-    max_buffered_ms: int
-    open_timeout: float | None
-    close_timeout: float
-    late_final_grace: float
-    max_event_backlog: int
-    max_message_size: int | None
-    max_retries: int
-    initial_delay: float
-    max_delay: float
-    on_reconnecting: Callable[[ReconnectingEvent], object] | None
-    max_replay_ms: int
-    buffer_policy: BufferPolicy
-    keepalive: float | None
-    log_transcripts: bool
-
-
 def connect(
     *,
     model: str,
@@ -571,4 +346,4 @@ def connect(
     ``api_key``, ``base_url``, ``websocket_base_url`` and ``cartesia_version``.
     """
     settings = _Settings(api_key, base_url, websocket_base_url, cartesia_version, None)
-    return settings.manager(model=model, encoding=encoding, sample_rate=sample_rate, **options)
+    return settings.manager(model, encoding, sample_rate, options)

@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict
 
-from ._http import status_error
+from ._translate import http_errors, status_error
 from ._version import __version__
-from .errors import APIConnectionError, APITimeoutError, UsageError
+from .errors import UsageError
 from .protocol.commands import build_headers, redact
 
 __all__ = ["TTS", "SpeechResponse"]
@@ -135,25 +135,14 @@ class TTS:
             session = self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._timeout)
             )
-        try:
+        with http_errors(redact(self._url, self._secrets), self._secrets, self._timeout):
             async with session.post(self._url, json=body, headers=self._headers) as response:
                 content = await response.read()
-                if response.status >= 400:
-                    raise status_error(
-                        response.status,
-                        response.reason or "",
-                        content,
-                        response.headers,
-                        self._secrets,
-                    )
-                return SpeechResponse(content, response.headers)
-        except TimeoutError:
-            raise APITimeoutError(f"/tts/bytes took longer than {self._timeout} s") from None
-        except aiohttp.ClientError as exc:
-            msg = redact(f"{type(exc).__name__}: {exc}", self._secrets)
-            raise APIConnectionError(
-                f"could not reach {redact(self._url, self._secrets)}: {msg}"
-            ) from None
+        if response.status >= 400:
+            raise status_error(
+                response.status, response.reason or "", content, response.headers, self._secrets
+            )
+        return SpeechResponse(content, response.headers)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool (a later ``generate`` opens a new one)."""
