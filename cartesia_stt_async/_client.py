@@ -22,10 +22,10 @@ from websockets.asyncio.client import connect as ws_connect
 from ._config import SessionConfig, SessionOptions
 from ._connection import AsyncConnection
 from ._events import HandlerMethods, Handlers
-from ._translate import handshake_errors
+from ._translate import Secrets, handshake_error
 from ._tts import TTS
 from ._version import __version__
-from .errors import ConfigurationError
+from .errors import ConfigurationError, UsageError
 from .protocol.commands import (
     DEFAULT_BASE_URL,
     DEFAULT_CARTESIA_VERSION,
@@ -34,6 +34,7 @@ from .protocol.commands import (
     build_ws_url,
     check_header_value,
     redact,
+    secrets_in,
 )
 
 __all__ = ["AsyncCartesia", "ConnectionManager", "connect"]
@@ -54,9 +55,9 @@ class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     secret replaced, and text frame contents dropped, before it reaches any handler.
     """
 
-    def __init__(self, base: logging.Logger, secrets: Sequence[str]) -> None:
+    def __init__(self, base: logging.Logger, secrets: Secrets) -> None:
         super().__init__(base, {})
-        self._secrets = [s for s in secrets if s]
+        self._secrets = secrets
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         if not self.isEnabledFor(level):
@@ -69,7 +70,7 @@ class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
             # Frame dumps carry transcript text: keep the size, drop the content.
             text = _TEXT_FRAME.sub(r"\1 [text omitted]", text)
         kwargs.pop("extra", None)
-        self.logger.log(level, "%s", redact(text, self._secrets), **kwargs)
+        self.logger.log(level, "%s", self._secrets.redact(text), **kwargs)
 
 
 class ConnectionManager(HandlerMethods):
@@ -84,7 +85,9 @@ class ConnectionManager(HandlerMethods):
     def __init__(self, config: SessionConfig, settings: _Settings) -> None:
         self._config = config
         self._settings = settings
-        self._secrets = [settings.api_key]
+        self._secrets = Secrets(settings.api_key)
+        self._secrets.add(*secrets_in(settings.default_headers))
+        self._secrets.add(*secrets_in(config.params.extra_query, config.extra_headers))
         self._url = self._url_for(config.params.extra_query)
         self._handlers = Handlers()
         self._connection: AsyncConnection | None = None
@@ -99,8 +102,8 @@ class ConnectionManager(HandlerMethods):
 
     @property
     def url(self) -> str:
-        """The WebSocket URL this manager connects to, with any secret in it redacted."""
-        return redact(self._url, self._secrets)
+        """The WebSocket URL this manager connects to, with any credential in it redacted."""
+        return self._secrets.url(self._url)
 
     def __repr__(self) -> str:
         return f"<ConnectionManager url={self.url!r}>"
@@ -123,8 +126,10 @@ class ConnectionManager(HandlerMethods):
             user_agent=USER_AGENT,
             extra_headers={**settings.default_headers, **extra_headers},
         )
+        secrets = self._secrets
+        secrets.add(*secrets_in(pairs, extra_headers))  # on_reconnecting may bring new ones
         timeout = config.open_timeout
-        with handshake_errors(redact(url, self._secrets), self._secrets, timeout):
+        try:
             return await ws_connect(
                 url,
                 additional_headers=headers,
@@ -133,16 +138,31 @@ class ConnectionManager(HandlerMethods):
                 open_timeout=timeout,
                 close_timeout=min(config.close_timeout, 5.0),
                 max_size=config.max_message_size,
-                logger=_RedactingLogger(logging.getLogger("cartesia_stt_async.ws"), self._secrets),
+                logger=_RedactingLogger(logging.getLogger("cartesia_stt_async.ws"), secrets),
             )
+        except Exception as exc:
+            error = handshake_error(exc, secrets.url(url), secrets, timeout)
+            if error is None:
+                raise
+        raise error  # outside the except block: the foreign exception is not kept
 
     async def enter(self) -> AsyncConnection:
-        """Connect and return the live :class:`AsyncConnection` (close it yourself)."""
+        """Connect and return the live :class:`AsyncConnection` (close it yourself).
+
+        Raises:
+            UsageError: If this manager's previous connection is still open (one manager, one
+                live session: call ``websocket(...)`` again for a second one).
+        """
+        if self._connection is not None and self._connection.state in ("open", "closing"):
+            raise UsageError(
+                "this manager's connection is still open: leave its `async with` (or close "
+                "it) first, or call websocket(...) again for a second session"
+            )
         config = self._config
         ws = await self._handshake(config.extra_query or {}, config.extra_headers or {})
         logger.debug("connected to %s", self.url)
         self._connection = AsyncConnection(
-            ws, config, connector=self._handshake, handlers=self._handlers
+            ws, config, connector=self._handshake, handlers=self._handlers, secrets=self._secrets
         )
         return self._connection
 

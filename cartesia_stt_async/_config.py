@@ -16,6 +16,7 @@ from typing import Final, Literal, TypedDict
 from .errors import UsageError
 from .protocol.audio import DEFAULT_FRAME_MS, AudioFormat
 from .protocol.commands import ConnectParams, check_header_value
+from .protocol.session import FinalOrderOption
 
 __all__ = ["BufferPolicy", "ReconnectingEvent", "SessionConfig", "SessionOptions"]
 
@@ -79,6 +80,8 @@ class SessionOptions(TypedDict, total=False):
     buffer_policy: BufferPolicy
     keepalive: float | None
     log_transcripts: bool
+    final_order: FinalOrderOption
+    max_event_backlog_bytes: int
 
 
 def _number(
@@ -151,6 +154,13 @@ class SessionConfig:
         keepalive: Seconds without sending after which one frame of silence is sent, or
             ``None`` (off).
         log_transcripts: Log final transcript text at DEBUG (off: never logged).
+        final_order: Whether the server sends a finalize's final chunks before its
+            ``flush_done`` (``"finals_first"``, the current documentation's order and the
+            default), after it (``"flush_first"``, older documentation), or to learn it from the
+            events (``"auto"``). See docs/reliability.md for what each choice costs when the
+            server does the other.
+        max_event_backlog_bytes: Bytes of events kept for ``async for`` when nobody iterates
+            (the oldest are dropped past it, as past ``max_event_backlog``).
     """
 
     model: str
@@ -178,6 +188,8 @@ class SessionConfig:
     buffer_policy: BufferPolicy = "block"
     keepalive: float | None = None
     log_transcripts: bool = False
+    final_order: FinalOrderOption = "finals_first"
+    max_event_backlog_bytes: int = 16 << 20
     # Derived, checked values.
     params: ConnectParams = field(init=False, repr=False)
     audio_format: AudioFormat = field(init=False, repr=False)
@@ -225,6 +237,12 @@ class SessionConfig:
             )
         if self.keepalive is not None:
             _number("keepalive", self.keepalive, strict=True)
+        if self.final_order not in ("finals_first", "flush_first", "auto"):
+            raise UsageError(
+                "final_order must be 'finals_first', 'flush_first' or 'auto', "
+                f"got {self.final_order!r}"
+            )
+        _integer("max_event_backlog_bytes", self.max_event_backlog_bytes, low=1)
         if not isinstance(self.log_transcripts, bool):
             raise UsageError(f"log_transcripts must be a bool, got {self.log_transcripts!r}")
 

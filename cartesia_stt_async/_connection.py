@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Final, Literal
 
@@ -24,8 +25,10 @@ from websockets.asyncio.client import ClientConnection
 from ._config import SessionConfig
 from ._events import EventBuffer, HandlerMethods, Handlers
 from ._link import Link, api_error
-from ._sources import AudioSource, iter_audio
+from ._sources import AudioSource
+from ._stream import run_stream
 from ._supervisor import Connector, Supervisor
+from ._translate import Secrets
 from .errors import (
     APITimeoutError,
     BufferFullError,
@@ -70,6 +73,7 @@ class AsyncConnection(HandlerMethods):
         *,
         connector: Connector | None = None,
         handlers: Handlers | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         self._config = config
         self._speed = config.speed
@@ -78,9 +82,12 @@ class AsyncConnection(HandlerMethods):
             frame_ms=config.frame_ms,
             late_final_grace=config.late_final_grace,
             max_replay_bytes=config.max_replay_bytes,
+            final_order=config.final_order,
         )
         self.stats: ConnectionStats = self._session.stats
-        self._events = EventBuffer(config.max_event_backlog, self.stats)
+        self._events = EventBuffer(
+            config.max_event_backlog, config.max_event_backlog_bytes, self.stats
+        )
         self._handlers = handlers if handlers is not None else Handlers()
         self._link = Link(
             ws,
@@ -89,6 +96,7 @@ class AsyncConnection(HandlerMethods):
             Supervisor(config, connector),
             publish=self._events.publish,
             on_finished=self._events.close,
+            secrets=secrets if secrets is not None else Secrets(),
         )
         self._link.start()
 
@@ -186,7 +194,7 @@ class AsyncConnection(HandlerMethods):
                 )
             session.audio(data, pace)
         elif policy == "drop_oldest":
-            session.audio(data[self._drop_for(data, limit) :], pace)
+            session.audio(data[session.make_room(len(data), limit) :], pace)
         else:
             # Queue as the writer makes room: memory stays bounded by max_buffered_ms (plus
             # one frame) and a reference to the caller's chunk, whatever its size.
@@ -205,28 +213,6 @@ class AsyncConnection(HandlerMethods):
                 if pos >= len(data):
                     break
         link.kick()
-
-    def _drop_for(self, data: memoryview, limit: int) -> int:
-        """``drop_oldest``: make room for ``data``; return how much of its head to skip.
-
-        Queued audio is dropped oldest first. When ``data`` alone overfills the queue, only
-        its newest whole frames are kept (its head and the held-back partial frame are
-        dropped unsent), so a huge chunk never blocks the loop cutting frames to discard.
-        """
-        session, stats = self._session, self.stats
-        frame = session.frame_bytes
-        excess = stats.queued_bytes + len(data) - limit
-        if excess <= 0:
-            return 0
-        session.outbox.drop_oldest(excess)
-        held = session.pending_audio
-        full = (held + len(data)) // frame
-        keep = max(limit // frame, 1)
-        if full <= keep:
-            return 0
-        skip = (full - keep) * frame - held
-        session.skip_audio(skip)
-        return skip
 
     async def send_raw(self, data: bytes | bytearray | memoryview | str) -> None:
         """Send one message as-is, like the official SDK: bytes as a binary frame, unpaced.
@@ -303,6 +289,7 @@ class AsyncConnection(HandlerMethods):
             ConnectionClosedError: If the socket closed first.
             ConnectionStateError: After ``close``.
         """
+        _check_timeout("timeout", timeout)
         self._check_usable()
         ticket = self._session.finalize()
         self._link.kick()
@@ -408,7 +395,7 @@ class AsyncConnection(HandlerMethods):
         """
         async for event in self:
             if isinstance(event, ErrorEvent) and not self._handlers.has_error_handler():
-                raise api_error(event)
+                raise api_error(event, self._link.secrets)
             await self._handlers.dispatch(event)
 
     # -- the idiomatic flow ------------------------------------------------------------------
@@ -443,47 +430,9 @@ class AsyncConnection(HandlerMethods):
             ConnectionClosedError: If the socket closes before ``done``.
         """
         pace = self._speed if isinstance(speed, _Unset) else check_speed(speed)
-        if not isinstance(finalize_each, bool):
-            raise UsageError(f"finalize_each must be a bool, got {finalize_each!r}")
-        self._check_usable()
-        link = self._link
-
-        async def sender() -> None:
-            async def one(source: AudioSource) -> None:
-                async for chunk in iter_audio(source, self._session.format):
-                    await self.send_audio(chunk, speed=pace)
-                if finalize_each:
-                    await self.send("finalize")
-
-            if isinstance(utterances, AsyncIterable):
-                async for source in utterances:
-                    await one(source)
-            else:
-                for source in utterances:
-                    await one(source)
-            await self.send("close")
-
-        async def receiver() -> None:
-            await link.settled.wait()
-            if self._session.state is State.DONE:
-                return
-            error = link.failure.error
-            raise error or ConnectionClosedError("connection ended before 'done'")
-
-        tasks = [
-            asyncio.create_task(sender(), name="cartesia-stt-sender"),
-            asyncio.create_task(receiver(), name="cartesia-stt-receiver"),
-        ]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            link.failure.told = True
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self._abort()
-            raise
-        return self.transcript
+        return await run_stream(
+            self, self._link, utterances, speed=pace, finalize_each=finalize_each
+        )
 
     # -- closing -----------------------------------------------------------------------------
 
@@ -501,8 +450,11 @@ class AsyncConnection(HandlerMethods):
                 dropped connection, protocol error), if no call has reported it yet.
         """
         timeout = self._config.close_timeout if timeout is None else timeout
+        _check_timeout("timeout", timeout)
         pending_error: InvalidAudioError | None = None
         session, link = self._session, self._link
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout  # one bound for waiting and closing together
         if (
             link.supervisor.idle
             and session.state is State.OPEN
@@ -521,10 +473,10 @@ class AsyncConnection(HandlerMethods):
                 except InvalidAudioError as exc:
                     pending_error = exc
             if session.state is State.CLOSING and link.failure.error is None:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout_at(deadline):
                     await link.settled.wait()
         except TimeoutError:
-            await self._abort()
+            await link.shutdown(timeout=0)
             raise APITimeoutError(
                 f"the server did not answer 'close' with 'done' within {timeout} s"
             ) from None
@@ -533,7 +485,7 @@ class AsyncConnection(HandlerMethods):
             raise
         failure = link.failure
         error, told = failure.error, failure.told
-        await link.shutdown(timeout=self._config.close_timeout)
+        await link.shutdown(timeout=max(deadline - loop.time(), 0.0))
         if pending_error is not None:
             raise pending_error
         if error is not None and not told and session.state is not State.DONE:
@@ -560,6 +512,18 @@ class AsyncConnection(HandlerMethods):
             await self.aclose()
         else:
             await self._abort()
+
+
+def _check_timeout(name: str, value: object) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise UsageError(f"{name} must be a number of seconds >= 0 or None, got {value!r}")
 
 
 def _mark_retrieved(fut: asyncio.Future[Utterance]) -> None:

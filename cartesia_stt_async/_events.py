@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, Self, TypeVar, overload
 
 from .errors import UsageError
-from .protocol.events import ErrorEvent, Event
+from .protocol.events import Event
 from .protocol.outbox import ConnectionStats
 
 __all__ = ["EventBuffer", "EventHandler", "HandlerMethods", "Handlers"]
@@ -34,32 +34,39 @@ _H = TypeVar("_H", bound=EventHandler)
 
 
 class EventBuffer:
-    """Events waiting to be read, oldest first, at most ``max_events`` of them.
+    """Events waiting to be read, oldest first: at most ``max_events`` of them, and at most
+    ``max_bytes`` of their messages.
 
     Args:
-        max_events: The bound; past it the oldest event is dropped.
+        max_events: The count bound; past it the oldest event is dropped.
+        max_bytes: The size bound (wire size of the messages); likewise.
         stats: Counters (``events_dropped``).
     """
 
-    def __init__(self, max_events: int, stats: ConnectionStats) -> None:
-        self._events: deque[Event] = deque()
+    def __init__(self, max_events: int, max_bytes: int, stats: ConnectionStats) -> None:
+        self._events: deque[tuple[Event, int]] = deque()
         self._max = max_events
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._stats = stats
         self._changed = asyncio.Event()
         self._closed = False
 
-    def publish(self, event: Event) -> None:
-        """Add an event (dropping the oldest one when full)."""
-        if len(self._events) >= self._max:
-            self._events.popleft()
+    def publish(self, event: Event, size: int) -> None:
+        """Add an event of ``size`` wire bytes (dropping the oldest ones when full)."""
+        events = self._events
+        while events and (len(events) >= self._max or self._bytes + size > self._max_bytes):
+            self._bytes -= events.popleft()[1]
             self._stats.events_dropped += 1
             if self._stats.events_dropped == 1:
                 logger.warning(
-                    "event backlog full (%d): nobody iterates this connection, dropping the "
-                    "oldest events (transcript and finalize() are unaffected)",
+                    "event backlog full (%d events, %d bytes): nobody iterates this connection, "
+                    "dropping the oldest events (transcript and finalize() are unaffected)",
                     self._max,
+                    self._max_bytes,
                 )
-        self._events.append(event)
+        events.append((event, size))
+        self._bytes += size
         self._changed.set()
 
     def close(self) -> None:
@@ -74,7 +81,9 @@ class EventBuffer:
                 return None
             self._changed.clear()
             await self._changed.wait()
-        return self._events.popleft()
+        event, size = self._events.popleft()
+        self._bytes -= size
+        return event
 
 
 class Handlers:
@@ -117,11 +126,6 @@ class Handlers:
                 result = handler(event)
                 if inspect.isawaitable(result):
                     await result
-
-    @staticmethod
-    def is_error(event: Event) -> bool:
-        """True for a server ``error`` event."""
-        return isinstance(event, ErrorEvent)
 
 
 class HandlerMethods:

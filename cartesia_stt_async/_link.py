@@ -30,7 +30,7 @@ from websockets.protocol import State as WSState
 
 from ._config import SessionConfig
 from ._supervisor import Supervisor
-from ._translate import closed_error
+from ._translate import Secrets, closed_error, ended_error
 from .errors import (
     APIConnectionError,
     APIError,
@@ -90,20 +90,16 @@ class Failure:
         return error
 
 
-def api_error(event: ErrorEvent) -> APIError:
-    """The exception for a server ``error`` event."""
-    message = event.message or "the server reported an error"
+def api_error(event: ErrorEvent, secrets: Secrets) -> APIError:
+    """The exception for a server ``error`` event (every server-provided string redacted)."""
+    message = secrets.redact(event.message or "the server reported an error")
+    title, code = secrets.optional(event.title), secrets.optional(event.error_code)
+    request_id = secrets.optional(event.request_id)
     if event.status_code is not None:
         return error_for_status(
-            event.status_code,
-            message,
-            title=event.title,
-            error_code=event.error_code,
-            request_id=event.request_id,
+            event.status_code, message, title=title, error_code=code, request_id=request_id
         )
-    return APIError(
-        message, title=event.title, error_code=event.error_code, request_id=event.request_id
-    )
+    return APIError(message, title=title, error_code=code, request_id=request_id)
 
 
 def _header_request_id(ws: ClientConnection) -> str:
@@ -120,6 +116,7 @@ class Link:
         supervisor: Decides about dropped sockets.
         publish: Called with every decoded event, after the session has seen it.
         on_finished: Called once when the reader has ended (no event will follow).
+        secrets: Credentials to redact from server-provided text.
     """
 
     def __init__(
@@ -129,8 +126,9 @@ class Link:
         config: SessionConfig,
         supervisor: Supervisor,
         *,
-        publish: Callable[[Event], None],
+        publish: Callable[[Event, int], None],
         on_finished: Callable[[], None],
+        secrets: Secrets,
     ) -> None:
         self.ws = ws
         self.session = session
@@ -139,6 +137,7 @@ class Link:
         self.request_id = _header_request_id(ws)
         self._config = config
         self._publish = publish
+        self.secrets = secrets
         self._on_finished = on_finished
         self._loop = asyncio.get_running_loop()
         self._connected_at = self._loop.time()
@@ -244,6 +243,11 @@ class Link:
 
     def _on_timer(self) -> None:
         self._timer = None
+        if self.down or self.ws.state is not WSState.OPEN:
+            # A close frame arrived (the closing handshake may take a while) or the socket
+            # is down: the server may still be owed a replay, so a late window must not end
+            # now (session rule 4). The repair re-arms the timer; a failure seals all.
+            return
         self._resolve(self.session.poll(self._loop.time()))
         self._arm_timer()
 
@@ -351,29 +355,28 @@ class Link:
                     self.request_id = session.request_id
                 if isinstance(event, ErrorEvent):
                     self.failure.in_band = self.failure.error is None
-                    self.fail(api_error(event))
+                    self.fail(api_error(event, self.secrets))
                 if completed and logger.isEnabledFor(logging.DEBUG):
                     self._log_completed(completed)
                 elif log_finals and isinstance(event, TranscriptEvent) and event.is_final:
                     logger.debug("final delta %r", event.text)
                 self._resolve(completed)
                 self._arm_timer()
-                self._publish(event)
+                self._publish(event, len(message))
                 if session.state is State.DONE:
                     self.settled.set()
-            drop = ConnectionClosedError(
-                f"server closed the connection (code {ws.close_code}"
-                + (f", reason {ws.close_reason!r})" if ws.close_reason else ")")
-                + " before 'done'",
-                code=ws.close_code,
-                reason=ws.close_reason or "",
+            drop: ConnectionClosedError | ProtocolError = ended_error(
+                ws.close_code, ws.close_reason, self.secrets
             )
         except ConnectionClosed as exc:
-            drop = closed_error(exc)
+            drop = closed_error(exc, self.secrets)
         except ProtocolError as exc:
             self.fail(exc)
             with contextlib.suppress(Exception):
                 await ws.close(code=1002, reason="protocol error")
+            return None
+        if isinstance(drop, ProtocolError):
+            self.fail(drop)  # the server broke the WebSocket protocol: never retried
             return None
         if session.state is State.DONE or self.failure.error is not None:
             return None
@@ -450,8 +453,11 @@ class Link:
     async def shutdown(self, *, code: int = 1000, reason: str = "", timeout: float) -> None:
         """Stop both tasks and close the socket, bounded by ``timeout``; idempotent."""
         # Recorded first, so the reader does not blame the server for our own close, and
-        # does not reconnect.
+        # does not reconnect. Our own close is nothing the caller must be told about.
+        healthy = self.failure.error is None
         self.fail(ConnectionStateError("the connection is closed"), quiet=True)
+        if healthy:
+            self.failure.told = True
         if self._writer is not None:
             self._writer.cancel()
         ws = self.ws

@@ -65,6 +65,8 @@ class ConnectionStats:
         dropped_audio_bytes: Audio dropped by ``buffer_policy="drop_oldest"`` (never written).
         idle_closes: Routine idle closes (1001 "Idle timeout") received.
         keepalives_sent: Silent frames queued by the opt-in keepalive.
+        unmatched_flush_done: ``flush_done`` events that arrived with no finalize outstanding
+            (a server quirk; nothing is attributed differently because of it).
     """
 
     frames_sent: int = 0
@@ -79,6 +81,7 @@ class ConnectionStats:
     dropped_audio_bytes: int = 0
     idle_closes: int = 0
     keepalives_sent: int = 0
+    unmatched_flush_done: int = 0
 
 
 class Outbox:

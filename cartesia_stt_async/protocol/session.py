@@ -24,13 +24,23 @@ Rules:
    not arrived; with no ticket outstanding, the audio not yet finalized (the server may flush it
    on its own, or on ``close``).
 4. Servers have been documented to send a finalize's final chunks either *before* its
-   ``flush_done`` (current docs; the default of our twin) or *after* it (older docs), see
-   protocol.md §10.1 and §11. So when ``flush_done`` arrives for an utterance that has no final
-   text yet, and the server has not yet shown that it sends finals first, the utterance stays
-   open for ``late_final_grace`` seconds (re-armed by every late chunk): final deltas arriving
-   in that window are its own. It completes when the window ends, on the next ``flush_done``,
-   or on ``done``. Once any utterance received its finals before its ``flush_done``, the server
-   is known to send finals first and silent utterances complete at their ``flush_done``.
+   ``flush_done`` (current docs, and our twin's default) or *after* it (older docs). The
+   events alone cannot always tell the two apart (a silent utterance followed by pipelined
+   finalizes; finals arriving after ``close`` was sent), so the order is a choice
+   (``final_order``):
+
+   * ``finals_first`` (the default, per the current docs): a ``flush_done`` completes its
+     utterance at once; finals arriving later belong to the next ticket (or the open audio).
+   * ``flush_first``: a ``flush_done`` opens a *late window* for its utterance: final deltas
+     arriving in it are its own. The window ends on the next ``flush_done``, on ``done``, or
+     ``late_final_grace`` seconds after its last chunk; it never ends by time while ``close``
+     is outstanding (the text answered on ``close`` might be its own) nor while the I/O layer
+     cannot hear the server (it must not call :meth:`poll` then).
+   * ``auto``: learn the order from unambiguous evidence. Until then a silent utterance's
+     ``flush_done`` opens a late window as for ``flush_first``. Finals before their
+     ``flush_done`` prove ``finals_first``; a final in a late window proves ``flush_first``
+     only when nothing else could have produced it (no other finalize outstanding, no audio
+     written since, ``close`` not sent).
 5. The transcript (all final deltas, verbatim, arrival order) never depends on rule 4: only the
    attribution of deltas to utterances does.
 
@@ -58,6 +68,7 @@ from __future__ import annotations
 
 from collections import deque
 from enum import IntEnum
+from typing import Literal
 
 from ..errors import ConnectionStateError, InvalidAudioError
 from .audio import DEFAULT_FRAME_MS, AudioFormat, Reframer, as_bytes_view
@@ -65,7 +76,7 @@ from .events import DoneEvent, ErrorEvent, Event, FlushDoneEvent, TranscriptEven
 from .outbox import ConnectionStats, Entry, Outbox, Outgoing
 from .transcript import Transcript, Utterance
 
-__all__ = ["FinalOrder", "Outgoing", "Session", "State"]
+__all__ = ["FinalOrder", "FinalOrderOption", "Outgoing", "Session", "State"]
 
 _SILENCE = {"pcm_mulaw": b"\xff", "pcm_alaw": b"\xd5"}
 
@@ -79,8 +90,12 @@ class State(IntEnum):
     FAILED = 3
 
 
+FinalOrderOption = Literal["finals_first", "flush_first", "auto"]
+"""The ``final_order`` option: how final chunks and ``flush_done`` are ordered (rule 4)."""
+
+
 class FinalOrder(IntEnum):
-    """What the server has shown about the order of finals and ``flush_done``."""
+    """The order of finals and ``flush_done`` the session works with (rule 4)."""
 
     UNKNOWN = 0
     FINALS_FIRST = 1
@@ -96,12 +111,12 @@ class Session:
         late_final_grace: Seconds an utterance waits for late final chunks after its
             ``flush_done`` (rule 4 above).
         max_replay_bytes: Bound of the replay journal (rule 8); ``None``: unbounded.
+        final_order: ``finals_first``, ``flush_first`` or ``auto`` (rule 4).
         stats: Counters to update (a new :class:`ConnectionStats` by default).
 
     Attributes:
         outbox: What to write, and what was written but not yet answered (rule 6).
         transcript: Every final delta, verbatim, and the completed utterances.
-        unmatched_flush_done: ``flush_done`` events that arrived with no finalize outstanding.
     """
 
     def __init__(
@@ -111,6 +126,7 @@ class Session:
         frame_ms: int = DEFAULT_FRAME_MS,
         late_final_grace: float = 0.25,
         max_replay_bytes: int | None = None,
+        final_order: FinalOrderOption = "finals_first",
         stats: ConnectionStats | None = None,
     ) -> None:
         self.format = audio_format
@@ -118,10 +134,14 @@ class Session:
         self.late_final_grace = late_final_grace
         self.max_replay_bytes = max_replay_bytes
         self.state = State.OPEN
-        self.order = FinalOrder.UNKNOWN
+        self.learns_order = final_order == "auto"
+        self.order = {
+            "finals_first": FinalOrder.FINALS_FIRST,
+            "flush_first": FinalOrder.FLUSH_FIRST,
+            "auto": FinalOrder.UNKNOWN,
+        }[final_order]
         self.transcript = Transcript()
         self.request_id = ""
-        self.unmatched_flush_done = 0
         self.stats = stats if stats is not None else ConnectionStats()
         self.outbox = Outbox(self.stats)
         self._reframer = Reframer(self.frame_bytes, audio_format.sample_width)
@@ -195,6 +215,29 @@ class Session:
         dropped = self._reframer.discard() + nbytes
         self.stats.dropped_audio_bytes += dropped
         return dropped
+
+    def make_room(self, nbytes: int, limit: int) -> int:
+        """Drop the oldest queued audio so ``nbytes`` more fit in ``limit`` (``drop_oldest``).
+
+        Queued audio is dropped oldest first. When ``nbytes`` alone overfill the queue, only
+        the newest whole frames of the new audio are kept: its head and the held-back partial
+        frame are dropped unsent, so a huge chunk is never cut into frames to discard.
+
+        Returns:
+            How many bytes of the head of the new audio the caller must skip.
+        """
+        excess = self.stats.queued_bytes + nbytes - limit
+        if excess <= 0:
+            return 0
+        self.outbox.drop_oldest(excess)
+        held, frame = self._reframer.pending, self.frame_bytes
+        full = (held + nbytes) // frame
+        keep = max(limit // frame, 1)
+        if full <= keep:
+            return 0
+        skip = (full - keep) * frame - held
+        self.skip_audio(skip)
+        return skip
 
     def _flush_remainder(self) -> None:
         rest = self._reframer.flush()
@@ -374,23 +417,24 @@ class Session:
             self.transcript.add_final(event.text)
             target = self._late or (self._pending[0] if self._pending else self._open)
             if target is self._late:
-                self.order = FinalOrder.FLUSH_FIRST
                 self._late_deadline = now + self.late_final_grace
+                if self.order is FinalOrder.UNKNOWN and self._unambiguously_late():
+                    self.order = FinalOrder.FLUSH_FIRST
             target._add_final(event.text, words, event.request_id or self.request_id)
         elif isinstance(event, FlushDoneEvent):
             done.extend(self._seal_late())
             if not self._pending:
-                self.unmatched_flush_done += 1
+                # No finalize outstanding: nothing to acknowledge (a server quirk, harmless).
+                self.stats.unmatched_flush_done += 1
                 return done
             utt = self._pending.popleft()
             if utt in self._unwritten:  # a flush_done cannot precede its finalize's write
                 self._unwritten.remove(utt)
             utt.flushed_at = now
-            if utt.final_chunks:
-                if self.order is FinalOrder.UNKNOWN:
-                    self.order = FinalOrder.FINALS_FIRST
-                done.append(self._seal(utt))
-            elif self.order is FinalOrder.FINALS_FIRST:
+            order = self.order
+            if order is FinalOrder.UNKNOWN and utt.final_chunks:
+                order = self.order = FinalOrder.FINALS_FIRST
+            if order is FinalOrder.FINALS_FIRST:
                 done.append(self._seal(utt))
             else:
                 self._late = utt
@@ -402,16 +446,29 @@ class Session:
             self.state = State.FAILED
         return done
 
+    def _unambiguously_late(self) -> bool:
+        """Whether a final arriving in the late window can only be the late utterance's."""
+        return (
+            not self._pending
+            and self.state is State.OPEN
+            and not self._open.audio_seconds
+            and not self.outbox.pending
+        )
+
     def poll(self, now: float) -> list[Utterance]:
-        """Expire timers; return utterances that became complete."""
-        if self._late_deadline is not None and now >= self._late_deadline:
+        """Expire timers; return utterances that became complete.
+
+        A late window does not end by time while ``close`` is outstanding (rule 4).
+        """
+        deadline = self._late_deadline
+        if deadline is not None and now >= deadline and self.state is not State.CLOSING:
             return self._seal_late()
         return []
 
     @property
     def next_deadline(self) -> float | None:
         """When :meth:`poll` should next be called, or ``None`` when no timer runs."""
-        return self._late_deadline
+        return None if self.state is State.CLOSING else self._late_deadline
 
     def unfinished(self) -> list[Utterance]:
         """Tickets still waiting for an answer (late window included), oldest first."""

@@ -100,7 +100,7 @@ def test_a_second_drop_during_a_replay_replays_in_the_same_order() -> None:
 
 
 def test_a_late_window_is_reopened_by_a_rewind() -> None:
-    s = Session(FMT, late_final_grace=0.5)
+    s = Session(FMT, late_final_grace=0.5, final_order="flush_first")
     s.audio(A)
     ticket = s.finalize()
     write(s)
@@ -131,7 +131,7 @@ def test_close_is_replayed_and_done_clears_the_journal() -> None:
 
 
 def test_the_journal_is_bounded_and_says_when_a_replay_would_not_be_exact() -> None:
-    s = Session(FMT, max_replay_bytes=2 * len(A))
+    s = Session(FMT, max_replay_bytes=2 * len(A), final_order="auto")
     for _ in range(3):
         s.audio(A)
     write(s)

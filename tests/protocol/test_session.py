@@ -27,7 +27,13 @@ from cartesia_stt_async.protocol.events import (
     UnknownEvent,
     Word,
 )
-from cartesia_stt_async.protocol.session import FinalOrder, Outgoing, Session, State
+from cartesia_stt_async.protocol.session import (
+    FinalOrder,
+    FinalOrderOption,
+    Outgoing,
+    Session,
+    State,
+)
 from cartesia_stt_async.protocol.transcript import Utterance
 
 FMT = AudioFormat("pcm_s16le", 16000)  # 32000 bytes per second, 3200 per 100 ms frame
@@ -103,11 +109,13 @@ def test_states_and_orders_are_int_enums() -> None:
 def test_a_new_session() -> None:
     s = Session(FMT)
     assert s.state is State.OPEN
-    assert order(s) is FinalOrder.UNKNOWN
+    assert order(s) is FinalOrder.FINALS_FIRST  # the current docs' order, unless told
+    assert order(Session(FMT, final_order="flush_first")) is FinalOrder.FLUSH_FIRST
+    assert order(Session(FMT, final_order="auto")) is FinalOrder.UNKNOWN
     assert s.frame_bytes == 3200
     assert s.request_id == ""
     assert s.stats.audio_bytes_sent == 0
-    assert s.unmatched_flush_done == 0
+    assert s.stats.unmatched_flush_done == 0
     assert s.pending_finalizes == 0
     assert s.next_deadline is None
     assert s.unfinished() == []
@@ -398,11 +406,11 @@ def test_silent_utterance_after_finals_first_is_known_completes_immediately() ->
     assert third.text == " y"
 
 
-# -- flush first (older docs) --------------------------------------------------------------------
+# -- auto: flush first (older docs) learned from the events ---------------------------------------
 
 
 def test_flush_first_late_finals_complete_on_poll_after_the_grace() -> None:
-    s = Session(FMT, late_final_grace=0.25)
+    s = Session(FMT, late_final_grace=0.25, final_order="auto")
     _, first = fin(s)
     assert s.receive(FLUSH, 1.0) == []  # no text yet: wait for late finals
     assert order(s) is FinalOrder.UNKNOWN
@@ -428,7 +436,7 @@ def test_flush_first_late_finals_complete_on_poll_after_the_grace() -> None:
 
 
 def test_flush_first_next_flush_done_ends_the_window_early() -> None:
-    s = Session(FMT)
+    s = Session(FMT, final_order="auto")
     _, first = fin(s)
     _, second = fin(s)
     assert s.receive(FLUSH, 1.0) == []
@@ -447,7 +455,7 @@ def test_flush_first_next_flush_done_ends_the_window_early() -> None:
 
 
 def test_flush_first_with_several_finalizes_outstanding() -> None:
-    s = Session(FMT)
+    s = Session(FMT, final_order="auto")
     tickets = [fin(s)[1] for _ in range(4)]
     done = feed(
         s,
@@ -470,7 +478,7 @@ def test_flush_first_with_several_finalizes_outstanding() -> None:
 
 
 def test_flush_first_silent_utterance_waits_for_the_grace() -> None:
-    s = Session(FMT, late_final_grace=0.5)
+    s = Session(FMT, late_final_grace=0.5, final_order="auto")
     _, ticket = fin(s)
     assert s.receive(FLUSH, 2.0) == []
     assert s.next_deadline == 2.5
@@ -481,7 +489,7 @@ def test_flush_first_silent_utterance_waits_for_the_grace() -> None:
 
 
 def test_a_final_after_the_window_ran_out_is_not_a_late_final() -> None:
-    s = Session(FMT, late_final_grace=0.25)
+    s = Session(FMT, late_final_grace=0.25, final_order="auto")
     _, first = fin(s)
     _, second = fin(s)
     assert s.receive(FLUSH, 1.0) == []
@@ -524,13 +532,17 @@ def server_events(scripts: list[Script], finals_first: bool) -> list[Event]:
     return events
 
 
+@pytest.mark.parametrize("learn", [False, True], ids=["told", "auto"])
 @pytest.mark.parametrize("finals_first", [True, False], ids=["finals-first", "flush-first"])
 @pytest.mark.parametrize("upfront", [True, False], ids=["all-outstanding", "one-at-a-time"])
 @pytest.mark.parametrize("seed", range(25))
-def test_attribution_in_either_order(seed: int, upfront: bool, finals_first: bool) -> None:
+def test_attribution_in_either_order(
+    seed: int, upfront: bool, finals_first: bool, learn: bool
+) -> None:
     rng = random.Random(seed)
     scripts = random_scripts(rng, rng.randrange(1, 7), first_has_text=True)
-    s = Session(FMT)
+    told: FinalOrderOption = "finals_first" if finals_first else "flush_first"
+    s = Session(FMT, final_order="auto" if learn else told)
     completed: list[Utterance] = []
     tickets: list[Utterance] = []
     if upfront:
@@ -544,7 +556,13 @@ def test_attribution_in_either_order(seed: int, upfront: bool, finals_first: boo
     assert completed == tickets
     assert texts(tickets) == ["".join(sc.finals) for sc in scripts]
     assert s.transcript.text == "".join("".join(sc.finals) for sc in scripts)
-    assert order(s) is (FinalOrder.FINALS_FIRST if finals_first else FinalOrder.FLUSH_FIRST)
+    if finals_first:
+        assert order(s) is FinalOrder.FINALS_FIRST
+    elif learn and upfront:
+        # Pipelined finalizes never prove flush-first (rule 4): it may stay unknown.
+        assert order(s) in (FinalOrder.UNKNOWN, FinalOrder.FLUSH_FIRST)
+    else:
+        assert order(s) is FinalOrder.FLUSH_FIRST
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -586,7 +604,7 @@ def test_transcript_text_never_depends_on_attribution(seed: int) -> None:
 
 
 def test_done_completes_everything() -> None:
-    s = Session(FMT)
+    s = Session(FMT, final_order="flush_first")
     _, late = fin(s)
     _, pending = fin(s)
     audio(s, b"\x00" * 8000)
@@ -677,19 +695,19 @@ def test_unmatched_flush_done_is_counted_not_raised() -> None:
     s = Session(FMT)
     assert s.receive(FLUSH, 1.0) == []
     assert s.receive(FLUSH, 1.0) == []
-    assert s.unmatched_flush_done == 2
+    assert s.stats.unmatched_flush_done == 2
     assert s.state is State.OPEN
     _, ticket = fin(s)
     assert feed(s, [final("x"), FLUSH, FLUSH]) == [ticket]
-    assert s.unmatched_flush_done == 3
+    assert s.stats.unmatched_flush_done == 3
 
 
 def test_unmatched_flush_done_still_ends_a_late_window() -> None:
-    s = Session(FMT)
+    s = Session(FMT, final_order="flush_first")
     _, ticket = fin(s)
     s.receive(FLUSH, 1.0)
     assert s.receive(FLUSH, 1.0625) == [ticket]
-    assert s.unmatched_flush_done == 1
+    assert s.stats.unmatched_flush_done == 1
 
 
 def test_unknown_events_are_ignored() -> None:
@@ -763,9 +781,66 @@ def test_request_id_is_captured_from_the_first_event_that_has_one() -> None:
 
 
 def test_utterance_request_id_falls_back_to_the_session() -> None:
-    s = Session(FMT)
+    s = Session(FMT, final_order="flush_first")
     _, ticket = fin(s)
     s.receive(FlushDoneEvent(request_id="rid-1"), 1.0)
     s.receive(final("x", rid=""), 1.0)
     assert s.poll(2.0) == [ticket]
     assert ticket.request_id == "rid-1"
+
+
+# -- the order choice (rule 4) -------------------------------------------------------------------
+
+
+def test_finals_first_completes_a_silent_utterance_at_its_flush_done() -> None:
+    s = Session(FMT)  # the default
+    _, silent = fin(s)
+    _, second = fin(s)
+    assert s.receive(FLUSH, 1.0) == [silent]  # no late window, whatever the text
+    assert s.next_deadline is None
+    assert feed(s, [final(" two"), FLUSH]) == [second]
+    assert (silent.text, second.text) == ("", " two")
+
+
+def test_flush_first_keeps_a_window_even_after_early_finals() -> None:
+    s = Session(FMT, final_order="flush_first", late_final_grace=0.25)
+    _, first = fin(s)
+    assert feed(s, [final("a"), FLUSH], now=1.0) == []
+    assert s.receive(final("b"), 1.125) == []
+    assert s.poll(1.375) == [first]
+    assert first.text == "ab"
+    assert order(s) is FinalOrder.FLUSH_FIRST
+
+
+def test_a_late_window_never_ends_by_time_while_close_is_outstanding() -> None:
+    s = Session(FMT, final_order="flush_first", late_final_grace=0.25)
+    s.audio(b"\x00" * 3200)
+    _, first = fin(s)
+    s.audio(b"\x00" * 3200)
+    close(s)  # the tail is answered on close: its final may land in the window
+    assert s.receive(FLUSH, 1.0) == []
+    assert s.receive(final(" one"), 1.0) == []
+    assert s.next_deadline is None
+    assert s.poll(100.0) == []  # still open: a drop now replays it with the tail
+    assert s.receive(final(" tail"), 100.0) == []
+    first_done, tail = s.receive(DONE, 100.0)  # the tail's utterance is sealed too
+    assert first_done is first and first.text == " one tail" and tail.index == 1
+    assert s.transcript.text == " one tail"
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_auto_learns_flush_first_only_from_unambiguous_evidence(pipelined: bool) -> None:
+    s = Session(FMT, final_order="auto")
+    fin(s)  # a silent utterance
+    if pipelined:
+        fin(s)  # another finalize outstanding: a final could be its answer (finals first)
+    s.receive(FLUSH, 1.0)
+    s.receive(final(" x"), 1.0)
+    assert order(s) is (FinalOrder.UNKNOWN if pipelined else FinalOrder.FLUSH_FIRST)
+
+
+def test_auto_learns_finals_first_from_finals_before_their_flush_done() -> None:
+    s = Session(FMT, final_order="auto")
+    _, first = fin(s)
+    assert feed(s, [final("a"), FLUSH]) == [first]
+    assert order(s) is FinalOrder.FINALS_FIRST
