@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from cartesia_stt_async.twin import Reply, ScriptedEngine, Twin
+from cartesia_stt_async.twin import Fault, Faults, Reply, ScriptedEngine, Twin
 
 from .conftest import API_KEY, SLACK, TwinFactory, other_tasks, pcm
 
@@ -135,7 +135,7 @@ async def test_unknown_command_is_an_error_event_and_session_goes_on(
 async def test_bad_parameters_give_one_400_error_event_then_close(
     twin_factory: TwinFactory, query: str, needle: str
 ) -> None:
-    async with twin_factory() as twin, raw(twin, query) as conn:
+    async with twin_factory(engine=ScriptedEngine([])) as twin, raw(twin, query) as conn:
         error = json.loads(await asyncio.wait_for(conn.recv(), 5 * SLACK))
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(conn.recv(), 5 * SLACK)
@@ -155,7 +155,7 @@ async def test_valid_optional_parameters_and_repeated_keyterms(twin_factory: Twi
         "&keyterm=Ink%202&keyterm=a+b&min_volume=0.1&max_silence_duration_secs=0.5"
         "&cartesia_version=2026-03-01"
     )
-    async with twin_factory() as twin, raw(twin, query) as conn:
+    async with twin_factory(engine=ScriptedEngine([])) as twin, raw(twin, query) as conn:
         await conn.send("close")
         await events_until(conn, "done")
     params = twin.sessions[0].params
@@ -172,13 +172,15 @@ async def test_valid_optional_parameters_and_repeated_keyterms(twin_factory: Twi
     [
         ({"X-API-Key": API_KEY}, ""),
         ({}, f"&api_key={API_KEY}"),
-        ({}, "&access_token=tok_123"),
     ],
 )
 async def test_other_auth_forms_are_accepted(
     twin_factory: TwinFactory, headers: dict[str, str], query_suffix: str
 ) -> None:
-    async with twin_factory() as twin, raw(twin, QUERY + query_suffix, headers) as conn:
+    async with (
+        twin_factory(engine=ScriptedEngine([])) as twin,
+        raw(twin, QUERY + query_suffix, headers) as conn,
+    ):
         await conn.send("close")
         assert (await events_until(conn, "done"))[-1]["type"] == "done"
 
@@ -220,7 +222,9 @@ async def test_idle_timeout_closes_with_1001(twin_factory: TwinFactory) -> None:
 
 @pytest.mark.asyncio
 async def test_stop_reading_makes_a_raw_client_block(twin_factory: TwinFactory) -> None:
-    async with twin_factory(stop_reading_after=3) as twin, raw(twin) as conn:
+    faults = Faults([Fault("stop_reading", after_frames=3)])
+    engine = ScriptedEngine([])
+    async with twin_factory(engine=engine, faults=faults) as twin, raw(twin) as conn:
         sent = 0
 
         async def flood() -> None:
@@ -243,7 +247,7 @@ async def test_stop_reading_makes_a_raw_client_block(twin_factory: TwinFactory) 
 
 @pytest.mark.asyncio
 async def test_client_disconnect_is_cleaned_up(twin_factory: TwinFactory) -> None:
-    async with twin_factory() as twin:
+    async with twin_factory(engine=ScriptedEngine([])) as twin:
         async with raw(twin) as conn:
             await conn.send(pcm(0.1))
         await asyncio.sleep(0.1)

@@ -7,7 +7,8 @@ a client at ``twin.base_url``. From the shell: ``cartesia-stt twin --port 8765``
 
 from typing import TYPE_CHECKING, Any
 
-from ._server import SessionRecord, Twin, run_forever, serve, validate_params
+from ._params import ParamError, validate_params
+from ._server import SessionRecord, Twin, run_forever, serve
 from .engines import Engine, RecognizerSession, Reply, ScriptedEngine, Segment, SessionParams
 from .faults import Fault, FaultAction, Faults
 
@@ -19,6 +20,7 @@ __all__ = [
     "Fault",
     "FaultAction",
     "Faults",
+    "ParamError",
     "RecognizerSession",
     "Reply",
     "ScriptedEngine",
