@@ -3,6 +3,10 @@
 ``async with serve() as twin:`` (offline speech recognition with pocketsphinx, needs the
 ``twin`` extra) or ``serve(engine=ScriptedEngine([...]))`` (exact scripted answers), then point
 a client at ``twin.base_url``. From the shell: ``cartesia-stt twin --port 8765``.
+
+Besides ``/stt/websocket`` the twin serves ``POST /tts/bytes`` (an offline voice) and
+``POST /access-token`` (short-lived tokens it then enforces), with CORS for browser pages;
+a :class:`Faults` plan injects deterministic faults.
 """
 
 from typing import TYPE_CHECKING, Any
