@@ -17,6 +17,7 @@ Quick start (against the local twin, no API key needed)::
     asyncio.run(main())
 """
 
+from ._access_token import AccessToken
 from ._client import AsyncCartesia, ConnectionManager, connect
 from ._config import BufferPolicy, ReconnectingEvent, SessionOptions
 from ._connection import AsyncConnection
@@ -66,6 +67,7 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AccessToken",
     "AsyncCartesia",
     "AsyncConnection",
     "AudioFormat",

@@ -14,12 +14,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-import aiohttp
-
-from ._http import status_error
-from ._version import __version__
-from .errors import APIConnectionError, APITimeoutError, ProtocolError, UsageError
-from .protocol.commands import build_headers, redact
+from ._http import HTTPClient
+from .errors import ProtocolError, UsageError
 
 __all__ = ["GRANTS", "MAX_EXPIRES_IN", "AccessToken", "AccessTokenResource"]
 
@@ -94,40 +90,15 @@ def _check_expires_in(expires_in: object) -> int | None:
 class AccessTokenResource:
     """``client.access_token``: ``await client.access_token.create(grants=..., expires_in=...)``.
 
-    One aiohttp session, opened on first use and closed by :meth:`aclose` (the client's
-    ``close()``).
-
     Args:
-        api_key: The API key that mints tokens.
-        base_url: The HTTP base URL (``https://api.cartesia.ai`` or a twin's).
-        cartesia_version: The ``cartesia-version`` header.
-        default_headers: Extra headers for every request.
-        timeout: Seconds for the whole request.
+        http: The client's HTTP transport (closed by the client's ``close()``).
     """
 
-    def __init__(
-        self,
-        *,
-        api_key: str,
-        base_url: str,
-        cartesia_version: str,
-        default_headers: Mapping[str, str],
-        timeout: float = 60.0,
-    ) -> None:
-        self._url = base_url.rstrip("/") + "/access-token"
-        self._headers = build_headers(
-            api_key=api_key,
-            cartesia_version=cartesia_version,
-            user_agent=f"cartesia-stt-async/{__version__}",
-            extra_headers=dict(default_headers),
-        )
-        self._headers.setdefault("Accept", "application/json")
-        self._secrets = [api_key]
-        self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
+    def __init__(self, http: HTTPClient) -> None:
+        self._http = http
 
     def __repr__(self) -> str:
-        return f"<AccessTokenResource url={redact(self._url, self._secrets)!r}>"
+        return f"<AccessTokenResource url={self._http.url('/access-token')!r}>"
 
     async def create(
         self,
@@ -173,29 +144,7 @@ class AccessTokenResource:
         )
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        session = self._session
-        if session is None or session.closed:
-            session = self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout)
-            )
-        try:
-            async with session.post(self._url, json=body, headers=self._headers) as response:
-                content = await response.read()
-                if response.status >= 400:
-                    raise status_error(
-                        response.status,
-                        response.reason or "",
-                        content,
-                        response.headers,
-                        self._secrets,
-                    )
-        except TimeoutError:
-            raise APITimeoutError(f"/access-token took longer than {self._timeout} s") from None
-        except aiohttp.ClientError as exc:
-            msg = redact(f"{type(exc).__name__}: {exc}", self._secrets)
-            raise APIConnectionError(
-                f"could not reach {redact(self._url, self._secrets)}: {msg}"
-            ) from None
+        content, _ = await self._http.post("/access-token", body, accept="application/json")
         try:
             reply = json.loads(content)
         except ValueError:
@@ -203,9 +152,3 @@ class AccessTokenResource:
         if not isinstance(reply, dict):
             raise ProtocolError("the /access-token answer is not a JSON object")
         return reply
-
-    async def aclose(self) -> None:
-        """Close the HTTP connection pool (a later ``create`` opens a new one)."""
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            await session.close()

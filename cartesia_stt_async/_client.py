@@ -19,9 +19,11 @@ from typing import Any, Unpack
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
+from ._access_token import AccessTokenResource
 from ._config import SessionConfig, SessionOptions
 from ._connection import AsyncConnection
 from ._events import HandlerMethods, Handlers
+from ._http import HTTPClient
 from ._translate import Secrets, handshake_error
 from ._tts import TTS
 from ._version import __version__
@@ -292,7 +294,8 @@ class STT:
 class AsyncCartesia:
     """The client: configure once, open sessions with ``client.stt.manual_finalize.websocket``.
 
-    ``client.tts.generate(...)`` synthesizes speech over HTTP (``/tts/bytes``).
+    ``client.tts.generate(...)`` synthesizes speech over HTTP (``/tts/bytes``);
+    ``client.access_token.create(...)`` mints short-lived tokens for browsers.
 
     Args:
         api_key: Defaults to ``CARTESIA_API_KEY``.
@@ -319,12 +322,14 @@ class AsyncCartesia:
             api_key, base_url, websocket_base_url, cartesia_version, default_headers
         )
         self.stt = STT(self._settings)
-        self.tts = TTS(
+        self._http = HTTPClient(
             api_key=self._settings.api_key,
             base_url=self._settings.base_url,
             cartesia_version=cartesia_version,
             default_headers=self._settings.default_headers,
         )
+        self.tts = TTS(self._http)
+        self.access_token = AccessTokenResource(self._http)
 
     @property
     def base_url(self) -> str:
@@ -336,11 +341,12 @@ class AsyncCartesia:
         return f"AsyncCartesia(base_url={base!r}, api_key='***')"
 
     async def close(self) -> None:
-        """Release client resources: the HTTP connection pool of ``client.tts``.
+        """Release client resources: the HTTP connection pool of ``client.tts`` and
+        ``client.access_token``.
 
         WebSocket sessions close themselves when their ``async with`` ends.
         """
-        await self.tts.aclose()
+        await self._http.aclose()
 
     async def __aenter__(self) -> AsyncCartesia:
         return self

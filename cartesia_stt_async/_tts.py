@@ -1,4 +1,4 @@
-"""``client.tts``: speech synthesis over HTTP (``POST /tts/bytes``, protocol.md §7), on aiohttp.
+"""``client.tts``: speech synthesis over HTTP (``POST /tts/bytes``).
 
 Shaped like the official SDK's async ``client.tts.generate(...)``, so the seed example's
 ``audio = await (await client.tts.generate(...)).read()`` runs unchanged. Against the local
@@ -12,13 +12,10 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from multidict import CIMultiDict
 
-from ._translate import Secrets, http_error, status_error
-from ._version import __version__
+from ._http import HTTPClient
 from .errors import UsageError
-from .protocol.commands import build_headers, secrets_in
 
 __all__ = ["TTS", "SpeechResponse"]
 
@@ -60,33 +57,15 @@ class SpeechResponse:
 class TTS:
     """``client.tts``: ``await client.tts.generate(...)``.
 
-    One aiohttp session per client, opened on first use and closed by ``client.close()``
-    (or ``async with AsyncCartesia(...)``).
+    Args:
+        http: The client's HTTP transport (closed by the client's ``close()``).
     """
 
-    def __init__(
-        self,
-        *,
-        api_key: str,
-        base_url: str,
-        cartesia_version: str,
-        default_headers: Mapping[str, str],
-        timeout: float = 60.0,
-    ) -> None:
-        self._url = base_url.rstrip("/") + "/tts/bytes"
-        self._headers = build_headers(
-            api_key=api_key,
-            cartesia_version=cartesia_version,
-            user_agent=f"cartesia-stt-async/{__version__}",
-            extra_headers=dict(default_headers),
-        )
-        self._headers.setdefault("Accept", "audio/wav")
-        self._secrets = Secrets(api_key, *secrets_in(None, default_headers))
-        self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
+    def __init__(self, http: HTTPClient) -> None:
+        self._http = http
 
     def __repr__(self) -> str:
-        return f"<TTS url={self._secrets.url(self._url)!r}>"
+        return f"<TTS url={self._http.url('/tts/bytes')!r}>"
 
     async def generate(
         self,
@@ -130,30 +109,5 @@ class TTS:
         }
         if language is not None:
             body["language"] = language
-        session = self._session
-        if session is None or session.closed:
-            session = self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout)
-            )
-        try:
-            async with session.post(self._url, json=body, headers=self._headers) as response:
-                content = await response.read()
-        except Exception as exc:
-            error = http_error(exc, self._secrets.url(self._url), self._secrets, self._timeout)
-            if error is None:
-                raise
-        else:
-            error = None
-        if error is not None:
-            raise error  # outside the except block: the foreign exception is not kept
-        if response.status >= 400:
-            raise status_error(
-                response.status, response.reason or "", content, response.headers, self._secrets
-            )
-        return SpeechResponse(content, response.headers)
-
-    async def aclose(self) -> None:
-        """Close the HTTP connection pool (a later ``generate`` opens a new one)."""
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            await session.close()
+        content, headers = await self._http.post("/tts/bytes", body, accept="audio/wav")
+        return SpeechResponse(content, headers)

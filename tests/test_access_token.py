@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 import cartesia_stt_async as stt
-from cartesia_stt_async._access_token import AccessToken, AccessTokenResource
+from cartesia_stt_async._access_token import AccessToken
 from cartesia_stt_async.twin import Reply, ScriptedEngine, Twin, serve
 
 from .conftest import SLACK, pcm
@@ -41,10 +41,9 @@ class Clock:
         return self.now
 
 
-def resource(base_url: str, api_key: str = KEY) -> AccessTokenResource:
-    return AccessTokenResource(
-        api_key=api_key, base_url=base_url, cartesia_version="2025-11-04", default_headers={}
-    )
+def resource(base_url: str, api_key: str = KEY) -> stt.AsyncCartesia:
+    """A client whose ``access_token`` the test uses (closed with ``close()``)."""
+    return stt.AsyncCartesia(api_key=api_key, base_url=base_url)
 
 
 @asynccontextmanager
@@ -57,9 +56,9 @@ async def token_twin(clock: Clock | None = None) -> AsyncIterator[Twin]:
 async def mint(twin: Twin, **kw: Any) -> AccessToken:
     tokens = resource(twin.base_url)
     try:
-        return await tokens.create(**kw)
+        return await tokens.access_token.create(**kw)
     finally:
-        await tokens.aclose()
+        await tokens.close()
 
 
 async def transcribe(twin: Twin, api_key: str, **kw: Any) -> str:
@@ -165,9 +164,9 @@ async def test_only_an_api_key_can_mint() -> None:
 async def mint_with(base_url: str, api_key: str) -> None:
     tokens = resource(base_url, api_key)
     try:
-        await tokens.create(grants={"stt": True})
+        await tokens.access_token.create(grants={"stt": True})
     finally:
-        await tokens.aclose()
+        await tokens.close()
 
 
 @pytest.mark.asyncio
@@ -240,17 +239,17 @@ async def test_bad_arguments_are_usage_errors_before_any_io(
 ) -> None:
     tokens = resource(closed_port_url())  # any I/O would be an APIConnectionError
     with pytest.raises(stt.UsageError, match=needle):
-        await tokens.create(**kwargs)
-    await tokens.aclose()
+        await tokens.access_token.create(**kwargs)
+    await tokens.close()
 
 
 @pytest.mark.asyncio
 async def test_an_unreachable_server_is_a_connection_error() -> None:
     tokens = resource(closed_port_url())
     with pytest.raises(stt.APIConnectionError) as info:
-        await tokens.create(grants={"stt": True})
+        await tokens.access_token.create(grants={"stt": True})
     assert KEY not in str(info.value)
-    await tokens.aclose()
+    await tokens.close()
 
 
 @pytest.mark.asyncio
@@ -269,9 +268,9 @@ async def test_an_answer_without_a_token_is_a_protocol_error(answer: bytes, need
     tokens = resource(f"http://127.0.0.1:{port}")
     try:
         with pytest.raises(stt.ProtocolError, match=needle):
-            await tokens.create(grants={"stt": True}, expires_in=10)
+            await tokens.access_token.create(grants={"stt": True}, expires_in=10)
     finally:
-        await tokens.aclose()
+        await tokens.close()
         await runner.cleanup()
 
 

@@ -521,7 +521,7 @@ async def test_official_handler_style_on_once_off_dispatch(twin_factory: TwinFac
 @pytest.mark.asyncio
 async def test_dispatch_raises_an_unhandled_error_event(twin_factory: TwinFactory) -> None:
     async with (
-        twin_factory() as twin,
+        twin_factory(engine=ScriptedEngine([])) as twin,
         client_for(twin).stt.manual_finalize.websocket(
             model="ink-2", encoding="pcm_s16le", sample_rate=1
         ) as conn,

@@ -21,6 +21,7 @@ PUBLIC = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AccessToken",
     "AsyncCartesia",
     "AsyncConnection",
     "AudioFormat",
