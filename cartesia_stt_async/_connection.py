@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import Final, Literal
 
 from websockets.asyncio.client import ClientConnection
@@ -359,7 +359,7 @@ class AsyncConnection(HandlerMethods):
         if err is not None:
             raise err
 
-    async def finals(self) -> AsyncIterator[str]:
+    async def finals(self) -> AsyncGenerator[str, None]:
         """Yield committed final deltas, each exactly once, in order, until ``done``.
 
         A delta is committed once the utterance it answers is complete (or the session is
@@ -374,8 +374,8 @@ class AsyncConnection(HandlerMethods):
         parts = session.transcript._parts
         sent = 0
         while True:
-            committed = session.committed_chunks
-            while sent < committed:
+            # Re-read after every yield: more may be committed while the consumer is busy.
+            while sent < session.committed_chunks:
                 yield parts[sent]
                 sent += 1
             if session.state is State.DONE:

@@ -66,6 +66,28 @@ class _AsyncioErrors(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+# Test modules that run the real recognizer throughout, and fixtures that start it.
+SPEECH_MODULES = frozenset({"test_sphinx", "test_conformance", "test_sync_conformance"})
+SPEECH_FIXTURES = frozenset({"cartesia_speech_twin", "cartesia_recognizer"})
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move everything alive after collection (imported modules, test tables) out of the
+    collector's sight, so the ``gc.collect()`` after each test only walks what tests made."""
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark recognizer-heavy tests ``speech``, so ``-m "not speech"`` is a fast everyday run."""
+    for item in items:
+        module = getattr(item, "module", None)
+        name = module.__name__.rsplit(".", 1)[-1] if module is not None else ""
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if name in SPEECH_MODULES or fixtures & SPEECH_FIXTURES:
+            item.add_marker(pytest.mark.speech)
+
+
 @pytest.fixture(autouse=True)
 def no_asyncio_errors(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail any test during which asyncio logged an error, such as "Task exception was never

@@ -127,3 +127,25 @@ async def test_finals_equals_the_transcript_when_a_replay_is_answered_differentl
         assert conn.stats.reconnects == 1
         assert "".join(forwarded) == conn.transcript.text == "Hi there."
     assert not other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_finals_yields_what_was_committed_while_its_consumer_was_busy(
+    twin_factory: TwinFactory,
+) -> None:
+    async with twin_factory(engine=ScriptedEngine([["a", "b"], ["c"]])) as twin:
+        out: list[str] = []
+        async with ws(client_for(twin)) as conn:
+
+            async def slow() -> None:
+                async for delta in conn.finals():
+                    out.append(delta)
+                    await asyncio.sleep(0.2)
+
+            task = asyncio.create_task(slow())
+            for _ in range(2):
+                await conn.send_audio(bytes(320))
+                await conn.finalize(timeout=5 * SLACK)
+        await asyncio.wait_for(task, 5 * SLACK)
+    assert out == ["a", "b", "c"]
+    assert not other_tasks()
