@@ -1,18 +1,16 @@
 """The seed's sync manual-finalize example (the official cartesia-python v3.2.0
 ``examples/examples.py``, ``stt_manual_finalize_websocket``), kept to its original flow so the
 sync conformance test can run it with either client. Only ``typing_extensions.Literal`` became
-``typing.Literal``; the ``Cartesia`` in the signature is ours (the official client runs it too).
+``typing.Literal``; the client type is left open (``Any``, the seed says ``Cartesia``) because
+both clients are passed in.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from cartesia_stt_async import Cartesia
+from typing import Any
 
 
-def stt_manual_finalize_websocket(client: Cartesia, *args: str) -> None:
+def stt_manual_finalize_websocket(client: Any, *args: str) -> None:
     """Realtime STT (manual finalize): recommended for push-to-talk apps.
 
     Generates test audio via TTS, pushes it into the STT WebSocket in real-time
