@@ -226,7 +226,7 @@ async def main(pause: float, silences: list[int], noises: list[float]) -> None:
                             flush=True,
                         )
             print("\nclassifier CPU per audio second (100 ms chunks):")
-            for backend, fmt, cost in cpu_cost(build(clips, pause, -60).audio):
+            for name, fmt, cost in cpu_cost(build(clips, pause, -60).audio):
                 print(f"  {name:6} {fmt:16} {cost * 1000:.2f} ms/s ({1 / cost:.0f}x real time)")
     finally:
         await engine.aclose()
