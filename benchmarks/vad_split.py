@@ -15,10 +15,11 @@ Reports, per classifier (webrtc, energy), ``silence_ms`` and noise level:
 * decision point: how far into the stream after the end of the voice (the last sample above
   200/32768) the finalize offset lies, mean, in ms of audio;
 * finalize latency: wall time from the end of the voice (on the capture clock) to the
-  ``finalize`` written to the socket, mean and max, in ms (the decision point plus the wait
-  for the 100 ms chunk that holds it);
-* the server's part, for scale: ``finalize`` written to its ``flush_done`` (the twin's offline
-  recognizer; it depends on the machine's load, not on the VAD);
+  ``send("finalize")`` call, mean and max, in ms (the decision point plus the wait for the
+  100 ms chunk that holds it): what the VAD costs;
+* the server's part, for scale: that call to the utterance's ``flush_done`` (the twin's offline
+  recognizer, slower than real time on a loaded machine: it depends on the load, not on the
+  VAD);
 * WER of the utterances against their sentences (when the split is right);
 * and the classifier's CPU cost: seconds of CPU per second of audio, per encoding.
 
@@ -106,6 +107,7 @@ async def run(
     vad = VadFinalizer("pcm_s16le", RATE, backend=backend, silence_ms=silence_ms)
     chunk_bytes = int(CHUNK_S * RATE) * 2
     offsets: list[float] = []
+    issued: list[float] = []  # loop time each finalize was handed to the connection
     async with client.stt.manual_finalize.websocket(
         model="ink-2", encoding="pcm_s16le", sample_rate=RATE, speed=None, close_timeout=120
     ) as conn:
@@ -119,6 +121,7 @@ async def run(
             for offset in vad.feed(chunk):
                 await conn.send_audio(chunk[start:offset])
                 await conn.send("finalize")
+                issued.append(loop.time())
                 offsets.append((i + offset) / 2 / RATE)
                 start = offset
             await conn.send_audio(chunk[start:])
@@ -142,15 +145,10 @@ async def run(
             k = hits[0]
             matched.append(k)
             decision_ms.append((offsets[k] - end) * 1000)
+            finalize_ms.append((issued[k] - (t0 + end)) * 1000)
             utterance = utterances[k] if k < len(utterances) else None
-            if utterance is not None and utterance.finalize_sent_at is not None:
-                finalize_ms.append((utterance.finalize_sent_at - (t0 + end)) * 1000)
-            if (
-                utterance is not None
-                and utterance.flushed_at is not None
-                and utterance.finalize_sent_at is not None
-            ):
-                server_ms.append((utterance.flushed_at - utterance.finalize_sent_at) * 1000)
+            if utterance is not None and utterance.flushed_at is not None:
+                server_ms.append((utterance.flushed_at - issued[k]) * 1000)
     wer = None
     if in_pause == len(pauses) and len(offsets) == len(pauses):
         wer = word_error_rate(" ".join(SENTENCES), " ".join(u.text for u in utterances))
@@ -206,8 +204,8 @@ async def main(pause: float, silences: list[int], noises: list[float]) -> None:
             print(f"{len(SENTENCES)} sentences, {pause:.1f} s pauses, 100 ms chunks in real time")
             print(
                 "| backend | silence_ms | noise dBFS | splits in pauses | extra | missed "
-                "| decision after voice ends, ms audio | finalize sent after voice ends, "
-                "mean / max ms | server finalize → flush_done, mean ms | WER |"
+                "| decision after voice ends, ms audio | finalize called after voice ends, "
+                "mean / max ms | finalize → flush_done, mean ms | WER |"
             )
             print("|---|---|---|---|---|---|---|---|---|---|")
             for noise_db in noises:
