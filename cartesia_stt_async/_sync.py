@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, ParamSpec, TypeVar, Unpack, overload
+from typing import Any, Final, Literal, ParamSpec, Self, TypeVar, Unpack, overload
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -209,9 +209,9 @@ class _Handlers:
     def wrapper(self, handler: Handler) -> Handler:
         if not callable(handler):
             raise UsageError(f"handler must be callable, got {type(handler).__name__}")
-        for known, wrapper in self._wrappers:
-            if known is handler or known == handler:
-                return wrapper
+        known = self.find(handler)
+        if known is not None:
+            return known
 
         async def run_in_caller(event: Event) -> None:
             if not self.dispatching:
@@ -244,7 +244,62 @@ class _Handlers:
         future.result()
 
 
-class SyncConnection:
+class _HandlerMethods:
+    """``on``/``once``/``off`` for sync handlers: on the manager (moved to the connection on
+    enter) and on the connection. Each handler runs in the thread that calls
+    :meth:`SyncConnection.dispatch_events` (rule 2)."""
+
+    _handlers: _Handlers
+
+    def _apply(self, change: Callable[[Any], object]) -> None:
+        """Run ``change(target)`` on the async object that keeps the handlers."""
+        raise NotImplementedError
+
+    @overload
+    def on(self, event_type: str) -> Callable[[_H], _H]: ...
+    @overload
+    def on(self, event_type: str, handler: Handler) -> Self: ...
+    def on(self, event_type: str, handler: Handler | None = None) -> Self | Callable[[_H], _H]:
+        """Register ``handler`` for events of ``event_type`` (``"event"``: every event).
+
+        Usable as ``connection.on("transcript", fn)`` (chainable) or as a decorator.
+        """
+        return self._register(event_type, handler, once=False)
+
+    @overload
+    def once(self, event_type: str) -> Callable[[_H], _H]: ...
+    @overload
+    def once(self, event_type: str, handler: Handler) -> Self: ...
+    def once(self, event_type: str, handler: Handler | None = None) -> Self | Callable[[_H], _H]:
+        """Like :meth:`on`, for the next matching event only."""
+        return self._register(event_type, handler, once=True)
+
+    def off(self, event_type: str, handler: Handler) -> Self:
+        """Remove a handler registered with :meth:`on` or :meth:`once`."""
+        wrapper = self._handlers.find(handler)
+        if wrapper is not None:
+            self._apply(lambda target: target.off(event_type, wrapper))
+        return self
+
+    def _register(
+        self, event_type: str, handler: Handler | None, *, once: bool
+    ) -> Self | Callable[[_H], _H]:
+        def add(fn: Handler) -> None:
+            wrapper = self._handlers.wrapper(fn)
+            self._apply(lambda target: (target.once if once else target.on)(event_type, wrapper))
+
+        if handler is not None:
+            add(handler)
+            return self
+
+        def decorator(fn: _H) -> _H:
+            add(fn)
+            return fn
+
+        return decorator
+
+
+class SyncConnection(_HandlerMethods):
     """A live manual-finalize session of the sync client; every method blocks.
 
     The official SDK's sync surface: ``send_raw``, ``send("finalize" | "close")``, ``recv``,
@@ -424,64 +479,11 @@ class SyncConnection:
 
     # -- handlers --------------------------------------------------------------------------
 
-    @overload
-    def on(self, event_type: str) -> Callable[[_H], _H]: ...
-    @overload
-    def on(self, event_type: str, handler: Handler) -> SyncConnection: ...
-    def on(
-        self, event_type: str, handler: Handler | None = None
-    ) -> SyncConnection | Callable[[_H], _H]:
-        """Register ``handler`` for events of ``event_type`` (``"event"``: every event).
+    def _apply(self, change: Callable[[Any], object]) -> None:
+        async def run() -> None:
+            change(self._aconn)
 
-        Usable as ``connection.on("transcript", fn)`` (chainable) or as a decorator. Handlers
-        run in the thread that calls :meth:`dispatch_events`.
-        """
-        return self._register(event_type, handler, once=False)
-
-    @overload
-    def once(self, event_type: str) -> Callable[[_H], _H]: ...
-    @overload
-    def once(self, event_type: str, handler: Handler) -> SyncConnection: ...
-    def once(
-        self, event_type: str, handler: Handler | None = None
-    ) -> SyncConnection | Callable[[_H], _H]:
-        """Like :meth:`on`, for the next matching event only."""
-        return self._register(event_type, handler, once=True)
-
-    def off(self, event_type: str, handler: Handler) -> SyncConnection:
-        """Remove a handler registered with :meth:`on` or :meth:`once`."""
-        wrapper = self._handlers.find(handler)
-        if wrapper is not None:
-
-            async def remove() -> None:
-                self._aconn.off(event_type, wrapper)
-
-            self._portal.call(remove)
-        return self
-
-    def _register(
-        self, event_type: str, handler: Handler | None, *, once: bool
-    ) -> SyncConnection | Callable[[_H], _H]:
-        def add(fn: Handler) -> None:
-            wrapper = self._handlers.wrapper(fn)
-
-            async def register() -> None:
-                if once:
-                    self._aconn.once(event_type, wrapper)
-                else:
-                    self._aconn.on(event_type, wrapper)
-
-            self._portal.call(register)
-
-        if handler is not None:
-            add(handler)
-            return self
-
-        def decorator(fn: _H) -> _H:
-            add(fn)
-            return fn
-
-        return decorator
+        self._portal.call(run)
 
     def dispatch_events(self) -> None:
         """Read events until the session ends, calling the registered handlers in this thread.
@@ -541,7 +543,7 @@ class SyncConnection:
         self._portal.call(self._aconn.__aexit__, exc_type, exc, tb)
 
 
-class SyncConnectionManager:
+class SyncConnectionManager(_HandlerMethods):
     """Opens a session on ``with`` (or :meth:`enter`) and ends it on exit.
 
     Leaving the block normally sends ``close`` (unless already sent) and waits, bounded by
@@ -563,52 +565,8 @@ class SyncConnectionManager:
     def __repr__(self) -> str:
         return f"<SyncConnectionManager url={self.url!r}>"
 
-    @overload
-    def on(self, event_type: str) -> Callable[[_H], _H]: ...
-    @overload
-    def on(self, event_type: str, handler: Handler) -> SyncConnectionManager: ...
-    def on(
-        self, event_type: str, handler: Handler | None = None
-    ) -> SyncConnectionManager | Callable[[_H], _H]:
-        """Register a handler before connecting; it moves to the connection on enter."""
-        return self._register(event_type, handler, once=False)
-
-    @overload
-    def once(self, event_type: str) -> Callable[[_H], _H]: ...
-    @overload
-    def once(self, event_type: str, handler: Handler) -> SyncConnectionManager: ...
-    def once(
-        self, event_type: str, handler: Handler | None = None
-    ) -> SyncConnectionManager | Callable[[_H], _H]:
-        """Register a one-time handler before connecting."""
-        return self._register(event_type, handler, once=True)
-
-    def off(self, event_type: str, handler: Handler) -> SyncConnectionManager:
-        """Remove a handler registered on this manager."""
-        wrapper = self._handlers.find(handler)
-        if wrapper is not None:
-            self._manager.off(event_type, wrapper)
-        return self
-
-    def _register(
-        self, event_type: str, handler: Handler | None, *, once: bool
-    ) -> SyncConnectionManager | Callable[[_H], _H]:
-        def add(fn: Handler) -> None:
-            wrapper = self._handlers.wrapper(fn)
-            if once:
-                self._manager.once(event_type, wrapper)
-            else:
-                self._manager.on(event_type, wrapper)
-
-        if handler is not None:
-            add(handler)
-            return self
-
-        def decorator(fn: _H) -> _H:
-            add(fn)
-            return fn
-
-        return decorator
+    def _apply(self, change: Callable[[Any], object]) -> None:
+        change(self._manager)
 
     def enter(self) -> SyncConnection:
         """Connect and return the live :class:`SyncConnection` (close it yourself).
