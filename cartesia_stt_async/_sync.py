@@ -540,7 +540,8 @@ class SyncConnection(_HandlerMethods):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._portal.call(self._aconn.__aexit__, exc_type, exc, tb)
+        if not self._portal.stopped:  # else the client's close already closed it
+            self._portal.call(self._aconn.__aexit__, exc_type, exc, tb)
 
 
 class SyncConnectionManager(_HandlerMethods):
