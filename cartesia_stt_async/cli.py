@@ -2,11 +2,15 @@
 
 * ``cartesia-stt demo [TEXT ...]``: synthesize sentences, stream them in paced 100 ms frames,
   ``finalize`` after each, ``close``, print each final delta and the full transcript.
-* ``cartesia-stt transcribe FILE.wav [--speed X] [--finalize-every S] [--json]``.
+* ``cartesia-stt transcribe FILE.wav [--speed X] [--finalize-every S | --vad] [--json]``.
+* ``cartesia-stt mic [--vad]``: push-to-talk from the microphone (the ``mic`` extra).
 * ``cartesia-stt twin [--host H] [--port P]``: serve the local twin.
 
-``demo`` and ``transcribe`` use the Cartesia API when ``CARTESIA_API_KEY`` is set, and
-otherwise start the local twin in-process (offline recognizer) and say so.
+``demo``, ``transcribe`` and ``mic`` use the Cartesia API when ``CARTESIA_API_KEY`` is set,
+and otherwise start the local twin in-process (offline recognizer) and say so.
+
+Exit codes: 0 done, 1 the session or the server failed, 2 a usage error (bad arguments, a
+missing extra, no microphone), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ import os
 import re
 import sys
 from collections.abc import AsyncIterator, Sequence
-from typing import TextIO
+from dataclasses import dataclass
+from typing import NoReturn, TextIO
 
+from ._mic import KeySource, MicOptions, StreamFactory, sounddevice_stream, stdin_keys
 from ._version import __version__
 from .errors import CartesiaSTTError, UsageError
+from .vad import VadBackend, VadFinalizer
 
 __all__ = ["main"]
 
@@ -34,15 +41,38 @@ DEMO_VOICE = {"mode": "id", "id": "6ccbfb76-1fc6-48f7-b71d-91ac6298247b"}
 TWIN_KEY = "local-twin"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors that say what to do: the top level lists its commands."""
+
+    commands: list[tuple[str, str]] | None = None
+
+    def error(self, message: str) -> NoReturn:
+        lines = [f"{self.prog}: error: {message}"]
+        if self.commands:
+            lines.append("commands:")
+            width = max(len(name) for name, _ in self.commands)
+            lines += [f"  {name:<{width}}  {text}" for name, text in self.commands]
+            lines.append(f"run '{self.prog} COMMAND --help' for a command's options")
+        else:
+            lines.append(f"run '{self.prog} --help' for the options")
+        self.print_usage(sys.stderr)
+        self.exit(2, "\n".join(lines) + "\n")
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
         prog="cartesia-stt",
         description="Cartesia realtime STT (manual finalize): asyncio client, local twin.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands: list[tuple[str, str]] = []
 
-    twin = sub.add_parser(
+    def add(name: str, *, help: str, description: str) -> argparse.ArgumentParser:
+        commands.append((name, help))
+        return sub.add_parser(name, help=help, description=description)
+
+    twin = add(
         "twin",
         help="serve the local twin of the Cartesia STT WebSocket API",
         description="Serve /stt/websocket and /tts/bytes locally. Point a client at it with "
@@ -70,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         help="recognizer processes, each up to one core (default 1)",
     )
 
-    demo = sub.add_parser(
+    demo = add(
         "demo",
         help="synthesize sentences, stream them, finalize after each, print the transcript",
         description="The seed flow: text to speech, 100 ms frames at real-time pace, finalize "
@@ -82,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         "--speed", type=float, default=1.0, help="pacing, 1.0 = real time (default), 0 = unpaced"
     )
 
-    tr = sub.add_parser(
+    tr = add(
         "transcribe",
         help="stream a WAV file and print its transcript",
         description="Stream a WAV file (any common format: converted to mono PCM when needed), "
@@ -100,10 +130,51 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="send finalize after every SECONDS of audio (default: once, at the end)",
     )
+    tr.add_argument(
+        "--vad",
+        action="store_true",
+        help="send finalize after each pause in the speech (voice activity detection)",
+    )
+    _vad_options(tr)
     tr.add_argument("--json", action="store_true", help="print every event as a JSON line")
     tr.add_argument("--model", default="ink-2", help="model (default ink-2)")
     tr.add_argument("--language", default=None, help="language code (default: the server's)")
+
+    mic = add(
+        "mic",
+        help="push-to-talk from the microphone: Enter to talk, Enter to finalize",
+        description="Stream the microphone (needs the mic extra: pip install "
+        "'cartesia-stt-async[mic]'). Press Enter to start talking and Enter again to "
+        "finalize; with --vad, finalize happens after each pause instead. Ctrl-C closes the "
+        "session and prints the full transcript. Uses the Cartesia API when "
+        "CARTESIA_API_KEY is set, otherwise the local twin (offline).",
+    )
+    mic.add_argument("--vad", action="store_true", help="finalize after each pause instead")
+    _vad_options(mic)
+    mic.add_argument(
+        "--sample-rate", type=int, default=16000, help="capture rate in Hz (default 16000)"
+    )
+    mic.add_argument("--device", default=None, help="input device name or index (default: system)")
+    mic.add_argument("--model", default="ink-2", help="model (default ink-2)")
+    mic.add_argument("--language", default=None, help="language code (default: the server's)")
+
+    parser.commands = commands
     return parser
+
+
+def _vad_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--silence-ms",
+        type=int,
+        default=600,
+        help="with --vad: silence that ends an utterance, in ms (default 600)",
+    )
+    parser.add_argument(
+        "--vad-backend",
+        choices=["auto", "webrtc", "energy"],
+        default="auto",
+        help="with --vad: webrtc (the vad extra), energy (no dependency) or auto (default)",
+    )
 
 
 def _speed(value: float) -> float | None:
@@ -152,6 +223,10 @@ async def _demo(texts: Sequence[str], speed: float | None, out: TextIO) -> int:
 
     text = " ".join(texts) if texts else DEFAULT_TEXT
     utterances = [u for u in text.split(".") if re.search(r"\w", u)]
+    if not utterances:
+        raise UsageError(
+            f"nothing to say in {text!r}: give some words, or no TEXT for the default sentences"
+        )
     print(f"Generating audio for: {text!r}", file=out, flush=True)
     async with _client(out) as client:
         assert isinstance(client, AsyncCartesia)
@@ -199,15 +274,26 @@ async def _transcribe(
     language: str | None,
     out: TextIO,
     note: TextIO,
+    vad: VadOptions | None = None,
 ) -> int:
     from ._client import AsyncCartesia
     from ._wavconvert import load_wav
     from .protocol.audio import AudioFormat
     from .protocol.events import UnknownEvent, encode_event
+    from .vad import VadFinalizer
 
     if every is not None and not every > 0:
         raise UsageError(f"--finalize-every must be a positive number of seconds, got {every}")
+    if every is not None and vad is not None:
+        raise UsageError("--vad and --finalize-every are two ways to finalize: choose one")
     audio = load_wav(path)
+    finalizer = (
+        VadFinalizer(
+            audio.encoding, audio.sample_rate, silence_ms=vad.silence_ms, backend=vad.backend
+        )
+        if vad is not None
+        else None
+    )
     if audio.converted:
         print(f"converted {path}: {audio.converted}", file=note, flush=True)
     fmt = AudioFormat(audio.encoding, audio.sample_rate)
@@ -225,9 +311,23 @@ async def _transcribe(
         ) as conn:
 
             async def send_audio() -> None:
-                for i in range(0, len(audio.data), step):
-                    await conn.send_audio(audio.data[i : i + step])
-                    await conn.send("finalize")
+                if finalizer is None:
+                    for i in range(0, len(audio.data), step):
+                        await conn.send_audio(audio.data[i : i + step])
+                        await conn.send("finalize")
+                else:
+                    # Feed the VAD as a live stream would (100 ms at a time); send the audio
+                    # up to each offset it names, then finalize.
+                    chunk = fmt.frame_bytes(100)
+                    for i in range(0, len(audio.data), chunk):
+                        piece = audio.data[i : i + chunk]
+                        start = 0
+                        for offset in finalizer.feed(piece):
+                            await conn.send_audio(piece[start:offset])
+                            await conn.send("finalize")
+                            start = offset
+                        if start < len(piece):
+                            await conn.send_audio(piece[start:])
                 await conn.send("close")
 
             async def receive_events() -> None:
@@ -244,45 +344,72 @@ async def _transcribe(
             await asyncio.gather(send_audio(), receive_events())
         if not as_json:
             print(conn.transcript.text, file=out, flush=True)
+        if not conn.transcript.text.strip():
+            seconds = fmt.duration(len(audio.data))
+            print(
+                f"cartesia-stt transcribe: no speech was recognized in {path} "
+                f"({seconds:.1f} s of audio)",
+                file=note,
+                flush=True,
+            )
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the process exit code."""
-    args = _parser().parse_args(argv)
+@dataclass(frozen=True)
+class VadOptions:
+    """``--vad`` and its options."""
+
+    silence_ms: int
+    backend: VadBackend
+
+
+async def _mic(
+    options: MicOptions,
+    factory: StreamFactory,
+    keys: KeySource,
+    out: TextIO,
+    note: TextIO,
+) -> int:
+    from ._mic import Microphone, run_mic
+    from .client import AsyncCartesia
+
+    if options.vad:  # check the VAD options before opening anything
+        VadFinalizer(
+            "pcm_s16le",
+            options.sample_rate,
+            silence_ms=options.silence_ms,
+            backend=options.vad_backend,
+        )
+    microphone = Microphone(factory, options)  # no microphone: a usage error, before connecting
+    try:
+        async with _client(note) as client:
+            assert isinstance(client, AsyncCartesia)
+            await run_mic(client, options, microphone, keys=keys, out=out, note=note)
+    finally:
+        microphone.stream.close()
+    return 0
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    mic_stream: StreamFactory = sounddevice_stream,
+    mic_keys: KeySource = stdin_keys,
+) -> int:
+    """Run the command line; return the process exit code.
+
+    Args:
+        argv: The arguments (default: ``sys.argv[1:]``).
+        mic_stream: How ``mic`` opens the microphone (sounddevice; tests pass a fake).
+        mic_keys: How ``mic`` reads Enter presses (standard input; tests pass their own).
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error("a command is required")
     try:
         if args.command == "twin":
-            from .twin import SphinxEngine, run_forever
-
-            try:
-                engine = SphinxEngine(max_sessions=args.max_sessions, workers=args.workers)
-            except ImportError as exc:
-                print(
-                    f"cartesia-stt twin: the offline recognizer needs {exc.name}: "
-                    "pip install 'cartesia-stt-async[twin]'",
-                    file=sys.stderr,
-                )
-                return 1
-            except ValueError as exc:
-                print(f"cartesia-stt twin: {exc}", file=sys.stderr)
-                return 2
-
-            async def serve_twin() -> None:
-                try:
-                    await engine.prewarm(1)  # the first session need not wait for a decoder
-                    await run_forever(args.host, args.port, engine, api_keys=args.api_keys)
-                finally:
-                    await engine.aclose()
-
-            try:
-                asyncio.run(serve_twin())
-            except OSError as exc:
-                print(
-                    f"cartesia-stt twin: cannot serve on {args.host}:{args.port}: {exc}",
-                    file=sys.stderr,
-                )
-                return 1
-            return 0
+            return _twin(args.host, args.port, args.api_keys, args.max_sessions, args.workers)
         if args.command == "demo":
             return asyncio.run(_demo(args.text, _speed(args.speed), sys.stdout))
         if args.command == "transcribe":
@@ -296,11 +423,68 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.language,
                     sys.stdout,
                     sys.stderr,
+                    VadOptions(args.silence_ms, args.vad_backend) if args.vad else None,
                 )
             )
+        if args.command == "mic":
+            options = MicOptions(
+                sample_rate=args.sample_rate,
+                device=_device(args.device),
+                vad=args.vad,
+                silence_ms=args.silence_ms,
+                vad_backend=args.vad_backend,
+                model=args.model,
+                language=args.language,
+            )
+            return asyncio.run(_mic(options, mic_stream, mic_keys, sys.stdout, sys.stderr))
     except KeyboardInterrupt:
         return 130
+    except UsageError as exc:
+        print(f"cartesia-stt {args.command}: {exc}", file=sys.stderr)
+        return 2
     except (CartesiaSTTError, OSError) as exc:
         print(f"cartesia-stt {args.command}: {exc}", file=sys.stderr)
         return 1
-    return 2  # pragma: no cover - argparse enforces the sub-command
+    parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse checks
+
+
+def _device(value: str | None) -> str | int | None:
+    """``--device``: an index when it is a number, else a name."""
+    if value is not None and value.isdigit():
+        return int(value)
+    return value
+
+
+def _twin(host: str, port: int, api_keys: list[str] | None, max_sessions: int, workers: int) -> int:
+    """``cartesia-stt twin``: serve until interrupted; one-line errors, never a traceback."""
+    if not 0 <= port <= 65535:
+        print(f"cartesia-stt twin: --port must be between 0 and 65535, got {port}", file=sys.stderr)
+        return 2
+    from .twin import SphinxEngine, run_forever
+
+    try:
+        engine = SphinxEngine(max_sessions=max_sessions, workers=workers)
+    except ImportError as exc:
+        print(
+            f"cartesia-stt twin: the offline recognizer needs {exc.name}: "
+            "pip install 'cartesia-stt-async[twin]'",
+            file=sys.stderr,
+        )
+        return 1
+    except ValueError as exc:
+        print(f"cartesia-stt twin: {exc}", file=sys.stderr)
+        return 2
+
+    async def serve_twin() -> None:
+        try:
+            await engine.prewarm(1)  # the first session need not wait for a decoder
+            await run_forever(host, port, engine, api_keys=api_keys)
+        finally:
+            await engine.aclose()
+
+    try:
+        asyncio.run(serve_twin())
+    except (OSError, OverflowError) as exc:
+        print(f"cartesia-stt twin: cannot serve on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

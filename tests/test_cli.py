@@ -10,16 +10,18 @@ import os
 import re
 import sys
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import cartesia_stt_async as stt
 from cartesia_stt_async.cli import main
+from cartesia_stt_async.twin import Twin
 from cartesia_stt_async.twin.wer import word_error_rate
 
 from .conftest import API_KEY, SLACK, pcm
-from .speech import SEED, speech
+from .speech import SEED, shared_engine, speech
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -179,13 +181,142 @@ async def test_transcribe_rejects_what_is_not_a_wav(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("hello")
     code, _, err = await run_cli("transcribe", str(path))
-    assert code == 1 and "not a WAV file" in err
+    assert code == 2 and "not a WAV file" in err  # a usage error
     code, _, err = await run_cli("transcribe", str(tmp_path / "missing.wav"))
     assert code == 1 and "missing.wav" in err
     code, _, err = await run_cli("transcribe", str(path), "--finalize-every", "-1")
-    assert code == 1 and "--finalize-every" in err
+    assert code == 2 and "--finalize-every" in err
 
 
 def test_twin_rejects_a_bad_worker_count(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["twin", "--port", "0", "--workers", "0"]) == 2
     assert "workers must be at least 1" in capsys.readouterr().err
+
+
+# -- one-line errors, usage errors, "no speech" (issues 9 and 12) ------------------------------
+
+
+def one_line(err: str) -> str:
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_twin_port_out_of_range_is_one_line(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["twin", "--port", port]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert f"--port must be between 0 and 65535, got {port}" in err
+
+
+def test_twin_port_in_use_is_one_line_from_the_real_process() -> None:
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "cartesia_stt_async", "twin", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60 * SLACK,
+            check=False,
+        )
+    assert done.returncode == 1
+    err = one_line(done.stderr)
+    assert f"cannot serve on 127.0.0.1:{port}" in err and "address already in use" in err
+
+
+def test_demo_without_words_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    for text in ("", " . ", "..."):
+        assert main(["demo", text]) == 2
+        err = one_line(capsys.readouterr().err)
+        assert "nothing to say" in err
+
+
+def test_unknown_option_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--bogus"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --bogus" in err
+    for command in ("demo", "transcribe", "mic", "twin"):
+        assert re.search(rf"^  {command} +\S", err, re.MULTILINE), err
+    assert "cartesia-stt COMMAND --help" in err
+    with pytest.raises(SystemExit):
+        main([])
+    assert "a command is required" in capsys.readouterr().err
+
+
+def test_vad_and_finalize_every_exclude_each_other(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "a.wav"
+    write_wav(path, pcm(0.5), rate=16000, channels=1, width=2)
+    code = main(["transcribe", str(path), "--vad", "--finalize-every", "1"])
+    assert code == 2
+    assert "choose one" in one_line(capsys.readouterr().err)
+
+
+@pytest.fixture
+def local_twin(monkeypatch: pytest.MonkeyPatch) -> Iterator[Twin]:
+    """The hearing twin in a thread; the CLI finds it through CARTESIA_BASE_URL."""
+    from .test_sync import twin_thread
+
+    with twin_thread(shared_engine()) as twin:
+        monkeypatch.setenv("CARTESIA_API_KEY", "cli-test-key")
+        monkeypatch.setenv("CARTESIA_BASE_URL", twin.base_url)
+        yield twin
+
+
+def tone(seconds: float, hz: float = 440.0) -> bytes:
+    return b"".join(
+        int(8000 * math.sin(2 * math.pi * hz * i / 16000)).to_bytes(2, "little", signed=True)
+        for i in range(int(seconds * 16000))
+    )
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("name", "audio"), [("silence", pcm(2.0)), ("tone", tone(2.0)), ("empty", b"")]
+)
+def test_transcribe_says_when_no_speech_was_recognized(
+    name: str,
+    audio: bytes,
+    local_twin: Twin,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / f"{name}.wav"
+    write_wav(path, audio, rate=16000, channels=1, width=2)
+    assert main(["transcribe", str(path), "--speed", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "\n"  # stdout stays the transcript: empty
+    assert f"no speech was recognized in {path}" in err
+
+
+@pytest.mark.timeout(120)
+def test_transcribe_with_vad_finalizes_in_the_pauses(
+    local_twin: Twin, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pause = pcm(1.0)
+    first, second = speech(SEED[0]), speech(SEED[1])
+    audio = first + pause + second + pause
+    path = tmp_path / "two.wav"
+    write_wav(path, audio, rate=16000, channels=1, width=2)
+    code = main(
+        ["transcribe", str(path), "--speed", "0", "--vad", "--vad-backend", "energy", "--json"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["type"] for e in events].count("flush_done") == 2
+    (record,) = local_twin.sessions
+    assert [text for _, text in record.commands] == ["finalize", "finalize", "close"]
+    cuts = [sum(size for t, size in record.frames if t < at) for at, _ in record.commands[:2]]
+    ends = [len(first), len(first) + len(pause) + len(second)]
+    for cut, end in zip(cuts, ends, strict=True):
+        assert end < cut <= end + len(pause), (cuts, ends)
+    finals = [e["text"] for e in events if e["type"] == "transcript" and e["is_final"]]
+    assert word_error_rate(". ".join(SEED), "".join(finals)) <= 0.35, finals

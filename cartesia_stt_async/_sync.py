@@ -1,0 +1,800 @@
+"""``Cartesia``: the synchronous client, the official SDK's sync surface on the async one.
+
+Theory of operation. A :class:`Cartesia` client owns one background thread running an event
+loop, reached through anyio's blocking portal (:func:`anyio.from_thread.start_blocking_portal`).
+Every blocking method here submits one coroutine of the async implementation
+(:class:`~cartesia_stt_async.AsyncCartesia`, :class:`~cartesia_stt_async.AsyncConnection`)
+to that loop and waits for its result in the calling thread, so the protocol, pacing,
+reconnecting and error handling exist once, in the async code. All the connections of a client
+share its thread. Exceptions cross the thread unchanged: the same classes as the async client.
+
+Rules:
+
+1. Ctrl-C (or any ``BaseException``) in the calling thread while it waits for a portal call
+   cancels that call on the loop, waits (bounded) for the cancellation to finish, then
+   propagates; leaving a ``with`` block on it closes the socket promptly (the async manager's
+   exception path).
+2. Event handlers registered with ``on``/``once`` run in the thread that called
+   :meth:`SyncConnection.dispatch_events`, never on the loop thread, so a handler may call the
+   connection's blocking methods (``connection.send("close")``). The async dispatcher keeps its
+   rules (type handlers, then ``"event"`` handlers; an unhandled ``error`` event raises).
+3. ``client.close()`` closes the client's open connections (at once, like
+   :meth:`SyncConnection.close`), its HTTP pool, and stops its thread. Using the client again
+   starts a new thread; connections of the closed thread raise :class:`ConnectionStateError`.
+   A client that is never closed is closed when it is garbage-collected or at interpreter exit
+   (the thread is a daemon thread, so it never holds up the exit).
+4. Code running on the loop thread (an ``on_reconnecting`` callback, an ``async def`` handler)
+   must not call the blocking methods: that would wait on itself; it raises :class:`UsageError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import enum
+import inspect
+import queue
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, ParamSpec, Self, TypeVar, Unpack, overload
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from .client import AsyncCartesia, ConnectionManager, SessionOptions
+from .connection import AsyncConnection, ConnectionStats
+from .errors import CartesiaSTTError, ConnectionStateError, UsageError
+from .protocol.commands import DEFAULT_CARTESIA_VERSION
+from .protocol.events import Event, parse_event
+from .protocol.transcript import Transcript, Utterance
+from .tts import SpeechResponse
+
+__all__ = [
+    "Cartesia",
+    "SyncConnection",
+    "SyncConnectionManager",
+    "SyncSpeechResponse",
+]
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+Handler = Callable[[Any], object]
+"""A sync event handler: called with the event in the thread running ``dispatch_events``."""
+
+_H = TypeVar("_H", bound=Handler)
+
+_Call = tuple[Handler, Event, "concurrent.futures.Future[object]"]
+
+# How long a cancelled call may take to unwind before the interrupt propagates anyway.
+_CANCEL_WAIT_S: Final = 5.0
+
+
+class _Default(enum.Enum):
+    DEFAULT = 0
+
+
+_DEFAULT: Final = _Default.DEFAULT
+
+
+def _name_thread() -> int:
+    thread = threading.current_thread()
+    thread.name = f"cartesia-stt-sync-{thread.ident}"
+    return threading.get_ident()
+
+
+class _Portal:
+    """One lifetime of a client's loop thread; calls after :meth:`stop` raise."""
+
+    def __init__(self) -> None:
+        # anyio >= 4.5 runs the portal in a daemon thread: it never holds up interpreter exit.
+        self._cm: AbstractContextManager[BlockingPortal] = start_blocking_portal()
+        self._portal = self._cm.__enter__()
+        self.thread_id: int = self._portal.call(_name_thread)
+        self.stopped = False
+
+    def _check_caller(self) -> None:
+        if self.stopped:
+            raise ConnectionStateError("the client is closed: this connection's thread has ended")
+        if threading.get_ident() == self.thread_id:
+            raise UsageError(
+                "a blocking method of the sync client was called on the client's own event loop "
+                "(from an on_reconnecting callback or an async handler): it would wait on itself"
+            )
+
+    def submit(
+        self, fn: Callable[_P, Awaitable[_T]], *args: _P.args, **kwargs: _P.kwargs
+    ) -> tuple[concurrent.futures.Future[_T], threading.Event]:
+        """Start ``fn(*args, **kwargs)`` on the loop; the event is set once it has unwound."""
+        self._check_caller()
+        finished = threading.Event()
+
+        async def run() -> _T:
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                finished.set()
+
+        try:
+            return self._portal.start_task_soon(run), finished
+        except RuntimeError:  # stopped by another thread meanwhile
+            raise ConnectionStateError("the client is closed") from None
+
+    @staticmethod
+    def wait(
+        future: concurrent.futures.Future[Any],
+        finished: threading.Event,
+        block: Callable[[], _T],
+    ) -> _T:
+        """Run ``block`` (which waits for ``future``); cancel the call if it is interrupted."""
+        try:
+            return block()
+        except BaseException:
+            if not future.done():  # interrupted while waiting: Ctrl-C, or a handler's error
+                future.cancel()
+                finished.wait(_CANCEL_WAIT_S)
+            raise
+
+    def call(self, fn: Callable[_P, Awaitable[_T]], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Run ``fn(*args, **kwargs)`` on the loop and return its result (rule 1)."""
+        future, finished = self.submit(fn, *args, **kwargs)
+        return self.wait(future, finished, future.result)
+
+    def stop(self) -> None:
+        """Cancel what still runs on the loop, end it and join the thread."""
+        if self.stopped:
+            return
+        self.stopped = True
+        with contextlib.suppress(RuntimeError):
+            self._portal.call(self._portal.stop, True)
+        self._cm.__exit__(None, None, None)
+
+
+class _Runtime:
+    """A client's loop thread (started on first use) and the connections open on it."""
+
+    def __init__(self, aclient: AsyncCartesia) -> None:
+        self.aclient = aclient
+        self._lock = threading.Lock()
+        self._portal: _Portal | None = None
+        self.connections: weakref.WeakSet[SyncConnection] = weakref.WeakSet()
+
+    def portal(self) -> _Portal:
+        with self._lock:
+            if self._portal is None:
+                self._portal = _Portal()
+            return self._portal
+
+    @property
+    def thread_alive(self) -> bool:
+        return self._portal is not None and not self._portal.stopped
+
+    def close(self) -> None:
+        """Rule 3; idempotent. A no-op when called on the loop thread (from a finalizer)."""
+        with self._lock:
+            portal, self._portal = self._portal, None
+            if portal is None:
+                return
+            if threading.get_ident() == portal.thread_id:
+                self._portal = portal  # cannot join our own thread: leave it be
+                return
+            conns = [c._aconn for c in self.connections if c._portal is portal]
+
+            async def shutdown() -> None:
+                try:
+                    for conn in conns:
+                        await conn.close(reason="client closed")
+                finally:
+                    await self.aclient.close()
+
+            try:
+                portal.call(shutdown)
+            finally:
+                portal.stop()
+
+
+class _Handlers:
+    """Sync handlers registered on the async side as coroutines that run them in the caller's
+    thread (rule 2). One wrapper per handler, so ``off`` finds what ``on`` registered."""
+
+    def __init__(self) -> None:
+        self._wrappers: list[tuple[Handler, Handler]] = []
+        self.inbox: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self.dispatching = False
+
+    def wrapper(self, handler: Handler) -> Handler:
+        if not callable(handler):
+            raise UsageError(f"handler must be callable, got {type(handler).__name__}")
+        known = self.find(handler)
+        if known is not None:
+            return known
+
+        async def run_in_caller(event: Event) -> None:
+            if not self.dispatching:
+                raise UsageError("sync handlers run only inside SyncConnection.dispatch_events()")
+            reply: concurrent.futures.Future[object] = concurrent.futures.Future()
+            self.inbox.put((handler, event, reply))
+            result = await asyncio.wrap_future(reply)
+            if inspect.isawaitable(result):  # an async handler: run it on the loop
+                await result
+
+        self._wrappers.append((handler, run_in_caller))
+        return run_in_caller
+
+    def find(self, handler: Handler) -> Handler | None:
+        for known, wrapper in self._wrappers:
+            if known is handler or known == handler:
+                return wrapper
+        return None
+
+    def pump(self, future: concurrent.futures.Future[None]) -> None:
+        """Run handlers in this thread until ``future`` (the async dispatcher) is done."""
+        future.add_done_callback(lambda _: self.inbox.put(None))
+        while (item := self.inbox.get()) is not None:
+            handler, event, reply = item
+            if reply.set_running_or_notify_cancel():
+                try:
+                    reply.set_result(handler(event))
+                except Exception as exc:
+                    reply.set_exception(exc)
+        future.result()
+
+
+class _HandlerMethods:
+    """``on``/``once``/``off`` for sync handlers: on the manager (moved to the connection on
+    enter) and on the connection. Each handler runs in the thread that calls
+    :meth:`SyncConnection.dispatch_events` (rule 2)."""
+
+    _handlers: _Handlers
+
+    def _apply(self, change: Callable[[Any], object]) -> None:
+        """Run ``change(target)`` on the async object that keeps the handlers."""
+        raise NotImplementedError
+
+    @overload
+    def on(self, event_type: str) -> Callable[[_H], _H]: ...
+    @overload
+    def on(self, event_type: str, handler: Handler) -> Self: ...
+    def on(self, event_type: str, handler: Handler | None = None) -> Self | Callable[[_H], _H]:
+        """Register ``handler`` for events of ``event_type`` (``"event"``: every event).
+
+        Usable as ``connection.on("transcript", fn)`` (chainable) or as a decorator.
+        """
+        return self._register(event_type, handler, once=False)
+
+    @overload
+    def once(self, event_type: str) -> Callable[[_H], _H]: ...
+    @overload
+    def once(self, event_type: str, handler: Handler) -> Self: ...
+    def once(self, event_type: str, handler: Handler | None = None) -> Self | Callable[[_H], _H]:
+        """Like :meth:`on`, for the next matching event only."""
+        return self._register(event_type, handler, once=True)
+
+    def off(self, event_type: str, handler: Handler) -> Self:
+        """Remove a handler registered with :meth:`on` or :meth:`once`."""
+        wrapper = self._handlers.find(handler)
+        if wrapper is not None:
+            self._apply(lambda target: target.off(event_type, wrapper))
+        return self
+
+    def _register(
+        self, event_type: str, handler: Handler | None, *, once: bool
+    ) -> Self | Callable[[_H], _H]:
+        def add(fn: Handler) -> None:
+            wrapper = self._handlers.wrapper(fn)
+            self._apply(lambda target: (target.once if once else target.on)(event_type, wrapper))
+
+        if handler is not None:
+            add(handler)
+            return self
+
+        def decorator(fn: _H) -> _H:
+            add(fn)
+            return fn
+
+        return decorator
+
+
+class SyncConnection(_HandlerMethods):
+    """A live manual-finalize session of the sync client; every method blocks.
+
+    The official SDK's sync surface: ``send_raw``, ``send("finalize" | "close")``, ``recv``,
+    ``for event in connection``, ``close``, ``on``/``once``/``off``/``dispatch_events``.
+    The idiomatic surface: ``send_audio``, ``finalize``, ``transcript``. Each method runs the
+    :class:`~cartesia_stt_async.AsyncConnection` method of the same name on the client's
+    thread, with the same arguments, results and exceptions.
+
+    Attributes:
+        stats: Counters, see :class:`~cartesia_stt_async.ConnectionStats`.
+    """
+
+    def __init__(
+        self,
+        client: Cartesia,
+        portal: _Portal,
+        aconn: AsyncConnection,
+        handlers: _Handlers,
+    ) -> None:
+        self._client = client  # keeps the client, and so its thread, alive
+        self._portal = portal
+        self._aconn = aconn
+        self._handlers = handlers
+        self.stats: ConnectionStats = aconn.stats
+
+    # -- introspection (read directly: plain attributes, safe from any thread) ---------------
+
+    @property
+    def transcript(self) -> Transcript:
+        """The accumulator: ``.text`` (final deltas, verbatim), ``.interim``, ``.utterances``."""
+        return self._aconn.transcript
+
+    @property
+    def state(self) -> Literal["open", "closing", "done", "failed", "closed"]:
+        """``open``, ``closing`` (``close`` queued), ``done``, ``failed`` or ``closed``."""
+        return self._aconn.state
+
+    @property
+    def request_id(self) -> str:
+        """The current socket's session id; it changes when the connection reconnects."""
+        return self._aconn.request_id
+
+    @property
+    def lag(self) -> float:
+        """Seconds of audio queued but not yet written."""
+        return self._aconn.lag
+
+    @property
+    def reconnecting(self) -> bool:
+        """True while the socket is down and a new one is being opened."""
+        return self._aconn.reconnecting
+
+    @property
+    def speed(self) -> float | None:
+        """Default pacing of :meth:`send_audio`: 1.0 real time, ``None`` unpaced."""
+        return self._aconn.speed
+
+    @speed.setter
+    def speed(self, value: float | None) -> None:
+        async def set_speed() -> None:
+            self._aconn.speed = value
+
+        self._portal.call(set_speed)
+
+    def __repr__(self) -> str:
+        return repr(self._aconn).replace("<AsyncConnection", "<SyncConnection", 1)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def send_raw(self, data: bytes | bytearray | memoryview | str) -> None:
+        """Send one message as-is, like the official SDK: bytes as a binary frame, unpaced.
+
+        A ``str`` is treated as a command (see :meth:`send`).
+
+        Raises:
+            InvalidAudioError: If the bytes are not a whole number of samples.
+            InvalidCommandError: If a ``str`` is not a known command.
+            ConnectionStateError: After ``close``, or once the client is closed.
+        """
+        self._portal.call(self._aconn.send_raw, data)
+
+    def send(self, command: str) -> None:
+        """Send ``"finalize"`` or ``"close"`` (the legacy ``"done"`` also works).
+
+        ``finalize`` here does not wait for its ``flush_done``; :meth:`finalize` does.
+
+        Raises:
+            InvalidCommandError: For any other string.
+            ConnectionStateError: After ``close``.
+        """
+        self._portal.call(self._aconn.send, command)
+
+    def send_audio(
+        self, chunk: bytes | bytearray | memoryview, *, speed: float | _Default | None = _DEFAULT
+    ) -> None:
+        """Queue audio of any size; it goes out in exact frames, paced to real time.
+
+        Returns once the audio is queued (waiting while ``max_buffered_ms`` of audio is
+        already queued, with the default ``buffer_policy="block"``).
+
+        Args:
+            chunk: Raw audio in the session's encoding, any length.
+            speed: Pacing for this audio: 1.0 real time, ``None`` unpaced. Defaults to the
+                connection's ``speed``.
+
+        Raises:
+            InvalidAudioError: If ``chunk`` is not bytes-like.
+            BufferFullError: With ``buffer_policy="raise"``, when the queue is full.
+            ConnectionStateError: After ``close``.
+            APIError, ConnectionClosedError: If the session has failed.
+        """
+        if isinstance(speed, _Default):
+            self._portal.call(self._aconn.send_audio, chunk)
+        else:
+            self._portal.call(self._aconn.send_audio, chunk, speed=speed)
+
+    def finalize(self, timeout: float | None = 30.0) -> Utterance:
+        """Send any held-back audio and ``finalize``; wait for the matching ``flush_done``.
+
+        Args:
+            timeout: Seconds to wait for the answer; ``None`` waits forever.
+
+        Returns:
+            The :class:`~cartesia_stt_async.Utterance`: its final text, words and latency.
+
+        Raises:
+            APIError: If the server reports an error.
+            APITimeoutError: If no answer came in time.
+            ConnectionClosedError: If the socket closed first.
+            ConnectionStateError: After ``close``.
+        """
+        return self._portal.call(self._aconn.finalize, timeout)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def recv(self) -> Event:
+        """Return the next server event, waiting for it.
+
+        Raises:
+            ConnectionClosedError: If the session is over and no event is left.
+        """
+        return self._portal.call(self._aconn.recv)
+
+    @staticmethod
+    def parse_event(data: bytes | str) -> Event:
+        """Decode one server message (the same as :func:`cartesia_stt_async.parse_event`).
+
+        Raises:
+            ProtocolError: If ``data`` is not a well-formed server event.
+        """
+        return parse_event(data)
+
+    def __iter__(self) -> Iterator[Event]:
+        """Yield every server event until the session ends (after ``done``).
+
+        Raises:
+            ConnectionClosedError: If the socket ended before ``done`` with an error.
+            ReconnectError: If reconnecting gave up.
+        """
+        events = aiter(self._aconn)
+
+        async def next_event() -> Event | None:
+            try:
+                return await anext(events)
+            except StopAsyncIteration:
+                return None
+
+        try:
+            while (event := self._portal.call(next_event)) is not None:
+                yield event
+        finally:
+            # Finish the async iterator too when the loop is left early (break, Ctrl-C).
+            closer = getattr(events, "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(CartesiaSTTError, RuntimeError):
+                    self._portal.call(closer)
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def _apply(self, change: Callable[[Any], object]) -> None:
+        async def run() -> None:
+            change(self._aconn)
+
+        self._portal.call(run)
+
+    def dispatch_events(self) -> None:
+        """Read events until the session ends, calling the registered handlers in this thread.
+
+        Handlers for the event's type run first, then ``"event"`` handlers. An exception in a
+        handler stops the dispatch and propagates here.
+
+        Raises:
+            APIError: For an ``error`` event with no handler for ``"error"`` or ``"event"``.
+            ConnectionClosedError: If the socket ended before ``done`` with an error.
+        """
+        if self._handlers.dispatching:
+            raise UsageError("dispatch_events() is already running for this connection")
+        self._handlers.dispatching = True
+        try:
+            future, finished = self._portal.submit(self._aconn.dispatch_events)
+            self._portal.wait(future, finished, lambda: self._handlers.pump(future))
+        finally:
+            self._handlers.dispatching = False
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def finish(self, timeout: float | None = None) -> None:
+        """End the session gracefully: send ``close`` (unless sent) and wait for ``done``.
+
+        The sync form of :meth:`AsyncConnection.aclose <cartesia_stt_async.AsyncConnection.aclose>`
+        (what leaving ``with`` normally does): every final transcript arrives first.
+
+        Args:
+            timeout: Seconds to wait for ``done`` (default: the connection's
+                ``close_timeout``).
+
+        Raises:
+            APITimeoutError: If ``done`` did not arrive in time (the socket is then closed).
+            CartesiaSTTError: The reason the session failed earlier, if not yet reported.
+        """
+        self._portal.call(self._aconn.aclose, timeout)
+
+    def close(self, *, code: int = 1000, reason: str = "") -> None:
+        """Close the socket now, like the official SDK (no ``close`` command, no draining).
+
+        Use :meth:`finish` (or leave ``with`` normally) to keep every final transcript.
+        """
+        if self._portal.stopped:
+            return  # the client's close already closed it
+        self._portal.call(self._aconn.close, code=code, reason=reason)
+
+    def __enter__(self) -> SyncConnection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._portal.stopped:  # else the client's close already closed it
+            self._portal.call(self._aconn.__aexit__, exc_type, exc, tb)
+
+
+class SyncConnectionManager(_HandlerMethods):
+    """Opens a session on ``with`` (or :meth:`enter`) and ends it on exit.
+
+    Leaving the block normally sends ``close`` (unless already sent) and waits, bounded by
+    ``close_timeout``, for ``done``, so no final transcript is lost. Leaving on an exception
+    (Ctrl-C included) closes the socket promptly.
+    """
+
+    def __init__(self, client: Cartesia, manager: ConnectionManager) -> None:
+        self._client = client
+        self._manager = manager
+        self._handlers = _Handlers()
+        self._entered: tuple[_Portal, SyncConnection] | None = None
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL this manager connects to, with any secret in it redacted."""
+        return self._manager.url
+
+    def __repr__(self) -> str:
+        return f"<SyncConnectionManager url={self.url!r}>"
+
+    def _apply(self, change: Callable[[Any], object]) -> None:
+        change(self._manager)
+
+    def enter(self) -> SyncConnection:
+        """Connect and return the live :class:`SyncConnection` (close it yourself).
+
+        Raises:
+            AuthenticationError, RateLimitError, ...: The handshake was refused.
+            APIConnectionError: The server could not be reached.
+        """
+        runtime = self._client._runtime
+        portal = runtime.portal()
+        aconn = portal.call(self._manager.enter)
+        conn = SyncConnection(self._client, portal, aconn, self._handlers)
+        runtime.connections.add(conn)
+        self._entered = (portal, conn)
+        return conn
+
+    def __enter__(self) -> SyncConnection:
+        return self.enter()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._entered is None:
+            return
+        (portal, _), self._entered = self._entered, None
+        if portal.stopped:
+            return  # the client was closed inside the block: the socket is already closed
+        portal.call(self._manager.__aexit__, exc_type, exc, tb)
+
+
+class SyncSpeechResponse:
+    """The audio of one ``client.tts.generate(...)`` call (already received in full).
+
+    Attributes:
+        headers: The HTTP response headers (case-insensitive names).
+        request_id: The ``X-Request-Id`` response header, if any.
+        content_type: The response's content type.
+    """
+
+    def __init__(self, client: Cartesia, response: SpeechResponse, content: bytes) -> None:
+        self._client = client
+        self._response = response
+        self._content = content
+        self.headers = response.headers
+        self.request_id = response.request_id
+        self.content_type = response.content_type
+
+    def __repr__(self) -> str:
+        return repr(self._response).replace("<SpeechResponse", "<SyncSpeechResponse", 1)
+
+    def read(self) -> bytes:
+        """The audio bytes: raw PCM, or a whole WAV file for ``container: "wav"``."""
+        return self._content
+
+    def iter_bytes(self, chunk_size: int = 4096) -> Iterator[bytes]:
+        """The audio in chunks of ``chunk_size`` bytes.
+
+        Raises:
+            UsageError: If ``chunk_size`` is not positive.
+        """
+        chunks = self._response.iter_bytes(chunk_size)
+
+        async def collect() -> list[bytes]:
+            return [chunk async for chunk in chunks]
+
+        yield from self._client._runtime.portal().call(collect)
+
+    def write_to_file(self, path: str | Path) -> None:
+        """Write the audio to ``path``."""
+        self._client._runtime.portal().call(self._response.write_to_file, path)
+
+
+class SyncTTS:
+    """``client.tts`` of the sync client: ``client.tts.generate(...).read()``."""
+
+    def __init__(self, client: Cartesia) -> None:
+        self._client = client
+
+    def generate(
+        self,
+        *,
+        model_id: str,
+        transcript: str,
+        voice: str | Mapping[str, Any],
+        output_format: Mapping[str, Any],
+        language: str | None = None,
+        **extra_body: Any,
+    ) -> SyncSpeechResponse:
+        """Synthesize ``transcript`` over HTTP (``POST /tts/bytes``); ``.read()`` is the audio.
+
+        Args:
+            model_id: For example ``"sonic-latest"``.
+            transcript: The text to speak.
+            voice: A voice id, or ``{"mode": "id", "id": ...}``.
+            output_format: ``{"container": "raw" | "wav", "encoding": ..., "sample_rate": ...}``.
+            language: Language code (for example ``"en"``).
+            **extra_body: More request fields, sent as is.
+
+        Returns:
+            A :class:`SyncSpeechResponse`.
+
+        Raises:
+            UsageError: For an empty transcript or a malformed ``output_format``.
+            APIStatusError: The server refused (``BadRequestError``, ``AuthenticationError``, ...).
+            APIConnectionError: The server could not be reached.
+        """
+        atts = self._client._runtime.aclient.tts
+
+        async def generate() -> tuple[SpeechResponse, bytes]:
+            response = await atts.generate(
+                model_id=model_id,
+                transcript=transcript,
+                voice=voice,
+                output_format=output_format,
+                language=language,
+                **extra_body,
+            )
+            return response, await response.read()
+
+        response, content = self._client._runtime.portal().call(generate)
+        return SyncSpeechResponse(self._client, response, content)
+
+
+class SyncManualFinalize:
+    """``client.stt.manual_finalize`` of the sync client."""
+
+    def __init__(self, client: Cartesia) -> None:
+        self._client = client
+
+    def websocket(
+        self,
+        *,
+        model: str,
+        encoding: str,
+        sample_rate: int,
+        **options: Unpack[SessionOptions],
+    ) -> SyncConnectionManager:
+        """Prepare a manual-finalize session (no network I/O until ``with``).
+
+        Takes the arguments of :meth:`AsyncCartesia.stt.manual_finalize.websocket
+        <cartesia_stt_async.client.ManualFinalize.websocket>`. An ``on_reconnecting``
+        callback runs on the client's thread.
+
+        Returns:
+            A :class:`SyncConnectionManager`.
+
+        Raises:
+            UsageError: For a parameter of the wrong type or range.
+        """
+        manager = self._client._runtime.aclient.stt.manual_finalize.websocket(
+            model=model, encoding=encoding, sample_rate=sample_rate, **options
+        )
+        return SyncConnectionManager(self._client, manager)
+
+
+class SyncSTT:
+    """``client.stt`` of the sync client."""
+
+    def __init__(self, client: Cartesia) -> None:
+        self.manual_finalize = SyncManualFinalize(client)
+
+
+class Cartesia:
+    """The synchronous client, with the official SDK's sync surface.
+
+    ``client.stt.manual_finalize.websocket(...)`` opens sessions (``with ... as connection``),
+    ``client.tts.generate(...).read()`` synthesizes speech. Calls run the async client on one
+    background thread per client (started on first use); ``client.close()`` or
+    ``with Cartesia(...) as client:`` stops it.
+
+    Args:
+        api_key: Defaults to ``CARTESIA_API_KEY``.
+        base_url: Defaults to ``CARTESIA_BASE_URL``, else ``https://api.cartesia.ai``.
+        websocket_base_url: A ``ws(s)://`` base that wins over ``base_url``.
+        cartesia_version: The ``cartesia-version`` header.
+        default_headers: Extra headers for every session and request.
+
+    Raises:
+        ConfigurationError: Without an API key, or with an unusable URL.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        websocket_base_url: str | None = None,
+        cartesia_version: str = DEFAULT_CARTESIA_VERSION,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        aclient = AsyncCartesia(
+            api_key=api_key,
+            base_url=base_url,
+            websocket_base_url=websocket_base_url,
+            cartesia_version=cartesia_version,
+            default_headers=default_headers,
+        )
+        self._runtime = _Runtime(aclient)
+        self._finalizer = weakref.finalize(self, self._runtime.close)
+        self.stt = SyncSTT(self)
+        self.tts = SyncTTS(self)
+
+    @property
+    def base_url(self) -> str:
+        """The HTTP base URL in use."""
+        return self._runtime.aclient.base_url
+
+    def __repr__(self) -> str:
+        return repr(self._runtime.aclient).replace("AsyncCartesia(", "Cartesia(", 1)
+
+    def close(self) -> None:
+        """Close open connections at once, the HTTP pool, and stop the client's thread.
+
+        Raises:
+            UsageError: When called on the client's own thread (from an async handler).
+        """
+        if self._runtime.thread_alive:
+            portal = self._runtime.portal()
+            if threading.get_ident() == portal.thread_id:
+                raise UsageError("client.close() cannot run on the client's own event loop")
+        self._runtime.close()
+
+    def __enter__(self) -> Cartesia:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

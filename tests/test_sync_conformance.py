@@ -1,0 +1,72 @@
+"""The seed's sync example end to end against the twin, with the official sync client and ours.
+
+Both clients run the seed's sync function unchanged (``tests/seed_sync_example.py``): text to
+speech through ``/tts/bytes``, ``send_raw`` of 100 ms chunks with ``time.sleep(0.1)``,
+``finalize`` after each sentence, ``close``, then ``for event in connection`` concatenating the
+``is_final`` deltas. Ours is imported as a user would: ``from cartesia_stt_async import
+Cartesia``. The official client is the PyPI ``cartesia`` package pinned in the ``test`` extra
+(3.2.0), pointed at the twin by base URL. The twin serves from its own event loop in a
+background thread, since a sync program has none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from anyio.from_thread import start_blocking_portal
+
+from cartesia_stt_async import Cartesia
+from cartesia_stt_async.twin import Twin, serve
+from cartesia_stt_async.twin.wer import word_error_rate
+
+from .seed_sync_example import stt_manual_finalize_websocket
+from .speech import shared_engine
+from .test_conformance import MAX_WER, REFERENCE, check_wire, full_transcript
+
+
+@contextlib.contextmanager
+def twin_thread() -> Iterator[Twin]:
+    """The hearing twin (offline recognizer), on its own loop in a background thread."""
+    with (
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(serve(engine=shared_engine())) as twin,
+    ):
+        yield twin
+
+
+def official_sync_client(twin: Twin) -> Any:
+    cartesia = pytest.importorskip("cartesia", reason="the test extra pins cartesia==3.2.0")
+    assert cartesia.__version__ == "3.2.0"
+    return cartesia.Cartesia(api_key="twin-key", base_url=twin.base_url)
+
+
+@pytest.mark.timeout(120)
+def test_seed_sync_example_with_both_clients_transcribes_the_sentences(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with twin_thread() as twin:
+        official = official_sync_client(twin)
+        try:
+            stt_manual_finalize_websocket(official)
+        finally:
+            official.close()
+    their_frames = check_wire(twin)  # after the twin has wound down: close code recorded
+    theirs = full_transcript(capsys.readouterr().out)
+
+    with twin_thread() as twin, Cartesia(api_key="twin-key", base_url=twin.base_url) as ours:
+        stt_manual_finalize_websocket(ours)
+    assert check_wire(twin) == their_frames  # send_raw frames go out as they came
+    printed = capsys.readouterr().out
+    mine = full_transcript(printed)
+
+    assert word_error_rate(REFERENCE, theirs) <= MAX_WER, theirs
+    assert word_error_rate(REFERENCE, mine) <= MAX_WER, mine
+    # Same audio, same frames, same recognizer: the same transcript, byte for byte.
+    assert mine == theirs
+    deltas = re.findall(r"^transcript \| (.*)$", printed, re.MULTILINE)
+    assert len(deltas) == 2 and deltas[1].startswith(" ") and "".join(deltas) == mine
+    assert printed.count("flush_done |") == 2 and printed.count("done       |") == 1

@@ -1,0 +1,296 @@
+"""VadFinalizer: where ``finalize`` is due, on synthetic audio and on speech from the twin's voice.
+
+Synthetic "speech" is a 120 Hz sawtooth buzz (a glottal-pulse-like tone both classifiers call
+speech); silence is digital zero or faint noise. The real speech is three sentences spoken by
+the twin's ``/tts/bytes`` with pauses between them: every finalize must land in a pause.
+"""
+
+from __future__ import annotations
+
+import array
+import functools
+import math
+import random
+import sys
+from collections.abc import Iterator, Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cartesia_stt_async as stt
+from cartesia_stt_async.protocol.audio import ENCODINGS, AudioFormat
+from cartesia_stt_async.vad import VadBackend, VadFinalizer
+
+from .conftest import client_for
+from .speech import convert
+
+BACKENDS: list[VadBackend] = ["energy", "webrtc"]
+FRAME_S = 0.03
+# How late after speech ends + silence_ms a finalize may come: the frame grid for the energy
+# classifier; WebRTC's detector also holds "speech" for ~100 ms after the voice stops.
+LATE = {"energy": 2 * FRAME_S, "webrtc": 0.2}
+
+
+def backend_param(backend: VadBackend) -> VadBackend:
+    if backend == "webrtc":
+        pytest.importorskip("webrtcvad", reason="the vad extra (webrtcvad-wheels)")
+    return backend
+
+
+def buzz(seconds: float, rate: int = 16000, level: float = 0.3) -> list[int]:
+    return [
+        int(32767 * level * (((i * 120 / rate) % 1.0) * 2 - 1)) for i in range(int(seconds * rate))
+    ]
+
+
+def quiet(seconds: float, rate: int = 16000, noise: float = 0.0, seed: int = 0) -> list[int]:
+    r = random.Random(seed)
+    return [int(r.gauss(0, noise * 32767)) if noise else 0 for _ in range(int(seconds * rate))]
+
+
+def s16(samples: Sequence[int]) -> bytes:
+    return array.array("h", samples).tobytes()
+
+
+def encoded(samples: Sequence[int], encoding: str, rate: int) -> bytes:
+    """16 kHz samples as ``encoding`` at ``rate`` (the twin's converter, numpy)."""
+    return convert(s16(samples), encoding, rate)
+
+
+@functools.cache
+def two_utterances(encoding: str, rate: int) -> bytes:
+    return encoded(TWO_UTTERANCES, encoding, rate)
+
+
+def feed_all(vad: VadFinalizer, data: bytes, sizes: Iterator[int] | None = None) -> list[int]:
+    """Absolute byte offsets of the finalizes, feeding ``data`` in chunks of ``sizes``."""
+    found, pos = [], 0
+    while pos < len(data):
+        size = next(sizes) if sizes is not None else len(data)
+        chunk = data[pos : pos + size]
+        offsets = vad.feed(chunk)
+        assert offsets == sorted(set(offsets))
+        assert all(0 < o <= len(chunk) for o in offsets)
+        found += [pos + o for o in offsets]
+        pos += len(chunk)
+    return found
+
+
+def seconds(offsets: list[int], fmt: AudioFormat) -> list[float]:
+    return [round(fmt.duration(o), 3) for o in offsets]
+
+
+# Recordings start with a moment of room tone before the voice: so do these.
+TWO_UTTERANCES = quiet(0.5) + buzz(1.0) + quiet(1.0) + buzz(0.5) + quiet(1.0)
+ENDS = (1.5, 3.0)
+
+
+# -- synthetic audio --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_finalize_after_silence_following_speech(backend: VadBackend) -> None:
+    vad = VadFinalizer("pcm_s16le", 16000, silence_ms=600, backend=backend_param(backend))
+    assert vad.backend == backend
+    found = seconds(feed_all(vad, s16(TWO_UTTERANCES)), vad.format)
+    assert len(found) == 2, found
+    # Speech ends at 1.5 s and 3.0 s: 600 ms of silence later.
+    for end, at in zip(ENDS, found, strict=True):
+        assert end + 0.6 <= at <= end + 0.6 + LATE[backend], found
+    if backend == "energy":
+        # Exactly: the voice stops on a frame boundary; 20 frames of silence end it.
+        vad.reset()
+        assert feed_all(vad, s16(TWO_UTTERANCES)) == [2 * 33600, 2 * 57600]
+    assert not vad.in_speech
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_silence_ms_moves_the_finalize(backend: VadBackend) -> None:
+    for silence_ms in (300, 900):
+        vad = VadFinalizer(
+            "pcm_s16le", 16000, silence_ms=silence_ms, backend=backend_param(backend)
+        )
+        first = seconds(feed_all(vad, s16(TWO_UTTERANCES)), vad.format)[0]
+        assert ENDS[0] + silence_ms / 1000 <= first <= ENDS[0] + silence_ms / 1000 + LATE[backend]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_speech_or_no_pause_asks_for_nothing(backend: VadBackend) -> None:
+    name = backend_param(backend)
+    assert feed_all(VadFinalizer("pcm_s16le", 16000, backend=name), s16(quiet(3.0))) == []
+    assert feed_all(VadFinalizer("pcm_s16le", 16000, backend=name), s16(buzz(3.0))) == []
+    # Speech that ends without enough silence is not finalized yet, and says so.
+    vad = VadFinalizer("pcm_s16le", 16000, backend=name)
+    assert feed_all(vad, s16(quiet(0.5) + buzz(1.0) + quiet(0.3))) == []
+    assert vad.in_speech
+    # A long silence asks once, not once per silence_ms.
+    vad = VadFinalizer("pcm_s16le", 16000, backend=name)
+    assert len(feed_all(vad, s16(quiet(0.5) + buzz(1.0) + quiet(5.0)))) == 1
+
+
+def test_a_click_does_not_start_an_utterance() -> None:
+    vad = VadFinalizer("pcm_s16le", 16000, backend="energy", min_speech_ms=90)
+    assert feed_all(vad, s16(quiet(1.0) + buzz(0.03) + quiet(2.0))) == []
+    eager = VadFinalizer("pcm_s16le", 16000, backend="energy", min_speech_ms=0)
+    assert len(feed_all(eager, s16(quiet(1.0) + buzz(0.03) + quiet(2.0)))) == 1
+
+
+def test_energy_follows_the_noise_floor() -> None:
+    # Steady -40 dBFS noise from the first frame is the floor, not speech; speech over it is.
+    audio = quiet(4.0, noise=0.01) + buzz(1.0) + quiet(1.5, noise=0.01, seed=1)
+    vad = VadFinalizer("pcm_s16le", 16000, backend="energy")
+    found = seconds(feed_all(vad, s16(audio)), vad.format)
+    assert len(found) == 1 and 5.6 <= found[0] <= 5.6 + 2 * FRAME_S, found
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("rate", [8000, 11025, 16000, 22050, 44100, 48000])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_encoding_and_rate_decides_alike(
+    encoding: str, rate: int, backend: VadBackend
+) -> None:
+    vad = VadFinalizer(encoding, rate, backend=backend_param(backend))
+    found = seconds(feed_all(vad, encoded(TWO_UTTERANCES, encoding, rate)), vad.format)
+    assert len(found) == 2, found
+    for end, at in zip(ENDS, found, strict=True):
+        assert end + 0.6 <= at <= end + 0.6 + LATE[backend] + FRAME_S, found
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    encoding=st.sampled_from(ENCODINGS),
+    rate=st.sampled_from([8000, 11025, 16000]),
+    sizes=st.lists(st.integers(min_value=1, max_value=5000), min_size=1, max_size=20),
+)
+def test_chunking_does_not_change_the_decisions(encoding: str, rate: int, sizes: list[int]) -> None:
+    data = two_utterances(encoding, rate)
+    whole = feed_all(VadFinalizer(encoding, rate, backend="energy"), data)
+
+    def cycle() -> Iterator[int]:
+        while True:
+            yield from sizes
+
+    assert feed_all(VadFinalizer(encoding, rate, backend="energy"), data, cycle()) == whole
+    assert len(whole) == 2
+
+
+def test_reset_starts_a_new_stream() -> None:
+    vad = VadFinalizer("pcm_s16le", 16000, backend="energy")
+    first = feed_all(vad, s16(TWO_UTTERANCES))
+    vad.feed(b"\x00")  # half a sample, forgotten by reset
+    vad.reset()
+    assert feed_all(vad, s16(TWO_UTTERANCES)) == first
+    assert vad.feed(b"") == []
+
+
+def test_auto_falls_back_to_energy_without_webrtcvad(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "webrtcvad", None)  # as if not installed
+    assert VadFinalizer("pcm_s16le", 16000).backend == "energy"
+    with pytest.raises(stt.UsageError, match=r"webrtcvad-wheels.*\[vad\]"):
+        VadFinalizer("pcm_s16le", 16000, backend="webrtc")
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        (("pcm_s24le", 16000), {}, "unknown encoding"),
+        (("pcm_s16le", 0), {}, "sample_rate"),
+        (("pcm_s16le", 4000), {}, "8000 Hz"),
+        (("pcm_s16le", 16000), {"frame_ms": 25}, "frame_ms"),
+        (("pcm_s16le", 16000), {"silence_ms": 0}, "silence_ms"),
+        (("pcm_s16le", 16000), {"silence_ms": math.nan}, "silence_ms"),
+        (("pcm_s16le", 16000), {"min_speech_ms": -1}, "min_speech_ms"),
+        (("pcm_s16le", 16000), {"aggressiveness": 4}, "aggressiveness"),
+        (("pcm_s16le", 16000), {"backend": "silero"}, "backend"),
+        (("pcm_s16le", 16000), {"energy_threshold_db": math.inf}, "energy_threshold_db"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    args: tuple[str, int], kwargs: dict[str, object], match: str
+) -> None:
+    with pytest.raises(stt.UsageError, match=match):
+        VadFinalizer(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_non_bytes_audio_is_a_usage_error() -> None:
+    with pytest.raises(stt.UsageError, match="bytes-like"):
+        VadFinalizer("pcm_s16le", 16000).feed("hello")  # type: ignore[arg-type]
+
+
+# -- real speech from the twin's voice --------------------------------------------------------
+
+SENTENCES = (
+    "The quick brown fox jumps over the lazy dog",
+    "Sandy sells seashells on the sea shore",
+    "Please call me back tomorrow afternoon",
+)
+PAUSE_S = 0.8
+
+
+def speech_span(samples: array.array[int], threshold: int = 200) -> tuple[int, int]:
+    """First and last sample (exclusive) above ``threshold``: where the voice is audible."""
+    loud = [i for i, v in enumerate(samples) if abs(v) > threshold]
+    return loud[0], loud[-1] + 1
+
+
+@pytest.fixture(scope="module")
+def spoken() -> tuple[bytes, list[tuple[float, float]]]:
+    """The sentences from the twin's ``/tts/bytes``, with pauses and faint noise, and where
+    the voice is audible in it (seconds)."""
+    pytest.importorskip("py_nanotts")
+    import asyncio
+
+    from cartesia_stt_async.twin import ScriptedEngine, serve
+
+    async def synthesize() -> list[bytes]:
+        async with serve(engine=ScriptedEngine([])) as twin, client_for(twin) as client:
+            out = []
+            for text in SENTENCES:
+                response = await client.tts.generate(
+                    model_id="sonic-latest",
+                    transcript=text,
+                    voice="any",
+                    output_format={
+                        "container": "raw",
+                        "encoding": "pcm_s16le",
+                        "sample_rate": 16000,
+                    },
+                    language="en",
+                )
+                out.append(await response.read())
+            return out
+
+    clips = asyncio.run(synthesize())
+    audio: array.array[int] = array.array("h")
+    spans = []
+    for clip in clips:
+        samples = array.array("h", clip)
+        start, end = speech_span(samples)
+        spans.append(((len(audio) + start) / 16000, (len(audio) + end) / 16000))
+        audio.extend(samples)
+        audio.extend([0] * int(PAUSE_S * 16000))
+    noise = quiet(len(audio) / 16000, noise=0.001)  # -60 dBFS
+    mixed = [max(-32768, min(32767, a + n)) for a, n in zip(audio, noise, strict=True)]
+    return s16(mixed), spans
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("encoding", "rate"), [("pcm_s16le", 16000), ("pcm_mulaw", 8000), ("pcm_f32le", 44100)]
+)
+def test_finalizes_land_in_the_pauses_of_real_speech(
+    spoken: tuple[bytes, list[tuple[float, float]]], backend: VadBackend, encoding: str, rate: int
+) -> None:
+    audio, spans = spoken
+    data = audio if encoding == "pcm_s16le" else convert(audio, encoding, rate)
+    vad = VadFinalizer(encoding, rate, backend=backend_param(backend))
+    chunk = vad.format.frame_bytes(100)  # 100 ms chunks, as a live stream sends them
+    found = seconds(feed_all(vad, data, iter(lambda: chunk, None)), vad.format)
+    total = vad.format.duration(len(data))
+    pauses = [
+        (end, nxt) for (_, end), (nxt, _) in zip(spans, [*spans[1:], (total, total)], strict=True)
+    ]
+    assert len(found) == len(SENTENCES), (found, pauses)
+    for at, (end, nxt) in zip(found, pauses, strict=True):
+        assert end + 0.5 <= at <= nxt, (found, pauses)  # in the pause, after most of silence_ms
