@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import os
 import platform
@@ -67,6 +68,7 @@ SERVER_BOUND = 0.8  # server busy fraction of one core above which a probe is no
 
 KINDS = ["bare", "official", "ours-relay", "ours-stream"]
 ONE_CONNECTION = ["bare", "official", "ours"]
+THROUGHPUT = [*ONE_CONNECTION, "ours-10s-utterances"]
 LABELS = {
     "bare": "bare websockets loop (no deflate)",
     "official": "official cartesia 3.2.0, one shared client",
@@ -230,7 +232,11 @@ class Bench:
         self, mode: str, kind: str, url: str, extra: list[str]
     ) -> tuple[dict[str, Any], dict[str, Sample], str]:
         run = self._run_id(kind)
-        client_kind = {"official-deflate": "official", "ours": "ours-relay"}.get(kind, kind)
+        client_kind = {
+            "official-deflate": "official",
+            "ours": "ours-relay",
+            "ours-10s-utterances": "ours-stream",
+        }.get(kind, kind)
         cmd = [sys.executable, str(CLIENT), mode, "--kind", client_kind, "--url", url]
         cmd += ["--run", run, *extra]
         env = {
@@ -273,6 +279,7 @@ class Bench:
         server = self.server.stats(run)
         sessions = server["sessions"]
         received = sessions["0"]["audio_bytes"] if "0" in sessions else 0
+        result["server_finalizes"] = len(sessions["0"]["finalizes"]) if "0" in sessions else 0
         result["server_received_bytes"] = received
         result["server_cpu_s"] = proc_cpu(self.server.proc.pid) - cpu0
         result["ok"] = received == result.get("bytes") and not result.get("errors")
@@ -471,7 +478,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Python {m['python']}, {packages}, commit {m['git_commit'][:12]}{dirty}.",
         f"Load average at start {m['loadavg_start']}, at end {report['loadavg_end']}; "
         f"{report['seconds']:.0f} s of audio per session, finalize every "
-        f"{report['finalize_every']:.0f} s, {report['repeats']} run(s) per cell (ranges are "
+        f"{report['finalize_every']:g} s, {report['repeats']} run(s) per cell (ranges are "
         "min-max over runs).",
         load_line(report),
         "",
@@ -526,7 +533,7 @@ def markdown(report: dict[str, Any]) -> str:
         "outside the server p50 ms |",
         "|---|---|---|---|---|---|---|",
     ]
-    for kind in ONE_CONNECTION:
+    for kind in THROUGHPUT:
         tp = [r for r in report["throughput"] if r["kind"] == kind]
         lat = [r for r in report["latency"] if r["kind"] == kind]
         if not tp and not lat:
@@ -557,10 +564,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 def plot(report: dict[str, Any], path: Path) -> str | None:
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        # Imported by name: matplotlib is optional (the ``bench`` extra), typed or not.
+        importlib.import_module("matplotlib").use("Agg")
+        plt: Any = importlib.import_module("matplotlib.pyplot")
     except ImportError:
         return "matplotlib is not installed: no plot (pip install matplotlib)"
     fig, (ax_cpu, ax_late) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -669,12 +675,13 @@ def main() -> int:
                     r = bench.steady(kind, n)
                     report["steady"].append(r)
                     print(f"steady {kind:16s} N={n:4d} {json.dumps(brief(r))}", flush=True)
-        # One connection, ours once: both ours-* use send_audio(speed=None) / finalize() here.
-        for kind in [] if args.steady_only else ONE_CONNECTION:
+        for kind in [] if args.steady_only else THROUGHPUT:
             for _ in range(1 if quick else 3):
                 r = bench.throughput(kind, 32.0 if quick else 128.0)
                 report["throughput"].append(r)
                 print(f"throughput {kind:9s} {r.get('mb_per_s', 0):.1f} MB/s ok={r['ok']}")
+        # One connection, ours once: send_audio(speed=None) then finalize() in both ours-*.
+        for kind in [] if args.steady_only else ONE_CONNECTION:
             r = bench.latency(kind, 50 if quick else 200)
             report["latency"].append(r)
             print(f"latency {kind:9s} {json.dumps(r['total_ms'])}", flush=True)
