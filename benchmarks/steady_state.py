@@ -448,10 +448,10 @@ def raise_fd_limit(ns: Iterable[int]) -> None:
 def fmt_range(values: list[float], digits: int = 2) -> str:
     if not values:
         return "-"
-    lo, hi = min(values), max(values)
-    if f"{lo:.{digits}f}" == f"{hi:.{digits}f}":
-        return f"{lo:.{digits}f}"
-    return f"{lo:.{digits}f}-{hi:.{digits}f}"
+    lo, hi = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+    if lo == hi:
+        return lo
+    return f"{lo} to {hi}" if lo.startswith("-") or hi.startswith("-") else f"{lo}-{hi}"
 
 
 def load_line(report: dict[str, Any]) -> str:
@@ -630,7 +630,25 @@ def main() -> int:
     parser.add_argument("--note", default="", help="free text kept with the results")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results directory")
     parser.add_argument("--plot", type=Path, help="PNG path (full: docs/img/steady_state.png)")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="only redo the tables and plot of a results file",
+    )
     args = parser.parse_args()
+    if args.render:
+        done: dict[str, Any] = json.loads(args.render.read_text())
+        table = markdown(done)
+        args.render.with_suffix(".md").write_text(table)
+        path = args.plot or (
+            args.render.with_suffix(".png")
+            if done["mode"] == "quick"
+            else ROOT / "docs" / "img" / "steady_state.png"
+        )
+        print(table)
+        print(plot(done, path) or f"plot: {path}")
+        return 0
     try:
         import cartesia  # noqa: F401
     except ImportError:
