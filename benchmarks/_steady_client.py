@@ -1,0 +1,642 @@
+"""One client process of ``steady_state.py``: N real-time sessions with one client library.
+
+Run by ``steady_state.py`` (one process per measurement, so each client's CPU and memory are
+its own); it prints ``MARK start`` and ``MARK end`` around the measured window (so the
+orchestrator can sample the server's CPU and the machine's load then), and one JSON line with
+the results last. Kinds:
+
+* ``ours-relay``: ``cartesia_stt_async``, a live relay: each 100 ms frame "arrives" at its
+  deadline (the caller sleeps to it) and is forwarded with ``await conn.send_audio(frame)`` at
+  the default speed 1.0; every ``finalize_every`` frames a task awaits ``conn.finalize()``;
+  leaving ``async with`` sends ``close`` and drains to ``done``. Nobody iterates events.
+* ``ours-relay-unpaced``: the same with ``speed=None`` (the source is already real time);
+  not in the default set: it tells what the SDK's own pacing adds.
+* ``ours-stream``: ``cartesia_stt_async``, ``await conn.stream(utterances, speed=1.0)``: the
+  SDK paces every utterance, finalizes after each, closes and reads to ``done``.
+* ``official``: the official ``cartesia`` package (3.2.0), ONE shared ``AsyncCartesia``;
+  per session ``async with client.stt.manual_finalize.websocket(...)``, frames sent with
+  ``await conn.send_raw(frame)`` after sleeping to the deadline, ``await conn.send("finalize")``
+  every ``finalize_every`` frames, ``send("close")``; a reader task runs
+  ``async for event in conn`` until ``done``.
+* ``bare``: ``websockets.asyncio.client.connect(url, compression=None)``, sleep to the
+  deadline, ``await ws.send(frame)``, ``ws.send("finalize")``, ``ws.send("close")``; a reader
+  task runs ``async for message in ws`` with ``json.loads`` until ``done``. The floor.
+
+Frame lateness is measured the same way for every kind: the class-level ``write`` of asyncio's
+socket transport is wrapped, and every binary WebSocket frame (opcode 2 in the first byte; one
+``transport.write`` per frame in websockets) is stamped with ``time.monotonic()`` when it is
+handed to the socket. Lateness of frame n of a session = its stamp - (stamp of the session's
+first frame + n x 100 ms).
+
+Modes: ``steady`` (the above), ``throughput`` (one connection, unpaced), ``latency`` (one
+connection, one frame then a timed ``finalize``, repeated). Arguments are documented in
+``main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import math
+import os
+import random
+import resource
+import sys
+import time
+from array import array
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+RATE = 16000
+FRAME_BYTES = 3200  # 100 ms of 16 kHz pcm_s16le
+FRAME_S = 0.1
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+# transport -> monotonic stamps of the binary frames handed to it
+STAMPS: dict[object, list[float]] = {}
+
+
+def install_write_hook() -> None:
+    """Stamp every binary WebSocket frame handed to an asyncio socket transport."""
+    from asyncio import selector_events
+
+    cls: Any = getattr(selector_events, "_SelectorSocketTransport")  # noqa: B009
+    original = cls.write
+
+    def write(
+        self: object,
+        data: bytes,
+        _original: Callable[[object, bytes], None] = original,
+        _now: Callable[[], float] = time.monotonic,
+        _stamps: dict[object, list[float]] = STAMPS,
+    ) -> None:
+        if data and data[0] & 0x0F == 2:  # FIN/RSV bits aside, opcode 2: a binary frame
+            stamps = _stamps.get(self)
+            if stamps is None:
+                stamps = _stamps[self] = []
+            stamps.append(_now())
+        _original(self, data)
+
+    cls.write = write
+
+
+def make_audio(seconds: float) -> bytes:
+    """Deterministic speech-like 16 kHz pcm_s16le: voiced harmonics at a syllable rhythm + noise.
+
+    Not silence, so that a deflate-negotiating client pays what it would pay for speech.
+    """
+    rng = random.Random(7)
+    samples = array("h")
+    two_pi = 2 * math.pi
+    for i in range(int(seconds * RATE)):
+        t = i / RATE
+        f0 = 120 + 30 * math.sin(two_pi * 0.7 * t)
+        envelope = 0.5 * (1 + math.sin(two_pi * 3.1 * t))
+        voiced = (
+            3000 * math.sin(two_pi * f0 * t)
+            + 1400 * math.sin(two_pi * 2 * f0 * t)
+            + 700 * math.sin(two_pi * 3 * f0 * t)
+        )
+        value = envelope * voiced + rng.gauss(0, 250)
+        samples.append(max(-32768, min(32767, int(value))))
+    if sys.byteorder != "little":
+        samples.byteswap()
+    return samples.tobytes()
+
+
+def rss() -> int:
+    """Resident set size of this process, bytes."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+def cpu() -> float:
+    """User + system CPU seconds of this process."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def sys_cpu() -> float:
+    """System (kernel) CPU seconds of this process."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by the nearest-rank method; 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
+
+
+async def sleep_until(deadline: float) -> None:
+    """Sleep until the loop's monotonic clock reaches ``deadline``."""
+    delay = deadline - asyncio.get_running_loop().time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+@dataclass
+class Plan:
+    """The workload shared by every session of a run."""
+
+    url: str  # ws://host:port (the plain or the deflate port)
+    run: str
+    n: int
+    frames: int
+    finalize_every: int
+    audio: bytes
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+    start: asyncio.Event = field(default_factory=asyncio.Event)
+    t0: float = 0.0
+    open_count: int = 0
+    handshakes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))
+    _utterances: list[bytes] = field(default_factory=list)
+
+    @property
+    def utterances(self) -> list[bytes]:
+        """The audio cut at each finalize, shared by every session (made once)."""
+        if not self._utterances:
+            per = self.finalize_every * FRAME_BYTES
+            total = self.frames * FRAME_BYTES
+            self._utterances = [self.audio[a : min(a + per, total)] for a in range(0, total, per)]
+        return self._utterances
+
+    def tag(self, i: int) -> str:
+        return f"{self.run}-{i}"
+
+    def first_frame_at(self, i: int) -> float:
+        # Sessions are spread evenly over one frame period, as independent callers would be.
+        return self.t0 + FRAME_S * i / self.n
+
+    def frame(self, k: int) -> bytes:
+        return self.audio[k * FRAME_BYTES : (k + 1) * FRAME_BYTES]
+
+    async def ready(self) -> None:
+        """Count this session as open; wait for the common start."""
+        self.open_count += 1
+        if self.open_count == self.n:
+            self.opened.set()
+        await self.start.wait()
+
+
+@dataclass
+class SessionLog:
+    """What one session measured: each finalize's call time and when its flush_done was seen."""
+
+    tag: str
+    finalize_calls: list[float] = field(default_factory=list)
+    flush_seen: list[float] = field(default_factory=list)
+    sdk_latency: list[float] = field(default_factory=list)  # ours-stream: Utterance.latency
+    done: bool = False
+
+
+Session = Callable[[Plan, int, SessionLog], Awaitable[None]]
+
+
+# -- the four clients ---------------------------------------------------------------------
+
+
+def ours_client(plan: Plan) -> Any:
+    import cartesia_stt_async as stt
+
+    http = plan.url.replace("ws://", "http://", 1)
+    return stt.AsyncCartesia(api_key="bench-key", base_url=http)
+
+
+async def ours_relay(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
+    await _ours_relay(client, plan, i, log, speed=1.0)
+
+
+async def ours_relay_unpaced(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
+    await _ours_relay(client, plan, i, log, speed=None)
+
+
+async def _ours_relay(
+    client: Any, plan: Plan, i: int, log: SessionLog, *, speed: float | None
+) -> None:
+    await plan.handshakes.acquire()
+    released = False
+    try:
+        async with client.stt.manual_finalize.websocket(
+            model="ink-2",
+            encoding="pcm_s16le",
+            sample_rate=RATE,
+            extra_query={"bench": log.tag},
+            speed=speed,
+        ) as conn:
+            plan.handshakes.release()
+            released = True
+            await plan.ready()
+            start = plan.first_frame_at(i)
+            pending: list[asyncio.Task[None]] = []
+
+            async def finalize() -> None:
+                log.finalize_calls.append(time.monotonic())
+                await conn.finalize()
+                log.flush_seen.append(time.monotonic())
+
+            for k in range(plan.frames):
+                await sleep_until(start + k * FRAME_S)
+                await conn.send_audio(plan.frame(k))
+                if (k + 1) % plan.finalize_every == 0:
+                    pending.append(asyncio.create_task(finalize()))
+            await asyncio.gather(*pending)
+        log.done = conn.state == "done"
+    finally:
+        if not released:
+            plan.handshakes.release()
+
+
+async def ours_stream(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
+    await plan.handshakes.acquire()
+    released = False
+    try:
+        async with client.stt.manual_finalize.websocket(
+            model="ink-2",
+            encoding="pcm_s16le",
+            sample_rate=RATE,
+            extra_query={"bench": log.tag},
+        ) as conn:
+            plan.handshakes.release()
+            released = True
+            await plan.ready()
+            await sleep_until(plan.first_frame_at(i))
+            transcript = await conn.stream(plan.utterances, speed=1.0)
+            log.sdk_latency = [u.latency for u in transcript.utterances if u.latency is not None]
+        log.done = conn.state == "done"
+    finally:
+        if not released:
+            plan.handshakes.release()
+
+
+def official_client(plan: Plan) -> Any:
+    from cartesia import AsyncCartesia
+
+    return AsyncCartesia(api_key="bench-key", base_url=plan.url.replace("ws://", "http://", 1))
+
+
+async def official(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
+    await plan.handshakes.acquire()
+    released = False
+    try:
+        async with client.stt.manual_finalize.websocket(
+            model="ink-2",
+            encoding="pcm_s16le",
+            sample_rate=RATE,
+            extra_query={"bench": log.tag},
+        ) as conn:
+            plan.handshakes.release()
+            released = True
+            await plan.ready()
+
+            async def reader() -> None:
+                async for event in conn:
+                    if event.type == "flush_done":
+                        log.flush_seen.append(time.monotonic())
+                    elif event.type == "done":
+                        log.done = True
+                        return
+
+            task = asyncio.create_task(reader())
+            start = plan.first_frame_at(i)
+            for k in range(plan.frames):
+                await sleep_until(start + k * FRAME_S)
+                await conn.send_raw(plan.frame(k))
+                if (k + 1) % plan.finalize_every == 0:
+                    log.finalize_calls.append(time.monotonic())
+                    await conn.send("finalize")
+            await conn.send("close")
+            await task
+    finally:
+        if not released:
+            plan.handshakes.release()
+
+
+def bare_client(plan: Plan) -> Any:
+    return None
+
+
+async def bare(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
+    from websockets.asyncio.client import connect
+
+    url = (
+        f"{plan.url}/stt/websocket?model=ink-2&encoding=pcm_s16le&sample_rate={RATE}"
+        f"&bench={log.tag}"
+    )
+    async with plan.handshakes:
+        ws = await connect(url, compression=None)
+    async with ws:
+        await plan.ready()
+
+        async def reader() -> None:
+            async for message in ws:
+                event = json.loads(message)
+                kind = event["type"]
+                if kind == "flush_done":
+                    log.flush_seen.append(time.monotonic())
+                elif kind == "done":
+                    log.done = True
+                    return
+
+        task = asyncio.create_task(reader())
+        start = plan.first_frame_at(i)
+        for k in range(plan.frames):
+            await sleep_until(start + k * FRAME_S)
+            await ws.send(plan.frame(k))
+            if (k + 1) % plan.finalize_every == 0:
+                log.finalize_calls.append(time.monotonic())
+                await ws.send("finalize")
+        await ws.send("close")
+        await task
+
+
+KINDS: dict[str, tuple[Callable[[Plan], Any], Callable[[Any, Plan, int, SessionLog], Any]]] = {
+    "ours-relay": (ours_client, ours_relay),
+    "ours-relay-unpaced": (ours_client, ours_relay_unpaced),
+    "ours-stream": (ours_client, ours_stream),
+    "official": (official_client, official),
+    "bare": (bare_client, bare),
+}
+
+
+async def close_client(client: Any) -> None:
+    close = getattr(client, "close", None)
+    if close is not None:
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+# -- modes -----------------------------------------------------------------------------------
+
+
+def mark(what: str) -> None:
+    print(f"MARK {what} {time.monotonic():.6f}", flush=True)
+
+
+async def steady(args: argparse.Namespace) -> dict[str, Any]:
+    make, session = KINDS[args.kind]
+    frames = round(args.seconds / FRAME_S)
+    plan = Plan(
+        url=args.url,
+        run=args.run,
+        n=args.n,
+        frames=frames,
+        finalize_every=max(1, round(args.finalize_every / FRAME_S)),
+        audio=make_audio(frames * FRAME_S),
+    )
+    client = make(plan)
+    plan.utterances  # noqa: B018 - shared audio is made before the memory baseline
+    # Every kind imports what its first connection would import lazily, before the baseline.
+    import websockets.asyncio.client  # noqa: F401
+
+    install_write_hook()
+    logs = [SessionLog(plan.tag(i)) for i in range(plan.n)]
+    gc.collect()
+    rss_base = rss()
+    cpu_open = cpu()
+    t_open = time.monotonic()
+    tasks = [asyncio.create_task(session(client, plan, i, logs[i])) for i in range(plan.n)]
+    errors: list[str] = []
+    opened = asyncio.create_task(plan.opened.wait())
+    await asyncio.wait([opened, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    if not opened.done():  # a session failed before all were open
+        opened.cancel()
+        for t in tasks:
+            t.cancel()
+        for r in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+                errors.append(repr(r))
+        await close_client(client)
+        return {"kind": args.kind, "n": args.n, "errors": errors[:5], "error_count": len(errors)}
+    open_s, open_cpu = time.monotonic() - t_open, cpu() - cpu_open
+    await asyncio.sleep(1.0)
+    gc.collect()
+    rss_idle = rss()
+    samples: list[int] = []
+    loop = asyncio.get_running_loop()
+    plan.t0 = loop.time() + 0.3
+    await sleep_until(plan.t0 - 0.05)
+    mark("start")
+    cpu0, sys0 = cpu(), sys_cpu()
+    plan.start.set()
+
+    async def sample_rss() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            samples.append(rss())
+
+    sampler = asyncio.create_task(sample_rss())
+    try:
+        async with asyncio.timeout(args.seconds * 3 + 60):
+            await asyncio.wait(tasks)
+    except TimeoutError:
+        errors.append("timeout: the sessions did not finish")
+        for t in tasks:
+            t.cancel()
+    cpu1, sys1 = cpu(), sys_cpu()
+    t_end = time.monotonic()
+    mark("end")
+    sampler.cancel()
+    for r in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(r, BaseException):
+            errors.append(repr(r))
+    await close_client(client)
+
+    late: list[float] = []
+    written = 0
+    for stamps in STAMPS.values():
+        written += len(stamps)
+        first = stamps[0]
+        late.extend(t - (first + k * FRAME_S) for k, t in enumerate(stamps))
+    audio_s = plan.n * frames * FRAME_S
+    window = t_end - (plan.t0 - 0.05)
+    return {
+        "kind": args.kind,
+        "n": plan.n,
+        "seconds": frames * FRAME_S,
+        "finalize_every_s": plan.finalize_every * FRAME_S,
+        "frames_expected": plan.n * frames,
+        "frames_written": written,
+        "sessions_done": sum(log.done for log in logs),
+        "errors": errors[:5],
+        "error_count": len(errors),
+        "audio_s": audio_s,
+        "window_s": window,
+        "cpu_s": cpu1 - cpu0,
+        "cpu_ms_per_audio_s": (cpu1 - cpu0) / audio_s * 1000,
+        "sys_cpu_s": sys1 - sys0,
+        "cpu_busy": (cpu1 - cpu0) / window,
+        "open_s": open_s,
+        "open_cpu_ms_per_session": open_cpu / plan.n * 1000,
+        "lateness_ms": {
+            "p50": percentile(late, 0.5) * 1000,
+            "p99": percentile(late, 0.99) * 1000,
+            "max": max(late, default=0.0) * 1000,
+        },
+        "rss_base": rss_base,
+        "rss_idle": rss_idle,
+        "rss_stream_max": max(samples, default=rss_idle),
+        "idle_kib_per_session": (rss_idle - rss_base) / plan.n / 1024,
+        "stream_kib_per_session": (max(samples, default=rss_idle) - rss_base) / plan.n / 1024,
+        "finalize": {
+            log.tag.rsplit("-", 1)[1]: [log.finalize_calls, log.flush_seen, log.sdk_latency]
+            for log in logs
+        },
+    }
+
+
+async def throughput(args: argparse.Namespace) -> dict[str, Any]:
+    """One connection, ``args.mb`` MB in 100 ms frames as fast as it goes, then one finalize.
+
+    ``ours-relay`` here is ``send_audio(all of it, speed=None)`` then ``finalize()``;
+    ``ours-stream`` is ``stream(10 s utterances, speed=None)`` (a finalize every 10 s of audio,
+    then close and done), which keeps the replay journal short.
+    """
+    base = make_audio(12.0)
+    total = int(args.mb * 1e6) // FRAME_BYTES * FRAME_BYTES
+    audio = (base * (total // len(base) + 1))[:total]
+    frames = [audio[k : k + FRAME_BYTES] for k in range(0, total, FRAME_BYTES)]
+    tag = f"{args.run}-0"
+    query = {"bench": tag}
+    t0 = c0 = 0.0
+    if args.kind in ("ours-relay", "ours-stream"):
+        import cartesia_stt_async as stt
+
+        client: Any = stt.AsyncCartesia(
+            api_key="bench-key", base_url=args.url.replace("ws://", "http://", 1)
+        )
+        per = 10 * RATE * 2
+        utterances = [audio[k : k + per] for k in range(0, total, per)]
+        async with client.stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=RATE, extra_query=query
+        ) as conn:
+            t0, c0 = time.monotonic(), cpu()
+            if args.kind == "ours-relay":
+                await conn.send_audio(audio, speed=None)
+                await conn.finalize()
+            else:
+                await conn.stream(utterances, speed=None)
+            t1, c1 = time.monotonic(), cpu()
+    elif args.kind == "official":
+        from cartesia import AsyncCartesia
+
+        client = AsyncCartesia(api_key="bench-key", base_url=args.url.replace("ws://", "http://"))
+        async with client.stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=RATE, extra_query=query
+        ) as conn:
+            t0, c0 = time.monotonic(), cpu()
+            for frame in frames:
+                await conn.send_raw(frame)
+            await conn.send("finalize")
+            async for event in conn:
+                if event.type == "flush_done":
+                    break
+            t1, c1 = time.monotonic(), cpu()
+        await client.close()
+    else:
+        from websockets.asyncio.client import connect
+
+        url = f"{args.url}/stt/websocket?encoding=pcm_s16le&sample_rate={RATE}&bench={tag}"
+        async with connect(url, compression=None) as ws:
+            t0, c0 = time.monotonic(), cpu()
+            for frame in frames:
+                await ws.send(frame)
+            await ws.send("finalize")
+            async for message in ws:
+                if json.loads(message)["type"] == "flush_done":
+                    break
+            t1, c1 = time.monotonic(), cpu()
+    return {
+        "kind": args.kind,
+        "bytes": total,
+        "seconds": t1 - t0,
+        "mb_per_s": total / 1e6 / (t1 - t0),
+        "cpu_s": c1 - c0,
+        "audio_s_per_s": total / (RATE * 2) / (t1 - t0),
+    }
+
+
+async def latency(args: argparse.Namespace) -> dict[str, Any]:
+    """One connection: ``args.count`` times one frame, then a timed finalize, then 20 ms idle.
+
+    The call time is taken just before the client's finalize call; the flush_done is "seen"
+    when the caller's code has it: ``await conn.finalize()`` returning (ours), or the
+    caller's own ``recv()`` returning it (official, bare), in the same task.
+    """
+    frame = make_audio(0.1)
+    tag = f"{args.run}-0"
+    query = {"bench": tag}
+    calls: list[float] = []
+    seen: list[float] = []
+    if args.kind in ("ours-relay", "ours-stream"):
+        import cartesia_stt_async as stt
+
+        client: Any = stt.AsyncCartesia(
+            api_key="bench-key", base_url=args.url.replace("ws://", "http://", 1)
+        )
+        async with client.stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=RATE, extra_query=query
+        ) as conn:
+            for _ in range(args.count):
+                await conn.send_audio(frame, speed=None)
+                calls.append(time.monotonic())
+                await conn.finalize()
+                seen.append(time.monotonic())
+                await asyncio.sleep(0.02)
+    elif args.kind == "official":
+        from cartesia import AsyncCartesia
+
+        client = AsyncCartesia(api_key="bench-key", base_url=args.url.replace("ws://", "http://"))
+        async with client.stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=RATE, extra_query=query
+        ) as conn:
+            for _ in range(args.count):
+                await conn.send_raw(frame)
+                calls.append(time.monotonic())
+                await conn.send("finalize")
+                while (await conn.recv()).type != "flush_done":
+                    pass
+                seen.append(time.monotonic())
+                await asyncio.sleep(0.02)
+        await client.close()
+    else:
+        from websockets.asyncio.client import connect
+
+        url = f"{args.url}/stt/websocket?encoding=pcm_s16le&sample_rate={RATE}&bench={tag}"
+        async with connect(url, compression=None) as ws:
+            for _ in range(args.count):
+                await ws.send(frame)
+                calls.append(time.monotonic())
+                await ws.send("finalize")
+                while json.loads(await ws.recv())["type"] != "flush_done":
+                    pass
+                seen.append(time.monotonic())
+                await asyncio.sleep(0.02)
+    return {"kind": args.kind, "finalize": {"0": [calls, seen, []]}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("mode", choices=["steady", "throughput", "latency"])
+    parser.add_argument("--kind", choices=sorted(KINDS), required=True)
+    parser.add_argument("--url", required=True, help="ws://127.0.0.1:PORT")
+    parser.add_argument("--run", required=True, help="tag prefix the server files sessions by")
+    parser.add_argument("--n", type=int, default=10, help="concurrent sessions (steady)")
+    parser.add_argument("--seconds", type=float, default=12.0, help="audio per session (steady)")
+    parser.add_argument("--finalize-every", type=float, default=3.0, help="seconds (steady)")
+    parser.add_argument("--mb", type=float, default=16.0, help="megabytes (throughput)")
+    parser.add_argument("--count", type=int, default=100, help="finalizes (latency)")
+    args = parser.parse_args()
+    mode = {"steady": steady, "throughput": throughput, "latency": latency}[args.mode]
+    result = asyncio.run(mode(args))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""The minimal server of ``steady_state.py``: cheap enough that it is never what is measured.
+
+It speaks just enough of the manual-finalize protocol for the benchmark: it accepts any
+WebSocket handshake on ``/stt/websocket``, counts binary frames, answers ``finalize`` with one
+small final ``transcript`` and a ``flush_done``, and ``close`` with ``done`` followed by a close
+frame. There is no recognizer and no pacing check.
+
+It is built on websockets' sans-I/O ``ServerProtocol`` driven from a plain
+``asyncio.Protocol``: no task, future or queue per message, so thousands of frames per second
+cost little CPU. It listens on two ports: one that declines permessage-deflate (like this
+package's twin) and one that accepts it with websockets' default server settings (so the
+official client's default offer is negotiated there).
+
+It records, per session tagged with the query parameter ``bench=<run>-<index>``, the monotonic
+time (``time.monotonic()``, system-wide on Linux, so comparable with the clients' stamps) each
+frame arrived and, for each ``finalize``, when it was read and when its ``flush_done`` was
+handed to the socket: the server's own share of the finalize round trip.
+
+Control is on stdin, one command a line, answers one JSON line on stdout:
+``stats <run>`` (the sessions of that run, then forgotten), ``quit``.
+The first line printed is ``PORTS <plain> <deflate>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+FRAME_SECONDS = 0.1
+
+
+@dataclass
+class Record:
+    """What the server saw of one tagged session."""
+
+    frames: list[float] = field(default_factory=list)  # arrival time of each binary frame
+    audio_bytes: int = 0
+    finalizes: list[tuple[float, float]] = field(default_factory=list)  # (read, answered)
+    closed: bool = False
+    deflate: bool = False
+
+
+RECORDS: dict[str, Record] = {}
+
+
+class BenchProtocol(asyncio.Protocol):
+    """One connection: feed bytes to the sans-I/O protocol, write what it produces."""
+
+    def __init__(self, deflate: bool, counter: list[int]) -> None:
+        extensions = enable_server_permessage_deflate(None) if deflate else None
+        self.ws = ServerProtocol(extensions=extensions, max_size=16 << 20)
+        self.transport: asyncio.Transport | None = None
+        self.record: Record | None = None
+        self.request_id = ""
+        self.counter = counter
+        self.finalized = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        ws.receive_data(data)
+        for event in ws.events_received():
+            if isinstance(event, Frame):
+                if event.opcode is Opcode.BINARY:
+                    if self.record is not None:
+                        self.record.frames.append(time.monotonic())
+                        self.record.audio_bytes += len(event.data)
+                elif event.opcode is Opcode.TEXT:
+                    self.command(bytes(event.data).decode())
+            elif isinstance(event, Request):
+                self.handshake(event)
+        self.flush()
+
+    def handshake(self, request: Request) -> None:
+        ws = self.ws
+        response = ws.accept(request)
+        self.counter[0] += 1
+        self.request_id = f"bench-{self.counter[0]}"
+        response.headers["X-Request-Id"] = self.request_id
+        ws.send_response(response)
+        tag = parse_qs(urlsplit(request.path).query).get("bench", [""])[0]
+        if tag and response.status_code == 101:
+            self.record = RECORDS.setdefault(tag, Record())
+            self.record.deflate = bool(ws.extensions)
+
+    def command(self, text: str) -> None:
+        ws, rid = self.ws, self.request_id
+        if text == "finalize":
+            read = time.monotonic()
+            self.finalized += 1
+            ws.send_text(
+                (
+                    f'{{"type":"transcript","is_final":true,"text":" u{self.finalized}",'
+                    f'"request_id":"{rid}","duration":0.0,"language":"en"}}'
+                ).encode()
+            )
+            ws.send_text(b'{"type":"flush_done","request_id":"%s"}' % rid.encode())
+            self.flush()
+            if self.record is not None:
+                self.record.finalizes.append((read, time.monotonic()))
+        elif text in ("close", "done"):
+            ws.send_text(b'{"type":"done","request_id":"%s"}' % rid.encode())
+            ws.send_close(1000)
+            if self.record is not None:
+                self.record.closed = True
+
+    def flush(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        for data in self.ws.data_to_send():
+            if data:
+                transport.write(data)
+            else:
+                transport.close()
+        if self.ws.state is State.CLOSED:
+            transport.close()
+
+    def eof_received(self) -> bool | None:
+        self.ws.receive_eof()
+        self.flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by the nearest-rank method; 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
+
+
+def stats(run: str) -> dict[str, Any]:
+    """Summaries of the sessions tagged ``run-*``, which are then forgotten."""
+    prefix = f"{run}-"
+    sessions: dict[str, Any] = {}
+    late: list[float] = []
+    for tag in [t for t in RECORDS if t.startswith(prefix)]:
+        rec = RECORDS.pop(tag)
+        if rec.frames:
+            first = rec.frames[0]
+            late.extend(t - (first + n * FRAME_SECONDS) for n, t in enumerate(rec.frames))
+        sessions[tag[len(prefix) :]] = {
+            "frames": len(rec.frames),
+            "audio_bytes": rec.audio_bytes,
+            "finalizes": rec.finalizes,
+            "closed": rec.closed,
+            "deflate": rec.deflate,
+        }
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "sessions": sessions,
+        "arrival_lateness_ms": {
+            "p50": percentile(late, 0.5) * 1000,
+            "p99": percentile(late, 0.99) * 1000,
+            "max": max(late, default=0.0) * 1000,
+        },
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+    }
+
+
+async def main() -> None:
+    loop = asyncio.get_running_loop()
+    counter = [0]
+    plain = await loop.create_server(
+        lambda: BenchProtocol(False, counter), "127.0.0.1", 0, backlog=4096
+    )
+    deflate = await loop.create_server(
+        lambda: BenchProtocol(True, counter), "127.0.0.1", 0, backlog=4096
+    )
+    ports = [s.sockets[0].getsockname()[1] for s in (plain, deflate)]
+    print(f"PORTS {ports[0]} {ports[1]}", flush=True)
+    while True:
+        line = await asyncio.to_thread(sys.stdin.readline)
+        words = line.split()
+        if not words or words[0] == "quit":
+            break
+        if words[0] == "stats" and len(words) == 2:
+            print(json.dumps(stats(words[1])), flush=True)
+        else:
+            print(json.dumps({"error": f"unknown command {line.strip()!r}"}), flush=True)
+    plain.close()
+    deflate.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,727 @@
+"""Steady state: many real-time sessions in one process; ours vs the official SDK vs a bare loop.
+
+What is measured (docs/performance.md explains each figure). One minimal server process
+(``_steady_server.py``) serves every client; each measurement runs one client process
+(``_steady_client.py``) with one of these clients:
+
+* ``ours-relay``: ``cartesia_stt_async`` as a live relay uses it (each 100 ms frame forwarded
+  with ``send_audio`` when it arrives, speed 1.0; a task awaits ``finalize()``);
+* ``ours-stream``: ``cartesia_stt_async``'s ``conn.stream(utterances, speed=1.0)``;
+* ``official``: the official ``cartesia`` package (pinned 3.2.0), one shared ``AsyncCartesia``,
+  ``send_raw`` + sleep to the deadline, a reader task on ``async for event in conn``;
+* ``bare``: ``websockets`` without deflate, sleep to the deadline, ``ws.send(frame)``: the floor;
+* ``official-deflate`` (full run only): ``official`` against the server port that accepts the
+  permessage-deflate the official client offers by default.
+
+Workload: N concurrent sessions of 16 kHz pcm_s16le in 100 ms frames at real time (phases spread
+over one frame period), ``--seconds`` of audio each (10 s), a ``finalize`` every 2.5 s (its
+``flush_done`` awaited or handled), then ``close`` and ``done``. Reported per client and N:
+
+* client-process CPU (user + sys) during the streaming window / audio seconds sent;
+* frame lateness p50/p99/max: when each binary frame is handed to the socket (one wrapper on
+  asyncio's socket transport ``write``, the same for every client), minus (the session's first
+  frame + n x 100 ms);
+* RSS per open idle session and per streaming session;
+* finalize -> flush_done as the caller sees it, split into the server's own time and the rest;
+* the server's CPU in the window (it must stay far from one core) and the machine's load;
+
+and, once per client: the largest N with p99 lateness under 20 ms (a short search; full run
+only), unpaced throughput of one connection (MB/s), and finalize latency of one idle session.
+
+Output: ``<out>/steady_state[_quick].json`` (machine, CPU, versions, date, git commit, every
+run), ``.md`` (tables), and a plot of CPU per audio second and p99 lateness against N
+(``docs/img/steady_state.png`` for a full run).
+
+Needs the official package (``pip install 'cartesia[websockets]==3.2.0'``) and matplotlib for
+the plot (``pip install matplotlib``; skipped with a note when missing). Linux only (/proc).
+
+Run: ``python benchmarks/steady_state.py --quick`` (under 3 minutes) or
+``python benchmarks/steady_state.py`` (the full run, about 20 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CLIENT = HERE / "_steady_client.py"
+SERVER = HERE / "_steady_server.py"
+TICK = os.sysconf("SC_CLK_TCK")
+LATENESS_LIMIT_MS = 20.0
+SERVER_BOUND = 0.8  # server busy fraction of one core above which a probe is not trusted
+
+KINDS = ["bare", "official", "ours-relay", "ours-stream"]
+ONE_CONNECTION = ["bare", "official", "ours"]
+THROUGHPUT = [*ONE_CONNECTION, "ours-10s-utterances"]
+LABELS = {
+    "bare": "bare websockets loop (no deflate)",
+    "official": "official cartesia 3.2.0, one shared client",
+    "official-deflate": "official cartesia 3.2.0, deflate negotiated",
+    "ours-relay": "cartesia_stt_async, send_audio relay",
+    "ours-relay-unpaced": "cartesia_stt_async, send_audio relay, speed=None",
+    "ours-stream": "cartesia_stt_async, stream()",
+}
+
+
+# -- machine and versions ------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" (with uncommitted changes)" if dirty else "")
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "packages": {
+            d: version(d) for d in ["cartesia-stt-async", "cartesia", "websockets", "msgspec"]
+        },
+        "git_commit": git_commit(),
+        "ulimit_n": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "loadavg_start": loadavg(),
+    }
+
+
+def loadavg() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def system_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far (all CPUs)."""
+    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    return (total - idle) / TICK, total / TICK
+
+
+@dataclass
+class Sample:
+    """What is sampled outside the client at the start and end of its window."""
+
+    wall: float
+    server_cpu: float
+    system_busy: float
+    loadavg: list[float]
+
+    @classmethod
+    def take(cls, server_pid: int) -> Sample:
+        return cls(time.monotonic(), proc_cpu(server_pid), system_cpu()[0], loadavg())
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by the nearest-rank method; 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
+
+
+# -- the server and the clients ------------------------------------------------------------
+
+
+class Server:
+    """The server process, its two ports and its stdin/stdout control channel."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SERVER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self._readline()
+        if not line.startswith("PORTS "):
+            raise RuntimeError(f"the server did not start: {line!r}")
+        plain, deflate = line.split()[1:]
+        self.plain = f"ws://127.0.0.1:{plain}"
+        self.deflate = f"ws://127.0.0.1:{deflate}"
+
+    def _readline(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline()
+
+    def stats(self, run: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"stats {run}\n")
+        self.proc.stdin.flush()
+        result: dict[str, Any] = json.loads(self._readline())
+        return result
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Bench:
+    """Runs client processes against the server and collects what they and it measured."""
+
+    def __init__(self, server: Server, seconds: float, finalize_every: float) -> None:
+        self.server = server
+        self.seconds = seconds
+        self.finalize_every = finalize_every
+        self.counter = 0
+
+    def _run_id(self, kind: str) -> str:
+        self.counter += 1
+        return f"r{self.counter}{kind.replace('-', '')}"
+
+    def _client(
+        self, mode: str, kind: str, url: str, extra: list[str]
+    ) -> tuple[dict[str, Any], dict[str, Sample], str]:
+        run = self._run_id(kind)
+        client_kind = {
+            "official-deflate": "official",
+            "ours": "ours-relay",
+            "ours-10s-utterances": "ours-stream",
+        }.get(kind, kind)
+        cmd = [sys.executable, str(CLIENT), mode, "--kind", client_kind, "--url", url]
+        cmd += ["--run", run, *extra]
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+        samples: dict[str, Sample] = {}
+        result: dict[str, Any] = {}
+        stdout: IO[str] | None = proc.stdout
+        assert stdout is not None
+        for line in stdout:
+            if line.startswith("MARK "):
+                samples[line.split()[1]] = Sample.take(self.server.proc.pid)
+            elif line.strip():
+                result = json.loads(line)
+        if proc.wait() != 0 and not result:
+            result = {"kind": client_kind, "errors": [f"client exited {proc.returncode}"]}
+            result["error_count"] = 1
+        return result, samples, run
+
+    def steady(self, kind: str, n: int) -> dict[str, Any]:
+        url = self.server.deflate if kind == "official-deflate" else self.server.plain
+        extra = ["--n", str(n), "--seconds", str(self.seconds)]
+        extra += ["--finalize-every", str(self.finalize_every)]
+        result, samples, run = self._client("steady", kind, url, extra)
+        result["kind"] = kind
+        server = self.server.stats(run)
+        result["server"] = summarize_server(server, samples)
+        if "start" in samples and "end" in samples:
+            result["machine_load"] = machine_load(samples, result)
+        result["finalize_latency"] = finalize_latency(result.pop("finalize", {}), server)
+        result["ok"] = ok(result, server)
+        return result
+
+    def throughput(self, kind: str, mb: float) -> dict[str, Any]:
+        cpu0 = proc_cpu(self.server.proc.pid)
+        result, _, run = self._client("throughput", kind, self.server.plain, ["--mb", str(mb)])
+        result["kind"] = kind
+        server = self.server.stats(run)
+        sessions = server["sessions"]
+        received = sessions["0"]["audio_bytes"] if "0" in sessions else 0
+        result["server_finalizes"] = len(sessions["0"]["finalizes"]) if "0" in sessions else 0
+        result["server_received_bytes"] = received
+        result["server_cpu_s"] = proc_cpu(self.server.proc.pid) - cpu0
+        result["ok"] = received == result.get("bytes") and not result.get("errors")
+        return result
+
+    def latency(self, kind: str, count: int) -> dict[str, Any]:
+        result, _, run = self._client("latency", kind, self.server.plain, ["--count", str(count)])
+        server = self.server.stats(run)
+        return {"kind": kind, **finalize_latency(result.get("finalize", {}), server)}
+
+
+def summarize_server(server: dict[str, Any], samples: dict[str, Sample]) -> dict[str, Any]:
+    sessions = server["sessions"].values()
+    out: dict[str, Any] = {
+        "frames": sum(s["frames"] for s in sessions),
+        "audio_bytes": sum(s["audio_bytes"] for s in sessions),
+        "closed": sum(bool(s["closed"]) for s in sessions),
+        "deflate_sessions": sum(bool(s["deflate"]) for s in sessions),
+        "arrival_lateness_ms": server["arrival_lateness_ms"],
+    }
+    if "start" in samples and "end" in samples:
+        a, b = samples["start"], samples["end"]
+        out["cpu_busy"] = (b.server_cpu - a.server_cpu) / max(b.wall - a.wall, 1e-9)
+    return out
+
+
+def machine_load(samples: dict[str, Sample], result: dict[str, Any]) -> dict[str, Any]:
+    """Cores busy on the whole machine in the window, and how many were neither client nor
+    server (other work on a shared machine)."""
+    a, b = samples["start"], samples["end"]
+    wall = max(b.wall - a.wall, 1e-9)
+    busy = (b.system_busy - a.system_busy) / wall
+    client = result.get("cpu_s", 0.0) / wall
+    server = (b.server_cpu - a.server_cpu) / wall
+    return {
+        "busy_cores": busy,
+        "other_cores": max(0.0, busy - client - server),
+        "loadavg_start": a.loadavg,
+        "loadavg_end": b.loadavg,
+    }
+
+
+def finalize_latency(client: dict[str, Any], server: dict[str, Any]) -> dict[str, Any]:
+    """Split each finalize round trip: the caller's total, the server's own time, the rest.
+
+    ``client`` maps session index -> [call times, flush_done seen times, SDK latencies];
+    ``server`` has, per session, [(finalize read, flush_done written)] on the same clock.
+    """
+    total: list[float] = []
+    own: list[float] = []
+    to_server: list[float] = []
+    from_server: list[float] = []
+    sdk: list[float] = []
+    for index, (calls, seen, sdk_latency) in client.items():
+        sdk.extend(sdk_latency)
+        records = server["sessions"].get(index, {}).get("finalizes", [])
+        for call, got, (read, written) in zip(calls, seen, records, strict=False):
+            total.append(got - call)
+            own.append(written - read)
+            to_server.append(read - call)
+            from_server.append(got - written)
+
+    def ms(values: list[float]) -> dict[str, float]:
+        return {
+            "p50": percentile(values, 0.5) * 1000,
+            "p99": percentile(values, 0.99) * 1000,
+            "count": len(values),
+        }
+
+    out = {
+        "total_ms": ms(total),
+        "server_own_ms": ms(own),
+        "outside_server_ms": ms([t - o for t, o in zip(total, own, strict=True)]),
+        "call_to_server_read_ms": ms(to_server),
+        "server_write_to_seen_ms": ms(from_server),
+    }
+    if sdk:
+        out["sdk_reported_ms"] = ms(sdk)
+    return out
+
+
+def ok(result: dict[str, Any], server: dict[str, Any]) -> bool:
+    """The run is valid: no error, every frame written and received, every session done."""
+    if result.get("error_count", 1) or "frames_expected" not in result:
+        return False
+    srv = result["server"]
+    return bool(
+        result["frames_written"] == result["frames_expected"] == srv["frames"]
+        and result["sessions_done"] == result["n"] == srv["closed"]
+    )
+
+
+# -- the plan --------------------------------------------------------------------------------
+
+
+def rotate(kinds: list[str], k: int) -> list[str]:
+    """The clients in a different order for each N, so none always runs first or last."""
+    k %= len(kinds)
+    return kinds[k:] + kinds[:k]
+
+
+def search(
+    bench: Bench, kind: str, known: dict[int, dict[str, Any]], probes: int
+) -> dict[str, Any]:
+    """The largest N whose p99 lateness is under the limit: grow by 1.6x, then bisect."""
+    tried = dict(known)
+
+    def good(n: int) -> bool:
+        r = tried[n]
+        return bool(r["ok"] and r["lateness_ms"]["p99"] < LATENESS_LIMIT_MS)
+
+    steps: list[dict[str, Any]] = []
+    for _ in range(probes):
+        goods = [n for n in tried if good(n)]
+        bads = [n for n in tried if not good(n)]
+        lo = max(goods, default=0)
+        hi = min((n for n in bads if n > lo), default=None)
+        if hi is None:
+            n = int(max(lo, 50) * 1.6)
+        elif hi / max(lo, 1) <= 1.15:
+            break
+        else:
+            n = (lo + hi) // 2
+        if 2 * n + 200 > resource.getrlimit(resource.RLIMIT_NOFILE)[0]:
+            break
+        print(f"  search {kind} N={n}", flush=True)
+        tried[n] = bench.steady(kind, n)
+        steps.append(brief(tried[n]))
+    goods = [n for n in tried if good(n)]
+    bads = [n for n in tried if not good(n)]
+    lo = max(goods, default=0)
+    hi = min((n for n in bads if n > lo), default=None)
+    server_busy = max(
+        (tried[n]["server"].get("cpu_busy", 0.0) for n in tried if n in (lo, hi)), default=0.0
+    )
+    return {
+        "max_n": lo,
+        "first_failing_n": hi,
+        "server_busy_max": server_busy,
+        "server_bound": server_busy > SERVER_BOUND,
+        "probes": steps,
+    }
+
+
+def brief(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "n": r.get("n"),
+        "ok": r.get("ok"),
+        "cpu_ms_per_audio_s": r.get("cpu_ms_per_audio_s"),
+        "lateness_ms": r.get("lateness_ms"),
+        "server_cpu_busy": r.get("server", {}).get("cpu_busy"),
+        "errors": r.get("errors"),
+    }
+
+
+def raise_fd_limit(ns: Iterable[int]) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 2 * max(ns) + 200
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(need, 4096)), hard))
+
+
+# -- reporting -------------------------------------------------------------------------------
+
+
+def fmt_range(values: list[float], digits: int = 2) -> str:
+    if not values:
+        return "-"
+    lo, hi = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+    if lo == hi:
+        return lo
+    return f"{lo} to {hi}" if lo.startswith("-") or hi.startswith("-") else f"{lo}-{hi}"
+
+
+def load_line(report: dict[str, Any]) -> str:
+    """How busy the machine was with other work during the measured windows."""
+    loads = [r["machine_load"] for r in report["steady"] if "machine_load" in r]
+    if not loads:
+        return ""
+    other = [x["other_cores"] for x in loads]
+    avg = [x["loadavg_start"][0] for x in loads] + [x["loadavg_end"][0] for x in loads]
+    note = f" Note: {report['note']}." if report.get("note") else ""
+    return (
+        f"Other work on the machine during the windows (all CPUs busy minus client and "
+        f"server): {min(other):.2f}-{max(other):.2f} cores, mean "
+        f"{statistics.mean(other):.2f}; 1-minute load average {min(avg):.2f}-{max(avg):.2f}." + note
+    )
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    dirty = " (dirty)" if "uncommitted" in m["git_commit"] else ""
+    packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+    lines = [
+        f"Run {m['date']} ({report['mode']} mode), {m['cpu_model']}, {m['cpus']} CPUs, "
+        f"Python {m['python']}, {packages}, commit {m['git_commit'][:12]}{dirty}.",
+        f"Load average at start {m['loadavg_start']}, at end {report['loadavg_end']}; "
+        f"{report['seconds']:.0f} s of audio per session, finalize every "
+        f"{report['finalize_every']:g} s, {report['repeats']} run(s) per cell (ranges are "
+        "min-max over runs).",
+        load_line(report),
+        "",
+        "| client | N | CPU ms per audio s | lateness p50 / p99 / max ms | server CPU | "
+        "other load (cores) | finalize total p50 / p99 ms | ok |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for kind in report["kinds"]:
+        for n in report["ns"]:
+            runs = [r for r in report["steady"] if r["kind"] == kind and r.get("n") == n]
+            if not runs:
+                continue
+            good = [r for r in runs if "cpu_ms_per_audio_s" in r]
+            late = [r["lateness_ms"] for r in good]
+            fin = [r["finalize_latency"]["total_ms"] for r in good]
+            if kind == "ours-stream":
+                fin = [r["finalize_latency"].get("sdk_reported_ms", {}) for r in good]
+            other = [r.get("machine_load", {}).get("other_cores", 0) for r in good]
+            lines.append(
+                f"| {kind} | {n} | {fmt_range([r['cpu_ms_per_audio_s'] for r in good])} | "
+                f"{fmt_range([x['p50'] for x in late], 1)} / "
+                f"{fmt_range([x['p99'] for x in late], 1)} / "
+                f"{fmt_range([x['max'] for x in late], 1)} | "
+                f"{fmt_range([r['server'].get('cpu_busy', 0) * 100 for r in good], 0)} % | "
+                f"{fmt_range(other, 2)} | "
+                f"{fmt_range([f.get('p50', 0) for f in fin])} / "
+                f"{fmt_range([f.get('p99', 0) for f in fin])}"
+                f"{' (SDK-reported)' if kind == 'ours-stream' else ''} | "
+                f"{'yes' if all(r['ok'] for r in runs) else 'NO'} |"
+            )
+    lines += [
+        "",
+        "| client | RSS per idle session (KiB) | RSS per streaming session (KiB) | at N |",
+        "|---|---|---|---|",
+    ]
+    top = max(report["ns"])
+    for kind in report["kinds"]:
+        runs = [
+            r
+            for r in report["steady"]
+            if r["kind"] == kind and r.get("n") == top and "idle_kib_per_session" in r
+        ]
+        if runs:
+            lines.append(
+                f"| {kind} | {fmt_range([r['idle_kib_per_session'] for r in runs], 0)} | "
+                f"{fmt_range([r['stream_kib_per_session'] for r in runs], 0)} | {top} |"
+            )
+    lines += [
+        "",
+        "| client | unpaced MB/s, one connection | client CPU s | server CPU s | "
+        "finalize -> flush_done, one idle session: total p50 / p99 ms | server's own p50 ms | "
+        "outside the server p50 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind in THROUGHPUT:
+        tp = [r for r in report["throughput"] if r["kind"] == kind]
+        lat = [r for r in report["latency"] if r["kind"] == kind]
+        if not tp and not lat:
+            continue
+        row = f"| {kind} | {fmt_range([r['mb_per_s'] for r in tp if 'mb_per_s' in r], 1)} | "
+        row += f"{fmt_range([r['cpu_s'] for r in tp if 'cpu_s' in r])} | "
+        row += f"{fmt_range([r['server_cpu_s'] for r in tp])} | "
+        row += f"{fmt_range([r['total_ms']['p50'] for r in lat])} / "
+        row += f"{fmt_range([r['total_ms']['p99'] for r in lat])} | "
+        row += f"{fmt_range([r['server_own_ms']['p50'] for r in lat], 3)} | "
+        row += f"{fmt_range([r['outside_server_ms']['p50'] for r in lat])} |"
+        lines.append(row)
+    if report["search"]:
+        lines += [
+            "",
+            f"| client | largest N with p99 lateness < {LATENESS_LIMIT_MS:.0f} ms | "
+            "first N over | server CPU there |",
+            "|---|---|---|---|",
+        ]
+        for kind, s in report["search"].items():
+            bound = " (server-bound)" if s["server_bound"] else ""
+            lines.append(
+                f"| {kind} | {s['max_n']} | {s['first_failing_n'] or '-'} | "
+                f"{s['server_busy_max'] * 100:.0f} %{bound} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> str | None:
+    try:
+        # Imported by name: matplotlib is optional (the ``bench`` extra), typed or not.
+        importlib.import_module("matplotlib").use("Agg")
+        plt: Any = importlib.import_module("matplotlib.pyplot")
+    except ImportError:
+        return "matplotlib is not installed: no plot (pip install matplotlib)"
+    fig, (ax_cpu, ax_late) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for kind in report["kinds"]:
+        xs, cpu, p99 = [], [], []
+        for n in report["ns"]:
+            runs = [
+                r
+                for r in report["steady"]
+                if r["kind"] == kind and r.get("n") == n and "cpu_ms_per_audio_s" in r
+            ]
+            if runs:
+                xs.append(n)
+                cpu.append(statistics.median(r["cpu_ms_per_audio_s"] for r in runs))
+                p99.append(statistics.median(r["lateness_ms"]["p99"] for r in runs))
+        style = "--" if kind.startswith("official") else "-"
+        ax_cpu.plot(xs, cpu, style, marker="o", label=LABELS.get(kind, kind))
+        ax_late.plot(xs, p99, style, marker="o", label=LABELS.get(kind, kind))
+    for ax, title in (
+        (ax_cpu, "client CPU per audio second (ms)"),
+        (ax_late, "frame lateness p99 (ms)"),
+    ):
+        ax.set_xscale("log")
+        ax.set_xlabel("concurrent real-time sessions in one process (N)")
+        ax.set_title(title)
+        ax.set_xticks(report["ns"], [str(n) for n in report["ns"]])
+        ax.grid(True, alpha=0.3)
+    ax_cpu.set_ylim(bottom=0)
+    ax_late.set_yscale("log")
+    ax_late.axhline(LATENESS_LIMIT_MS, color="grey", linewidth=0.8, linestyle=":")
+    ax_cpu.legend(fontsize=8)
+    m = report["machine"]
+    fig.suptitle(
+        f"{m['date'][:10]}, {m['cpu_model']} x{m['cpus']}, Python {m['python']}, "
+        f"{report['seconds']:.0f} s sessions, median of {report['repeats']}"
+        + (f"; {report['note']}" if report.get("note") else ""),
+        fontsize=9,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="N = 10, 100; one run; < 3 min")
+    parser.add_argument("--ns", help="comma-separated N values (default 10,100,500)")
+    parser.add_argument("--kinds", help=f"comma-separated clients (default {','.join(KINDS)})")
+    parser.add_argument("--seconds", type=float, default=10.0, help="audio per session (>= 10)")
+    parser.add_argument("--finalize-every", type=float, default=2.5, help="seconds of audio")
+    parser.add_argument("--repeats", type=int, help="runs per client and N (full: 2)")
+    parser.add_argument("--no-search", action="store_true", help="skip the search for max N")
+    parser.add_argument(
+        "--steady-only", action="store_true", help="skip throughput and one-session latency"
+    )
+    parser.add_argument("--note", default="", help="free text kept with the results")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="results directory")
+    parser.add_argument("--plot", type=Path, help="PNG path (full: docs/img/steady_state.png)")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="only redo the tables and plot of a results file",
+    )
+    args = parser.parse_args()
+    if args.render:
+        done: dict[str, Any] = json.loads(args.render.read_text())
+        table = markdown(done)
+        args.render.with_suffix(".md").write_text(table)
+        path = args.plot or (
+            args.render.with_suffix(".png")
+            if done["mode"] == "quick"
+            else ROOT / "docs" / "img" / "steady_state.png"
+        )
+        print(table)
+        print(plot(done, path) or f"plot: {path}")
+        return 0
+    try:
+        import cartesia  # noqa: F401
+    except ImportError:
+        print("needs the official SDK: pip install 'cartesia[websockets]==3.2.0'", file=sys.stderr)
+        return 2
+    quick = args.quick
+    ns = (
+        [int(x) for x in args.ns.split(",")]
+        if args.ns
+        else ([10, 100] if quick else [10, 100, 500])
+    )
+    kinds = args.kinds.split(",") if args.kinds else KINDS + ([] if quick else ["official-deflate"])
+    repeats = args.repeats or (1 if quick else 2)
+    name = "steady_state_quick" if quick else "steady_state"
+    plot_path = args.plot or (
+        args.out / f"{name}.png" if quick else ROOT / "docs" / "img" / "steady_state.png"
+    )
+    raise_fd_limit(ns)
+    started = time.monotonic()
+    report: dict[str, Any] = {
+        "mode": "quick" if quick else "full",
+        "machine": machine(),
+        "ns": ns,
+        "kinds": kinds,
+        "seconds": args.seconds,
+        "finalize_every": args.finalize_every,
+        "repeats": repeats,
+        "note": args.note,
+        "steady": [],
+        "throughput": [],
+        "latency": [],
+        "search": {},
+    }
+    server = Server()
+    try:
+        bench = Bench(server, args.seconds, args.finalize_every)
+        print(f"server on {server.plain} (deflate on {server.deflate}), pid {server.proc.pid}")
+        bench.throughput("bare", 1.0)  # warm the server up; not recorded
+        for rep in range(repeats):
+            for i, n in enumerate(ns):
+                for kind in rotate(kinds, i + rep):
+                    r = bench.steady(kind, n)
+                    report["steady"].append(r)
+                    print(f"steady {kind:16s} N={n:4d} {json.dumps(brief(r))}", flush=True)
+        for kind in [] if args.steady_only else THROUGHPUT:
+            for _ in range(1 if quick else 3):
+                r = bench.throughput(kind, 32.0 if quick else 128.0)
+                report["throughput"].append(r)
+                print(f"throughput {kind:9s} {r.get('mb_per_s', 0):.1f} MB/s ok={r['ok']}")
+        # One connection, ours once: send_audio(speed=None) then finalize() in both ours-*.
+        for kind in [] if args.steady_only else ONE_CONNECTION:
+            r = bench.latency(kind, 50 if quick else 200)
+            report["latency"].append(r)
+            print(f"latency {kind:9s} {json.dumps(r['total_ms'])}", flush=True)
+        if not quick and not args.no_search:
+            for kind in [k for k in kinds if k != "official-deflate"]:
+                known = {r["n"]: r for r in report["steady"] if r["kind"] == kind and "n" in r}
+                report["search"][kind] = search(bench, kind, known, probes=5)
+                print(f"search {kind}: {json.dumps(report['search'][kind])}", flush=True)
+    finally:
+        server.close()
+    report["loadavg_end"] = loadavg()
+    report["elapsed_s"] = time.monotonic() - started
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    table = markdown(report)
+    (args.out / f"{name}.md").write_text(table)
+    note = plot(report, plot_path)
+    print(table)
+    print(note or f"plot: {plot_path}")
+    print(f"results: {args.out / (name + '.json')} ({report['elapsed_s']:.0f} s)")
+    return 0 if all(r["ok"] for r in report["steady"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
