@@ -42,11 +42,11 @@ FINALS = ["Hello", ", world.", " Bye.", " See", " you."]
 EVENTS = 8
 
 
-def app_for(twin: TwinServer, **options: Any) -> TestClient:
+def app_for(twin: TwinServer) -> TestClient:
     settings = Settings(
         api_key="server-side-key",
         base_url=twin.base_url,
-        session_options={"speed": None, "initial_delay": 0.01, **options},
+        session_options={"speed": None, "initial_delay": 0.01},  # unpaced; quick reconnects
     )
     return TestClient(create_app(settings))
 
