@@ -41,7 +41,7 @@ function onMessage(message) {
     turn = null;
     turns += 1;
     transcript.dataset.turns = String(turns);
-    if (!talking) setStatus("Hold to talk");
+    if (!talking) setStatus("");
   } else if (message.type === "error") {
     showError(message.message);
   }
@@ -68,8 +68,9 @@ function connect() {
     ws.onclose = () => {
       if (socket === ws) socket = null;
       connecting = null;
+      waiting = [];
       reject(new Error("could not reach the transcription server"));
-      setStatus("Disconnected: hold to talk again");
+      setStatus("Disconnected: press to reconnect");
     };
   });
   return connecting;
@@ -102,7 +103,7 @@ async function press() {
   talking = true;
   showError("");
   talk.classList.add("active");
-  setStatus("Listening…");
+  setStatus("Listening… release to transcribe");
   try {
     const [, mic] = await Promise.all([connect(), startMicrophone()]);
     await mic.context.resume();
@@ -110,7 +111,7 @@ async function press() {
     talking = false;
     talk.classList.remove("active");
     showError(error.message);
-    setStatus("Hold to talk");
+    setStatus("");
   }
 }
 
