@@ -8,6 +8,7 @@ the socket, and a Cartesia session never outlives its browser.
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import subprocess
@@ -23,7 +24,10 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
+import cartesia_stt_async as stt
 from cartesia_stt_async.testing import TwinFactory, TwinServer
 from cartesia_stt_async.twin import Fault, FaultAction, Faults
 from examples.fastapi_app import Settings, create_app
@@ -266,6 +270,25 @@ def test_page_and_its_scripts_are_served(cartesia_twin: TwinServer) -> None:
     assert 'src="/static/ptt.js"' in page.text
     assert script.status_code == 200 and 'socket.send("finalize")' in script.text
     assert worklet.status_code == 200 and 'registerProcessor("pcm-capture"' in worklet.text
+
+
+def test_token_route_mints_a_short_lived_token_the_twin_accepts(cartesia_twin: TwinServer) -> None:
+    if not hasattr(stt.AsyncCartesia(api_key="k"), "access_token"):
+        pytest.skip("client.access_token is not in this version of the SDK yet")
+    with app_for(cartesia_twin) as http:
+        response = http.post("/api/token")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["expires_in"] == 60 and body["token"]
+    assert "server-side-key" not in response.text
+    # A browser would open the socket with the token in the query, never the API key.
+    url = f"{cartesia_twin.ws_url}?model=ink-2&encoding=pcm_s16le&sample_rate=16000"
+    with ws_connect(f"{url}&access_token={body['token']}") as browser:
+        browser.send("close")
+        assert json.loads(browser.recv())["type"] == "done"
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(f"{url}&access_token=not-a-token").close()
+    assert refused.value.response.status_code == 401
 
 
 def free_port() -> int:

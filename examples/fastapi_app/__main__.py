@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     app = create_app(Settings(local_twin=not os.environ.get("CARTESIA_API_KEY")))
-    uvicorn.run(app, host=args.host, port=args.port)
+    uvicorn.run(app, host=args.host, port=args.port, ws="websockets-sansio")
 
 
 if __name__ == "__main__":
