@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -331,3 +332,13 @@ def test_one_command_runs_the_app_on_a_local_twin_without_a_key() -> None:
     with served(env={"CARTESIA_API_KEY": ""}) as base:
         page = httpx2.get(base + "/")
     assert page.status_code == 200 and "Push to talk" in page.text
+
+
+def test_docs_fastapi_md_shows_the_app_verbatim() -> None:
+    docs = (ROOT / "docs" / "fastapi.md").read_text()
+    source = (ROOT / "examples" / "fastapi_app" / "app.py").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```$", docs, re.DOTALL | re.MULTILINE)
+    assert len(blocks) == 5
+    for block in blocks:
+        assert block in source, block[:200]  # excerpts of the app the tests above run
+    assert (ROOT / "docs" / "img" / "push-to-talk.png").exists()

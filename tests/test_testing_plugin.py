@@ -207,3 +207,18 @@ def test_wait_idle_names_a_session_left_open() -> None:
         asyncio.run(leave_open(twin))
         assert twin.active_sessions == 0
         assert twin.sessions[0].close_code == 1000
+
+
+def python_blocks(markdown: str) -> list[str]:
+    """The ```python blocks of a Markdown file."""
+    return re.findall(r"^```python\n(.*?)^```$", markdown, re.DOTALL | re.MULTILINE)
+
+
+def test_docs_testing_md_shows_only_code_the_user_suite_runs() -> None:
+    blocks = python_blocks((ROOT / "docs" / "testing.md").read_text())
+    sources = {f: (USER_SUITE / f).read_text() for f in USER_FILES}
+    assert len(blocks) >= 5
+    for block in blocks:
+        assert any(block in source for source in sources.values()), block[:200]  # verbatim excerpts
+    # The complete FastAPI example is the whole file.
+    assert sources["suite_fastapi.py"] in blocks

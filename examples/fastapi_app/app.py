@@ -216,8 +216,8 @@ async def relay(ws: WebSocket) -> None:
         ) as conn:
             await browser.send({"type": "ready"})
             turns: TurnQueue = asyncio.Queue()
-            # anyio's task group, not asyncio.TaskGroup: on Python 3.11 the latter leaks a
-            # cancellation request when a task fails late, which the server then acts on.
+            # anyio's task group rather than asyncio.TaskGroup, which on Python 3.11 can leave
+            # a cancellation request on this task when a task fails after the body ended.
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_from_browser, browser, conn, turns)
                 tasks.start_soon(_to_browser, browser, conn, turns)

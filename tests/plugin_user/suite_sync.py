@@ -11,6 +11,7 @@ import cartesia_stt_async as stt
 from cartesia_stt_async.testing import TwinFactory, TwinServer
 from cartesia_stt_async.twin import Faults
 
+# tests/test_testing_plugin.py sets this to check that a wrong expectation here fails.
 BROKEN = os.environ.get("PLUGIN_USER_BROKEN") == "1"
 
 
