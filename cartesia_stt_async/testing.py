@@ -178,10 +178,7 @@ class TwinServer:
         try:
             _run_on(self._loop, self._stack.aclose(), _STOP_TIMEOUT)
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(_STOP_TIMEOUT)
-            if not self._thread.is_alive():
-                self._loop.close()
+            _stop_loop(self._loop, self._thread)
 
     def __enter__(self) -> TwinServer:
         return self
@@ -193,6 +190,26 @@ class TwinServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+async def _cancel_leftovers() -> None:
+    """Cancel and await what is still running on this loop, as ``asyncio.run`` does."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_asyncgens()
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """Finish the loop's leftover tasks, stop it, join its thread and close it."""
+    try:
+        _run_on(loop, _cancel_leftovers(), _STOP_TIMEOUT)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(_STOP_TIMEOUT)
+        if not thread.is_alive():
+            loop.close()
 
 
 def _run_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
@@ -251,9 +268,7 @@ def start_twin(
     try:
         twin = _run_on(loop, enter(), _START_TIMEOUT)
     except BaseException:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(_STOP_TIMEOUT)
-        loop.close()
+        _stop_loop(loop, thread)
         raise
     return TwinServer(twin, loop, thread, stack)
 
