@@ -17,14 +17,13 @@ Quick start (against the local twin, no API key needed)::
     asyncio.run(main())
 """
 
+from ._client import AsyncCartesia, ConnectionManager, connect
+from ._config import BufferPolicy, ReconnectingEvent, SessionOptions
+from ._connection import AsyncConnection
+from ._events import EventHandler
+from ._sources import AudioSource
+from ._tts import SpeechResponse
 from ._version import __version__
-from .client import AsyncCartesia, ConnectionManager, connect
-from .connection import (
-    AsyncConnection,
-    BufferPolicy,
-    ConnectionStats,
-    ReconnectingEvent,
-)
 from .errors import (
     APIConnectionError,
     APIError,
@@ -58,6 +57,7 @@ from .protocol.events import (
     Word,
     parse_event,
 )
+from .protocol.outbox import ConnectionStats
 from .protocol.transcript import Transcript, Utterance
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "AsyncCartesia",
     "AsyncConnection",
     "AudioFormat",
+    "AudioSource",
     "AuthenticationError",
     "BadRequestError",
     "BufferFullError",
@@ -83,6 +84,7 @@ __all__ = [
     "Encoding",
     "ErrorEvent",
     "Event",
+    "EventHandler",
     "FlushDoneEvent",
     "InvalidAudioError",
     "InvalidCommandError",
@@ -93,6 +95,8 @@ __all__ = [
     "ReconnectError",
     "ReconnectingEvent",
     "ServerError",
+    "SessionOptions",
+    "SpeechResponse",
     "Transcript",
     "TranscriptEvent",
     "UnknownEvent",

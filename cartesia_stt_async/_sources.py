@@ -17,7 +17,7 @@ import anyio.to_thread
 from .errors import InvalidAudioError, UsageError
 from .protocol.audio import AudioFormat, parse_wav_header
 
-__all__ = ["AudioSource", "iter_audio", "read_wav"]
+__all__ = ["AudioSource", "iter_audio"]
 
 AudioSource = (
     bytes | bytearray | memoryview | str | os.PathLike[str] | Iterable[bytes] | AsyncIterable[bytes]
@@ -93,8 +93,3 @@ async def _iter_wav(path: str, fmt: AudioFormat) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         f.close()
-
-
-async def read_wav(path: str | os.PathLike[str], fmt: AudioFormat) -> bytes:
-    """Read a whole WAV file's audio after checking it matches ``fmt``."""
-    return b"".join([chunk async for chunk in _iter_wav(os.fspath(path), fmt)])

@@ -1,26 +1,395 @@
-"""Read any common WAV file as audio the realtime endpoint accepts (pure Python, no numpy).
+"""The conversion engine behind :mod:`cartesia_stt_async.audio`, the CLI and the twin.
 
-A mono WAV in one of the protocol's six encodings at 8-48 kHz is streamed as it is. Anything
-else (stereo, 8-bit, 24-bit, 64-bit float, G.711 with several channels, ...) is converted to
-mono ``pcm_s16le`` at the file's own sample rate: channels are averaged, samples rescaled.
+Samples travel as float32 in [-1, 1]. There are two codecs with identical results, so that
+numpy stays optional:
+
+* numpy (``np_decode``/``np_encode``, vectorized; the ``audio`` extra), used when installed;
+* pure Python (``py_decode``/``py_encode``, ``array`` and ``struct``), used without numpy.
+
+Both read every common WAV sample format (8-bit unsigned, 16/24/32-bit integer, 16/32/64-bit
+float, mu-law and A-law) and write the six protocol encodings; channels are averaged to mono.
+Resampling needs libsoxr (the ``soxr`` package, with numpy): without it,
+:class:`ResamplingUnavailableError` says what to install.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import os
+import struct
 import sys
 from array import array
+from bisect import bisect_left
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias
 
-from .errors import InvalidAudioError
+from .errors import ConfigurationError, InvalidAudioError, UsageError
 from .protocol.audio import WavInfo, parse_wav_header
 
-__all__ = ["LoadedAudio", "load_wav"]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
-MIN_RATE = 8000
-MAX_RATE = 48000
+    Float = npt.NDArray[np.float32]
+
+__all__ = [
+    "AudioSource",
+    "LoadedAudio",
+    "ResamplingUnavailableError",
+    "load_wav",
+    "np_decode",
+    "np_encode",
+    "py_decode",
+    "py_encode",
+    "require_resampler",
+    "resample",
+    "sample_format_name",
+]
+
+AudioSource: TypeAlias = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]
+"""A WAV file: its bytes, a path, or a binary file object (read to the end)."""
+
+MIN_RATE: Final = 8000
+MAX_RATE: Final = 48000
+AUDIO_EXTRA: Final = "pip install 'cartesia-stt-async[audio]'"
 
 _PCM, _FLOAT, _ALAW, _MULAW = 1, 3, 6, 7
+_TAG_NAMES: Final = {
+    1: "PCM",
+    2: "MS ADPCM",
+    3: "IEEE float",
+    6: "A-law",
+    7: "mu-law",
+    17: "IMA ADPCM",
+}
+_BIG_ENDIAN: Final = sys.byteorder == "big"
+
+
+class ResamplingUnavailableError(ConfigurationError, ImportError):
+    """Resampling was needed but soxr and numpy (the ``audio`` extra) are not installed."""
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+
+def read_source(source: AudioSource) -> tuple[bytes, str]:
+    """The bytes of a WAV source, and a name for messages (the path, or ``"WAV data"``).
+
+    Raises:
+        UsageError: For a source of another type, or a file object opened in text mode.
+        OSError: A path that cannot be read.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source), "WAV data"
+    if isinstance(source, str | os.PathLike):
+        return Path(source).read_bytes(), os.fspath(source)
+    read = getattr(source, "read", None)
+    if read is None:
+        raise UsageError(
+            f"a WAV source is bytes, a path or a binary file object, got {type(source).__name__}"
+        )
+    data = read()
+    if not isinstance(data, bytes | bytearray):
+        raise UsageError("the WAV file object must be opened in binary mode ('rb')")
+    return bytes(data), str(getattr(source, "name", "WAV data"))
+
+
+# --- G.711 ------------------------------------------------------------------------------------
+
+# Segment end points (the ITU reference g711.c tables).
+_MULAW_SEG_END: Final = (0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF)
+_ALAW_SEG_END: Final = (0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF)
+
+
+@functools.cache
+def g711_table(tag: int) -> tuple[int, ...]:
+    """Code (0-255) to 16-bit sample value, for mu-law (tag 7) or A-law (tag 6)."""
+    table = []
+    for code in range(256):
+        if tag == _MULAW:
+            u = ~code & 0xFF
+            t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4)
+            table.append(0x84 - t if u & 0x80 else t - 0x84)
+        else:
+            a = code ^ 0x55
+            t = (a & 0x0F) << 4
+            seg = (a & 0x70) >> 4
+            t = t + 8 if seg == 0 else (t + 0x108) << max(seg - 1, 0)
+            table.append(t if a & 0x80 else -t)
+    return tuple(table)
+
+
+def _mulaw_code(pcm16: int) -> int:
+    pcm = pcm16 >> 2  # 14-bit magnitude domain of G.711 mu-law
+    mask = 0x7F if pcm < 0 else 0xFF
+    pcm = min(abs(pcm), 8159) + 33
+    seg = bisect_left(_MULAW_SEG_END, pcm)
+    code = 0x7F if seg >= 8 else (seg << 4) | ((pcm >> min(seg + 1, 8)) & 0x0F)
+    return (code ^ mask) & 0xFF
+
+
+def _alaw_code(pcm16: int) -> int:
+    pcm = pcm16 >> 3  # 13-bit domain of G.711 A-law
+    mask = 0xD5 if pcm >= 0 else 0x55
+    pcm = pcm if pcm >= 0 else -pcm - 1
+    seg = bisect_left(_ALAW_SEG_END, pcm)
+    code = 0x7F if seg >= 8 else (seg << 4) | ((pcm >> min(max(seg, 1), 8)) & 0x0F)
+    return (code ^ mask) & 0xFF
+
+
+@functools.cache
+def _g711_encode_table(encoding: str) -> bytes:
+    """16-bit sample value (offset by 32768) to code."""
+    encode = _mulaw_code if encoding == "pcm_mulaw" else _alaw_code
+    return bytes(encode(v) for v in range(-32768, 32768))
+
+
+# --- the pure-Python codec --------------------------------------------------------------------
+
+# (format tag, bits) the readers take; the six protocol encodings among them.
+_FORMATS: Final = {
+    (_PCM, 8): "pcm_u8",
+    (_PCM, 16): "pcm_s16le",
+    (_PCM, 24): "pcm_s24le",
+    (_PCM, 32): "pcm_s32le",
+    (_FLOAT, 16): "pcm_f16le",
+    (_FLOAT, 32): "pcm_f32le",
+    (_FLOAT, 64): "pcm_f64le",
+    (_MULAW, 8): "pcm_mulaw",
+    (_ALAW, 8): "pcm_alaw",
+}
+_WIDTH: Final = {
+    "pcm_u8": 1,
+    "pcm_s16le": 2,
+    "pcm_s24le": 3,
+    "pcm_s32le": 4,
+    "pcm_f16le": 2,
+    "pcm_f32le": 4,
+    "pcm_f64le": 8,
+    "pcm_mulaw": 1,
+    "pcm_alaw": 1,
+}
+
+
+def _ints(data: bytes, code: str) -> array[int]:
+    values = array(code, data)
+    if _BIG_ENDIAN:
+        values.byteswap()
+    return values
+
+
+def _s24_as_s32(data: bytes) -> bytes:
+    """24-bit little-endian samples as 32-bit ones (a zero low byte: the value times 256)."""
+    out = bytearray(len(data) // 3 * 4)
+    out[1::4], out[2::4], out[3::4] = data[0::3], data[1::3], data[2::3]
+    return bytes(out)
+
+
+def py_decode(data: bytes, sample_format: str) -> array[float]:
+    """Samples (whole ones) to float32 values in [-1, 1], in pure Python.
+
+    ``sample_format`` is a protocol encoding or one of ``pcm_u8``, ``pcm_s24le``,
+    ``pcm_f64le``. Float input is clipped; NaN becomes silence.
+    """
+    if sample_format == "pcm_u8":
+        return array("f", [(v - 128) / 128.0 for v in data])
+    if sample_format == "pcm_s16le":
+        return array("f", [v / 32768.0 for v in _ints(data, "h")])
+    if sample_format in ("pcm_s24le", "pcm_s32le"):
+        wide = _s24_as_s32(data) if sample_format == "pcm_s24le" else data
+        return array("f", [v / 2147483648.0 for v in _ints(wide, "i")])
+    if sample_format in ("pcm_mulaw", "pcm_alaw"):
+        table = g711_table(_MULAW if sample_format == "pcm_mulaw" else _ALAW)
+        return array("f", [table[v] / 32768.0 for v in data])
+    if sample_format == "pcm_f16le":
+        floats: Any = struct.unpack(f"<{len(data) // 2}e", data)
+    elif sample_format in ("pcm_f32le", "pcm_f64le"):
+        floats = _ints(data, "f" if sample_format == "pcm_f32le" else "d")
+    else:
+        raise ValueError(f"unknown sample format {sample_format!r}")
+    return array("f", [0.0 if x != x else max(-1.0, min(1.0, x)) for x in floats])
+
+
+def py_encode(samples: array[float], encoding: str) -> bytes:
+    """Float samples to bytes of a protocol encoding, in pure Python (clipping to [-1, 1])."""
+    clipped = [max(-1.0, min(1.0, x)) for x in samples]
+    if encoding in ("pcm_s16le", "pcm_mulaw", "pcm_alaw"):
+        pcm = array("h", [round(x * 32767.0) for x in clipped])
+        if encoding != "pcm_s16le":
+            table = _g711_encode_table(encoding)
+            return bytes(table[v + 32768] for v in pcm)
+        out: array[Any] = pcm
+    elif encoding == "pcm_s32le":
+        out = array("i", [round(x * 2147483647.0) for x in clipped])
+    elif encoding == "pcm_f32le":
+        out = array("f", clipped)
+    elif encoding == "pcm_f16le":
+        return struct.pack(f"<{len(clipped)}e", *clipped)
+    else:
+        raise ValueError(f"unknown encoding {encoding!r}")
+    if _BIG_ENDIAN:
+        out.byteswap()
+    return out.tobytes()
+
+
+# --- the numpy codec (the ``audio`` extra) -----------------------------------------------------
+
+
+def numpy_available() -> bool:
+    """Whether numpy can be imported."""
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@functools.cache
+def _np_g711(tag: int) -> Float:
+    import numpy as np
+
+    return (np.array(g711_table(tag), dtype=np.float64) / 32768.0).astype(np.float32)
+
+
+def np_decode(data: bytes, sample_format: str) -> Float:
+    """Samples (whole ones) to float32 values in [-1, 1]; the same values as :func:`py_decode`."""
+    import numpy as np
+
+    if sample_format == "pcm_u8":
+        return ((np.frombuffer(data, np.uint8).astype(np.float32) - 128) / 128).astype(np.float32)
+    if sample_format == "pcm_s16le":
+        return np.frombuffer(data, "<i2").astype(np.float32) / np.float32(32768.0)
+    if sample_format in ("pcm_s24le", "pcm_s32le"):
+        wide = _s24_as_s32(data) if sample_format == "pcm_s24le" else data
+        return (np.frombuffer(wide, "<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
+    if sample_format in ("pcm_mulaw", "pcm_alaw"):
+        table = _np_g711(_MULAW if sample_format == "pcm_mulaw" else _ALAW)
+        decoded: Float = table[np.frombuffer(data, np.uint8)]
+        return decoded
+    dtype = {"pcm_f16le": "<f2", "pcm_f32le": "<f4", "pcm_f64le": "<f8"}.get(sample_format)
+    if dtype is None:
+        raise ValueError(f"unknown sample format {sample_format!r}")
+    floats = np.nan_to_num(np.frombuffer(data, dtype), nan=0.0, posinf=1.0, neginf=-1.0)
+    clipped: Float = np.clip(floats, -1.0, 1.0).astype(np.float32)
+    return clipped
+
+
+def np_encode(samples: Float, encoding: str) -> bytes:
+    """Float samples to bytes of a protocol encoding (clipping); the same as :func:`py_encode`."""
+    import numpy as np
+
+    clipped = np.clip(samples.astype(np.float64), -1.0, 1.0)
+    if encoding in ("pcm_s16le", "pcm_mulaw", "pcm_alaw"):
+        pcm = np.rint(clipped * 32767.0).astype(np.int32)
+        if encoding == "pcm_s16le":
+            return pcm.astype("<i2").tobytes()
+        table = np.frombuffer(_g711_encode_table(encoding), np.uint8)
+        return table[pcm + 32768].tobytes()
+    if encoding == "pcm_s32le":
+        return np.rint(clipped * 2147483647.0).astype("<i4").tobytes()
+    if encoding == "pcm_f16le":
+        return clipped.astype("<f2").tobytes()
+    if encoding == "pcm_f32le":
+        return clipped.astype("<f4").tobytes()
+    raise ValueError(f"unknown encoding {encoding!r}")
+
+
+def require_resampler(source_rate: int, target_rate: int) -> None:
+    """Check that :func:`resample` can run.
+
+    Raises:
+        ResamplingUnavailableError: Without soxr or numpy, saying what to install.
+    """
+    try:
+        importlib.import_module("numpy")
+        importlib.import_module("soxr")
+    except ImportError:
+        raise ResamplingUnavailableError(
+            f"converting {source_rate} Hz audio to {target_rate} Hz needs a resampler: "
+            f"{AUDIO_EXTRA} (soxr and numpy)"
+        ) from None
+
+
+def resample(samples: Float, source_rate: int, target_rate: int) -> Float:
+    """Whole-signal resampling with libsoxr (high quality).
+
+    Raises:
+        ResamplingUnavailableError: Without soxr or numpy.
+    """
+    require_resampler(source_rate, target_rate)
+    import numpy as np
+
+    soxr: Any = importlib.import_module("soxr")  # untyped
+    out = soxr.resample(np.asarray(samples, dtype=np.float32), source_rate, target_rate, "HQ")
+    return np.asarray(out, dtype=np.float32)
+
+
+def sample_format_name(info: WavInfo) -> str:
+    """A WAV sample format in words: ``24-bit PCM``, ``8-bit mu-law``, ``32-bit IEEE float``."""
+    kind = _TAG_NAMES.get(info.format_tag, f"format tag {info.format_tag}")
+    return f"{info.bits_per_sample}-bit {kind}"
+
+
+# --- WAV files ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WavBody:
+    """A parsed WAV file: what its header says, its sample format and its audio bytes."""
+
+    info: WavInfo
+    sample_format: str
+    body: bytes
+
+
+def parse_wav(raw: bytes, name: str) -> WavBody:
+    """Check a WAV file's header and cut out its audio (whole sample frames only).
+
+    Raises:
+        InvalidAudioError: Not a WAV file, no channels, no sample rate, or a sample format
+            this module cannot read (ADPCM, 12-bit, ...), named.
+    """
+    try:
+        info = parse_wav_header(raw)
+    except InvalidAudioError as err:
+        raise InvalidAudioError(f"{name}: {err}") from None
+    if info.channels < 1:
+        raise InvalidAudioError(f"{name}: the WAV header says it has no channels")
+    if info.sample_rate < 1:
+        raise InvalidAudioError(f"{name}: the WAV header says its sample rate is 0")
+    sample_format = _FORMATS.get((info.format_tag, info.bits_per_sample))
+    if sample_format is None:
+        raise InvalidAudioError(
+            f"{name}: {sample_format_name(info)} samples cannot be read; convert the file to "
+            "16-bit PCM first"
+        )
+    end = info.data_offset + info.data_size if info.data_size else len(raw)
+    body = raw[info.data_offset : min(end, len(raw))]
+    frame = _WIDTH[sample_format] * info.channels
+    return WavBody(info, sample_format, body[: len(body) - len(body) % frame])
+
+
+def mono_samples(wav: WavBody, use_numpy: bool) -> Any:
+    """The audio as mono float32 samples (channels averaged): a numpy array or an ``array``."""
+    channels = wav.info.channels
+    if use_numpy:
+        import numpy as np
+
+        samples = np_decode(wav.body, wav.sample_format)
+        if channels > 1:
+            frames = samples.reshape(-1, channels).astype(np.float64)
+            samples = frames.mean(axis=1).astype(np.float32)
+        return samples
+    values = py_decode(wav.body, wav.sample_format)
+    if channels == 1:
+        return values
+    columns = [values[c::channels] for c in range(channels)]
+    return array("f", [sum(frame) / channels for frame in zip(*columns, strict=True)])
+
+
+# --- the CLI's loader ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -40,53 +409,6 @@ class LoadedAudio:
     converted: str = ""
 
 
-def _g711_table(tag: int) -> list[int]:
-    table = []
-    for code in range(256):
-        if tag == _MULAW:
-            u = ~code & 0xFF
-            t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4)
-            table.append(0x84 - t if u & 0x80 else t - 0x84)
-        else:
-            a = code ^ 0x55
-            t = (a & 0x0F) << 4
-            seg = (a & 0x70) >> 4
-            t = t + 8 if seg == 0 else (t + 0x108) << max(seg - 1, 0)
-            table.append(t if a & 0x80 else -t)
-    return table
-
-
-def _to_s16(body: bytes, info: WavInfo) -> array[int]:
-    """Interleaved samples of any supported WAV format as signed 16-bit values."""
-    tag, bits = info.format_tag, info.bits_per_sample
-    width = bits // 8
-    body = body[: len(body) - len(body) % max(width, 1)]
-    if tag == _PCM and bits == 8:
-        return array("h", ((v - 128) << 8 for v in body))
-    if tag == _PCM and bits in (16, 24, 32):
-        # Keep the two most significant bytes of each little-endian sample.
-        out = bytearray(len(body) // width * 2)
-        out[0::2] = body[width - 2 :: width]
-        out[1::2] = body[width - 1 :: width]
-        samples = array("h", bytes(out))
-    elif tag == _FLOAT and bits in (32, 64):
-        floats = array("f" if bits == 32 else "d", body)
-        if sys.byteorder == "big":
-            floats.byteswap()
-        return array("h", (round(max(-1.0, min(1.0, f)) * 32767) for f in floats))
-    elif tag in (_MULAW, _ALAW) and bits == 8:
-        table = _g711_table(tag)
-        return array("h", (table[v] for v in body))
-    else:
-        raise InvalidAudioError(
-            f"WAV format tag {tag} with {bits}-bit samples cannot be read; "
-            "convert it to 16-bit PCM first"
-        )
-    if sys.byteorder == "big":
-        samples.byteswap()
-    return samples
-
-
 def load_wav(path: str | Path) -> LoadedAudio:
     """Read a WAV file, converting it when the protocol cannot carry it as it is.
 
@@ -95,29 +417,12 @@ def load_wav(path: str | Path) -> LoadedAudio:
             8000-48000 Hz.
         OSError: The file cannot be read.
     """
-    raw = Path(path).read_bytes()
-    info = parse_wav_header(raw[: 1 << 16])
-    end = info.data_offset + info.data_size if info.data_size else len(raw)
-    body = raw[info.data_offset : min(end, len(raw))]
-    if not MIN_RATE <= info.sample_rate <= MAX_RATE:
+    from .audio import load_wav as load
+
+    audio = load(path)
+    if not MIN_RATE <= audio.sample_rate <= MAX_RATE:
         raise InvalidAudioError(
-            f"{path}: {info.sample_rate} Hz is outside the {MIN_RATE}-{MAX_RATE} Hz the API "
+            f"{path}: {audio.sample_rate} Hz is outside the {MIN_RATE}-{MAX_RATE} Hz the API "
             "takes; resample it first"
         )
-    if info.channels < 1:
-        raise InvalidAudioError(f"{path}: the WAV header says it has no channels")
-    if info.encoding is not None and info.channels == 1:
-        width = info.bits_per_sample // 8
-        return LoadedAudio(body[: len(body) - len(body) % width], info.encoding, info.sample_rate)
-    samples = _to_s16(body, info)
-    notes = []
-    if info.encoding is None:
-        notes.append(f"{info.bits_per_sample}-bit format tag {info.format_tag} to 16-bit PCM")
-    if info.channels > 1:
-        ch = info.channels
-        channels = [samples[c::ch] for c in range(ch)]
-        samples = array("h", (sum(frame) // ch for frame in zip(*channels, strict=False)))
-        notes.append(f"{ch} channels averaged to mono")
-    if sys.byteorder == "big":
-        samples.byteswap()
-    return LoadedAudio(samples.tobytes(), "pcm_s16le", info.sample_rate, "; ".join(notes))
+    return LoadedAudio(audio.data, audio.encoding, audio.sample_rate, audio.converted)

@@ -115,7 +115,7 @@ def _speed(value: float) -> float | None:
 @contextlib.asynccontextmanager
 async def _client(note: TextIO) -> AsyncIterator[object]:
     """The real API with ``CARTESIA_API_KEY``; otherwise an in-process twin (and say so)."""
-    from .client import AsyncCartesia
+    from ._client import AsyncCartesia
 
     if os.environ.get("CARTESIA_API_KEY"):
         client = AsyncCartesia()
@@ -147,7 +147,7 @@ async def _client(note: TextIO) -> AsyncIterator[object]:
 
 
 async def _demo(texts: Sequence[str], speed: float | None, out: TextIO) -> int:
-    from .client import AsyncCartesia
+    from ._client import AsyncCartesia
     from .protocol.events import TranscriptEvent
 
     text = " ".join(texts) if texts else DEFAULT_TEXT
@@ -200,8 +200,8 @@ async def _transcribe(
     out: TextIO,
     note: TextIO,
 ) -> int:
+    from ._client import AsyncCartesia
     from ._wavconvert import load_wav
-    from .client import AsyncCartesia
     from .protocol.audio import AudioFormat
     from .protocol.events import UnknownEvent, encode_event
 

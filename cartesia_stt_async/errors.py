@@ -15,21 +15,23 @@ Every exception this package raises on purpose derives from :class:`CartesiaSTTE
     │   └── APITimeoutError           a bounded wait ran out (also a builtin TimeoutError)
     ├── BufferFullError               the send queue is full (``buffer_policy="raise"``)
     ├── ProtocolError                 the server broke the wire contract (malformed JSON,
-    │                                 binary frames, unmatched ``flush_done``) ("remote" errors)
+    │                                 binary frames) ("remote" errors)
     └── APIError                      the server reported an error (status, title, message)
         └── APIStatusError            ... by refusing the WebSocket handshake with an HTTP status
             ├── BadRequestError           400
             ├── AuthenticationError       401
             ├── PermissionDeniedError     403
             ├── NotFoundError             404
-            ├── RateLimitError            429 (``retry_after`` seconds when the server said)
+            ├── RateLimitError            429 (every status error has ``retry_after``)
             └── ServerError               5xx
 
 A server ``error`` event is an :class:`APIError` when raised by ``finalize()`` or ``stream()``; the
 ``async for event in conn`` iterator yields it as an event instead, as the official SDK does.
 
-Any other exception escaping this package is a bug. No exception text ever contains the API key:
-messages are built only from status lines, server-provided error fields and our own words.
+Any other exception escaping this package is a bug. No exception text or attribute ever contains
+a credential the client knows (the API key, an access token in a header or the query string):
+messages are built from status lines, server-provided fields and our own words, all redacted,
+and a translated foreign exception is never kept as ``__cause__`` or ``__context__``.
 """
 
 from __future__ import annotations
@@ -163,7 +165,31 @@ class APIError(CartesiaSTTError):
 
 
 class APIStatusError(APIError):
-    """The server refused the WebSocket handshake with an HTTP status."""
+    """The server refused a request (the WebSocket handshake, or an HTTP call) with a status.
+
+    Attributes:
+        retry_after: Seconds the server asked us to wait (``Retry-After``, as seconds or an
+            HTTP-date), or ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        title: str | None = None,
+        error_code: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            status_code=status_code,
+            title=title,
+            error_code=error_code,
+            request_id=request_id,
+        )
+        self.retry_after = retry_after
 
 
 class BadRequestError(APIStatusError):
@@ -183,30 +209,7 @@ class NotFoundError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """HTTP 429: too many concurrent sessions.
-
-    Attributes:
-        retry_after: Seconds the server asked us to wait (``Retry-After``), or ``None``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: float | None = None,
-        status_code: int | None = 429,
-        title: str | None = None,
-        error_code: str | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        super().__init__(
-            message,
-            status_code=status_code,
-            title=title,
-            error_code=error_code,
-            request_id=request_id,
-        )
-        self.retry_after = retry_after
+    """HTTP 429: too many concurrent sessions (``retry_after`` says when to try again)."""
 
 
 class ServerError(APIStatusError):
@@ -239,26 +242,18 @@ def error_for_status(
         title: Optional short title.
         error_code: Optional machine-readable code.
         request_id: Optional request id.
-        retry_after: Seconds to wait, for 429 responses.
+        retry_after: Seconds the server asked to wait (``Retry-After``).
 
     Returns:
         An exception instance, not raised.
     """
     cls: type[APIStatusError]
     cls = ServerError if status_code >= 500 else _STATUS_CLASSES.get(status_code, APIStatusError)
-    if cls is RateLimitError:
-        return RateLimitError(
-            message,
-            retry_after=retry_after,
-            status_code=status_code,
-            title=title,
-            error_code=error_code,
-            request_id=request_id,
-        )
     return cls(
         message,
         status_code=status_code,
         title=title,
         error_code=error_code,
         request_id=request_id,
+        retry_after=retry_after,
     )

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from .client import AsyncCartesia
+from ._client import AsyncCartesia
 from .twin import Engine, Faults, Reply, ScriptedEngine, SessionRecord, Twin, serve
 from .twin.engines import FinalOrder
 

@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -34,6 +35,21 @@ def pcm(seconds: float, sample_rate: int = 16000, value: int = 0) -> bytes:
 def client_for(twin: Twin, **kw: object) -> stt.AsyncCartesia:
     """An AsyncCartesia pointed at the twin."""
     return stt.AsyncCartesia(api_key=API_KEY, base_url=twin.base_url, **kw)  # type: ignore[arg-type]
+
+
+def ws(client: stt.AsyncCartesia, **options: Any) -> stt.ConnectionManager:
+    """A session manager for 16 kHz ``pcm_s16le`` with test defaults: unpaced, and a fast
+    reconnect backoff (1-5 ms). Any option can be overridden."""
+    merged: dict[str, Any] = {
+        "model": "ink-2",
+        "encoding": "pcm_s16le",
+        "sample_rate": 16000,
+        "speed": None,
+        "initial_delay": 0.001,
+        "max_delay": 0.005,
+    }
+    merged.update(options)
+    return client.stt.manual_finalize.websocket(**merged)
 
 
 def other_tasks() -> set[asyncio.Task[object]]:

@@ -21,6 +21,7 @@ import cartesia_stt_async as stt
 from cartesia_stt_async.twin import Reply, ScriptedEngine, Twin, serve
 from cartesia_stt_async.twin.faults import Fault, Faults
 
+from . import conftest
 from .conftest import API_KEY, SLACK, other_tasks, pcm
 
 Action = Callable[["Env"], Awaitable[object]]
@@ -37,18 +38,8 @@ class Env:
         return stt.AsyncCartesia(api_key=API_KEY, base_url=self.base_url, **kw)
 
     def ws(self, **kw: Any) -> stt.ConnectionManager:
-        options: dict[str, Any] = {
-            "model": "ink-2",
-            "encoding": "pcm_s16le",
-            "sample_rate": 16000,
-            "speed": None,
-            "close_timeout": 1.0 * SLACK,
-            "initial_delay": 0.001,
-            "max_delay": 0.004,
-            **self.options,
-            **kw,
-        }
-        return self.client().stt.manual_finalize.websocket(**options)
+        options = {"close_timeout": 1.0 * SLACK, "max_delay": 0.004, **self.options, **kw}
+        return conftest.ws(self.client(), **options)
 
 
 @dataclass

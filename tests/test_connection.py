@@ -16,21 +16,9 @@ import pytest
 import cartesia_stt_async as stt
 from cartesia_stt_async.twin import Fault, Faults, Reply, ScriptedEngine
 
-from .conftest import SLACK, TwinFactory, client_for, other_tasks, pcm
+from .conftest import SLACK, TwinFactory, client_for, other_tasks, pcm, ws
 
 TRICKY = [["Hello", " world,", " ", "", " naïve café ✓ 日本語"], [" Second", " one. "]]
-
-
-def ws(
-    client: stt.AsyncCartesia, *, speed: float | None = None, **kw: object
-) -> stt.ConnectionManager:
-    return client.stt.manual_finalize.websocket(
-        model="ink-2",
-        encoding="pcm_s16le",
-        sample_rate=16000,
-        speed=speed,
-        **kw,  # type: ignore[arg-type]
-    )
 
 
 @pytest.mark.asyncio
@@ -40,7 +28,7 @@ async def test_finalize_returns_verbatim_deltas_in_both_orders(
 ) -> None:
     engine = ScriptedEngine(TRICKY, order=order)  # type: ignore[arg-type]
     async with twin_factory(engine=engine) as twin:
-        async with ws(client_for(twin)) as conn:
+        async with ws(client_for(twin), final_order=order) as conn:
             await conn.send_audio(pcm(0.35))
             first = await conn.finalize(timeout=5 * SLACK)
             await conn.send_audio(pcm(0.2))

@@ -54,36 +54,42 @@ def test_float_input_is_clipped_and_nan_is_silence() -> None:
     assert _dsp.decode(data, "pcm_f32le").tolist() == [1.0, -1.0, 0.0]
 
 
+def resample(x: np.ndarray, source: int, target: int, piece: int | None = None) -> np.ndarray:
+    r = _dsp.Resampler(source, target)
+    step = piece or max(1, len(x))
+    parts = [r.process(x[i : i + step]) for i in range(0, len(x), step)]
+    return np.concatenate([*parts, r.process(x[:0], final=True)])
+
+
 @pytest.mark.parametrize("rate", [8000, 11025, 22050, 44100, 48000, 16001])
 def test_resampling_is_the_same_whole_or_in_100_ms_pieces(rate: int) -> None:
     x = tone(440, 16000)
-    whole = _dsp.Resampler(16000, rate)
-    a = np.concatenate([whole.process(x), whole.process(x[:0], final=True)])
-    pieces = _dsp.Resampler(16000, rate)
-    parts = [pieces.process(x[i : i + 1600]) for i in range(0, len(x), 1600)]
-    b = np.concatenate([*parts, pieces.process(x[:0], final=True)])
-    assert len(a) == math.ceil(len(x) * rate / 16000)  # outputs up to the last input
-    assert np.array_equal(a, b)
+    whole = resample(x, 16000, rate)
+    pieces = resample(x, 16000, rate, piece=1600)
+    assert len(whole) == math.ceil(len(x) * rate / 16000)  # outputs up to the last input
+    np.testing.assert_allclose(pieces, whole, atol=1e-6)
 
 
+@pytest.mark.parametrize("freq", [440, 3400])  # 3400 Hz: 85 % of 8 kHz audio's Nyquist
 @pytest.mark.parametrize("rate", [8000, 22050, 48000])
-def test_resampling_keeps_a_tone_and_round_trips(rate: int) -> None:
-    x = tone(440, 16000)
-    there = _dsp.Resampler(16000, rate)
-    y = np.concatenate([there.process(x), there.process(x[:0], final=True)])
-    np.testing.assert_allclose(
-        y[rate // 10 : -rate // 10], tone(440, rate)[rate // 10 : -rate // 10], atol=2e-3
-    )
-    back = _dsp.Resampler(rate, 16000)
-    z = np.concatenate([back.process(y), back.process(y[:0], final=True)])
+def test_resampling_keeps_a_tone_in_phase_and_round_trips(rate: int, freq: int) -> None:
+    x = tone(freq, 16000)
+    y = resample(x, 16000, rate)
+    edge = rate // 10  # the ends see the silence before and after the stream
+    np.testing.assert_allclose(y[edge:-edge], tone(freq, rate)[edge:-edge], atol=1e-4)
+    z = resample(y, rate, 16000)
     assert len(z) == len(x)
-    assert float(np.abs(z[1600:-1600] - x[1600:-1600]).max()) < 2e-3
+    assert float(np.abs(z[1600:-1600] - x[1600:-1600]).max()) < 1e-4
+
+
+def test_equal_rates_pass_samples_through() -> None:
+    x = tone(440, 16000)
+    assert np.array_equal(resample(x, 16000, 16000), x)
 
 
 def test_downsampling_removes_what_the_new_rate_cannot_carry() -> None:
     high = tone(7000, 48000)  # above the 4 kHz Nyquist of 8 kHz audio
-    r = _dsp.Resampler(48000, 8000)
-    y = np.concatenate([r.process(high), r.process(high[:0], final=True)])
+    y = resample(high, 48000, 8000)
     assert float(np.abs(y[800:-800]).max()) < 0.01  # no alias at 1 kHz
 
 

@@ -237,18 +237,19 @@ def wav(audio: bytes, rate: int = 16000, channels: int = 1, width: int = 2) -> b
 
 @pytest.mark.cartesia_twin(by_audio=ANSWERS)
 def test_upload_route_transcribes_a_wav_file(cartesia_twin: TwinServer) -> None:
+    stereo = b"".join(HELLO[i : i + 2] * 2 for i in range(0, len(HELLO), 2))  # L = R = HELLO
     with app_for(cartesia_twin) as http:
-        response = http.post("/api/transcribe", files={"file": ("hello.wav", wav(HELLO))})
-        assert response.status_code == 200, response.text
-        assert response.json() == {"text": "Hello, world.", "seconds": 0.1}
-        stereo = http.post("/api/transcribe", files={"file": ("s.wav", wav(HELLO, channels=2))})
+        mono = http.post("/api/transcribe", files={"file": ("hello.wav", wav(HELLO))})
+        two = http.post("/api/transcribe", files={"file": ("s.wav", wav(stereo, channels=2))})
         not_wav = http.post("/api/transcribe", files={"file": ("x.mp3", b"ID3\x03 not a wav")})
-    assert stereo.status_code == 422
-    assert "2-channel" in stereo.json()["detail"]
+    assert mono.status_code == 200, mono.text
+    assert mono.json() == {"text": "Hello, world.", "seconds": 0.1}
+    assert two.json() == {"text": "Hello, world.", "seconds": 0.1}  # averaged to mono
     assert not_wav.status_code == 422
-    assert not_wav.json()["detail"] == "not a WAV file: missing RIFF/WAVE header"
+    assert not_wav.json()["detail"] == "WAV data: not a WAV file: missing RIFF/WAVE header"
     cartesia_twin.wait_idle(5 * SLACK)
-    assert len(cartesia_twin.sessions) == 1  # the bad files never opened a session
+    assert len(cartesia_twin.sessions) == 2  # the bad file never opened a session
+    assert [s.audio_bytes for s in cartesia_twin.sessions] == [len(HELLO)] * 2
 
 
 def test_upload_route_recognizes_real_speech(cartesia_speech_twin: TwinServer) -> None:

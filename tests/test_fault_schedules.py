@@ -85,6 +85,7 @@ async def run(
             max_delay=0.004,
             close_timeout=10 * SLACK,
             late_final_grace=0.05,
+            final_order=plan.order,  # type: ignore[arg-type]
         ) as conn:
             last = len(plan.utterances) - 1
             for k, (audio, awaited) in enumerate(zip(plan.utterances, plan.awaited, strict=True)):

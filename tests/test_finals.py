@@ -28,7 +28,7 @@ async def test_finals_forwards_each_delta_once_through_a_close_at_every_event(
     faults = Faults([Fault("close", connection=0, after_events=after_events, code=1011)])
     async with twin_factory(engine=engine, faults=faults) as twin:
         forwarded: list[str] = []
-        async with ws(client_for(twin)) as conn:
+        async with ws(client_for(twin), final_order=order) as conn:
             forwarder = asyncio.create_task(relay(conn, forwarded))
             futures = []
             for k in range(2):
@@ -40,8 +40,8 @@ async def test_finals_forwards_each_delta_once_through_a_close_at_every_event(
         assert "".join(forwarded) == FULL == conn.transcript.text
         assert forwarded == ["Hello", " world.", " Second", " one,", " here.", " Third."]
         if order == "finals_first":
-            # Flush-first, the text answered on close can land in the last utterance's late
-            # window (issue 10 decides that attribution); the stream above is exact either way.
+            # Flush-first, the text answered on close lands in the last utterance's late window
+            # when close is sent while it is open (documented); the stream is exact either way.
             assert [f.result().text for f in futures] == ["Hello world.", " Second one, here."]
     assert not other_tasks()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 
 import pytest
@@ -12,18 +13,11 @@ import cartesia_stt_async as stt
 from cartesia_stt_async.twin import ScriptedEngine
 from cartesia_stt_async.twin.faults import Fault, Faults
 
+from . import conftest
 from .conftest import SLACK, TwinFactory, client_for, other_tasks, pcm
 
-
-def ws(client: stt.AsyncCartesia, **kw: object) -> stt.ConnectionManager:
-    options: dict[str, object] = {"speed": None, "close_timeout": 0.5 * SLACK}
-    options.update(kw)
-    return client.stt.manual_finalize.websocket(
-        model="ink-2",
-        encoding="pcm_s16le",
-        sample_rate=16000,
-        **options,  # type: ignore[arg-type]
-    )
+# A stuck server must not hold a test up: leaving waits at most half a second for 'done'.
+ws = functools.partial(conftest.ws, close_timeout=0.5 * SLACK)
 
 
 @pytest.mark.asyncio

@@ -7,25 +7,12 @@ import logging
 
 import pytest
 
-import cartesia_stt_async as stt
 from cartesia_stt_async.twin import ScriptedEngine
 from cartesia_stt_async.twin.faults import Fault, Faults
 
-from .conftest import API_KEY, SLACK, TwinFactory, client_for, pcm
+from .conftest import API_KEY, SLACK, TwinFactory, client_for, pcm, ws
 
 SECRET_TEXT = "Zebra-quartz whispering"
-
-
-def ws(client: stt.AsyncCartesia, **kw: object) -> stt.ConnectionManager:
-    return client.stt.manual_finalize.websocket(
-        model="ink-2",
-        encoding="pcm_s16le",
-        sample_rate=16000,
-        speed=None,
-        initial_delay=0.001,
-        max_delay=0.002,
-        **kw,  # type: ignore[arg-type]
-    )
 
 
 async def run_session(twin_factory: TwinFactory, **kw: object) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 
 import pytest
@@ -11,9 +12,8 @@ import cartesia_stt_async as stt
 from cartesia_stt_async.twin import Reply, ScriptedEngine
 from cartesia_stt_async.twin.faults import Fault, Faults
 
+from . import conftest
 from .conftest import SLACK, TwinFactory, client_for, other_tasks, pcm
-
-FAST = {"initial_delay": 0.001, "max_delay": 0.005}
 
 
 def audio(k: int, seconds: float = 0.25) -> bytes:
@@ -28,15 +28,7 @@ def engine_for(
     return ScriptedEngine([], by_audio=table, **kw)  # type: ignore[arg-type]
 
 
-def ws(client: stt.AsyncCartesia, **kw: object) -> stt.ConnectionManager:
-    options: dict[str, object] = {"speed": None, "close_timeout": 5 * SLACK, **FAST}
-    options.update(kw)
-    return client.stt.manual_finalize.websocket(
-        model="ink-2",
-        encoding="pcm_s16le",
-        sample_rate=16000,
-        **options,  # type: ignore[arg-type]
-    )
+ws = functools.partial(conftest.ws, close_timeout=5 * SLACK)
 
 
 REPLIES = [["Hello", " world."], [" Second", " one,", " here."], [" Third."]]
@@ -94,7 +86,7 @@ async def test_finals_received_before_a_drop_are_not_duplicated(
     after = 4 if order == "finals_first" else 5
     faults = Faults([Fault("abort", connection=0, after_events=after)])
     async with twin_factory(engine=engine, faults=faults) as twin:
-        async with ws(client_for(twin)) as conn:
+        async with ws(client_for(twin), final_order=order) as conn:
             for k in range(3):
                 await conn.send_audio(audio(k))
                 await conn.send("finalize")
@@ -351,7 +343,12 @@ async def test_a_late_window_does_not_close_while_the_socket_is_down(
     engine = engine_for(REPLIES[1:], order="flush_first")
     faults = Faults([Fault("abort", connection=0, after_events=2)])
     async with twin_factory(engine=engine, faults=faults) as twin:
-        options = {"initial_delay": 0.2, "max_delay": 0.2, "late_final_grace": 0.05}
+        options = {
+            "initial_delay": 0.2,
+            "max_delay": 0.2,
+            "late_final_grace": 0.05,
+            "final_order": "flush_first",
+        }
         async with ws(client_for(twin), **options) as conn:
             await conn.send_audio(audio(0))
             await conn.send("finalize")

@@ -211,7 +211,11 @@ async def test_close_recognizes_audio_that_was_never_finalized() -> None:
     async with serve(engine=shared_engine()) as twin:
         client = client_for(twin)
         async with client.stt.manual_finalize.websocket(
-            model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+            model="ink-2",
+            encoding="pcm_s16le",
+            sample_rate=16000,
+            speed=None,
+            close_timeout=30 * SLACK,  # decoding happens at close: give a loaded machine time
         ) as conn:
             await conn.send_audio(speech(SENTENCES[2]))
         # Leaving the block sent close and drained to done: the words arrived.

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import cartesia_stt_async as stt
+from cartesia_stt_async import SpeechResponse
 from cartesia_stt_async.protocol.audio import BYTES_PER_SAMPLE, parse_wav_header
-from cartesia_stt_async.tts import SpeechResponse
 from cartesia_stt_async.twin import ScriptedEngine, _dsp, serve
 
 from .conftest import API_KEY
@@ -124,3 +124,17 @@ async def test_unreachable_server_is_a_connection_error() -> None:
 def test_client_repr_hides_the_key() -> None:
     client = stt.AsyncCartesia(api_key=API_KEY, base_url="http://127.0.0.1:9")
     assert API_KEY not in repr(client.tts)
+
+
+@pytest.mark.asyncio
+async def test_equal_requests_give_identical_audio_whatever_came_before() -> None:
+    """Pico's audio used to depend on earlier requests (it read memory left by them)."""
+    others = ["The quick brown fox jumps over the lazy dog.", "Bonjour tout le monde."]
+    async with serve(engine=ScriptedEngine([])) as twin:
+        first = await (await generate(twin.base_url)).read()
+        runs = [first]
+        for other, language in zip(others, ["en", "fr"], strict=True):
+            await generate(twin.base_url, transcript=other, language=language)
+            runs.append(await (await generate(twin.base_url)).read())
+    assert len(first) > 16000
+    assert runs[1] == first and runs[2] == first

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,7 +19,16 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from cartesia_stt_async.twin import Reply, ScriptedEngine, Twin
+import cartesia_stt_async as stt
+from cartesia_stt_async.twin import (
+    Fault,
+    Faults,
+    ParamError,
+    Reply,
+    ScriptedEngine,
+    Twin,
+    validate_params,
+)
 
 from .conftest import API_KEY, SLACK, TwinFactory, other_tasks, pcm
 
@@ -135,7 +149,7 @@ async def test_unknown_command_is_an_error_event_and_session_goes_on(
 async def test_bad_parameters_give_one_400_error_event_then_close(
     twin_factory: TwinFactory, query: str, needle: str
 ) -> None:
-    async with twin_factory() as twin, raw(twin, query) as conn:
+    async with twin_factory(engine=ScriptedEngine([])) as twin, raw(twin, query) as conn:
         error = json.loads(await asyncio.wait_for(conn.recv(), 5 * SLACK))
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(conn.recv(), 5 * SLACK)
@@ -155,7 +169,7 @@ async def test_valid_optional_parameters_and_repeated_keyterms(twin_factory: Twi
         "&keyterm=Ink%202&keyterm=a+b&min_volume=0.1&max_silence_duration_secs=0.5"
         "&cartesia_version=2026-03-01"
     )
-    async with twin_factory() as twin, raw(twin, query) as conn:
+    async with twin_factory(engine=ScriptedEngine([])) as twin, raw(twin, query) as conn:
         await conn.send("close")
         await events_until(conn, "done")
     params = twin.sessions[0].params
@@ -172,13 +186,15 @@ async def test_valid_optional_parameters_and_repeated_keyterms(twin_factory: Twi
     [
         ({"X-API-Key": API_KEY}, ""),
         ({}, f"&api_key={API_KEY}"),
-        ({}, "&access_token=tok_123"),
     ],
 )
 async def test_other_auth_forms_are_accepted(
     twin_factory: TwinFactory, headers: dict[str, str], query_suffix: str
 ) -> None:
-    async with twin_factory() as twin, raw(twin, QUERY + query_suffix, headers) as conn:
+    async with (
+        twin_factory(engine=ScriptedEngine([])) as twin,
+        raw(twin, QUERY + query_suffix, headers) as conn,
+    ):
         await conn.send("close")
         assert (await events_until(conn, "done"))[-1]["type"] == "done"
 
@@ -220,7 +236,9 @@ async def test_idle_timeout_closes_with_1001(twin_factory: TwinFactory) -> None:
 
 @pytest.mark.asyncio
 async def test_stop_reading_makes_a_raw_client_block(twin_factory: TwinFactory) -> None:
-    async with twin_factory(stop_reading_after=3) as twin, raw(twin) as conn:
+    faults = Faults([Fault("stop_reading", after_frames=3)])
+    engine = ScriptedEngine([])
+    async with twin_factory(engine=engine, faults=faults) as twin, raw(twin) as conn:
         sent = 0
 
         async def flood() -> None:
@@ -243,10 +261,64 @@ async def test_stop_reading_makes_a_raw_client_block(twin_factory: TwinFactory) 
 
 @pytest.mark.asyncio
 async def test_client_disconnect_is_cleaned_up(twin_factory: TwinFactory) -> None:
-    async with twin_factory() as twin:
+    async with twin_factory(engine=ScriptedEngine([])) as twin:
         async with raw(twin) as conn:
             await conn.send(pcm(0.1))
         await asyncio.sleep(0.1)
         assert twin.active_sessions == 0
         assert twin.sessions[0].audio_bytes == 3200
     assert not other_tasks()
+
+
+def test_validate_params_raises_the_public_param_error() -> None:
+    query = [("model", "ink-2"), ("encoding", "pcm_s16le"), ("sample_rate", "96000")]
+    with pytest.raises(ParamError) as info:
+        validate_params(query, None)
+    assert isinstance(info.value, stt.UsageError)
+    assert (info.value.title, info.value.error_code) == ("Invalid sample rate", "invalid_parameter")
+    assert "96000" in info.value.message
+    params = validate_params([*query[:2], ("sample_rate", "8000"), ("keyterm", "a")], "v1")
+    assert (params.sample_rate, params.keyterms, params.version) == (8000, ("a",), "v1")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def doc_blocks(path: Path) -> list[str]:
+    """The Python blocks of a Markdown page that are not marked as fragments."""
+    blocks = re.findall(r"```python\n(.*?)```", path.read_text(), re.DOTALL)
+    return [b for b in blocks if not b.lstrip().lower().startswith("# fragment")]
+
+
+def expected_output(block: str) -> list[str]:
+    """The ``# comment`` after each ``print(...)`` line: what the block prints."""
+    return [
+        line.split("  # ", 1)[1].strip()
+        for line in block.splitlines()
+        if line.strip().startswith("print(") and "  # " in line
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(doc_blocks(ROOT / "docs" / "twin.md"))))
+def test_twin_md_examples_run_as_written(index: int, tmp_path: Path) -> None:
+    block = doc_blocks(ROOT / "docs" / "twin.md")[index]
+    if ".access_token." in block and not hasattr(
+        stt.AsyncCartesia(api_key="k", base_url="http://127.0.0.1:9"), "access_token"
+    ):
+        pytest.skip("AsyncCartesia.access_token is not wired in yet")
+    script = tmp_path / "example.py"
+    script.write_text(block)
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120 * SLACK,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    expected = expected_output(block)
+    assert len(lines) == len(expected), run.stdout
+    for line, pattern in zip(lines, expected, strict=True):
+        assert re.fullmatch(re.escape(pattern).replace("<port>", r"\d+"), line), (line, pattern)

@@ -165,6 +165,12 @@ class Reframer:
         del buf[:n]
         return frames
 
+    def discard(self) -> int:
+        """Drop the held-back remainder; return how many bytes it had."""
+        held = len(self._buf)
+        self._buf.clear()
+        return held
+
     def flush(self) -> bytes:
         """Return and clear the remainder (``b""`` when there is none).
 

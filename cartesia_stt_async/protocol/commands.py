@@ -26,8 +26,12 @@ __all__ = [
     "ConnectParams",
     "build_headers",
     "build_ws_url",
+    "check_header_value",
+    "is_secret_name",
     "normalize_command",
     "redact",
+    "redact_url",
+    "secrets_in",
 ]
 
 Command = Literal["finalize", "close"]
@@ -147,8 +151,12 @@ class ConnectParams:
         """Build from keyword arguments as the public API takes them (``keyterm`` a list)."""
         if isinstance(keyterm, str | bytes):
             raise UsageError("keyterm must be a list of strings, not a single string")
+        if extra_query is not None and not isinstance(extra_query, Mapping):
+            raise UsageError(f"extra_query must be a mapping, got {type(extra_query).__name__}")
         extra: list[tuple[str, str]] = []
         for key, value in (extra_query or {}).items():
+            if not isinstance(key, str) or not key:
+                raise UsageError(f"extra_query keys must be non-empty strings, got {key!r}")
             values = value if isinstance(value, list | tuple) else [value]
             extra.extend((key, _query_value(v)) for v in values if v is not None)
         return cls(
@@ -193,40 +201,55 @@ def _query_value(value: object) -> str:
     return str(value)
 
 
+_SCHEMES: Final = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+
+
 def build_ws_url(
     query: Iterable[tuple[str, str]],
     *,
     base_url: str = DEFAULT_BASE_URL,
     websocket_base_url: str | None = None,
 ) -> str:
-    """Build the ``/stt/websocket`` URL (protocol.md §1.1).
+    """Build the ``/stt/websocket`` URL.
 
     Args:
         query: Query pairs, appended after any query of the base URL. Spaces encode as ``%20``.
-        base_url: HTTP(S) base URL; ``http`` maps to ``ws``, anything else to ``wss``.
+        base_url: HTTP(S) base URL; ``http`` maps to ``ws`` and ``https`` to ``wss`` (a
+            ``ws``/``wss`` base is used as is).
         websocket_base_url: A ``ws``/``wss`` base that wins over ``base_url`` when given.
 
     Returns:
         The full URL.
 
     Raises:
-        ConfigurationError: If the base URL has no host.
+        ConfigurationError: If the base URL cannot work: another scheme (``ftp://``), no host,
+            a malformed host or an out-of-range port. The URL itself is not repeated (it may
+            hold a secret).
     """
     if websocket_base_url is not None:
-        parts = urlsplit(websocket_base_url)
-        scheme = parts.scheme
-        if scheme not in ("ws", "wss"):
-            raise ConfigurationError(
-                f"websocket_base_url must start with ws:// or wss://, got scheme {scheme!r}"
-            )
+        what, base = "websocket_base_url", websocket_base_url
+        allowed: tuple[str, ...] = ("ws", "wss")
     else:
-        parts = urlsplit(base_url)
-        scheme = "ws" if parts.scheme == "http" else "wss"
-    if not parts.netloc:
-        raise ConfigurationError("the base URL has no host; expected e.g. https://api.cartesia.ai")
+        what, base = "base_url", base_url
+        allowed = tuple(_SCHEMES)
+    if not isinstance(base, str):
+        raise ConfigurationError(f"{what} must be a string, got {type(base).__name__}")
+    try:
+        parts = urlsplit(base)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        raise ConfigurationError(f"{what} is not a valid URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in allowed and (scheme or websocket_base_url is not None):
+        raise ConfigurationError(
+            f"{what} must start with {' or '.join(s + '://' for s in allowed)}, "
+            f"got scheme {scheme!r}"
+        )
+    if not parts.hostname:
+        raise ConfigurationError(f"{what} has no host; expected e.g. https://api.cartesia.ai")
     path = parts.path.rstrip("/") + STT_PATH
     pairs = parse_qsl(parts.query, keep_blank_values=True) + list(query)
-    return urlunsplit((scheme, parts.netloc, path, urlencode(pairs, quote_via=quote), ""))
+    return urlunsplit((_SCHEMES[scheme], parts.netloc, path, urlencode(pairs, quote_via=quote), ""))
 
 
 def build_headers(
@@ -252,9 +275,67 @@ def build_headers(
     return headers
 
 
+def check_header_value(what: str, name: object, value: object) -> None:
+    """Check one header name and value; never echo the value (it may be a secret).
+
+    Raises:
+        UsageError: For a non-string, an empty name, or a line break or NUL anywhere (a CR or
+            LF would inject another header into the handshake).
+    """
+    if not isinstance(name, str) or not name or any(c in name for c in "\r\n\0: "):
+        raise UsageError(f"{what}: a header name must be a non-empty token, got {name!r}")
+    if not isinstance(value, str):
+        raise UsageError(f"{what} must be a string, got {type(value).__name__}")
+    if any(c in value for c in "\r\n\0"):
+        raise UsageError(f"{what} contains a line break or NUL character (value not shown)")
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """Replace every occurrence of each non-trivial secret in ``text`` with ``***``."""
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+_SECRET_WORDS: Final = ("auth", "token", "key", "secret", "password", "cookie", "signature")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a query parameter or header of this name carries a credential."""
+    lower = name.lower()
+    return any(word in lower for word in _SECRET_WORDS)
+
+
+def secrets_in(
+    query: Mapping[str, object] | Iterable[tuple[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The credential values among query parameters and headers (see :func:`is_secret_name`).
+
+    ``Bearer <token>`` values also yield the bare token.
+    """
+    found: list[str] = []
+    pairs = query.items() if isinstance(query, Mapping) else (query or ())
+    for key, value in (*pairs, *(headers or {}).items()):
+        if not isinstance(key, str) or not is_secret_name(key):
+            continue
+        values = value if isinstance(value, list | tuple) else [value]
+        for v in values:
+            if isinstance(v, str) and v:
+                found.append(v)
+                if v[:7].lower() == "bearer ":
+                    found.append(v[7:].strip())
+    return found
+
+
+def redact_url(url: str, secrets: Iterable[str] = ()) -> str:
+    """``url`` with the values of credential query parameters (and ``secrets``) as ``***``."""
+    parts = urlsplit(url)
+    if parts.query:
+        pairs = [
+            (k, "***" if is_secret_name(k) else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        url = urlunsplit(parts._replace(query=urlencode(pairs, quote_via=quote, safe="*")))
+    return redact(url, secrets)

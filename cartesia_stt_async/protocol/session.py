@@ -24,28 +24,41 @@ Rules:
    not arrived; with no ticket outstanding, the audio not yet finalized (the server may flush it
    on its own, or on ``close``).
 4. Servers have been documented to send a finalize's final chunks either *before* its
-   ``flush_done`` (current docs; the default of our twin) or *after* it (older docs), see
-   protocol.md §10.1 and §11. So when ``flush_done`` arrives for an utterance that has no final
-   text yet, and the server has not yet shown that it sends finals first, the utterance stays
-   open for ``late_final_grace`` seconds (re-armed by every late chunk): final deltas arriving
-   in that window are its own. It completes when the window ends, on the next ``flush_done``,
-   or on ``done``. Once any utterance received its finals before its ``flush_done``, the server
-   is known to send finals first and silent utterances complete at their ``flush_done``.
+   ``flush_done`` (current docs, and our twin's default) or *after* it (older docs). The
+   events alone cannot always tell the two apart (a silent utterance followed by pipelined
+   finalizes; finals arriving after ``close`` was sent), so the order is a choice
+   (``final_order``):
+
+   * ``finals_first`` (the default, per the current docs): a ``flush_done`` completes its
+     utterance at once; finals arriving later belong to the next ticket (or the open audio).
+   * ``flush_first``: a ``flush_done`` opens a *late window* for its utterance: final deltas
+     arriving in it are its own. The window ends on the next ``flush_done``, on ``done``, or
+     ``late_final_grace`` seconds after its last chunk; it never ends by time while ``close``
+     is outstanding (the text answered on ``close`` might be its own) nor while the I/O layer
+     cannot hear the server (it must not call :meth:`poll` then).
+   * ``auto``: learn the order from unambiguous evidence. Until then a silent utterance's
+     ``flush_done`` opens a late window as for ``flush_first``. Finals before their
+     ``flush_done`` prove ``finals_first``; a final in a late window proves ``flush_first``
+     only when nothing else could have produced it (no other finalize outstanding, no audio
+     written since, ``close`` not sent).
 5. The transcript (all final deltas, verbatim, arrival order) never depends on rule 4: only the
    attribution of deltas to utterances does.
 
-Replay (reconnecting without losing or repeating anything)
-----------------------------------------------------------
-6. Every item the I/O layer reports written (:meth:`Session.sent`) goes into a *journal*. When an
-   utterance is sealed (complete: rule 4), the journal is trimmed through its ``finalize``:
-   what remains is exactly what a new server session would need to hear again, namely the
-   audio and commands of every utterance not yet answered, in wire order.
-7. When the socket is replaced, :meth:`Session.rewind` returns the journal to write first on
-   the new socket, and rolls back what the old socket said about those utterances: their final
-   deltas leave the transcript (the replay makes the server say them again, so keeping them
-   would duplicate them), a late window is reopened as an unanswered ticket. Items queued but
-   never written follow the replay, in order. Sealed utterances are never replayed, so their
-   text is never repeated.
+Writing and replay (reconnecting without losing or repeating anything)
+-----------------------------------------------------------------------
+6. Commands append to one :class:`~.outbox.Outbox`; the I/O layer takes items with
+   :meth:`Session.next_item` in wire order and tells the session nothing else. A taken item
+   stays in the outbox's journal until its utterance is sealed (complete: rule 4), when the
+   journal is trimmed through its ``finalize``: what remains is exactly what a new server
+   session would need to hear again, namely the audio and commands of every utterance not yet
+   answered, in wire order. An utterance counts the audio written for it (first writes only),
+   so audio dropped by a buffer policy is not counted.
+7. When the socket is replaced, :meth:`Session.rewind` puts the journal back at the head of the
+   outbox and rolls back what the old socket said about those utterances: their final deltas
+   leave the transcript (the replay makes the server say them again, so keeping them would
+   duplicate them), a late window is reopened as an unanswered ticket. Items never written
+   follow the replay, in order. Sealed utterances are never replayed, so their text is never
+   repeated, and their deltas are *committed* (:attr:`Session.committed_chunks`).
 8. The journal is bounded (``max_replay_bytes``): past the bound its oldest audio is dropped and
    :attr:`Session.replay_complete` is false until that utterance is answered; an exact replay
    is then impossible and the I/O layer must not pretend otherwise.
@@ -55,17 +68,17 @@ from __future__ import annotations
 
 from collections import deque
 from enum import IntEnum
-from itertools import islice
+from typing import Literal
 
 from ..errors import ConnectionStateError, InvalidAudioError
 from .audio import DEFAULT_FRAME_MS, AudioFormat, Reframer, as_bytes_view
 from .events import DoneEvent, ErrorEvent, Event, FlushDoneEvent, TranscriptEvent
+from .outbox import ConnectionStats, Entry, Outbox, Outgoing
 from .transcript import Transcript, Utterance
 
-__all__ = ["FinalOrder", "Outgoing", "Session", "State"]
+__all__ = ["FinalOrder", "FinalOrderOption", "Outgoing", "Session", "State"]
 
-Outgoing = bytes | str
-"""One message to write: ``bytes`` is a binary audio frame, ``str`` a text command."""
+_SILENCE = {"pcm_mulaw": b"\xff", "pcm_alaw": b"\xd5"}
 
 
 class State(IntEnum):
@@ -77,8 +90,12 @@ class State(IntEnum):
     FAILED = 3
 
 
+FinalOrderOption = Literal["finals_first", "flush_first", "auto"]
+"""The ``final_order`` option: how final chunks and ``flush_done`` are ordered (rule 4)."""
+
+
 class FinalOrder(IntEnum):
-    """What the server has shown about the order of finals and ``flush_done``."""
+    """The order of finals and ``flush_done`` the session works with (rule 4)."""
 
     UNKNOWN = 0
     FINALS_FIRST = 1
@@ -94,6 +111,12 @@ class Session:
         late_final_grace: Seconds an utterance waits for late final chunks after its
             ``flush_done`` (rule 4 above).
         max_replay_bytes: Bound of the replay journal (rule 8); ``None``: unbounded.
+        final_order: ``finals_first``, ``flush_first`` or ``auto`` (rule 4).
+        stats: Counters to update (a new :class:`ConnectionStats` by default).
+
+    Attributes:
+        outbox: What to write, and what was written but not yet answered (rule 6).
+        transcript: Every final delta, verbatim, and the completed utterances.
     """
 
     def __init__(
@@ -103,32 +126,35 @@ class Session:
         frame_ms: int = DEFAULT_FRAME_MS,
         late_final_grace: float = 0.25,
         max_replay_bytes: int | None = None,
+        final_order: FinalOrderOption = "finals_first",
+        stats: ConnectionStats | None = None,
     ) -> None:
         self.format = audio_format
         self.frame_bytes = audio_format.frame_bytes(frame_ms)
         self.late_final_grace = late_final_grace
+        self.max_replay_bytes = max_replay_bytes
         self.state = State.OPEN
-        self.order = FinalOrder.UNKNOWN
+        self.learns_order = final_order == "auto"
+        self.order = {
+            "finals_first": FinalOrder.FINALS_FIRST,
+            "flush_first": FinalOrder.FLUSH_FIRST,
+            "auto": FinalOrder.UNKNOWN,
+        }[final_order]
         self.transcript = Transcript()
         self.request_id = ""
-        self.error: ErrorEvent | None = None
-        self.audio_bytes = 0
-        self.unmatched_flush_done = 0
+        self.stats = stats if stats is not None else ConnectionStats()
+        self.outbox = Outbox(self.stats)
         self._reframer = Reframer(self.frame_bytes, audio_format.sample_width)
+        self._speed: float | None = None  # pacing of the audio held back by the reframer
         self._next_index = 0
         self._open = self._new_utterance()
         self._pending: deque[Utterance] = deque()  # finalized, awaiting flush_done
-        self._unsent: deque[Utterance] = deque()  # finalize queued, not yet written
+        self._unwritten: deque[Utterance] = deque()  # finalize queued, never written yet
         self._late: Utterance | None = None
         self._late_deadline: float | None = None
-        # Rule 6: written items since the last sealed utterance, with the ticket of a finalize.
-        self._journal: deque[tuple[Outgoing, Utterance | None]] = deque()
-        self.journal_bytes = 0
-        self.max_replay_bytes = max_replay_bytes
         self._journal_lossy = False
         self._lossy_owner: Utterance | None = None  # the latest utterance that lost audio
         self._sealed_parts = 0  # transcript chunks that belong to sealed utterances
-        self._replaying: deque[Utterance] = deque()  # tickets of replayed finalizes, in order
 
     # -- commands --------------------------------------------------------------------------
 
@@ -146,140 +172,184 @@ class Session:
         self._next_index += 1
         return utt
 
-    def _account(self, nbytes: int) -> None:
-        self.audio_bytes += nbytes
-        self._open.audio_seconds += self.format.duration(nbytes)
+    @staticmethod
+    def _check_bytes(data: object) -> bytes | bytearray | memoryview:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidAudioError(
+                f"audio must be bytes, bytearray or memoryview, got {type(data).__name__}"
+            )
+        return as_bytes_view(data)
 
-    def audio(self, chunk: bytes | bytearray | memoryview) -> list[Outgoing]:
-        """Queue audio of any size; return the complete frames now ready to send.
+    def audio(self, chunk: bytes | bytearray | memoryview, speed: float | None = None) -> int:
+        """Queue audio of any size, cut into exact frames (the remainder is held back).
+
+        Args:
+            chunk: Audio in the session's encoding.
+            speed: Pacing of these frames (1.0 real time), ``None`` unpaced.
+
+        Returns:
+            How many frames were queued.
 
         Raises:
             ConnectionStateError: If the session is no longer open.
             InvalidAudioError: If ``chunk`` is not bytes-like.
         """
         self._check_open("send audio")
-        if not isinstance(chunk, bytes | bytearray | memoryview):
-            raise InvalidAudioError(
-                f"audio must be bytes, bytearray or memoryview, got {type(chunk).__name__}"
-            )
-        frames: list[Outgoing] = list(self._reframer.push(as_bytes_view(chunk)))
+        frames = self._reframer.push(self._check_bytes(chunk))
+        self._speed = speed
+        append = self.outbox.append
         for frame in frames:
-            self._account(len(frame))
-        return frames
+            append(Entry(frame, speed))
+        return len(frames)
 
-    def _flush_remainder(self) -> list[Outgoing]:
+    def skip_audio(self, nbytes: int) -> int:
+        """Drop the held-back partial frame and the next ``nbytes`` of the caller's audio.
+
+        For a buffer policy that keeps only the newest audio of a chunk: the caller passes the
+        rest of the chunk to :meth:`audio`. ``nbytes`` + the held-back bytes must make whole
+        frames, so the frames that follow stay aligned. Counted in ``dropped_audio_bytes``.
+
+        Returns:
+            The bytes dropped (held back + ``nbytes``).
+        """
+        dropped = self._reframer.discard() + nbytes
+        self.stats.dropped_audio_bytes += dropped
+        return dropped
+
+    def make_room(self, nbytes: int, limit: int) -> int:
+        """Drop the oldest queued audio so ``nbytes`` more fit in ``limit`` (``drop_oldest``).
+
+        Queued audio is dropped oldest first. When ``nbytes`` alone overfill the queue, only
+        the newest whole frames of the new audio are kept: its head and the held-back partial
+        frame are dropped unsent, so a huge chunk is never cut into frames to discard.
+
+        Returns:
+            How many bytes of the head of the new audio the caller must skip.
+        """
+        excess = self.stats.queued_bytes + nbytes - limit
+        if excess <= 0:
+            return 0
+        self.outbox.drop_oldest(excess)
+        held, frame = self._reframer.pending, self.frame_bytes
+        full = (held + nbytes) // frame
+        keep = max(limit // frame, 1)
+        if full <= keep:
+            return 0
+        skip = (full - keep) * frame - held
+        self.skip_audio(skip)
+        return skip
+
+    def _flush_remainder(self) -> None:
         rest = self._reframer.flush()
         if rest:
-            self._account(len(rest))
-            return [rest]
-        return []
+            self.outbox.append(Entry(rest, self._speed))
 
-    def raw_audio(self, data: bytes | bytearray | memoryview) -> list[Outgoing]:
-        """Queue one binary message as-is (after any audio held back by :meth:`audio`).
+    def raw_audio(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue one binary message as-is and unpaced (after any audio held back by
+        :meth:`audio`).
 
         Raises:
             ConnectionStateError: If the session is no longer open.
             InvalidAudioError: If ``data`` is not bytes-like or not whole samples.
         """
         self._check_open("send audio")
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise InvalidAudioError(
-                f"audio must be bytes, bytearray or memoryview, got {type(data).__name__}"
-            )
-        data = as_bytes_view(data)
+        data = self._check_bytes(data)
         self.format.check_aligned(len(data))
-        out = self._flush_remainder()
+        self._flush_remainder()
         if data:
-            self._account(len(data))
-            out.append(bytes(data))
-        return out
+            self.outbox.append(Entry(bytes(data)))
 
-    def finalize(self) -> tuple[list[Outgoing], Utterance]:
+    def finalize(self) -> Utterance:
         """Flush the partial frame and queue ``finalize``.
 
         Returns:
-            The items to write, and the ticket: the :class:`Utterance` that will hold the answer.
+            The ticket: the :class:`Utterance` that will hold the answer.
 
         Raises:
             ConnectionStateError: If the session is no longer open.
             InvalidAudioError: If the held-back audio ends in the middle of a sample.
         """
         self._check_open("finalize")
-        out = self._flush_remainder()
-        out.append("finalize")
+        self._flush_remainder()
         ticket = self._open
         self._pending.append(ticket)
-        self._unsent.append(ticket)
+        self._unwritten.append(ticket)
         self._open = self._new_utterance()
-        return out, ticket
+        self.outbox.append(Entry("finalize", None, ticket))
+        return ticket
 
-    def close(self) -> list[Outgoing]:
+    def close(self) -> None:
         """Flush the partial frame and queue ``close``; the session becomes CLOSING.
 
         Raises:
             ConnectionStateError: If ``close`` was already queued or the session ended.
             InvalidAudioError: If the held-back audio ends in the middle of a sample. The
-                stray bytes are dropped and the session is CLOSING all the same: the caller
-                must still write ``"close"`` (nothing else would end the session).
+                stray bytes are dropped and ``close`` is queued all the same.
         """
         self._check_open("close")
+        self.state = State.CLOSING
         try:
-            out = self._flush_remainder()
+            self._flush_remainder()
         finally:
-            self.state = State.CLOSING
-        out.append("close")
-        return out
+            self.outbox.append(Entry("close"))
 
     @property
     def pending_audio(self) -> int:
         """Bytes of audio held back, waiting for the rest of their frame."""
         return self._reframer.pending
 
-    def keepalive(self) -> list[Outgoing]:
-        """One frame of silence to keep an idle socket open, or nothing.
+    def keepalive(self) -> bool:
+        """Queue one frame of silence to keep an idle socket open.
 
-        Nothing when the session is not open or audio is held back mid-frame (silence then
-        would be sent ahead of older audio). The silence is audio of the open utterance.
+        Nothing when the session is not open, something is queued, or audio is held back
+        mid-frame (silence then would be sent ahead of older audio). The silence is audio of
+        the open utterance.
+
+        Returns:
+            True when a frame was queued.
         """
-        if self.state is not State.OPEN or self._reframer.pending:
-            return []
-        silent = {"pcm_mulaw": b"\xff", "pcm_alaw": b"\xd5"}.get(self.format.encoding, b"\x00")
-        return self.audio(silent * self.frame_bytes)
+        if self.state is not State.OPEN or self._reframer.pending or self.outbox.pending:
+            return False
+        silent = _SILENCE.get(self.format.encoding, b"\x00")
+        self.outbox.append(Entry(silent * self.frame_bytes, None))
+        self.stats.keepalives_sent += 1
+        return True
 
-    def sent(self, item: Outgoing, now: float, *, replay: bool = False) -> None:
-        """Tell the session an item has been written (stamps ``finalize`` send times).
+    def next_item(self, now: float) -> tuple[Entry, bool] | None:
+        """The next item to write and whether it is a replay; ``None`` when nothing waits.
 
-        Args:
-            item: The item, as returned by a command or by :meth:`rewind`.
-            now: The current monotonic time.
-            replay: True for an item of :meth:`rewind` (already in the journal).
+        From now on the item counts as written (rule 6): a ``finalize`` is stamped with
+        ``now``, audio counts for its utterance.
         """
-        if replay:
-            if item == "finalize" and self._replaying:
-                self._replaying.popleft().finalize_sent_at = now
-            return
-        ticket: Utterance | None = None
-        if item == "finalize" and self._unsent:
-            ticket = self._unsent.popleft()
-            ticket.finalize_sent_at = now
+        taken = self.outbox.take()
+        if taken is None:
+            return None
+        entry, replay = taken
+        ticket = entry.ticket
+        if ticket is not None:
+            if ticket.flushed_at is None and not ticket.complete:
+                ticket.finalize_sent_at = now
+            if not replay and self._unwritten and self._unwritten[0] is ticket:
+                self._unwritten.popleft()
+        elif not replay and type(entry.item) is bytes:
+            owner = self._unwritten[0] if self._unwritten else self._open
+            owner.audio_seconds += self.format.duration(len(entry.item))
+        limit = self.max_replay_bytes
         if self.state is State.DONE:
-            return
-        self._journal.append((item, ticket))
-        if isinstance(item, bytes):
-            self.journal_bytes += len(item)
-            limit = self.max_replay_bytes
-            while limit is not None and self.journal_bytes > limit:
-                index = next(i for i, (it, _) in enumerate(self._journal) if isinstance(it, bytes))
-                dropped = self._journal[index][0]
-                # The audio belongs to the next finalize written after it, else to the next
-                # one not yet written, else to the open utterance.
-                owner = self._unsent[0] if self._unsent else self._open
-                self._lossy_owner = next(
-                    (t for _, t in islice(self._journal, index, None) if t is not None), owner
-                )
-                del self._journal[index]
-                self.journal_bytes -= len(dropped)
-                self._journal_lossy = True
+            self.outbox.clear_journal()
+        elif limit is not None and self.outbox.journal_bytes > limit:
+            self._bound_journal(limit)
+        return entry, replay
+
+    def _bound_journal(self, limit: int) -> None:
+        """Rule 8: drop the journal's oldest audio past ``max_replay_bytes``."""
+        outbox = self.outbox
+        while outbox.journal_bytes > limit:
+            dropped, owner = outbox.drop_journal_audio()
+            if not dropped:
+                break
+            self._lossy_owner = owner if owner is not None else self._open
+            self._journal_lossy = True
 
     # -- replay ----------------------------------------------------------------------------
 
@@ -291,19 +361,18 @@ class Session:
     @property
     def journal_empty(self) -> bool:
         """True when nothing written awaits an answer (a new socket would replay nothing)."""
-        return not self._journal
+        return self.outbox.journal_empty
 
     @property
     def has_unanswered(self) -> bool:
         """True while a ``finalize`` or ``close`` awaits its answer (repair a drop now)."""
         return bool(self._pending or self._late or self.state is State.CLOSING)
 
-    def rewind(self) -> list[Outgoing]:
-        """The socket was replaced: roll back unanswered utterances, return what to replay.
+    def rewind(self) -> int:
+        """The socket was replaced: roll back unanswered utterances, queue the replay first.
 
         Returns:
-            The journal's items (rule 7), to write before anything else on the new socket;
-            report each with ``sent(item, now, replay=True)``.
+            How many items will be written again before anything new (rule 7).
         """
         self.transcript._truncate(self._sealed_parts)
         if self._late is not None:
@@ -312,15 +381,17 @@ class Session:
             self._late, self._late_deadline = None, None
         for utt in (*self._pending, self._open):
             utt._reset()
-        self._replaying = deque(t for item, t in self._journal if t is not None)
-        return [item for item, _ in self._journal]
+        return self.outbox.rewind()
 
     # -- events ----------------------------------------------------------------------------
 
     @property
     def committed_chunks(self) -> int:
-        """Final chunks that belong to sealed utterances: never rolled back by :meth:`rewind`."""
-        return self._sealed_parts
+        """Final chunks that belong to sealed utterances: never rolled back by :meth:`rewind`.
+
+        Once the session is DONE every chunk is committed.
+        """
+        return self.transcript.final_chunks if self.state is State.DONE else self._sealed_parts
 
     @property
     def pending_finalizes(self) -> int:
@@ -346,23 +417,24 @@ class Session:
             self.transcript.add_final(event.text)
             target = self._late or (self._pending[0] if self._pending else self._open)
             if target is self._late:
-                self.order = FinalOrder.FLUSH_FIRST
                 self._late_deadline = now + self.late_final_grace
+                if self.order is FinalOrder.UNKNOWN and self._unambiguously_late():
+                    self.order = FinalOrder.FLUSH_FIRST
             target._add_final(event.text, words, event.request_id or self.request_id)
         elif isinstance(event, FlushDoneEvent):
             done.extend(self._seal_late())
             if not self._pending:
-                self.unmatched_flush_done += 1
+                # No finalize outstanding: nothing to acknowledge (a server quirk, harmless).
+                self.stats.unmatched_flush_done += 1
                 return done
             utt = self._pending.popleft()
-            if utt in self._unsent:  # a flush_done cannot precede its finalize's write
-                self._unsent.remove(utt)
+            if utt in self._unwritten:  # a flush_done cannot precede its finalize's write
+                self._unwritten.remove(utt)
             utt.flushed_at = now
-            if utt.final_chunks:
-                if self.order is FinalOrder.UNKNOWN:
-                    self.order = FinalOrder.FINALS_FIRST
-                done.append(self._seal(utt))
-            elif self.order is FinalOrder.FINALS_FIRST:
+            order = self.order
+            if order is FinalOrder.UNKNOWN and utt.final_chunks:
+                order = self.order = FinalOrder.FINALS_FIRST
+            if order is FinalOrder.FINALS_FIRST:
                 done.append(self._seal(utt))
             else:
                 self._late = utt
@@ -370,22 +442,33 @@ class Session:
         elif isinstance(event, DoneEvent):
             done.extend(self._seal_all())
             self.state = State.DONE
-        elif isinstance(event, ErrorEvent):
-            self.error = event
-            if self.state is not State.DONE:
-                self.state = State.FAILED
+        elif isinstance(event, ErrorEvent) and self.state is not State.DONE:
+            self.state = State.FAILED
         return done
 
+    def _unambiguously_late(self) -> bool:
+        """Whether a final arriving in the late window can only be the late utterance's."""
+        return (
+            not self._pending
+            and self.state is State.OPEN
+            and not self._open.audio_seconds
+            and not self.outbox.pending
+        )
+
     def poll(self, now: float) -> list[Utterance]:
-        """Expire timers; return utterances that became complete."""
-        if self._late_deadline is not None and now >= self._late_deadline:
+        """Expire timers; return utterances that became complete.
+
+        A late window does not end by time while ``close`` is outstanding (rule 4).
+        """
+        deadline = self._late_deadline
+        if deadline is not None and now >= deadline and self.state is not State.CLOSING:
             return self._seal_late()
         return []
 
     @property
     def next_deadline(self) -> float | None:
         """When :meth:`poll` should next be called, or ``None`` when no timer runs."""
-        return self._late_deadline
+        return None if self.state is State.CLOSING else self._late_deadline
 
     def unfinished(self) -> list[Utterance]:
         """Tickets still waiting for an answer (late window included), oldest first."""
@@ -397,20 +480,13 @@ class Session:
             utt.request_id = self.request_id
         self.transcript.utterances.append(utt)
         self._sealed_parts = self.transcript.final_chunks
-        # Rule 6: the journal no longer needs this utterance.
-        journal = self._journal
-        if any(ticket is utt for _, ticket in journal):
-            while journal:
-                item, ticket = journal.popleft()
-                if isinstance(item, bytes):
-                    self.journal_bytes -= len(item)
-                if ticket is utt:
-                    # Only answering the utterance that lost audio (or a later one) makes
-                    # the journal exact again.
-                    if self._lossy_owner is None or self._lossy_owner.index <= utt.index:
-                        self._journal_lossy = False
-                        self._lossy_owner = None
-                    break
+        # Rule 6: the journal no longer needs this utterance. Only answering the utterance
+        # that lost audio (or a later one) makes the journal exact again.
+        if self.outbox.trim_through(utt) and (
+            self._lossy_owner is None or self._lossy_owner.index <= utt.index
+        ):
+            self._journal_lossy = False
+            self._lossy_owner = None
         return utt
 
     def _seal_late(self) -> list[Utterance]:
@@ -421,12 +497,11 @@ class Session:
         done = self._seal_late()
         while self._pending:
             done.append(self._seal(self._pending.popleft()))
-        self._unsent.clear()
+        self._unwritten.clear()
         if self._open.final_chunks or self._open.audio_seconds:
             done.append(self._seal(self._open))
             self._open = self._new_utterance()
-        self._journal.clear()
-        self.journal_bytes = 0
+        self.outbox.clear_journal()
         self._journal_lossy = False
         self._lossy_owner = None
         return done

@@ -3,11 +3,16 @@
 ``async with serve() as twin:`` (offline speech recognition with pocketsphinx, needs the
 ``twin`` extra) or ``serve(engine=ScriptedEngine([...]))`` (exact scripted answers), then point
 a client at ``twin.base_url``. From the shell: ``cartesia-stt twin --port 8765``.
+
+Besides ``/stt/websocket`` the twin serves ``POST /tts/bytes`` (an offline voice) and
+``POST /access-token`` (short-lived tokens it then enforces), with CORS for browser pages;
+a :class:`Faults` plan injects deterministic faults.
 """
 
 from typing import TYPE_CHECKING, Any
 
-from ._server import SessionRecord, Twin, run_forever, serve, validate_params
+from ._params import ParamError, validate_params
+from ._server import SessionRecord, Twin, run_forever, serve
 from .engines import Engine, RecognizerSession, Reply, ScriptedEngine, Segment, SessionParams
 from .faults import Fault, FaultAction, Faults
 
@@ -19,6 +24,7 @@ __all__ = [
     "Fault",
     "FaultAction",
     "Faults",
+    "ParamError",
     "RecognizerSession",
     "Reply",
     "ScriptedEngine",

@@ -7,15 +7,25 @@ convert to the requested encoding and sample rate, and wrap it in a WAV header o
 Pico holds the GIL while it speaks, so a transcript is spoken one sentence per call.
 At its default volume Pico clips (hundreds of samples at full scale per sentence), so the twin
 asks for half volume; at a slightly slowed rate the offline recognizer understands it better.
+
+Equal requests give byte-identical audio. Pico reads parts of its working memory before
+writing them, and py-nanotts takes that memory from ``malloc`` without clearing it: the first
+call in a process gets fresh (zeroed) pages from the kernel, later calls get whatever earlier
+calls left there, so the same text sounded slightly different depending on what was spoken
+before. While Pico speaks we ask glibc to hand out zero-filled memory (``mallopt(M_PERTURB)``),
+which gives every call what the first call got.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import os
 import re
 import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -119,23 +129,59 @@ def wav_header(encoding: str, sample_rate: int, data_size: int) -> bytes:
     return b"RIFF" + struct.pack("<I", len(body) + data_size) + body
 
 
+# glibc's mallopt parameter: fill every allocation with (byte ^ 0xFF) and every freed block
+# with byte. 0xFF makes allocations zero-filled; 0 (the default) turns it off.
+_M_PERTURB: Final = -6
+_ZERO_FILL: Final = 0xFF
+
+
+def _libc_mallopt() -> Any:
+    """glibc's ``mallopt``, or ``None`` elsewhere (musl, macOS: no such knob)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return None
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return mallopt
+
+
+_MALLOPT: Final = _libc_mallopt()
+# One Pico call at a time in the process: the malloc setting below is process-wide.
+_PICO_LOCK: Final = threading.Lock()
+
+
+@contextlib.contextmanager
+def _zeroed_malloc() -> Iterator[None]:
+    """Make ``malloc`` return zero-filled memory for the duration (glibc; else no effect)."""
+    if _MALLOPT is None:
+        yield
+        return
+    _MALLOPT(_M_PERTURB, _ZERO_FILL)
+    try:
+        yield
+    finally:
+        restore = os.environ.get("MALLOC_PERTURB_", "0")
+        _MALLOPT(_M_PERTURB, int(restore) & 0xFF if restore.isdigit() else 0)
+
+
 class Synthesizer:
-    """Pico speech synthesis, serialized on one worker thread.
+    """Pico speech synthesis, one call at a time in the process.
 
     Pico holds the GIL while it runs (about 5 ms per second of speech), so one thread is all
-    the parallelism there is; the lock also keeps its C state single-user.
+    the parallelism there is; the lock also keeps its C state single-user, and makes equal
+    requests give identical audio (see the module docstring).
     """
 
     def __init__(self) -> None:
         from py_nanotts import NanoTTS  # the ``twin`` extra
 
         self._tts: Any = NanoTTS()
-        self._lock = threading.Lock()
 
     def synthesize(self, request: TTSRequest) -> bytes:
         """The request's audio, synchronously (call from a worker thread)."""
         parts = [p for p in _SENTENCE_END.split(request.transcript) if p.strip()]
-        with self._lock:
+        with _PICO_LOCK, _zeroed_malloc():
             pcm = b"".join(
                 self._tts.speak(
                     part, voice=_PICO_VOICES[request.language], speed=PICO_SPEED, volume=PICO_VOLUME

@@ -34,8 +34,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 import cartesia_stt_async as stt
-from cartesia_stt_async.client import SessionOptions
-from cartesia_stt_async.protocol.audio import parse_wav_header
+from cartesia_stt_async.audio import load_wav
 
 __all__ = ["Settings", "app", "create_app"]
 
@@ -66,7 +65,9 @@ class Settings:
     api_key: str | None = None
     base_url: str | None = None
     model: str = "ink-2"
-    session_options: SessionOptions = field(default_factory=lambda: SessionOptions(speed=1.0))
+    session_options: stt.SessionOptions = field(
+        default_factory=lambda: stt.SessionOptions(speed=1.0)
+    )
     local_twin: bool = False
     token_ttl: int = 60
     max_upload_bytes: int = 50 * 1024 * 1024
@@ -128,36 +129,28 @@ async def token(request: Request) -> dict[str, object]:
 
 
 async def transcribe_file(request: Request, file: UploadFile = File()) -> dict[str, object]:  # noqa: B008
-    """Transcribe an uploaded WAV file (mono, any of the protocol's encodings and rates)."""
+    """Transcribe an uploaded WAV file (any common format: it is converted as needed)."""
     client: stt.AsyncCartesia = request.app.state.cartesia
     settings: Settings = request.app.state.settings
     data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise HTTPException(413, f"the file is larger than {settings.max_upload_bytes} bytes")
     try:
-        info = parse_wav_header(data[:65536])
-        if info.encoding is None or info.channels != 1:
-            raise stt.InvalidAudioError(
-                f"the WAV file is {info.channels}-channel, {info.bits_per_sample}-bit "
-                f"(format tag {info.format_tag}); send mono 16-bit PCM, 32-bit float, "
-                "mu-law or A-law"
-            )
-        end = info.data_offset + info.data_size if 0 < info.data_size < 0xFFFFFFFF else None
-        audio = data[info.data_offset : end]
+        # Mono, in an encoding the protocol carries, at the file's own rate (CPU work: a thread).
+        wav = await asyncio.to_thread(load_wav, data)
         async with client.stt.manual_finalize.websocket(
             model=settings.model,
-            encoding=info.encoding,
-            sample_rate=info.sample_rate,
+            encoding=wav.encoding,
+            sample_rate=wav.sample_rate,
             **settings.session_options,
         ) as conn:
-            transcript = await conn.stream([audio], speed=conn.speed)
-    except stt.UsageError as exc:  # not a WAV file, or not one the protocol can carry
+            transcript = await conn.stream([wav.data], speed=conn.speed)
+    except stt.UsageError as exc:  # not a WAV file, or one it cannot read
         raise HTTPException(422, str(exc)) from None
     except stt.CartesiaSTTError as exc:
         log.warning("transcription failed: %s", exc)
         raise HTTPException(502, f"transcription failed: {exc}") from None
-    seconds = len(audio) / (info.sample_rate * info.bits_per_sample // 8)
-    return {"text": transcript.text, "seconds": round(seconds, 3)}
+    return {"text": transcript.text, "seconds": round(wav.duration, 3)}
 
 
 # -- the relay ------------------------------------------------------------------------------

@@ -221,7 +221,8 @@ def test_connect_params_direct_construction_validates_too() -> None:
         ("http://localhost:80/a/b/", "ws://localhost:80/a/b/stt/websocket"),
         ("HTTP://Example.com", "ws://Example.com/stt/websocket"),
         ("https://[::1]:9000", "wss://[::1]:9000/stt/websocket"),
-        ("ftp://example.com", "wss://example.com/stt/websocket"),  # anything but http → wss
+        ("ws://127.0.0.1:8765", "ws://127.0.0.1:8765/stt/websocket"),
+        ("wss://example.com/v1", "wss://example.com/v1/stt/websocket"),
         ("https://example.com#frag", "wss://example.com/stt/websocket"),
     ],
 )
@@ -389,3 +390,19 @@ def test_redact(text: str, secrets: list[str], expected: str) -> None:
 
 def test_redact_takes_any_iterable() -> None:
     assert redact("x sk_abcd y", (s for s in ["sk_abcd"])) == "x *** y"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "match"),
+    [
+        ("ftp://example.com", "must start with http:// or https://"),
+        ("file:///etc/passwd", "must start with http"),
+        ("https:///no-host", "has no host"),
+        ("http://[::1", "not a valid URL"),
+        ("http://example.com:99999", "not a valid URL"),
+        ("http://example.com:port", "not a valid URL"),
+    ],
+)
+def test_unusable_base_urls_are_configuration_errors(base_url: str, match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        build_ws_url([], base_url=base_url)

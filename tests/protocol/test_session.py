@@ -1,5 +1,8 @@
 """The session state machine: exact outgoing messages and utterance attribution.
 
+The writer is simulated by :func:`out`, which takes everything queued in the outbox (as the
+I/O layer does, one item at a time) and returns the items in wire order.
+
 protocol.md §3 (commands are bare text frames), §4 (events), §10.1 and §11 (finals may arrive
 before or after their ``flush_done``). Times are binary fractions where equality is exact.
 """
@@ -24,7 +27,13 @@ from cartesia_stt_async.protocol.events import (
     UnknownEvent,
     Word,
 )
-from cartesia_stt_async.protocol.session import FinalOrder, Outgoing, Session, State
+from cartesia_stt_async.protocol.session import (
+    FinalOrder,
+    FinalOrderOption,
+    Outgoing,
+    Session,
+    State,
+)
 from cartesia_stt_async.protocol.transcript import Utterance
 
 FMT = AudioFormat("pcm_s16le", 16000)  # 32000 bytes per second, 3200 per 100 ms frame
@@ -42,6 +51,34 @@ def interim(text: str) -> TranscriptEvent:
 
 FLUSH = FlushDoneEvent(request_id="req")
 DONE = DoneEvent(request_id="req")
+
+
+def out(session: Session, now: float = 0.0) -> list[Outgoing]:
+    """Take everything the outbox holds, as the writer would, and return it in order."""
+    items: list[Outgoing] = []
+    while (taken := session.next_item(now)) is not None:
+        items.append(taken[0].item)
+    return items
+
+
+def audio(session: Session, chunk: object) -> list[Outgoing]:
+    session.audio(chunk)  # type: ignore[arg-type]
+    return out(session)
+
+
+def raw(session: Session, data: object) -> list[Outgoing]:
+    session.raw_audio(data)  # type: ignore[arg-type]
+    return out(session)
+
+
+def fin(session: Session) -> tuple[list[Outgoing], Utterance]:
+    ticket = session.finalize()
+    return out(session), ticket
+
+
+def close(session: Session) -> list[Outgoing]:
+    session.close()
+    return out(session)
 
 
 def feed(session: Session, events: list[Event], now: float = 1.0) -> list[Utterance]:
@@ -72,12 +109,13 @@ def test_states_and_orders_are_int_enums() -> None:
 def test_a_new_session() -> None:
     s = Session(FMT)
     assert s.state is State.OPEN
-    assert order(s) is FinalOrder.UNKNOWN
+    assert order(s) is FinalOrder.FINALS_FIRST  # the current docs' order, unless told
+    assert order(Session(FMT, final_order="flush_first")) is FinalOrder.FLUSH_FIRST
+    assert order(Session(FMT, final_order="auto")) is FinalOrder.UNKNOWN
     assert s.frame_bytes == 3200
     assert s.request_id == ""
-    assert s.error is None
-    assert s.audio_bytes == 0
-    assert s.unmatched_flush_done == 0
+    assert s.stats.audio_bytes_sent == 0
+    assert s.stats.unmatched_flush_done == 0
     assert s.pending_finalizes == 0
     assert s.next_deadline is None
     assert s.unfinished() == []
@@ -96,7 +134,7 @@ def test_a_new_session() -> None:
 def test_frame_size_follows_the_format(fmt: AudioFormat, frame_ms: int, frame_bytes: int) -> None:
     s = Session(fmt, frame_ms=frame_ms)
     assert s.frame_bytes == frame_bytes
-    assert s.audio(b"\x00" * (frame_bytes * 2 + fmt.sample_width)) == [b"\x00" * frame_bytes] * 2
+    assert audio(s, b"\x00" * (frame_bytes * 2 + fmt.sample_width)) == [b"\x00" * frame_bytes] * 2
 
 
 # -- audio ---------------------------------------------------------------------------------------
@@ -104,12 +142,12 @@ def test_frame_size_follows_the_format(fmt: AudioFormat, frame_ms: int, frame_by
 
 def test_audio_frames_are_exact() -> None:
     s = Session(FMT)
-    assert s.audio(b"\x00" * 3000) == []
-    assert s.audio(b"\x01" * 3600) == [b"\x00" * 3000 + b"\x01" * 200, b"\x01" * 3200]
-    assert s.audio(b"") == []
-    assert s.audio(bytearray(b"\x02" * 3200)) == [b"\x01" * 200 + b"\x02" * 3000]
-    assert s.audio(memoryview(b"\x03" * 3400)) == [b"\x02" * 200 + b"\x03" * 3000]
-    assert s.audio_bytes == 4 * 3200
+    assert audio(s, b"\x00" * 3000) == []
+    assert audio(s, b"\x01" * 3600) == [b"\x00" * 3000 + b"\x01" * 200, b"\x01" * 3200]
+    assert audio(s, b"") == []
+    assert audio(s, bytearray(b"\x02" * 3200)) == [b"\x01" * 200 + b"\x02" * 3000]
+    assert audio(s, memoryview(b"\x03" * 3400)) == [b"\x02" * 200 + b"\x03" * 3000]
+    assert s.stats.audio_bytes_sent == 4 * 3200
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -121,71 +159,71 @@ def test_audio_random_chunking_reproduces_the_stream(seed: int) -> None:
     pos = 0
     while pos < len(data):
         n = rng.randrange(0, 7000)
-        out += s.audio(data[pos : pos + n])
+        out += audio(s, data[pos : pos + n])
         pos += n
     assert all(isinstance(f, bytes) and len(f) == 3200 for f in out)
-    items, _ = s.finalize()
+    items, _ = fin(s)
     assert items[-1] == "finalize"
     rest = items[:-1]
     assert len(rest) == (1 if len(data) % 3200 else 0)
     assert b"".join(f for f in out + rest if isinstance(f, bytes)) == data
-    assert s.audio_bytes == len(data)
+    assert s.stats.audio_bytes_sent == len(data)
 
 
 @pytest.mark.parametrize("bad", ["text", 5, None, [1, 2], array("h", [1])])
 def test_audio_must_be_bytes_like(bad: object) -> None:
     s = Session(FMT)
     with pytest.raises(InvalidAudioError, match=f"got {type(bad).__name__}"):
-        s.audio(bad)  # type: ignore[arg-type]
+        audio(s, bad)
     with pytest.raises(InvalidAudioError, match=f"got {type(bad).__name__}"):
-        s.raw_audio(bad)  # type: ignore[arg-type]
+        raw(s, bad)
     assert s.state is State.OPEN
 
 
 def test_audio_from_a_typed_memoryview_is_framed_by_bytes() -> None:
     s = Session(FMT)
-    frames = s.audio(memoryview(array("h", [7] * 3200)))
+    frames = audio(s, memoryview(array("h", [7] * 3200)))
     assert [len(f) for f in frames] == [3200, 3200]
 
 
 def test_raw_audio_from_a_typed_memoryview_is_checked_by_bytes() -> None:
     s = Session(FMT)
-    assert s.raw_audio(memoryview(array("h", [1, 2, 3]))) == [array("h", [1, 2, 3]).tobytes()]
-    assert s.audio_bytes == 6
+    assert raw(s, memoryview(array("h", [1, 2, 3]))) == [array("h", [1, 2, 3]).tobytes()]
+    assert s.stats.audio_bytes_sent == 6
 
 
 def test_raw_audio_flushes_held_audio_first_and_is_sent_whole() -> None:
     s = Session(FMT)
-    assert s.audio(b"\x00" * 100) == []
+    assert audio(s, b"\x00" * 100) == []
     big = b"\x02" * 10000  # larger than a frame: raw audio is never reframed
-    assert s.raw_audio(big) == [b"\x00" * 100, big]
-    assert s.raw_audio(b"") == []
-    assert s.raw_audio(bytearray(b"\x03\x03")) == [b"\x03\x03"]
-    assert s.audio_bytes == 100 + 10000 + 2
+    assert raw(s, big) == [b"\x00" * 100, big]
+    assert raw(s, b"") == []
+    assert raw(s, bytearray(b"\x03\x03")) == [b"\x03\x03"]
+    assert s.stats.audio_bytes_sent == 100 + 10000 + 2
 
 
 def test_raw_audio_checks_alignment() -> None:
     s = Session(AudioFormat("pcm_s32le", 16000))
-    s.audio(b"\x00" * 4)
+    audio(s, b"\x00" * 4)
     with pytest.raises(InvalidAudioError, match="6 bytes is not a whole number"):
-        s.raw_audio(b"\x02" * 6)
+        raw(s, b"\x02" * 6)
     # The held-back audio was not flushed by the refused call.
-    assert s.raw_audio(b"\x01" * 4) == [b"\x00" * 4, b"\x01" * 4]
+    assert raw(s, b"\x01" * 4) == [b"\x00" * 4, b"\x01" * 4]
 
 
 def test_audio_seconds_are_accounted_to_the_open_utterance() -> None:
     s = Session(FMT)
-    s.audio(b"\x00" * 4000)  # 3200 sent now, 800 held back
-    s.raw_audio(b"\x00" * 4000)
-    items, first = s.finalize()
+    audio(s, b"\x00" * 4000)  # 3200 sent now, 800 held back
+    raw(s, b"\x00" * 4000)
+    items, first = fin(s)
     assert items == ["finalize"]  # raw_audio already flushed the held-back bytes
     assert first.audio_seconds == 0.25
-    s.audio(b"\x00" * 16000)
-    _, second = s.finalize()
+    audio(s, b"\x00" * 16000)
+    _, second = fin(s)
     assert second.audio_seconds == 0.5
-    _, third = s.finalize()
+    _, third = fin(s)
     assert third.audio_seconds == 0.0
-    assert s.audio_bytes == 24000
+    assert s.stats.audio_bytes_sent == 24000
 
 
 # -- finalize and close --------------------------------------------------------------------------
@@ -193,16 +231,16 @@ def test_audio_seconds_are_accounted_to_the_open_utterance() -> None:
 
 def test_finalize_flushes_the_partial_frame_then_finalize() -> None:
     s = Session(FMT)
-    s.audio(b"\x00" * 3000)
-    s.audio(b"\x01" * 3600)
-    out, ticket = s.finalize()
-    assert out == [b"\x01" * 200, "finalize"]
+    audio(s, b"\x00" * 3000)
+    audio(s, b"\x01" * 3600)
+    sent, ticket = fin(s)
+    assert sent == [b"\x01" * 200, "finalize"]
     assert ticket.index == 0
     assert ticket.complete is False
     assert ticket.audio_seconds == pytest.approx(6600 / 32000, abs=1e-12)
     assert s.pending_finalizes == 1
-    out2, ticket2 = s.finalize()
-    assert out2 == ["finalize"]
+    sent2, ticket2 = fin(s)
+    assert sent2 == ["finalize"]
     assert ticket2.index == 1
     assert ticket2 is not ticket
     assert s.unfinished() == [ticket, ticket2]
@@ -210,57 +248,57 @@ def test_finalize_flushes_the_partial_frame_then_finalize() -> None:
 
 def test_finalize_with_a_stray_byte_refuses_and_drops_it() -> None:
     s = Session(FMT)
-    s.audio(b"\x00" * 3)
+    audio(s, b"\x00" * 3)
     with pytest.raises(InvalidAudioError, match="1 stray byte"):
-        s.finalize()
+        fin(s)
     assert s.state is State.OPEN
     assert s.pending_finalizes == 0
-    out, ticket = s.finalize()
-    assert out == ["finalize"]
+    sent, ticket = fin(s)
+    assert sent == ["finalize"]
     assert ticket.index == 0
 
 
 def test_close_flushes_then_close() -> None:
     s = Session(FMT)
-    s.audio(b"\x00" * 3210)
-    assert s.close() == [b"\x00" * 10, "close"]
+    audio(s, b"\x00" * 3210)
+    assert close(s) == [b"\x00" * 10, "close"]
     assert s.state is State.CLOSING
 
 
 def test_close_without_held_audio() -> None:
     s = Session(FMT)
-    s.audio(b"\x00" * 3200)
-    assert s.close() == ["close"]
+    audio(s, b"\x00" * 3200)
+    assert close(s) == ["close"]
 
 
 def test_close_after_a_finalize_keeps_the_ticket_pending() -> None:
     s = Session(FMT)
-    _, ticket = s.finalize()
-    assert s.close() == ["close"]
+    _, ticket = fin(s)
+    assert close(s) == ["close"]
     assert s.unfinished() == [ticket]
 
 
 def test_sends_after_close_raise_connection_state_error() -> None:
     s = Session(FMT)
-    s.close()
+    close(s)
     with pytest.raises(ConnectionStateError, match="cannot send audio after 'close' was sent"):
-        s.audio(b"\x00\x00")
+        audio(s, b"\x00\x00")
     with pytest.raises(ConnectionStateError, match="cannot send audio after 'close' was sent"):
-        s.raw_audio(b"")
+        raw(s, b"")
     with pytest.raises(ConnectionStateError, match="cannot finalize after 'close' was sent"):
-        s.finalize()
+        fin(s)
     with pytest.raises(ConnectionStateError, match="cannot close after 'close' was sent"):
-        s.close()
+        close(s)
 
 
 def test_close_with_a_stray_byte_raises_but_the_session_is_closing() -> None:
     s = Session(FMT)
-    s.audio(b"\x00" * 3)
+    audio(s, b"\x00" * 3)
     with pytest.raises(InvalidAudioError):
-        s.close()
+        close(s)
     assert s.state is State.CLOSING
     with pytest.raises(ConnectionStateError):
-        s.close()
+        close(s)
 
 
 # -- transcript ----------------------------------------------------------------------------------
@@ -268,7 +306,7 @@ def test_close_with_a_stray_byte_raises_but_the_session_is_closing() -> None:
 
 def test_finals_are_concatenated_verbatim() -> None:
     s = Session(FMT)
-    s.finalize()
+    fin(s)
     feed(s, [final("This is a"), final(" single sentence."), final(""), final(" 日本 🙂 ")])
     feed(s, [final("Insert"), final("ing spaces ...")])
     assert s.transcript.text == "This is a single sentence. 日本 🙂 Inserting spaces ..."
@@ -277,7 +315,7 @@ def test_finals_are_concatenated_verbatim() -> None:
 
 def test_interim_replaces_the_view_and_a_final_clears_it() -> None:
     s = Session(FMT)
-    s.finalize()
+    fin(s)
     feed(s, [interim("hel")])
     assert s.transcript.interim == "hel"
     feed(s, [interim("hello wor")])
@@ -294,7 +332,7 @@ def test_interim_replaces_the_view_and_a_final_clears_it() -> None:
 
 def test_interims_are_never_attributed() -> None:
     s = Session(FMT)
-    _, ticket = s.finalize()
+    _, ticket = fin(s)
     assert feed(s, [interim("a"), final("b"), interim("c"), FLUSH]) == [ticket]
     assert ticket.text == "b"
     assert ticket.final_chunks == 1
@@ -302,7 +340,7 @@ def test_interims_are_never_attributed() -> None:
 
 def test_words_of_final_chunks_are_collected() -> None:
     s = Session(FMT)
-    _, ticket = s.finalize()
+    _, ticket = fin(s)
     feed(
         s,
         [
@@ -321,7 +359,7 @@ def test_words_of_final_chunks_are_collected() -> None:
 
 def test_finals_first_completes_each_utterance_at_its_flush_done() -> None:
     s = Session(FMT)
-    _, first = s.finalize()
+    _, first = fin(s)
     assert s.receive(final("Hello"), 1.0) == []
     assert s.receive(final(" world."), 1.0) == []
     assert first.complete is False
@@ -332,7 +370,7 @@ def test_finals_first_completes_each_utterance_at_its_flush_done() -> None:
     assert first.flushed_at == 1.0
     assert order(s) is FinalOrder.FINALS_FIRST
     assert s.next_deadline is None
-    _, second = s.finalize()
+    _, second = fin(s)
     assert s.receive(final(" Again."), 2.0) == []
     assert s.receive(FLUSH, 2.0) == [second]
     assert second.text == " Again."
@@ -341,7 +379,7 @@ def test_finals_first_completes_each_utterance_at_its_flush_done() -> None:
 
 def test_fifo_matching_with_several_finalizes_outstanding() -> None:
     s = Session(FMT)
-    tickets = [s.finalize()[1] for _ in range(4)]
+    tickets = [fin(s)[1] for _ in range(4)]
     assert s.pending_finalizes == 4
     done = feed(
         s,
@@ -355,9 +393,9 @@ def test_fifo_matching_with_several_finalizes_outstanding() -> None:
 
 def test_silent_utterance_after_finals_first_is_known_completes_immediately() -> None:
     s = Session(FMT)
-    _, first = s.finalize()
-    _, silent = s.finalize()
-    _, third = s.finalize()
+    _, first = fin(s)
+    _, silent = fin(s)
+    _, third = fin(s)
     assert feed(s, [final("x"), FLUSH]) == [first]
     assert order(s) is FinalOrder.FINALS_FIRST
     assert s.receive(FLUSH, 2.0) == [silent]
@@ -368,12 +406,12 @@ def test_silent_utterance_after_finals_first_is_known_completes_immediately() ->
     assert third.text == " y"
 
 
-# -- flush first (older docs) --------------------------------------------------------------------
+# -- auto: flush first (older docs) learned from the events ---------------------------------------
 
 
 def test_flush_first_late_finals_complete_on_poll_after_the_grace() -> None:
-    s = Session(FMT, late_final_grace=0.25)
-    _, first = s.finalize()
+    s = Session(FMT, late_final_grace=0.25, final_order="auto")
+    _, first = fin(s)
     assert s.receive(FLUSH, 1.0) == []  # no text yet: wait for late finals
     assert order(s) is FinalOrder.UNKNOWN
     assert s.next_deadline == 1.25
@@ -398,16 +436,16 @@ def test_flush_first_late_finals_complete_on_poll_after_the_grace() -> None:
 
 
 def test_flush_first_next_flush_done_ends_the_window_early() -> None:
-    s = Session(FMT)
-    _, first = s.finalize()
-    _, second = s.finalize()
+    s = Session(FMT, final_order="auto")
+    _, first = fin(s)
+    _, second = fin(s)
     assert s.receive(FLUSH, 1.0) == []
     assert s.receive(final("one"), 1.0) == []
     assert s.receive(FLUSH, 1.0625) == [first]
     assert first.text == "one"
     assert s.receive(final(" two"), 1.125) == []
     assert s.unfinished() == [second]
-    _, third = s.finalize()
+    _, third = fin(s)
     assert s.receive(FLUSH, 1.1875) == [second]
     assert second.text == " two"
     assert s.unfinished() == [third]
@@ -417,8 +455,8 @@ def test_flush_first_next_flush_done_ends_the_window_early() -> None:
 
 
 def test_flush_first_with_several_finalizes_outstanding() -> None:
-    s = Session(FMT)
-    tickets = [s.finalize()[1] for _ in range(4)]
+    s = Session(FMT, final_order="auto")
+    tickets = [fin(s)[1] for _ in range(4)]
     done = feed(
         s,
         [
@@ -440,8 +478,8 @@ def test_flush_first_with_several_finalizes_outstanding() -> None:
 
 
 def test_flush_first_silent_utterance_waits_for_the_grace() -> None:
-    s = Session(FMT, late_final_grace=0.5)
-    _, ticket = s.finalize()
+    s = Session(FMT, late_final_grace=0.5, final_order="auto")
+    _, ticket = fin(s)
     assert s.receive(FLUSH, 2.0) == []
     assert s.next_deadline == 2.5
     assert s.poll(2.25) == []
@@ -451,9 +489,9 @@ def test_flush_first_silent_utterance_waits_for_the_grace() -> None:
 
 
 def test_a_final_after_the_window_ran_out_is_not_a_late_final() -> None:
-    s = Session(FMT, late_final_grace=0.25)
-    _, first = s.finalize()
-    _, second = s.finalize()
+    s = Session(FMT, late_final_grace=0.25, final_order="auto")
+    _, first = fin(s)
+    _, second = fin(s)
     assert s.receive(FLUSH, 1.0) == []
     assert s.next_deadline == 1.25
     # 1.5 s > 1.25: the window has ended; this chunk answers the second finalize.
@@ -494,27 +532,37 @@ def server_events(scripts: list[Script], finals_first: bool) -> list[Event]:
     return events
 
 
+@pytest.mark.parametrize("learn", [False, True], ids=["told", "auto"])
 @pytest.mark.parametrize("finals_first", [True, False], ids=["finals-first", "flush-first"])
 @pytest.mark.parametrize("upfront", [True, False], ids=["all-outstanding", "one-at-a-time"])
 @pytest.mark.parametrize("seed", range(25))
-def test_attribution_in_either_order(seed: int, upfront: bool, finals_first: bool) -> None:
+def test_attribution_in_either_order(
+    seed: int, upfront: bool, finals_first: bool, learn: bool
+) -> None:
     rng = random.Random(seed)
     scripts = random_scripts(rng, rng.randrange(1, 7), first_has_text=True)
-    s = Session(FMT)
+    told: FinalOrderOption = "finals_first" if finals_first else "flush_first"
+    s = Session(FMT, final_order="auto" if learn else told)
     completed: list[Utterance] = []
     tickets: list[Utterance] = []
     if upfront:
-        tickets = [s.finalize()[1] for _ in scripts]
+        tickets = [fin(s)[1] for _ in scripts]
         completed += feed(s, server_events(scripts, finals_first))
     else:
         for script in scripts:
-            tickets.append(s.finalize()[1])
+            tickets.append(fin(s)[1])
             completed += feed(s, server_events([script], finals_first))
     completed += s.poll(1.0 + s.late_final_grace)
     assert completed == tickets
     assert texts(tickets) == ["".join(sc.finals) for sc in scripts]
     assert s.transcript.text == "".join("".join(sc.finals) for sc in scripts)
-    assert order(s) is (FinalOrder.FINALS_FIRST if finals_first else FinalOrder.FLUSH_FIRST)
+    if finals_first:
+        assert order(s) is FinalOrder.FINALS_FIRST
+    elif learn and upfront:
+        # Pipelined finalizes never prove flush-first (rule 4): it may stay unknown.
+        assert order(s) in (FinalOrder.UNKNOWN, FinalOrder.FLUSH_FIRST)
+    else:
+        assert order(s) is FinalOrder.FLUSH_FIRST
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -524,7 +572,7 @@ def test_transcript_text_never_depends_on_attribution(seed: int) -> None:
     # A hostile interleaving: finals, interims and flush_dones in any order, polls in between.
     s = Session(FMT)
     for _ in scripts:
-        s.finalize()
+        fin(s)
     events: list[Event] = [final(t) for sc in scripts for t in sc.finals]
     events += [interim(t) for sc in scripts for t in sc.interims]
     events += [FLUSH] * (len(scripts) + rng.randrange(0, 2))
@@ -536,12 +584,12 @@ def test_transcript_text_never_depends_on_attribution(seed: int) -> None:
         completed += s.poll(now)
         completed += s.receive(event, now)
     if rng.random() < 0.5:
-        s.audio(b"\x00" * 6400)
+        audio(s, b"\x00" * 6400)
         completed += s.receive(final(" tail"), now)
-    s.close()
+    close(s)
     completed += s.receive(DONE, now)
     finals = [e.text for e in events if isinstance(e, TranscriptEvent) and e.is_final]
-    expected = "".join(finals) + (" tail" if s.audio_bytes else "")
+    expected = "".join(finals) + (" tail" if s.stats.audio_bytes_sent else "")
     assert s.transcript.text == expected
     assert "".join(u.text for u in s.transcript.utterances) == expected
     assert completed == s.transcript.utterances
@@ -556,11 +604,11 @@ def test_transcript_text_never_depends_on_attribution(seed: int) -> None:
 
 
 def test_done_completes_everything() -> None:
-    s = Session(FMT)
-    _, late = s.finalize()
-    _, pending = s.finalize()
-    s.audio(b"\x00" * 8000)
-    s.close()
+    s = Session(FMT, final_order="flush_first")
+    _, late = fin(s)
+    _, pending = fin(s)
+    audio(s, b"\x00" * 8000)
+    close(s)
     assert s.receive(FLUSH, 1.0) == []  # the first is in its late window
     assert s.receive(final("one"), 1.0) == []
     done = s.receive(DONE, 1.0625)
@@ -578,16 +626,16 @@ def test_done_completes_everything() -> None:
 
 def test_done_seals_finals_without_a_finalize() -> None:
     s = Session(FMT)
-    s.audio(b"\x00" * 3200)
+    audio(s, b"\x00" * 3200)
     s.receive(final("auto"), 1.0)
-    s.close()
+    close(s)
     assert texts(s.receive(DONE, 2.0)) == ["auto"]
 
 
 def test_done_does_not_invent_an_empty_utterance() -> None:
     s = Session(FMT)
-    _, ticket = s.finalize()
-    s.close()
+    _, ticket = fin(s)
+    close(s)
     assert s.receive(DONE, 1.0) == [ticket]
     assert len(s.transcript.utterances) == 1
 
@@ -597,16 +645,16 @@ def test_done_without_close_ends_the_session() -> None:
     assert s.receive(DONE, 1.0) == []
     assert s.state is State.DONE
     with pytest.raises(ConnectionStateError, match="cannot send audio after the session ended"):
-        s.audio(b"\x00\x00")
+        audio(s, b"\x00\x00")
     with pytest.raises(ConnectionStateError, match="cannot finalize after the session ended"):
-        s.finalize()
+        fin(s)
 
 
 def test_finals_without_finalize_belong_to_the_next_ticket() -> None:
     s = Session(FMT)
-    s.audio(b"\x00" * 3200)
+    audio(s, b"\x00" * 3200)
     assert s.receive(final("auto"), 1.0) == []
-    _, ticket = s.finalize()
+    _, ticket = fin(s)
     assert ticket.text == "auto"
     assert s.receive(FLUSH, 1.0) == [ticket]
 
@@ -616,11 +664,10 @@ def test_finals_without_finalize_belong_to_the_next_ticket() -> None:
 
 def test_error_event_fails_the_session() -> None:
     s = Session(FMT)
-    _, ticket = s.finalize()
+    _, ticket = fin(s)
     err = ErrorEvent(message="bad", status_code=400, request_id="rid-1")
     assert s.receive(err, 1.0) == []
     assert s.state is State.FAILED
-    assert s.error is err
     assert s.request_id == "rid-1"
     assert s.unfinished() == [ticket]
     for call in (lambda: s.audio(b"\x00\x00"), s.finalize, s.close):
@@ -630,43 +677,42 @@ def test_error_event_fails_the_session() -> None:
 
 def test_error_while_closing_fails_the_session() -> None:
     s = Session(FMT)
-    s.close()
+    close(s)
     s.receive(ErrorEvent(message="x"), 1.0)
     assert s.state is State.FAILED
 
 
-def test_error_after_done_is_recorded_but_done_stands() -> None:
+def test_error_after_done_leaves_done_standing() -> None:
     s = Session(FMT)
-    s.close()
+    close(s)
     s.receive(DONE, 1.0)
     err = ErrorEvent(message="late")
     s.receive(err, 1.0)
     assert s.state is State.DONE
-    assert s.error is err
 
 
 def test_unmatched_flush_done_is_counted_not_raised() -> None:
     s = Session(FMT)
     assert s.receive(FLUSH, 1.0) == []
     assert s.receive(FLUSH, 1.0) == []
-    assert s.unmatched_flush_done == 2
+    assert s.stats.unmatched_flush_done == 2
     assert s.state is State.OPEN
-    _, ticket = s.finalize()
+    _, ticket = fin(s)
     assert feed(s, [final("x"), FLUSH, FLUSH]) == [ticket]
-    assert s.unmatched_flush_done == 3
+    assert s.stats.unmatched_flush_done == 3
 
 
 def test_unmatched_flush_done_still_ends_a_late_window() -> None:
-    s = Session(FMT)
-    _, ticket = s.finalize()
+    s = Session(FMT, final_order="flush_first")
+    _, ticket = fin(s)
     s.receive(FLUSH, 1.0)
     assert s.receive(FLUSH, 1.0625) == [ticket]
-    assert s.unmatched_flush_done == 1
+    assert s.stats.unmatched_flush_done == 1
 
 
 def test_unknown_events_are_ignored() -> None:
     s = Session(FMT)
-    _, ticket = s.finalize()
+    _, ticket = fin(s)
     event = UnknownEvent(type="speech_started", data={"type": "speech_started"})
     assert s.receive(event, 1.0) == []
     assert s.state is State.OPEN
@@ -678,14 +724,14 @@ def test_unknown_events_are_ignored() -> None:
 
 def test_latency_is_flushed_at_minus_finalize_sent_at() -> None:
     s = Session(FMT)
-    items, first = s.finalize()
-    _, second = s.finalize()
+    s.audio(b"\x00\x00")
+    first = s.finalize()
+    second = s.finalize()
     assert first.latency is None
-    s.sent(b"\x00\x00", 9.0)  # audio does not stamp
-    s.sent("close", 9.5)  # neither does another command
+    s.next_item(9.0)  # audio does not stamp
     assert (first.finalize_sent_at, second.finalize_sent_at) == (None, None)
-    s.sent(items[-1], 10.0)
-    s.sent("finalize", 10.5)
+    s.next_item(10.0)
+    s.next_item(10.5)
     assert (first.finalize_sent_at, second.finalize_sent_at) == (10.0, 10.5)
     s.receive(final("a"), 10.125)
     s.receive(FLUSH, 10.25)
@@ -693,26 +739,28 @@ def test_latency_is_flushed_at_minus_finalize_sent_at() -> None:
     s.receive(FLUSH, 10.875)
     assert first.latency == 0.25
     assert second.latency == 0.375
-    s.sent("finalize", 11.0)  # nothing left to stamp: ignored
+    assert s.next_item(11.0) is None  # nothing left to write
 
 
 def test_latency_is_none_without_a_flush_done() -> None:
     s = Session(FMT)
-    _, ticket = s.finalize()
-    s.sent("finalize", 5.0)
+    ticket = s.finalize()
+    s.next_item(5.0)
     s.close()
     assert s.receive(DONE, 6.0) == [ticket]
     assert ticket.flushed_at is None
     assert ticket.latency is None
 
 
-def test_latency_is_none_when_the_write_was_never_reported() -> None:
+def test_latency_is_none_when_the_answer_came_before_the_write() -> None:
     s = Session(FMT)
-    _, first = s.finalize()
-    _, second = s.finalize()
+    first = s.finalize()
+    second = s.finalize()
     s.receive(final("a"), 1.0)
-    s.receive(FLUSH, 1.0)
-    s.sent("finalize", 2.0)  # stamps the second, never the acknowledged first
+    s.receive(FLUSH, 1.0)  # a server cannot do this; the session copes all the same
+    s.next_item(2.0)
+    assert first.finalize_sent_at is None  # written after its answer: no latency
+    s.next_item(2.0)
     s.receive(final("b"), 2.0)
     s.receive(FLUSH, 2.5)
     assert first.latency is None
@@ -721,7 +769,7 @@ def test_latency_is_none_when_the_write_was_never_reported() -> None:
 
 def test_request_id_is_captured_from_the_first_event_that_has_one() -> None:
     s = Session(FMT)
-    _, ticket = s.finalize()
+    _, ticket = fin(s)
     s.receive(TranscriptEvent(is_final=False, text="", request_id=""), 1.0)
     assert s.request_id == ""
     s.receive(UnknownEvent(type="x", data={"type": "x", "request_id": "rid-9"}), 1.0)
@@ -733,9 +781,66 @@ def test_request_id_is_captured_from_the_first_event_that_has_one() -> None:
 
 
 def test_utterance_request_id_falls_back_to_the_session() -> None:
-    s = Session(FMT)
-    _, ticket = s.finalize()
+    s = Session(FMT, final_order="flush_first")
+    _, ticket = fin(s)
     s.receive(FlushDoneEvent(request_id="rid-1"), 1.0)
     s.receive(final("x", rid=""), 1.0)
     assert s.poll(2.0) == [ticket]
     assert ticket.request_id == "rid-1"
+
+
+# -- the order choice (rule 4) -------------------------------------------------------------------
+
+
+def test_finals_first_completes_a_silent_utterance_at_its_flush_done() -> None:
+    s = Session(FMT)  # the default
+    _, silent = fin(s)
+    _, second = fin(s)
+    assert s.receive(FLUSH, 1.0) == [silent]  # no late window, whatever the text
+    assert s.next_deadline is None
+    assert feed(s, [final(" two"), FLUSH]) == [second]
+    assert (silent.text, second.text) == ("", " two")
+
+
+def test_flush_first_keeps_a_window_even_after_early_finals() -> None:
+    s = Session(FMT, final_order="flush_first", late_final_grace=0.25)
+    _, first = fin(s)
+    assert feed(s, [final("a"), FLUSH], now=1.0) == []
+    assert s.receive(final("b"), 1.125) == []
+    assert s.poll(1.375) == [first]
+    assert first.text == "ab"
+    assert order(s) is FinalOrder.FLUSH_FIRST
+
+
+def test_a_late_window_never_ends_by_time_while_close_is_outstanding() -> None:
+    s = Session(FMT, final_order="flush_first", late_final_grace=0.25)
+    s.audio(b"\x00" * 3200)
+    _, first = fin(s)
+    s.audio(b"\x00" * 3200)
+    close(s)  # the tail is answered on close: its final may land in the window
+    assert s.receive(FLUSH, 1.0) == []
+    assert s.receive(final(" one"), 1.0) == []
+    assert s.next_deadline is None
+    assert s.poll(100.0) == []  # still open: a drop now replays it with the tail
+    assert s.receive(final(" tail"), 100.0) == []
+    first_done, tail = s.receive(DONE, 100.0)  # the tail's utterance is sealed too
+    assert first_done is first and first.text == " one tail" and tail.index == 1
+    assert s.transcript.text == " one tail"
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_auto_learns_flush_first_only_from_unambiguous_evidence(pipelined: bool) -> None:
+    s = Session(FMT, final_order="auto")
+    fin(s)  # a silent utterance
+    if pipelined:
+        fin(s)  # another finalize outstanding: a final could be its answer (finals first)
+    s.receive(FLUSH, 1.0)
+    s.receive(final(" x"), 1.0)
+    assert order(s) is (FinalOrder.UNKNOWN if pipelined else FinalOrder.FLUSH_FIRST)
+
+
+def test_auto_learns_finals_first_from_finals_before_their_flush_done() -> None:
+    s = Session(FMT, final_order="auto")
+    _, first = fin(s)
+    assert feed(s, [final("a"), FLUSH]) == [first]
+    assert order(s) is FinalOrder.FINALS_FIRST

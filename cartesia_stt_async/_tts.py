@@ -15,10 +15,10 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict
 
-from ._http import status_error
+from ._translate import Secrets, http_error, status_error
 from ._version import __version__
-from .errors import APIConnectionError, APITimeoutError, UsageError
-from .protocol.commands import build_headers, redact
+from .errors import UsageError
+from .protocol.commands import build_headers, secrets_in
 
 __all__ = ["TTS", "SpeechResponse"]
 
@@ -81,12 +81,12 @@ class TTS:
             extra_headers=dict(default_headers),
         )
         self._headers.setdefault("Accept", "audio/wav")
-        self._secrets = [api_key]
+        self._secrets = Secrets(api_key, *secrets_in(None, default_headers))
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
-        return f"<TTS url={redact(self._url, self._secrets)!r}>"
+        return f"<TTS url={self._secrets.url(self._url)!r}>"
 
     async def generate(
         self,
@@ -138,22 +138,19 @@ class TTS:
         try:
             async with session.post(self._url, json=body, headers=self._headers) as response:
                 content = await response.read()
-                if response.status >= 400:
-                    raise status_error(
-                        response.status,
-                        response.reason or "",
-                        content,
-                        response.headers,
-                        self._secrets,
-                    )
-                return SpeechResponse(content, response.headers)
-        except TimeoutError:
-            raise APITimeoutError(f"/tts/bytes took longer than {self._timeout} s") from None
-        except aiohttp.ClientError as exc:
-            msg = redact(f"{type(exc).__name__}: {exc}", self._secrets)
-            raise APIConnectionError(
-                f"could not reach {redact(self._url, self._secrets)}: {msg}"
-            ) from None
+        except Exception as exc:
+            error = http_error(exc, self._secrets.url(self._url), self._secrets, self._timeout)
+            if error is None:
+                raise
+        else:
+            error = None
+        if error is not None:
+            raise error  # outside the except block: the foreign exception is not kept
+        if response.status >= 400:
+            raise status_error(
+                response.status, response.reason or "", content, response.headers, self._secrets
+            )
+        return SpeechResponse(content, response.headers)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool (a later ``generate`` opens a new one)."""

@@ -1,0 +1,369 @@
+"""``AsyncCartesia`` and ``connect()``: configuration, the handshake, the compatible surface.
+
+``client.stt.manual_finalize.websocket(...)`` mirrors the official SDK's async client, so code
+written for it runs with one import changed. It returns a :class:`ConnectionManager`, used as
+``async with ... as conn`` (or ``conn = await manager.enter()``). Every option is checked when
+the manager is made (:class:`~cartesia_stt_async._config.SessionConfig`), before any I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Unpack
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+
+from ._config import SessionConfig, SessionOptions
+from ._connection import AsyncConnection
+from ._events import HandlerMethods, Handlers
+from ._translate import Secrets, handshake_error
+from ._tts import TTS
+from ._version import __version__
+from .errors import ConfigurationError, UsageError
+from .protocol.commands import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CARTESIA_VERSION,
+    ConnectParams,
+    build_headers,
+    build_ws_url,
+    check_header_value,
+    redact,
+    secrets_in,
+)
+
+__all__ = ["AsyncCartesia", "ConnectionManager", "connect"]
+
+logger = logging.getLogger("cartesia_stt_async")
+
+USER_AGENT = f"cartesia-stt-async/{__version__}"
+
+
+_TEXT_FRAME = re.compile(r"^([<>] TEXT) '.*'(?= \[\d+ bytes\])", re.DOTALL)
+
+
+class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
+    """Hands websockets a logger that never prints the API key, nor transcript text.
+
+    websockets logs every handshake header at DEBUG (``> Authorization: Bearer ...``) and a
+    dump of every frame. The message is formatted here, the Authorization header and every
+    secret replaced, and text frame contents dropped, before it reaches any handler.
+    """
+
+    def __init__(self, base: logging.Logger, secrets: Secrets) -> None:
+        super().__init__(base, {})
+        self._secrets = secrets
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        text = str(msg) % args if args else str(msg)
+        lower = text.lower()
+        if lower.startswith("> authorization:") or lower.startswith("> x-api-key:"):
+            text = text.split(":", 1)[0] + ": [redacted]"
+        else:
+            # Frame dumps carry transcript text: keep the size, drop the content.
+            text = _TEXT_FRAME.sub(r"\1 [text omitted]", text)
+        kwargs.pop("extra", None)
+        self.logger.log(level, "%s", self._secrets.redact(text), **kwargs)
+
+
+class ConnectionManager(HandlerMethods):
+    """Opens a session on ``async with`` (or :meth:`enter`) and ends it on exit.
+
+    Leaving the block normally sends ``close`` (unless already sent) and waits, bounded by
+    ``close_timeout``, for ``done``, so no final transcript is lost. Leaving on an exception
+    closes the socket promptly. Handlers registered with ``on``/``once`` before connecting
+    stay registered on the connection.
+    """
+
+    def __init__(self, config: SessionConfig, settings: _Settings) -> None:
+        self._config = config
+        self._settings = settings
+        self._secrets = Secrets(settings.api_key)
+        self._secrets.add(*secrets_in(settings.default_headers))
+        self._secrets.add(*secrets_in(config.params.extra_query, config.extra_headers))
+        self._url = self._url_for(config.params.extra_query)
+        self._handlers = Handlers()
+        self._connection: AsyncConnection | None = None
+
+    def _url_for(self, extra_query: Sequence[tuple[str, str]]) -> str:
+        params = dataclasses.replace(self._config.params, extra_query=tuple(extra_query))
+        return build_ws_url(
+            params.query(),
+            base_url=self._settings.base_url,
+            websocket_base_url=self._settings.websocket_base_url,
+        )
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL this manager connects to, with any credential in it redacted."""
+        return self._secrets.url(self._url)
+
+    def __repr__(self) -> str:
+        return f"<ConnectionManager url={self.url!r}>"
+
+    async def _handshake(
+        self, extra_query: Mapping[str, object], extra_headers: Mapping[str, str]
+    ) -> ClientConnection:
+        """Open a socket with these extra query parameters and headers."""
+        config, settings = self._config, self._settings
+        pairs = ConnectParams.build(
+            model=config.model,
+            encoding=config.encoding,
+            sample_rate=config.sample_rate,
+            extra_query=extra_query,
+        ).extra_query
+        url = self._url_for(pairs)
+        headers = build_headers(
+            api_key=settings.api_key,
+            cartesia_version=settings.cartesia_version,
+            user_agent=USER_AGENT,
+            extra_headers={**settings.default_headers, **extra_headers},
+        )
+        secrets = self._secrets
+        secrets.add(*secrets_in(pairs, extra_headers))  # on_reconnecting may bring new ones
+        timeout = config.open_timeout
+        try:
+            return await ws_connect(
+                url,
+                additional_headers=headers,
+                user_agent_header=None,  # our User-Agent is in the headers
+                compression=None,  # PCM does not deflate; skip the CPU cost
+                open_timeout=timeout,
+                close_timeout=min(config.close_timeout, 5.0),
+                max_size=config.max_message_size,
+                logger=_RedactingLogger(logging.getLogger("cartesia_stt_async.ws"), secrets),
+            )
+        except Exception as exc:
+            error = handshake_error(exc, secrets.url(url), secrets, timeout)
+            if error is None:
+                raise
+        raise error  # outside the except block: the foreign exception is not kept
+
+    async def enter(self) -> AsyncConnection:
+        """Connect and return the live :class:`AsyncConnection` (close it yourself).
+
+        Raises:
+            UsageError: If this manager's previous connection is still open (one manager, one
+                live session: call ``websocket(...)`` again for a second one).
+        """
+        if self._connection is not None and self._connection.state in ("open", "closing"):
+            raise UsageError(
+                "this manager's connection is still open: leave its `async with` (or close "
+                "it) first, or call websocket(...) again for a second session"
+            )
+        config = self._config
+        ws = await self._handshake(config.extra_query or {}, config.extra_headers or {})
+        logger.debug("connected to %s", self.url)
+        self._connection = AsyncConnection(
+            ws, config, connector=self._handshake, handlers=self._handlers, secrets=self._secrets
+        )
+        return self._connection
+
+    async def __aenter__(self) -> AsyncConnection:
+        return await self.enter()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._connection is not None:
+            conn, self._connection = self._connection, None
+            await conn.__aexit__(exc_type, exc, tb)
+
+
+class _Settings:
+    """Resolved client configuration (the API key is kept out of every repr)."""
+
+    __slots__ = ("api_key", "base_url", "cartesia_version", "default_headers", "websocket_base_url")
+
+    def __init__(
+        self,
+        api_key: str | None,
+        base_url: str | None,
+        websocket_base_url: str | None,
+        cartesia_version: str,
+        default_headers: Mapping[str, str] | None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("CARTESIA_API_KEY")
+        if not key:
+            raise ConfigurationError(
+                "no API key: pass api_key=... or set CARTESIA_API_KEY "
+                "(for offline work, run the local twin: cartesia_stt_async.twin.serve())"
+            )
+        if not isinstance(key, str):
+            raise ConfigurationError(f"api_key must be a string, got {type(key).__name__}")
+        if any(c in key for c in "\r\n\0"):
+            # It would inject a header into every handshake.
+            raise ConfigurationError("api_key contains a line break or NUL character")
+        for name, value in (default_headers or {}).items():
+            check_header_value(f"default_headers[{name!r}]", name, value)
+        self.api_key = key
+        self.base_url = base_url or os.environ.get("CARTESIA_BASE_URL") or DEFAULT_BASE_URL
+        self.websocket_base_url = websocket_base_url
+        self.cartesia_version = cartesia_version
+        self.default_headers = dict(default_headers or {})
+        # Fail early on a URL that cannot work.
+        build_ws_url((), base_url=self.base_url, websocket_base_url=websocket_base_url)
+
+    def manager(
+        self, model: str, encoding: str, sample_rate: int, options: Mapping[str, Any]
+    ) -> ConnectionManager:
+        """A manager for one session (options checked now, before any I/O)."""
+        config = SessionConfig.build(model, encoding, sample_rate, **options)
+        return ConnectionManager(config, self)
+
+
+class ManualFinalize:
+    """``client.stt.manual_finalize``: realtime STT where you decide when a turn ends."""
+
+    def __init__(self, settings: _Settings) -> None:
+        self._settings = settings
+
+    def websocket(
+        self,
+        *,
+        model: str,
+        encoding: str,
+        sample_rate: int,
+        **options: Unpack[SessionOptions],
+    ) -> ConnectionManager:
+        """Prepare a manual-finalize session (no network I/O until ``async with``).
+
+        Args:
+            model: ``"ink-2"``, ``"ink-whisper"``, ...
+            encoding: ``pcm_s16le``, ``pcm_s32le``, ``pcm_f16le``, ``pcm_f32le``,
+                ``pcm_mulaw`` or ``pcm_alaw``.
+            sample_rate: Hz, matching the audio.
+            language: ISO-639-1 code (server default ``en``).
+            keyterm: Terms to boost, sent as repeated ``keyterm=`` query values.
+            min_volume: ink-whisper only.
+            max_silence_duration_secs: ink-whisper only.
+            extra_query: More query parameters.
+            extra_headers: More handshake headers (override ours).
+            speed: Default pacing of ``send_audio``: 1.0 real time, ``None`` unpaced.
+            frame_ms: Frame length for ``send_audio`` (100 ms).
+            max_buffered_ms: Audio the send queue holds before ``send_audio`` waits.
+            open_timeout: Seconds for the handshake.
+            close_timeout: Seconds to wait for ``done`` when leaving ``async with``.
+            late_final_grace: Seconds an utterance with no text waits after its
+                ``flush_done`` for late final chunks (protocol.md §10.1).
+            max_event_backlog: Events kept for ``async for`` when nobody iterates.
+            max_message_size: Largest server message accepted, in bytes.
+            max_retries: Reconnect attempts in a row without progress before giving up
+                (default 5; 0 turns reconnecting off). See docs/reliability.md.
+            initial_delay: Backoff before the first reconnect attempt (0.5 s).
+            max_delay: Backoff cap (8 s); each delay is jittered down by up to 25 %.
+            on_reconnecting: Called with a :class:`ReconnectingEvent` before each attempt;
+                may return ``{"abort": True}`` or new ``extra_query`` / ``extra_headers``.
+            max_replay_ms: Unacknowledged audio kept for replay after a drop (120 s).
+            buffer_policy: When ``max_buffered_ms`` is full: ``"block"`` (wait, default),
+                ``"drop_oldest"`` (drop the oldest unsent audio) or ``"raise"``
+                (:class:`BufferFullError`).
+            keepalive: Seconds without sending after which one frame of silence is sent,
+                so the server's idle timeout never fires (off by default: an idle close is
+                repaired on the next send).
+            log_transcripts: Log final transcript text at DEBUG (off: never logged).
+
+        Returns:
+            A :class:`ConnectionManager`.
+
+        Raises:
+            UsageError: For a parameter of the wrong type or range.
+        """
+        return self._settings.manager(model, encoding, sample_rate, options)
+
+
+class STT:
+    """``client.stt``."""
+
+    def __init__(self, settings: _Settings) -> None:
+        self.manual_finalize = ManualFinalize(settings)
+
+
+class AsyncCartesia:
+    """The client: configure once, open sessions with ``client.stt.manual_finalize.websocket``.
+
+    ``client.tts.generate(...)`` synthesizes speech over HTTP (``/tts/bytes``).
+
+    Args:
+        api_key: Defaults to ``CARTESIA_API_KEY``.
+        base_url: Defaults to ``CARTESIA_BASE_URL``, else ``https://api.cartesia.ai``;
+            ``http://`` maps to ``ws://``, anything else to ``wss://``.
+        websocket_base_url: A ``ws(s)://`` base that wins over ``base_url``.
+        cartesia_version: The ``cartesia-version`` header (default ``2025-11-04``).
+        default_headers: Extra handshake headers for every session.
+
+    Raises:
+        ConfigurationError: Without an API key, or with an unusable URL.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        websocket_base_url: str | None = None,
+        cartesia_version: str = DEFAULT_CARTESIA_VERSION,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._settings = _Settings(
+            api_key, base_url, websocket_base_url, cartesia_version, default_headers
+        )
+        self.stt = STT(self._settings)
+        self.tts = TTS(
+            api_key=self._settings.api_key,
+            base_url=self._settings.base_url,
+            cartesia_version=cartesia_version,
+            default_headers=self._settings.default_headers,
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The HTTP base URL in use."""
+        return self._settings.base_url
+
+    def __repr__(self) -> str:
+        base = redact(self._settings.base_url, [self._settings.api_key])
+        return f"AsyncCartesia(base_url={base!r}, api_key='***')"
+
+    async def close(self) -> None:
+        """Release client resources: the HTTP connection pool of ``client.tts``.
+
+        WebSocket sessions close themselves when their ``async with`` ends.
+        """
+        await self.tts.aclose()
+
+    async def __aenter__(self) -> AsyncCartesia:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def connect(
+    *,
+    model: str,
+    encoding: str,
+    sample_rate: int,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    websocket_base_url: str | None = None,
+    cartesia_version: str = DEFAULT_CARTESIA_VERSION,
+    **options: Unpack[SessionOptions],
+) -> ConnectionManager:
+    """Shortcut: ``async with cartesia_stt_async.connect(model=..., ...) as conn``.
+
+    Takes the arguments of ``client.stt.manual_finalize.websocket`` plus the client's
+    ``api_key``, ``base_url``, ``websocket_base_url`` and ``cartesia_version``.
+    """
+    settings = _Settings(api_key, base_url, websocket_base_url, cartesia_version, None)
+    return settings.manager(model, encoding, sample_rate, options)

@@ -1,0 +1,285 @@
+"""One session's configuration: every option of ``websocket()``, validated once, before any I/O.
+
+:class:`SessionOptions` is the typed keyword surface of ``client.stt.manual_finalize.websocket()``
+and ``connect()``; :class:`SessionConfig` is the same list with its defaults, frozen and checked
+in one place, then passed down (manager, connection, link, supervisor). A test keeps the two in
+step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Final, Literal, TypedDict
+
+from .errors import UsageError
+from .protocol.audio import DEFAULT_FRAME_MS, AudioFormat
+from .protocol.commands import ConnectParams, check_header_value
+from .protocol.session import FinalOrderOption
+
+__all__ = ["BufferPolicy", "ReconnectingEvent", "SessionConfig", "SessionOptions"]
+
+BufferPolicy = Literal["block", "drop_oldest", "raise"]
+"""What ``send_audio`` does when ``max_buffered_ms`` of audio is already waiting: wait for room
+(``block``), drop the oldest unsent audio (``drop_oldest``), or raise :class:`BufferFullError`."""
+
+_POLICIES: Final = ("block", "drop_oldest", "raise")
+
+
+@dataclass(frozen=True)
+class ReconnectingEvent:
+    """Passed to ``on_reconnecting`` before each reconnect attempt (as the official SDK does).
+
+    Attributes:
+        attempt: 1 for the first attempt after a failure, then 2, 3, ...
+        max_attempts: ``max_retries``.
+        delay: Seconds the connection waits before the attempt.
+        close_code: The close code that ended the previous socket (1006 for a drop), or
+            ``None`` when the previous attempt's handshake failed.
+        extra_query: The extra query parameters the attempt will use.
+        extra_headers: The extra headers the attempt will use.
+
+    The callback may return ``{"abort": True}`` to give up, or replacement ``extra_query``
+    and/or ``extra_headers`` (e.g. a fresh access token); it may be a coroutine function.
+    """
+
+    attempt: int
+    max_attempts: int
+    delay: float
+    close_code: int | None
+    extra_query: Mapping[str, object]
+    extra_headers: Mapping[str, str]
+
+
+class SessionOptions(TypedDict, total=False):
+    """The optional keyword arguments of ``websocket()`` and ``connect()``.
+
+    See :class:`SessionConfig` for what each one does and its default.
+    """
+
+    language: str | None
+    keyterm: Sequence[str] | None
+    min_volume: float | None
+    max_silence_duration_secs: float | None
+    extra_query: Mapping[str, object] | None
+    extra_headers: Mapping[str, str] | None
+    speed: float | None
+    frame_ms: int
+    max_buffered_ms: int
+    open_timeout: float | None
+    close_timeout: float
+    late_final_grace: float
+    max_event_backlog: int
+    max_message_size: int | None
+    max_retries: int
+    initial_delay: float
+    max_delay: float
+    on_reconnecting: Callable[[ReconnectingEvent], object] | None
+    max_replay_ms: int
+    buffer_policy: BufferPolicy
+    keepalive: float | None
+    log_transcripts: bool
+    final_order: FinalOrderOption
+    max_event_backlog_bytes: int
+
+
+def _number(
+    name: str, value: object, *, low: float = 0.0, strict: bool = False, none: bool = False
+) -> None:
+    if value is None and none:
+        return
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and (value > low if strict else value >= low)
+    )
+    if not ok:
+        bound = f"> {low}" if strict else f">= {low}"
+        extra = " or None" if none else ""
+        raise UsageError(f"{name} must be a finite number {bound}{extra}, got {value!r}")
+
+
+def _integer(name: str, value: object, *, low: int, none: bool = False) -> None:
+    if value is None and none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        extra = " or None" if none else ""
+        raise UsageError(f"{name} must be an int >= {low}{extra}, got {value!r}")
+
+
+def _check_speed(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise UsageError(f"{name} must be a positive number or None, got {value!r}")
+    if value <= 0:
+        raise UsageError(f"{name} must be positive (1.0 is real time), got {value!r}")
+    return None if math.isinf(value) else float(value)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Every option of one manual-finalize session, validated when built.
+
+    Attributes:
+        model: ``"ink-2"``, ``"ink-whisper"``, ...
+        encoding: ``pcm_s16le``, ``pcm_s32le``, ``pcm_f16le``, ``pcm_f32le``, ``pcm_mulaw`` or
+            ``pcm_alaw``.
+        sample_rate: Hz, matching the audio.
+        language: ISO-639-1 code (server default ``en``).
+        keyterm: Terms to boost, sent as repeated ``keyterm=`` query values.
+        min_volume: ink-whisper only.
+        max_silence_duration_secs: ink-whisper only.
+        extra_query: More query parameters.
+        extra_headers: More handshake headers (override ours).
+        speed: Default pacing of ``send_audio`` and ``stream``: 1.0 real time, ``None`` unpaced.
+        frame_ms: Frame length for ``send_audio`` (100 ms).
+        max_buffered_ms: Audio the send queue holds before ``buffer_policy`` applies.
+        open_timeout: Seconds for the handshake (``None``: no limit).
+        close_timeout: Seconds to wait for ``done`` when leaving ``async with``, in total.
+        late_final_grace: Seconds an utterance with no text waits after its ``flush_done`` for
+            late final chunks.
+        max_event_backlog: Events kept for ``async for`` when nobody iterates.
+        max_message_size: Largest server message accepted, in bytes (``None``: no limit).
+        max_retries: Reconnect attempts in a row without progress before giving up (0: never
+            reconnect).
+        initial_delay: Backoff before the first reconnect attempt, seconds.
+        max_delay: Backoff cap, seconds; each delay is jittered down by up to 25 %.
+        on_reconnecting: Called with a :class:`ReconnectingEvent` before each attempt.
+        max_replay_ms: Unacknowledged audio kept for replay after a drop.
+        buffer_policy: When ``max_buffered_ms`` is full: ``"block"``, ``"drop_oldest"`` or
+            ``"raise"``.
+        keepalive: Seconds without sending after which one frame of silence is sent, or
+            ``None`` (off).
+        log_transcripts: Log final transcript text at DEBUG (off: never logged).
+        final_order: Whether the server sends a finalize's final chunks before its
+            ``flush_done`` (``"finals_first"``, the current documentation's order and the
+            default), after it (``"flush_first"``, older documentation), or to learn it from the
+            events (``"auto"``). See docs/reliability.md for what each choice costs when the
+            server does the other.
+        max_event_backlog_bytes: Bytes of events kept for ``async for`` when nobody iterates
+            (the oldest are dropped past it, as past ``max_event_backlog``).
+    """
+
+    model: str
+    encoding: str
+    sample_rate: int
+    language: str | None = None
+    keyterm: Sequence[str] | None = None
+    min_volume: float | None = None
+    max_silence_duration_secs: float | None = None
+    extra_query: Mapping[str, object] | None = None
+    extra_headers: Mapping[str, str] | None = None
+    speed: float | None = 1.0
+    frame_ms: int = DEFAULT_FRAME_MS
+    max_buffered_ms: int = 2000
+    open_timeout: float | None = 10.0
+    close_timeout: float = 10.0
+    late_final_grace: float = 0.25
+    max_event_backlog: int = 10_000
+    max_message_size: int | None = 1 << 20
+    max_retries: int = 5
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    on_reconnecting: Callable[[ReconnectingEvent], object] | None = None
+    max_replay_ms: int = 120_000
+    buffer_policy: BufferPolicy = "block"
+    keepalive: float | None = None
+    log_transcripts: bool = False
+    final_order: FinalOrderOption = "finals_first"
+    max_event_backlog_bytes: int = 16 << 20
+    # Derived, checked values.
+    params: ConnectParams = field(init=False, repr=False)
+    audio_format: AudioFormat = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        params = ConnectParams.build(
+            model=self.model,
+            encoding=self.encoding,
+            sample_rate=self.sample_rate,
+            language=self.language,
+            keyterm=self.keyterm,
+            min_volume=self.min_volume,
+            max_silence_duration_secs=self.max_silence_duration_secs,
+            extra_query=self.extra_query,
+        )
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "audio_format", params.audio_format)
+        object.__setattr__(self, "speed", _check_speed("speed", self.speed))
+        if self.extra_headers is not None:
+            if not isinstance(self.extra_headers, Mapping):
+                raise UsageError(
+                    f"extra_headers must be a mapping of str to str, "
+                    f"got {type(self.extra_headers).__name__}"
+                )
+            for key, value in self.extra_headers.items():
+                check_header_value(f"extra_headers[{key!r}]", key, value)
+        _integer("frame_ms", self.frame_ms, low=1)
+        self.audio_format.frame_bytes(self.frame_ms)
+        _integer("max_buffered_ms", self.max_buffered_ms, low=1)
+        _number("open_timeout", self.open_timeout, strict=True, none=True)
+        _number("close_timeout", self.close_timeout)
+        _number("late_final_grace", self.late_final_grace)
+        _integer("max_event_backlog", self.max_event_backlog, low=1)
+        _integer("max_message_size", self.max_message_size, low=1, none=True)
+        _integer("max_retries", self.max_retries, low=0)
+        _number("initial_delay", self.initial_delay)
+        _number("max_delay", self.max_delay)
+        if self.on_reconnecting is not None and not callable(self.on_reconnecting):
+            raise UsageError("on_reconnecting must be callable")
+        _integer("max_replay_ms", self.max_replay_ms, low=0)
+        if self.buffer_policy not in _POLICIES:
+            raise UsageError(
+                "buffer_policy must be 'block', 'drop_oldest' or 'raise', "
+                f"got {self.buffer_policy!r}"
+            )
+        if self.keepalive is not None:
+            _number("keepalive", self.keepalive, strict=True)
+        if self.final_order not in ("finals_first", "flush_first", "auto"):
+            raise UsageError(
+                "final_order must be 'finals_first', 'flush_first' or 'auto', "
+                f"got {self.final_order!r}"
+            )
+        _integer("max_event_backlog_bytes", self.max_event_backlog_bytes, low=1)
+        if not isinstance(self.log_transcripts, bool):
+            raise UsageError(f"log_transcripts must be a bool, got {self.log_transcripts!r}")
+
+    @classmethod
+    def build(cls, model: str, encoding: str, sample_rate: int, **options: object) -> SessionConfig:
+        """Build from ``websocket()``'s keyword arguments.
+
+        Raises:
+            UsageError: For an unknown option, or a value of the wrong type or range.
+        """
+        unknown = sorted(set(options) - OPTION_NAMES)
+        if unknown:
+            raise UsageError(
+                f"unknown option(s) {', '.join(map(repr, unknown))}; "
+                f"the options are {', '.join(sorted(OPTION_NAMES))}"
+            )
+        return cls(model, encoding, sample_rate, **options)  # type: ignore[arg-type]
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes of one ``frame_ms`` frame."""
+        return self.audio_format.frame_bytes(self.frame_ms)
+
+    @property
+    def buffer_bytes(self) -> int:
+        """``max_buffered_ms`` in bytes (never less than one frame)."""
+        fmt = self.audio_format
+        return max(self.frame_bytes, fmt.bytes_per_second * self.max_buffered_ms // 1000)
+
+    @property
+    def max_replay_bytes(self) -> int:
+        """``max_replay_ms`` in bytes."""
+        return self.audio_format.bytes_per_second * self.max_replay_ms // 1000
+
+
+OPTION_NAMES: Final = frozenset(
+    f.name
+    for f in fields(SessionConfig)
+    if f.init and f.name not in ("model", "encoding", "sample_rate")
+)

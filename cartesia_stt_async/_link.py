@@ -1,0 +1,481 @@
+"""The I/O of one connection: the socket, its reader task and its writer task.
+
+* The **writer** takes items from the session's outbox in wire order
+  (:meth:`~cartesia_stt_async.protocol.session.Session.next_item`), paces audio frames on the
+  deadline schedule (:class:`~cartesia_stt_async.protocol.pacing.Pacer`; replays go unpaced),
+  and awaits the socket (websockets' ``send`` waits for the write buffer to drain, so a slow
+  network backs up into the outbox, where the buffer policy applies). It never judges a failed
+  write: it aborts the transport so the reader sees the end at once.
+* The **reader** reads the socket, decodes each message, feeds the session, resolves
+  ``finalize()`` waiters and publishes the event. When the socket ends before ``done`` it asks
+  the :class:`~cartesia_stt_async._supervisor.Supervisor` for the next socket, rewinds the
+  session (the replay goes first) and starts a new writer; or records why the session failed.
+
+Both tasks belong to the link: created by :meth:`Link.start`, always cancelled and awaited by
+:meth:`Link.shutdown`, and never left with an unretrieved exception (failures are recorded in
+the :class:`Failure` and raised to callers as typed errors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Final
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State as WSState
+
+from ._config import SessionConfig
+from ._supervisor import Supervisor
+from ._translate import Secrets, closed_error, ended_error
+from .errors import (
+    APIConnectionError,
+    APIError,
+    CartesiaSTTError,
+    ConnectionClosedError,
+    ConnectionStateError,
+    ProtocolError,
+    ReconnectError,
+    error_for_status,
+)
+from .protocol.events import DoneEvent, ErrorEvent, Event, TranscriptEvent, parse_event
+from .protocol.pacing import Pacer
+from .protocol.session import Session, State
+from .protocol.transcript import Utterance
+
+__all__ = ["Failure", "Link", "api_error"]
+
+logger = logging.getLogger("cartesia_stt_async")
+
+# A clean end of the socket: normal closure or going away after the session is over.
+_CLEAN_CLOSE_CODES: Final = frozenset({1000, 1001})
+
+
+class Failure:
+    """Why a session cannot go on, and whether the caller has been told.
+
+    Attributes:
+        error: The first reason, or ``None`` while the session is healthy.
+        told: True once a call has raised it, or iteration has shown it (as an ``error``
+            event or by ending).
+        in_band: True when the reason is a server ``error`` event (iteration yields it as an
+            event, as the official SDK does, instead of raising).
+    """
+
+    __slots__ = ("error", "in_band", "told")
+
+    def __init__(self) -> None:
+        self.error: CartesiaSTTError | None = None
+        self.told = False
+        self.in_band = False
+
+    def end_of_iteration(self) -> CartesiaSTTError | None:
+        """The error that ends ``async for event in conn``; ``None`` for a clean end.
+
+        Clean: after ``done``, after an ``error`` event was yielded, or after a clean close
+        (1000/1001) that was not a failed reconnect.
+        """
+        error = self.error
+        if error is None or self.in_band:
+            return None
+        if (
+            isinstance(error, ConnectionClosedError)
+            and not isinstance(error, ReconnectError)
+            and error.code in _CLEAN_CLOSE_CODES
+        ):
+            return None
+        return error
+
+
+def api_error(event: ErrorEvent, secrets: Secrets) -> APIError:
+    """The exception for a server ``error`` event (every server-provided string redacted)."""
+    message = secrets.redact(event.message or "the server reported an error")
+    title, code = secrets.optional(event.title), secrets.optional(event.error_code)
+    request_id = secrets.optional(event.request_id)
+    if event.status_code is not None:
+        return error_for_status(
+            event.status_code, message, title=title, error_code=code, request_id=request_id
+        )
+    return APIError(message, title=title, error_code=code, request_id=request_id)
+
+
+def _header_request_id(ws: ClientConnection) -> str:
+    return (ws.response.headers.get("X-Request-Id") if ws.response else None) or ""
+
+
+class Link:
+    """One connection's socket I/O (see the module docstring).
+
+    Args:
+        ws: The open socket.
+        session: The pure session it carries.
+        config: The session's options.
+        supervisor: Decides about dropped sockets.
+        publish: Called with every decoded event, after the session has seen it.
+        on_finished: Called once when the reader has ended (no event will follow).
+        secrets: Credentials to redact from server-provided text.
+    """
+
+    def __init__(
+        self,
+        ws: ClientConnection,
+        session: Session,
+        config: SessionConfig,
+        supervisor: Supervisor,
+        *,
+        publish: Callable[[Event, int], None],
+        on_finished: Callable[[], None],
+        secrets: Secrets,
+    ) -> None:
+        self.ws = ws
+        self.session = session
+        self.failure = Failure()
+        self.supervisor = supervisor
+        self.request_id = _header_request_id(ws)
+        self._config = config
+        self._publish = publish
+        self.secrets = secrets
+        self._on_finished = on_finished
+        self._loop = asyncio.get_running_loop()
+        self._connected_at = self._loop.time()
+        self._waiters: dict[Utterance, asyncio.Future[Utterance]] = {}
+        self._commit_waiters: list[asyncio.Future[None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._has_items = asyncio.Event()  # the outbox got something to write
+        self._room = asyncio.Event()  # the writer took something: the queue has more room
+        self.down = False  # between a drop and its repair
+        self.finished = asyncio.Event()  # the reader has ended
+        self.settled = asyncio.Event()  # 'done' arrived, the session failed, or the reader ended
+        self._writer: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the reader and the writer."""
+        self._writer = self._start_writer(self.ws)
+        self._reader = asyncio.create_task(self._read_loop(), name="cartesia-stt-reader")
+
+    # -- what the connection tells the link --------------------------------------------------
+
+    def kick(self) -> None:
+        """Something was queued in the outbox: wake the writer (or an idle reconnect)."""
+        self._has_items.set()
+
+    async def wait_for_room(self) -> None:
+        """Return once the writer took an item, or the session failed."""
+        if self.failure.error is not None:
+            return
+        self._room.clear()
+        await self._room.wait()
+
+    def waiter(self, ticket: Utterance) -> asyncio.Future[Utterance]:
+        """A future resolved with ``ticket`` once it is complete (or failed with the reason)."""
+        fut: asyncio.Future[Utterance] = self._loop.create_future()
+        if self.failure.error is not None:
+            fut.set_exception(self.failure.error)
+        elif ticket.complete:
+            fut.set_result(ticket)
+        else:
+            self._waiters[ticket] = fut
+            fut.add_done_callback(lambda _: self._waiters.pop(ticket, None))
+        return fut
+
+    async def wait_committed(self) -> None:
+        """Return once more final text is committed, or the session settled."""
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._commit_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._commit_waiters:
+                self._commit_waiters.remove(waiter)
+
+    def fail(self, exc: CartesiaSTTError, *, quiet: bool = False) -> None:
+        """Record why the session cannot go on and fail everyone waiting on it."""
+        failure = self.failure
+        if failure.error is None:
+            failure.error = exc
+            if not quiet:
+                logger.debug("connection failed: %s", type(exc).__name__)
+        error = failure.error
+        for fut in list(self._waiters.values()):
+            if not fut.done():
+                fut.set_exception(error)
+        self._room.set()
+        self._has_items.set()
+        self.settled.set()
+        self._wake_committers()
+
+    # -- completion --------------------------------------------------------------------------
+
+    def _wake_committers(self) -> None:
+        waiters, self._commit_waiters = self._commit_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _resolve(self, completed: list[Utterance]) -> None:
+        if completed:
+            self.supervisor.progress()
+            for utt in completed:
+                fut = self._waiters.get(utt)
+                if fut is not None and not fut.done():
+                    fut.set_result(utt)
+        if completed or self.session.state is State.DONE:
+            self._wake_committers()
+
+    def _arm_timer(self) -> None:
+        deadline = self.session.next_deadline
+        if self._timer is not None:
+            if deadline is not None and self._timer.when() == deadline:
+                return
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None and not self.down:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _disarm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.down or self.ws.state is not WSState.OPEN:
+            # A close frame arrived (the closing handshake may take a while) or the socket
+            # is down: the server may still be owed a replay, so a late window must not end
+            # now (session rule 4). The repair re-arms the timer; a failure seals all.
+            return
+        self._resolve(self.session.poll(self._loop.time()))
+        self._arm_timer()
+
+    # -- the writer --------------------------------------------------------------------------
+
+    def _start_writer(self, ws: ClientConnection) -> asyncio.Task[None]:
+        return asyncio.create_task(self._write_loop(ws), name="cartesia-stt-writer")
+
+    async def _write_loop(self, ws: ClientConnection) -> None:
+        """Write the outbox in order until cancelled or the socket fails."""
+        session, loop = self.session, self._loop
+        fmt = session.format
+        keepalive = self._config.keepalive
+        pacer: Pacer | None = None
+        try:
+            while True:
+                taken = session.next_item(loop.time())
+                if taken is None:
+                    self._has_items.clear()
+                    if keepalive is None:
+                        await self._has_items.wait()
+                    else:
+                        try:
+                            async with asyncio.timeout(keepalive):
+                                await self._has_items.wait()
+                        except TimeoutError:
+                            session.keepalive()
+                    continue
+                self._room.set()
+                entry, replay = taken
+                item = entry.item
+                if type(item) is bytes:
+                    speed = entry.speed
+                    if speed is not None and not replay:
+                        if pacer is None or pacer.speed != speed:
+                            pacer = Pacer(speed)
+                        due = pacer.schedule(loop.time(), fmt.duration(len(item)))
+                        delay = due - loop.time()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                    await ws.send(item)
+                else:
+                    await ws.send(item)
+                    if logger.isEnabledFor(logging.DEBUG):
+                        stats = session.stats
+                        logger.debug(
+                            "sent %r%s after %d frames (%d bytes)",
+                            item,
+                            " (replay)" if replay else "",
+                            stats.frames_sent,
+                            stats.audio_bytes_sent,
+                        )
+        except (ConnectionClosed, OSError) as exc:
+            logger.debug("write failed: %s", type(exc).__name__)
+            ws.transport.abort()
+        except Exception as exc:  # a bug: fail the session rather than hang its callers
+            logger.exception("writer failed")
+            self.fail(APIConnectionError(f"sending failed: {exc!r}"))
+            ws.transport.abort()
+
+    # -- the reader --------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        """Read each socket until it ends; repair it while the supervisor allows."""
+        session = self.session
+        try:
+            while (drop := await self._read_socket(self.ws)) is not None:
+                await self._repair(drop)
+        except CartesiaSTTError as exc:
+            self.fail(exc)
+        except Exception as exc:  # a bug: fail the session rather than hang its callers
+            logger.exception("reader failed")
+            self.fail(APIConnectionError(f"receiving failed: {exc!r}"))
+        finally:
+            self.down = False
+            self._disarm_timer()
+            self._resolve(session.poll(float("inf")))
+            self.finished.set()
+            self.settled.set()
+            self._wake_committers()
+            self._on_finished()
+
+    async def _read_socket(self, ws: ClientConnection) -> ConnectionClosedError | None:
+        """Read one socket to its end.
+
+        Returns:
+            Why it ended, when it ended before ``done`` and may be repaired; ``None`` when the
+            session is over (done, failed, closed by us).
+        """
+        session = self.session
+        stats = session.stats
+        log_finals = self._config.log_transcripts
+        try:
+            async for message in ws:
+                if isinstance(message, bytes):
+                    raise ProtocolError(
+                        f"server sent a {len(message)}-byte binary message; "
+                        "the protocol only has JSON text events"
+                    )
+                event = parse_event(message)
+                stats.events_received += 1
+                now = self._loop.time()
+                completed = session.receive(event, now)
+                if not self.request_id and session.request_id:
+                    self.request_id = session.request_id
+                if isinstance(event, ErrorEvent):
+                    self.failure.in_band = self.failure.error is None
+                    self.fail(api_error(event, self.secrets))
+                if completed and logger.isEnabledFor(logging.DEBUG):
+                    self._log_completed(completed)
+                elif log_finals and isinstance(event, TranscriptEvent) and event.is_final:
+                    logger.debug("final delta %r", event.text)
+                self._resolve(completed)
+                self._arm_timer()
+                self._publish(event, len(message))
+                if session.state is State.DONE:
+                    self.settled.set()
+            drop: ConnectionClosedError | ProtocolError = ended_error(
+                ws.close_code, ws.close_reason, self.secrets
+            )
+        except ConnectionClosed as exc:
+            drop = closed_error(exc, self.secrets)
+        except ProtocolError as exc:
+            self.fail(exc)
+            with contextlib.suppress(Exception):
+                await ws.close(code=1002, reason="protocol error")
+            return None
+        if isinstance(drop, ProtocolError):
+            self.fail(drop)  # the server broke the WebSocket protocol: never retried
+            return None
+        if session.state is State.DONE or self.failure.error is not None:
+            return None
+        return drop
+
+    async def _repair(self, drop: ConnectionClosedError) -> None:
+        """Replace the socket (raises why not), rewind the session, start a new writer."""
+        session, loop = self.session, self._loop
+        lived = loop.time() - self._connected_at
+        self.down = True
+        # A late window must not close while the socket is down: the late utterance may be
+        # replayed (session rule 7), which only an unsealed utterance can be.
+        self._disarm_timer()
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        if self.failure.error is not None:
+            raise self.failure.error
+        ws = await self.supervisor.next_socket(
+            drop, lived=lived, session=session, wait_for_send=self._wait_for_send
+        )
+        # No await from here on: the swap is atomic for every other task.
+        self.ws = ws
+        self._connected_at = loop.time()
+        self.request_id = _header_request_id(ws) or self.request_id
+        session.request_id = self.request_id
+        replayed = session.rewind()
+        session.stats.reconnects += 1
+        logger.debug(
+            "reconnected (reconnect %d, attempt %d): replaying %d items",
+            session.stats.reconnects,
+            self.supervisor.attempt,
+            replayed,
+        )
+        self._writer = self._start_writer(ws)
+        self.down = False
+        self._arm_timer()
+
+    async def _wait_for_send(self) -> None:
+        while not self.session.outbox.pending:
+            if self.failure.error is not None:
+                raise self.failure.error
+            self._has_items.clear()
+            await self._has_items.wait()
+        if self.failure.error is not None:
+            raise self.failure.error
+
+    def complete_locally(self) -> None:
+        """The session ended without the server (nothing was owed after an idle close)."""
+        completed = self.session.receive(DoneEvent(request_id=self.request_id), self._loop.time())
+        self._resolve(completed)
+        self.settled.set()
+
+    def _log_completed(self, completed: list[Utterance]) -> None:
+        stats = self.session.stats
+        for utt in completed:
+            logger.debug(
+                "utterance #%d answered: %d final chunks, %.3f s audio, latency %s; "
+                "%d frames / %d bytes sent, %d events received",
+                utt.index,
+                utt.final_chunks,
+                utt.audio_seconds,
+                f"{utt.latency * 1000:.1f} ms" if utt.latency is not None else "unknown",
+                stats.frames_sent,
+                stats.audio_bytes_sent,
+                stats.events_received,
+            )
+            if self._config.log_transcripts:
+                logger.debug("utterance #%d text %r", utt.index, utt.text)
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    async def shutdown(self, *, code: int = 1000, reason: str = "", timeout: float) -> None:
+        """Stop both tasks and close the socket, bounded by ``timeout``; idempotent."""
+        # Recorded first, so the reader does not blame the server for our own close, and
+        # does not reconnect. Our own close is nothing the caller must be told about.
+        healthy = self.failure.error is None
+        self.fail(ConnectionStateError("the connection is closed"), quiet=True)
+        if healthy:
+            self.failure.told = True
+        if self._writer is not None:
+            self._writer.cancel()
+        ws = self.ws
+        try:
+            async with asyncio.timeout(timeout):
+                await ws.close(code=code, reason=reason)
+        except (TimeoutError, OSError, ConnectionClosed):
+            ws.transport.abort()
+        except asyncio.CancelledError:
+            ws.transport.abort()
+            raise
+        finally:
+            if self._reader is not None:
+                self._reader.cancel()
+                await asyncio.gather(self._reader, return_exceptions=True)
+            # The reader may have swapped in a new socket and writer meanwhile.
+            if self._writer is not None:
+                self._writer.cancel()
+                await asyncio.gather(self._writer, return_exceptions=True)
+            if self.ws.state is not WSState.CLOSED:
+                self.ws.transport.abort()

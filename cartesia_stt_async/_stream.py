@@ -1,0 +1,76 @@
+"""``conn.stream(...)``: a sender task and a receiver task joined by ``asyncio.gather``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, Iterable
+from typing import TYPE_CHECKING
+
+from ._sources import AudioSource, iter_audio
+from .errors import ConnectionClosedError, UsageError
+from .protocol.session import State
+from .protocol.transcript import Transcript
+
+if TYPE_CHECKING:
+    from ._connection import AsyncConnection
+    from ._link import Link
+
+__all__ = ["run_stream"]
+
+
+async def run_stream(
+    conn: AsyncConnection,
+    link: Link,
+    utterances: Iterable[AudioSource] | AsyncIterable[AudioSource],
+    *,
+    speed: float | None,
+    finalize_each: bool,
+) -> Transcript:
+    """Stream ``utterances`` on ``conn`` (see :meth:`AsyncConnection.stream`).
+
+    The sender queues each utterance's audio (paced at ``speed``) and a ``finalize`` after
+    it, then ``close``; the receiver waits until the link settles: ``done`` (success), or the
+    session's failure (raised). If either task fails, or the caller is cancelled, the other is
+    cancelled, the socket is closed and the error propagates.
+    """
+    if not isinstance(finalize_each, bool):
+        raise UsageError(f"finalize_each must be a bool, got {finalize_each!r}")
+    conn._check_usable()
+    session = link.session
+    fmt = session.format
+
+    async def sender() -> None:
+        async def one(source: AudioSource) -> None:
+            async for chunk in iter_audio(source, fmt):
+                await conn.send_audio(chunk, speed=speed)
+            if finalize_each:
+                await conn.send("finalize")
+
+        if isinstance(utterances, AsyncIterable):
+            async for source in utterances:
+                await one(source)
+        else:
+            for source in utterances:
+                await one(source)
+        await conn.send("close")
+
+    async def receiver() -> None:
+        await link.settled.wait()
+        if session.state is State.DONE:
+            return
+        raise link.failure.error or ConnectionClosedError("connection ended before 'done'")
+
+    tasks = [
+        asyncio.create_task(sender(), name="cartesia-stt-sender"),
+        asyncio.create_task(receiver(), name="cartesia-stt-receiver"),
+    ]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        link.failure.told = True
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await conn._abort()
+        raise
+    return session.transcript

@@ -1,0 +1,228 @@
+"""The one boundary where foreign exceptions become this package's errors.
+
+websockets (the handshake and the socket), aiohttp (HTTP routes) and the OS raise their own
+exception types; nothing else in the package catches them. Each function here *returns* our
+error for a foreign one; the caller raises it outside its ``except`` block, so neither
+``__cause__`` nor ``__context__`` keeps the foreign exception (it may hold a raw response with
+secrets). Text is built only from status lines, server-provided fields and our own words, and
+every secret in :class:`Secrets` is redacted from all of it, server-provided strings included
+(a server may echo a key back).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import time
+from collections.abc import Iterator, Mapping
+from typing import Final
+
+import aiohttp
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    CartesiaSTTError,
+    ConfigurationError,
+    ConnectionClosedError,
+    ProtocolError,
+    error_for_status,
+)
+from .protocol.commands import redact, redact_url
+
+__all__ = [
+    "Secrets",
+    "closed_error",
+    "ended_error",
+    "handshake_error",
+    "http_error",
+    "parse_retry_after",
+    "status_error",
+]
+
+
+class Secrets:
+    """The credentials a client or session knows, to redact from every text it shows."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, *values: str) -> None:
+        self._values: set[str] = set()
+        self.add(*values)
+
+    def add(self, *values: str) -> None:
+        """Remember more credentials (4 characters or more; shorter ones cannot be told apart
+        from ordinary text)."""
+        self._values.update(v for v in values if isinstance(v, str) and len(v) >= 4)
+
+    def __iter__(self) -> Iterator[str]:
+        # Longest first: a token that contains another is replaced whole.
+        return iter(sorted(self._values, key=len, reverse=True))
+
+    def redact(self, text: str) -> str:
+        """``text`` with every known credential replaced by ``***``."""
+        return redact(text, self)
+
+    def optional(self, text: str | None) -> str | None:
+        """:meth:`redact` for an optional server-provided field."""
+        return None if text is None else redact(text, self)
+
+    def url(self, url: str) -> str:
+        """``url`` with credential query parameters and known credentials replaced."""
+        return redact_url(url, self)
+
+
+def parse_retry_after(raw: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP-date; ``None`` for a
+    missing, malformed, negative, NaN or infinite value."""
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        value = when.timestamp() - (time.time() if now is None else now)
+        return max(value, 0.0)
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def status_error(
+    status: int,
+    reason: str,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    secrets: Secrets,
+    what: str = "",
+) -> APIStatusError:
+    """Build the :class:`APIStatusError` for an HTTP status, reading Cartesia's JSON body.
+
+    The body's ``message``, ``title``, ``error_code`` and ``request_id`` are used when present;
+    a plain-text body is quoted (truncated). ``Retry-After`` (seconds or an HTTP-date) feeds
+    ``retry_after`` for every status. Every string is redacted. ``what`` prefixes the fallback
+    message (``"handshake refused with "``).
+    """
+    message = f"{what}HTTP {status} {reason}".rstrip()
+    title = error_code = request_id = None
+    try:
+        parsed = json.loads(body or b"")
+    except ValueError:
+        parsed = None
+        text = (body or b"").decode("utf-8", "replace").strip()
+        if text:
+            message = f"{message}: {text[:200]}"
+    if isinstance(parsed, dict):
+        if isinstance(parsed.get("message"), str):
+            message = parsed["message"]
+        title = parsed.get("title") if isinstance(parsed.get("title"), str) else None
+        code = parsed.get("error_code")
+        error_code = code if isinstance(code, str) else None
+        rid = parsed.get("request_id")
+        request_id = rid if isinstance(rid, str) else None
+    request_id = request_id or headers.get("X-Request-Id")
+    return error_for_status(
+        status,
+        secrets.redact(message),
+        title=secrets.optional(title),
+        error_code=secrets.optional(error_code),
+        request_id=secrets.optional(request_id),
+        retry_after=parse_retry_after(headers.get("Retry-After")),
+    )
+
+
+def handshake_error(
+    exc: BaseException, shown_url: str, secrets: Secrets, open_timeout: float | None
+) -> CartesiaSTTError | None:
+    """Our error for what opening a WebSocket raised, or ``None`` for an unexpected type.
+
+    Returns:
+        An :class:`APIStatusError` (typed by status) for a refused upgrade, a
+        :class:`ConfigurationError` for a URL that cannot work, an :class:`APITimeoutError`
+        after ``open_timeout``, an :class:`APIConnectionError` when the server could not be
+        reached or broke the handshake.
+    """
+    if isinstance(exc, InvalidStatus):
+        response = exc.response
+        return status_error(
+            response.status_code,
+            response.reason_phrase,
+            response.body,
+            response.headers,
+            secrets,
+            what="handshake refused with ",
+        )
+    if isinstance(exc, InvalidURI):
+        return ConfigurationError(f"invalid WebSocket URL: {secrets.url(exc.uri)}")
+    if isinstance(exc, TimeoutError):
+        return APITimeoutError(f"opening the WebSocket took longer than {open_timeout} s")
+    if isinstance(exc, InvalidHandshake | OSError):
+        msg = secrets.redact(f"{type(exc).__name__}: {exc}")
+        return APIConnectionError(f"could not connect to {shown_url}: {msg}")
+    return None
+
+
+# Close codes our side sends when the server broke the WebSocket protocol itself.
+_PROTOCOL_FAILURES: Final = frozenset({1002, 1007})
+
+
+def closed_error(exc: ConnectionClosed, secrets: Secrets) -> ConnectionClosedError | ProtocolError:
+    """The error for a socket that ended before ``done``.
+
+    A connection that websockets failed itself because the server broke the WebSocket protocol
+    (a reserved opcode, invalid UTF-8: close 1002 or 1007 sent first) is a
+    :class:`ProtocolError`: a new socket would not help.
+    """
+    sent, rcvd = exc.sent, exc.rcvd
+    we_failed_it = sent is not None and (rcvd is None or not exc.rcvd_then_sent)
+    if we_failed_it and sent is not None and sent.code in _PROTOCOL_FAILURES:
+        return ProtocolError(
+            f"the server broke the WebSocket protocol: {secrets.redact(sent.reason)} "
+            f"(closed with {sent.code})"
+        )
+    if rcvd is None and sent is not None and sent.code == 1009:
+        # websockets failed the connection itself: a server message over max_message_size.
+        # Not a drop: it would happen again on a new socket.
+        return ConnectionClosedError(
+            f"the connection was closed by the client (code {sent.code}, reason {sent.reason!r})",
+            code=sent.code,
+            reason=sent.reason,
+        )
+    if rcvd is None:
+        return ConnectionClosedError(
+            "the connection dropped without a close frame (1006)", code=1006
+        )
+    return ended_error(rcvd.code, rcvd.reason, secrets)
+
+
+def ended_error(code: int | None, reason: str | None, secrets: Secrets) -> ConnectionClosedError:
+    """The error for a close frame from the server (its reason redacted)."""
+    reason = secrets.redact(reason or "")
+    return ConnectionClosedError(
+        f"server closed the connection (code {code}" + (f", reason {reason!r})" if reason else ")"),
+        code=code,
+        reason=reason,
+    )
+
+
+def http_error(
+    exc: BaseException, shown_url: str, secrets: Secrets, timeout: float
+) -> CartesiaSTTError | None:
+    """Our error for what an HTTP request through aiohttp raised, or ``None``.
+
+    Returns:
+        :class:`APITimeoutError` after ``timeout``; :class:`APIConnectionError` when the server
+        could not be reached.
+    """
+    if isinstance(exc, TimeoutError):
+        return APITimeoutError(f"{shown_url} took longer than {timeout} s")
+    if isinstance(exc, aiohttp.ClientError):
+        msg = secrets.redact(f"{type(exc).__name__}: {exc}")
+        return APIConnectionError(f"could not reach {shown_url}: {msg}")
+    return None

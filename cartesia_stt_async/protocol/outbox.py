@@ -1,0 +1,253 @@
+"""The outbox: everything a connection will write, and what it wrote but may need again (pure).
+
+In the style of websockets' sans-I/O ``data_to_send()``: the session appends items (audio frames
+as ``bytes``, commands as ``str``) and the I/O layer takes them one at a time with
+:meth:`Outbox.take`, in wire order, and tells it nothing else. A taken item is *written* as far
+as the outbox is concerned: it moves from the queue to the journal, where it stays until the
+utterance it belongs to is answered (:meth:`Outbox.trim_through`). When the socket is replaced,
+:meth:`Outbox.rewind` moves the whole journal back to the head of the queue: the new socket hears
+it again, unpaced (``Entry.replay``), before anything new::
+
+    journal: written, not yet answered      queue: not yet written
+    [ f0 f1 "finalize" f2 f3 ] ──rewind──▶ [ f0 f1 "finalize" f2 f3 | f4 f5 "close" ]
+                                  ◀──take──
+
+Buffer policies act on the queue: :attr:`Outbox.queued_bytes` is the audio waiting to be written
+for the first time, :meth:`Outbox.drop_oldest` drops the oldest of it (never a command, never a
+replay). Every counter of :class:`ConnectionStats` that concerns written bytes lives here, so it
+is counted in one place.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from .transcript import Utterance
+
+__all__ = ["ConnectionStats", "Entry", "Outbox", "Outgoing"]
+
+Outgoing = bytes | str
+"""One message to write: ``bytes`` is a binary audio frame, ``str`` a text command."""
+
+
+class Entry(NamedTuple):
+    """One queued item.
+
+    Attributes:
+        item: The message.
+        speed: Pacing of an audio frame (1.0 real time), ``None`` for unpaced.
+        ticket: For ``finalize``, the utterance it ends; else ``None``.
+    """
+
+    item: Outgoing
+    speed: float | None = None
+    ticket: Utterance | None = None
+
+
+@dataclass
+class ConnectionStats:
+    """Counters of one connection.
+
+    Attributes:
+        frames_sent: Binary frames written to the socket (replays included).
+        audio_bytes_sent: Audio bytes written to the socket (replays included).
+        commands_sent: Text commands written (replays included).
+        events_received: Server events decoded.
+        events_dropped: Events dropped from the iteration backlog because nobody iterated
+            and it was full (the transcript and ``finalize()`` are never affected).
+        queued_bytes: Audio bytes waiting to be written for the first time (the queue depth).
+        queued_items: Frames and commands waiting to be written.
+        reconnects: Sockets opened to replace a dropped one.
+        replayed_bytes: Audio bytes written again on a new socket after a drop.
+        dropped_audio_bytes: Audio dropped by ``buffer_policy="drop_oldest"`` (never written).
+        idle_closes: Routine idle closes (1001 "Idle timeout") received.
+        keepalives_sent: Silent frames queued by the opt-in keepalive.
+        unmatched_flush_done: ``flush_done`` events that arrived with no finalize outstanding
+            (a server quirk; nothing is attributed differently because of it).
+    """
+
+    frames_sent: int = 0
+    audio_bytes_sent: int = 0
+    commands_sent: int = 0
+    events_received: int = 0
+    events_dropped: int = 0
+    queued_bytes: int = 0
+    queued_items: int = 0
+    reconnects: int = 0
+    replayed_bytes: int = 0
+    dropped_audio_bytes: int = 0
+    idle_closes: int = 0
+    keepalives_sent: int = 0
+    unmatched_flush_done: int = 0
+
+
+class Outbox:
+    """The queue and the journal of one session.
+
+    Args:
+        stats: The connection's counters, updated in place.
+    """
+
+    __slots__ = ("_journal", "_queue", "_replay_left", "journal_bytes", "stats")
+
+    def __init__(self, stats: ConnectionStats) -> None:
+        self.stats = stats
+        self._queue: deque[Entry] = deque()
+        self._journal: deque[Entry] = deque()
+        self._replay_left = 0  # entries at the head of the queue that are replays
+        self.journal_bytes = 0
+
+    # -- the queue ---------------------------------------------------------------------------
+
+    def append(self, entry: Entry) -> None:
+        """Queue an item after everything queued before it."""
+        self._queue.append(entry)
+        stats = self.stats
+        stats.queued_items += 1
+        if type(entry.item) is bytes:
+            stats.queued_bytes += len(entry.item)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Audio bytes waiting to be written for the first time."""
+        return self.stats.queued_bytes
+
+    @property
+    def pending(self) -> bool:
+        """True when something (new or replayed) waits to be written."""
+        return bool(self._queue)
+
+    @property
+    def replaying(self) -> bool:
+        """True while the head of the queue is replayed journal."""
+        return self._replay_left > 0
+
+    def take(self) -> tuple[Entry, bool] | None:
+        """The next item to write, and whether it is a replay; ``None`` when nothing waits.
+
+        The item counts as written from now on (it joins the journal).
+        """
+        if not self._queue:
+            return None
+        entry = self._queue.popleft()
+        item = entry.item
+        stats = self.stats
+        stats.queued_items -= 1
+        replay = self._replay_left > 0
+        if replay:
+            self._replay_left -= 1
+        if type(item) is bytes:
+            size = len(item)
+            stats.frames_sent += 1
+            stats.audio_bytes_sent += size
+            self.journal_bytes += size
+            if replay:
+                stats.replayed_bytes += size
+            else:
+                stats.queued_bytes -= size
+        else:
+            stats.commands_sent += 1
+        self._journal.append(entry)
+        return entry, replay
+
+    def drop_oldest(self, nbytes: int) -> int:
+        """Drop the oldest queued audio until ``nbytes`` were dropped or none is left.
+
+        Commands and replayed items are kept, in order. Dropped audio was never written, so
+        no utterance counts it.
+
+        Returns:
+            The bytes dropped.
+        """
+        freed = frames = 0
+        kept: list[Entry] = []
+        queue = self._queue
+        index = 0
+        while queue and freed < nbytes:
+            entry = queue.popleft()
+            if index >= self._replay_left and type(entry.item) is bytes:
+                freed += len(entry.item)
+                frames += 1
+            else:
+                kept.append(entry)
+            index += 1
+        queue.extendleft(reversed(kept))
+        stats = self.stats
+        stats.queued_bytes -= freed
+        stats.queued_items -= frames
+        stats.dropped_audio_bytes += freed
+        return freed
+
+    def queued_entries(self) -> list[Entry]:
+        """A copy of the queue (replays first), oldest first."""
+        return list(self._queue)
+
+    # -- the journal -------------------------------------------------------------------------
+
+    @property
+    def journal_empty(self) -> bool:
+        """True when nothing written awaits an answer."""
+        return not self._journal
+
+    def journal_entries(self) -> list[Entry]:
+        """A copy of the journal, oldest first."""
+        return list(self._journal)
+
+    def drop_journal_audio(self) -> tuple[bool, Utterance | None]:
+        """Forget the oldest audio frame of the journal (a replay can no longer be exact).
+
+        Returns:
+            Whether a frame was dropped, and whose it was: the ticket of the first
+            ``finalize`` after it (written or queued), or ``None`` when no finalize follows
+            it yet (it belongs to the open utterance).
+        """
+        journal = self._journal
+        for index, entry in enumerate(journal):
+            if type(entry.item) is bytes:
+                del journal[index]
+                self.journal_bytes -= len(entry.item)
+                later = (e.ticket for e in (*list(journal)[index:], *self._queue))
+                return True, next((t for t in later if t is not None), None)
+        return False, None
+
+    def trim_through(self, ticket: Utterance) -> bool:
+        """The utterance is answered: forget the journal up to and including its ``finalize``.
+
+        Returns:
+            True when its ``finalize`` was found (and the journal trimmed).
+        """
+        journal = self._journal
+        if not any(entry.ticket is ticket for entry in journal):
+            return False
+        while journal:
+            entry = journal.popleft()
+            if type(entry.item) is bytes:
+                self.journal_bytes -= len(entry.item)
+            if entry.ticket is ticket:
+                break
+        return True
+
+    def clear_journal(self) -> None:
+        """Forget the whole journal (the session is over)."""
+        self._journal.clear()
+        self.journal_bytes = 0
+
+    def rewind(self) -> int:
+        """The socket was replaced: the journal goes back to the head of the queue.
+
+        Returns:
+            How many items will be replayed.
+        """
+        journal = self._journal
+        count = len(journal)
+        # Items of an unfinished replay are already at the head of the queue, after the
+        # journal's: both are replayed, journal first.
+        self._queue.extendleft(reversed(journal))
+        self.stats.queued_items += count
+        self._replay_left += count
+        journal.clear()
+        self.journal_bytes = 0
+        return count
