@@ -29,6 +29,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 import cartesia_stt_async as stt
+from cartesia_stt_async.protocol.session import FinalOrderOption
 from cartesia_stt_async.testing import TwinFactory, TwinServer
 from cartesia_stt_async.twin import Fault, FaultAction, Faults
 from examples.fastapi_app import Settings, create_app
@@ -59,11 +60,12 @@ EXPECTED = [
 ]
 
 
-def app_for(twin: TwinServer) -> TestClient:
+def app_for(twin: TwinServer, final_order: FinalOrderOption = "finals_first") -> TestClient:
     settings = Settings(
         api_key="server-side-key",
         base_url=twin.base_url,
-        session_options={"speed": None, "initial_delay": 0.01},  # unpaced; quick reconnects
+        # Unpaced, quick reconnects, and the order in which the twin sends finals.
+        session_options={"speed": None, "initial_delay": 0.01, "final_order": final_order},
     )
     return TestClient(create_app(settings))
 
@@ -105,13 +107,16 @@ def test_relay_forwards_final_deltas_and_marks_each_turn(cartesia_twin: TwinServ
 @pytest.mark.parametrize("action", ["close", "abort"])
 @pytest.mark.parametrize("after_events", range(1, EVENTS))
 def test_relay_is_exact_through_a_drop_at_every_event(
-    cartesia_twin_factory: TwinFactory, order: str, action: FaultAction, after_events: int
+    cartesia_twin_factory: TwinFactory,
+    order: FinalOrderOption,
+    action: FaultAction,
+    after_events: int,
 ) -> None:
     # after_events=2 with finals_first: the drop comes right after the first utterance's
     # finals, before its flush_done; the utterance is replayed and answered again.
     fault = Fault(action, connection=0, after_events=after_events, code=1011)
     twin = cartesia_twin_factory(by_audio=ANSWERS, order=order, faults=Faults([fault]))
-    with app_for(twin) as http, http.websocket_connect("/ws/transcribe") as ws:
+    with app_for(twin, final_order=order) as http, http.websocket_connect("/ws/transcribe") as ws:
         got = talk(ws, HELLO, "finalize", BYE, "finalize", LAST, "close")
     assert finals(got) == FINALS
     assert [m for m in got if m.get("type") in ("turn", "error")] == [
