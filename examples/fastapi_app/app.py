@@ -1,0 +1,288 @@
+"""A FastAPI app in front of Cartesia's realtime STT: relay, access tokens, uploads, a page.
+
+Routes:
+
+* ``GET /``: a push-to-talk page (hold the button, speak, release: the text appears).
+* ``WS /ws/transcribe``: the relay. The browser sends 16 kHz mono ``pcm_s16le`` audio as
+  binary messages and the text commands ``finalize`` (end of a turn) and ``close`` (end of
+  the session); the app forwards them through one Cartesia session and sends back JSON:
+  ``{"type": "ready"}``, then ``{"type": "final", "text": delta}`` for each final delta
+  (exactly once, in order, even across a reconnect), ``{"type": "turn", "index": i}`` once
+  turn ``i``'s text has been sent, ``{"type": "error", "message": ..., "fatal": bool}``, and
+  after ``close`` ``{"type": "done", "transcript": ...}``. The API key stays on the server.
+* ``POST /api/token``: a short-lived access token, for browsers that talk to Cartesia directly.
+* ``POST /api/transcribe``: transcribe an uploaded WAV file (form field ``file``).
+
+Run it with ``python -m examples.fastapi_app`` (without ``CARTESIA_API_KEY`` it serves a
+local twin with the offline recognizer instead of the real API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import anyio
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile, WebSocket
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+import cartesia_stt_async as stt
+from cartesia_stt_async.audio import load_wav
+
+__all__ = ["Settings", "app", "create_app"]
+
+log = logging.getLogger("examples.fastapi_app")
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+SAMPLE_RATE = 16000  # what the page sends: 16 kHz mono pcm_s16le
+SAMPLE_WIDTH = 2
+MAX_AUDIO_MESSAGE = SAMPLE_RATE * SAMPLE_WIDTH  # one second of audio per message at most
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the app talks to Cartesia.
+
+    Attributes:
+        api_key: Defaults to ``CARTESIA_API_KEY``.
+        base_url: Defaults to ``CARTESIA_BASE_URL``, else the real API.
+        model: The STT model.
+        session_options: ``websocket()`` options: ``speed`` (pacing, 1.0 real time by
+            default; ``None`` unpaced, for tests), reconnect delays, timeouts, ...
+        local_twin: Serve a local twin with the offline recognizer and use it (no API key).
+        token_ttl: Lifetime in seconds of the access tokens ``/api/token`` hands out.
+        max_upload_bytes: Largest file ``/api/transcribe`` accepts.
+    """
+
+    api_key: str | None = None
+    base_url: str | None = None
+    model: str = "ink-2"
+    session_options: stt.SessionOptions = field(
+        default_factory=lambda: stt.SessionOptions(speed=1.0)
+    )
+    local_twin: bool = False
+    token_ttl: int = 60
+    max_upload_bytes: int = 50 * 1024 * 1024
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. One :class:`~cartesia_stt_async.AsyncCartesia` lives in its lifespan.
+
+    Args:
+        settings: See :class:`Settings`; the defaults read the environment.
+
+    Returns:
+        The FastAPI application.
+    """
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            api_key, base_url = settings.api_key, settings.base_url
+            if settings.local_twin:
+                from cartesia_stt_async.twin import serve
+
+                twin = await stack.enter_async_context(serve())  # offline recognizer
+                api_key, base_url = "local-twin", twin.base_url
+                log.warning("no CARTESIA_API_KEY: using the local twin at %s", base_url)
+            client = stt.AsyncCartesia(api_key=api_key, base_url=base_url)
+            app.state.cartesia = await stack.enter_async_context(client)
+            yield
+
+    app = FastAPI(title="Cartesia STT relay", lifespan=lifespan)
+    app.state.settings = settings
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_api_route("/", page, methods=["GET"], response_class=HTMLResponse)
+    app.add_api_route("/api/token", token, methods=["POST"])
+    app.add_api_route("/api/transcribe", transcribe_file, methods=["POST"])
+    app.add_api_websocket_route("/ws/transcribe", relay)
+    return app
+
+
+async def page() -> HTMLResponse:
+    """The push-to-talk page."""
+    return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+
+async def token(request: Request) -> dict[str, object]:
+    """A short-lived token that lets a browser open ``/stt/websocket`` itself.
+
+    Put this route behind your own user authentication: whoever can call it can transcribe
+    on your account until the token expires.
+    """
+    client: stt.AsyncCartesia = request.app.state.cartesia
+    settings: Settings = request.app.state.settings
+    access_token: Any = getattr(client, "access_token", None)
+    if access_token is None:
+        raise HTTPException(501, "this version of cartesia_stt_async has no access tokens")
+    created = await access_token.create(grants={"stt": True}, expires_in=settings.token_ttl)
+    return {"token": created.token, "expires_in": settings.token_ttl}
+
+
+async def transcribe_file(request: Request, file: UploadFile = File()) -> dict[str, object]:  # noqa: B008
+    """Transcribe an uploaded WAV file (any common format: it is converted as needed)."""
+    client: stt.AsyncCartesia = request.app.state.cartesia
+    settings: Settings = request.app.state.settings
+    data = await file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise HTTPException(413, f"the file is larger than {settings.max_upload_bytes} bytes")
+    try:
+        # Mono, in an encoding the protocol carries, at the file's own rate (CPU work: a thread).
+        wav = await asyncio.to_thread(load_wav, data)
+        async with client.stt.manual_finalize.websocket(
+            model=settings.model,
+            encoding=wav.encoding,
+            sample_rate=wav.sample_rate,
+            **settings.session_options,
+        ) as conn:
+            transcript = await conn.stream([wav.data], speed=conn.speed)
+    except stt.UsageError as exc:  # not a WAV file, or one it cannot read
+        raise HTTPException(422, str(exc)) from None
+    except stt.CartesiaSTTError as exc:
+        log.warning("transcription failed: %s", exc)
+        raise HTTPException(502, f"transcription failed: {exc}") from None
+    return {"text": transcript.text, "seconds": round(wav.duration, 3)}
+
+
+# -- the relay ------------------------------------------------------------------------------
+
+
+class _ClientGone(Exception):
+    """The browser disconnected."""
+
+
+class _Browser:
+    """The browser's socket: one sender at a time; a vanished client becomes _ClientGone."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self._lock = asyncio.Lock()
+
+    async def send(self, message: Mapping[str, object]) -> None:
+        async with self._lock:
+            try:
+                await self.ws.send_json(message)
+            except Exception as exc:  # WebSocketDisconnect, or the server's own error for it
+                raise _ClientGone from exc
+
+    async def receive(self) -> MutableMapping[str, Any]:
+        try:
+            message = await self.ws.receive()
+        except Exception as exc:
+            raise _ClientGone from exc
+        if message["type"] == "websocket.disconnect":
+            raise _ClientGone
+        return message
+
+    async def error(self, message: str, *, fatal: bool) -> None:
+        await self.send({"type": "error", "message": message, "fatal": fatal})
+
+    async def close(self, code: int) -> None:
+        with contextlib.suppress(Exception):  # it may be gone already
+            await self.ws.close(code)
+
+
+TurnQueue = asyncio.Queue[asyncio.Future[stt.Utterance] | None]
+
+
+async def relay(ws: WebSocket) -> None:
+    """Relay one browser's audio through one Cartesia session; send exact final text back."""
+    client: stt.AsyncCartesia = ws.app.state.cartesia
+    settings: Settings = ws.app.state.settings
+    await ws.accept()
+    browser = _Browser(ws)
+    try:
+        async with client.stt.manual_finalize.websocket(
+            model=settings.model,
+            encoding="pcm_s16le",
+            sample_rate=SAMPLE_RATE,
+            **settings.session_options,
+        ) as conn:
+            await browser.send({"type": "ready"})
+            turns: TurnQueue = asyncio.Queue()
+            # anyio's task group rather than asyncio.TaskGroup, which on Python 3.11 can leave
+            # a cancellation request on this task when a task fails after the body ended.
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_from_browser, browser, conn, turns)
+                tasks.start_soon(_to_browser, browser, conn, turns)
+        # Leaving `async with` waited for `done`: the transcript is complete.
+        await browser.send({"type": "done", "transcript": conn.transcript.text})
+        await browser.close(1000)
+    except* _ClientGone:
+        # Leaving `async with` on an exception closed the Cartesia socket at once.
+        log.info("the browser left; its Cartesia session is closed")
+    except* stt.CartesiaSTTError as group:
+        error = group.exceptions[0]
+        log.warning("relay failed: %s", error)
+        with contextlib.suppress(_ClientGone):
+            await browser.error(f"transcription failed: {error}", fatal=True)
+        await browser.close(1011)
+
+
+async def _from_browser(browser: _Browser, conn: stt.AsyncConnection, turns: TurnQueue) -> None:
+    """Audio and commands from the browser to Cartesia; mistakes are reported, not fatal."""
+    while True:
+        message = await browser.receive()
+        audio: bytes | None = message.get("bytes")
+        text: str | None = message.get("text")
+        if audio is not None:
+            if len(audio) % SAMPLE_WIDTH:
+                await browser.error(
+                    f"audio messages must hold whole 16-bit samples; got {len(audio)} bytes "
+                    "(dropped)",
+                    fatal=False,
+                )
+            elif len(audio) > MAX_AUDIO_MESSAGE:
+                await browser.error(
+                    f"audio messages may hold at most 1 s ({MAX_AUDIO_MESSAGE} bytes); got "
+                    f"{len(audio)} bytes (dropped)",
+                    fatal=False,
+                )
+            else:
+                await conn.send_audio(audio)
+        elif text == "finalize":
+            # Queued now, after the audio before it; its answer is awaited by _to_browser.
+            turns.put_nowait(conn.finalize_nowait())
+        elif text == "close":
+            await conn.send("close")
+            turns.put_nowait(None)
+            return
+        else:
+            shown = repr(text[:40]) if text is not None else "an empty message"
+            await browser.error(
+                f"unknown command {shown}: send 'finalize' or 'close' as text, audio as binary",
+                fatal=False,
+            )
+
+
+async def _to_browser(browser: _Browser, conn: stt.AsyncConnection, turns: TurnQueue) -> None:
+    """Committed final deltas to the browser, each once, in order; a ``turn`` after each turn."""
+    sent = 0
+    # finals() is an async generator: aclosing() ends it if this task is cancelled.
+    finals_gen = cast(AsyncGenerator[str, None], conn.finals())
+    async with contextlib.aclosing(finals_gen) as finals:
+        while (turn := await turns.get()) is not None:
+            utterance = await turn
+            # Deltas up to the end of this turn (committed when its answer was complete).
+            through = sum(
+                u.final_chunks for u in conn.transcript.utterances if u.index <= utterance.index
+            )
+            while sent < through:
+                await browser.send({"type": "final", "text": await anext(finals)})
+                sent += 1
+            await browser.send({"type": "turn", "index": utterance.index})
+        async for delta in finals:  # text answered at close, then the iterator ends at done
+            await browser.send({"type": "final", "text": delta})
+
+
+app = create_app(Settings(local_twin=not os.environ.get("CARTESIA_API_KEY")))
+"""The app for ``uvicorn examples.fastapi_app.app:app``."""

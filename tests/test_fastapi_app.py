@@ -1,0 +1,356 @@
+"""The FastAPI example app (examples/fastapi_app) against the twin: relay, uploads, page, CLI.
+
+The relay must forward each final delta exactly once, in order, nothing lost, across a
+reconnect at any point of an utterance; bad input from the browser gets a clear error over
+the socket, and a Cartesia session never outlives its browser.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
+
+import cartesia_stt_async as stt
+from cartesia_stt_async.protocol.session import FinalOrderOption
+from cartesia_stt_async.testing import TwinFactory, TwinServer
+from cartesia_stt_async.twin import Fault, FaultAction, Faults
+from examples.fastapi_app import Settings, create_app
+
+from .conftest import SLACK
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Three utterances' audio (0.1 s each at 16 kHz pcm_s16le) and the twin's answers to them,
+# keyed by audio as a recognizer would answer: a replayed utterance gets the same text.
+HELLO, BYE, LAST = (bytes([n, 0]) * 1600 for n in (1, 2, 3))
+ANSWERS = {HELLO: ["Hello", ", world."], BYE: [" Bye."], LAST: [" See", " you."]}
+FINALS = ["Hello", ", world.", " Bye.", " See", " you."]
+# Events the twin sends on a connection that gets all of it: 2 finals + flush_done,
+# 1 final + flush_done, then (LAST answered at close) 2 finals + done.
+EVENTS = 8
+# What the browser receives for HELLO, finalize, BYE, finalize, LAST, close.
+EXPECTED = [
+    {"type": "final", "text": "Hello"},
+    {"type": "final", "text": ", world."},
+    {"type": "turn", "index": 0},
+    {"type": "final", "text": " Bye."},
+    {"type": "turn", "index": 1},
+    {"type": "final", "text": " See"},
+    {"type": "final", "text": " you."},
+    {"type": "done", "transcript": "Hello, world. Bye. See you."},
+    {"closed": 1000},
+]
+
+
+def app_for(twin: TwinServer, final_order: FinalOrderOption = "finals_first") -> TestClient:
+    settings = Settings(
+        api_key="server-side-key",
+        base_url=twin.base_url,
+        # Unpaced, quick reconnects, and the order in which the twin sends finals.
+        session_options={"speed": None, "initial_delay": 0.01, "final_order": final_order},
+    )
+    return TestClient(create_app(settings))
+
+
+def talk(ws: Any, *messages: bytes | str) -> list[dict[str, Any]]:
+    """Send messages to the relay, then collect what it sends until it closes the socket."""
+    assert ws.receive_json() == {"type": "ready"}
+    for message in messages:
+        if isinstance(message, bytes):
+            ws.send_bytes(message)
+        else:
+            ws.send_text(message)
+    received = []
+    while True:
+        try:
+            received.append(ws.receive_json())
+        except WebSocketDisconnect as closed:
+            received.append({"closed": closed.code})
+            return received
+
+
+def finals(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["text"] for m in messages if m.get("type") == "final"]
+
+
+@pytest.mark.cartesia_twin(by_audio=ANSWERS)
+def test_relay_forwards_final_deltas_and_marks_each_turn(cartesia_twin: TwinServer) -> None:
+    with app_for(cartesia_twin) as http, http.websocket_connect("/ws/transcribe") as ws:
+        got = talk(ws, HELLO, "finalize", BYE, "finalize", LAST, "close")
+    assert got == EXPECTED
+    cartesia_twin.wait_idle(5 * SLACK)
+    record = cartesia_twin.sessions[0]
+    assert record.headers["authorization"] == "Bearer server-side-key"  # the key stays here
+    assert [c for _, c in record.commands] == ["finalize", "finalize", "close"]
+    assert record.audio_bytes == 3 * len(HELLO)
+
+
+@pytest.mark.parametrize("order", ["finals_first", "flush_first"])
+@pytest.mark.parametrize("action", ["close", "abort"])
+@pytest.mark.parametrize("after_events", range(1, EVENTS))
+def test_relay_is_exact_through_a_drop_at_every_event(
+    cartesia_twin_factory: TwinFactory,
+    order: FinalOrderOption,
+    action: FaultAction,
+    after_events: int,
+) -> None:
+    # after_events=2 with finals_first: the drop comes right after the first utterance's
+    # finals, before its flush_done; the utterance is replayed and answered again.
+    fault = Fault(action, connection=0, after_events=after_events, code=1011)
+    twin = cartesia_twin_factory(by_audio=ANSWERS, order=order, faults=Faults([fault]))
+    with app_for(twin, final_order=order) as http, http.websocket_connect("/ws/transcribe") as ws:
+        got = talk(ws, HELLO, "finalize", BYE, "finalize", LAST, "close")
+    assert finals(got) == FINALS
+    assert [m for m in got if m.get("type") in ("turn", "error")] == [
+        {"type": "turn", "index": 0},
+        {"type": "turn", "index": 1},
+    ]
+    if order == "finals_first":
+        assert got == EXPECTED
+    else:
+        # Flush-first, text answered at close may be attributed to the last turn (its late
+        # window); each turn's marker still follows its own text.
+        kinds = [m.get("text", m.get("type")) for m in got]
+        assert kinds.index("turn") == 2 and kinds.index("turn", 3) > kinds.index(" Bye.")
+    assert got[-2:] == [{"type": "done", "transcript": "".join(FINALS)}, {"closed": 1000}]
+    assert len(twin.sessions) == 2  # it did reconnect
+    twin.wait_idle(5 * SLACK)
+
+
+@pytest.mark.cartesia_twin(by_audio=ANSWERS)
+def test_bad_input_gets_a_clear_error_and_the_session_goes_on(
+    cartesia_twin: TwinServer,
+) -> None:
+    with app_for(cartesia_twin) as http, http.websocket_connect("/ws/transcribe") as ws:
+        got = talk(
+            ws,
+            "hello?",
+            b"\x01\x02\x03",
+            bytes(32002),
+            "",
+            HELLO,
+            "finalize",
+            "close",
+        )
+    errors = [m for m in got if m.get("type") == "error"]
+    assert errors == [
+        {
+            "type": "error",
+            "message": "unknown command 'hello?': send 'finalize' or 'close' as text, "
+            "audio as binary",
+            "fatal": False,
+        },
+        {
+            "type": "error",
+            "message": "audio messages must hold whole 16-bit samples; got 3 bytes (dropped)",
+            "fatal": False,
+        },
+        {
+            "type": "error",
+            "message": "audio messages may hold at most 1 s (32000 bytes); got 32002 bytes "
+            "(dropped)",
+            "fatal": False,
+        },
+        {
+            "type": "error",
+            "message": "unknown command '': send 'finalize' or 'close' as text, audio as binary",
+            "fatal": False,
+        },
+    ]
+    assert finals(got) == ["Hello", ", world."]
+    assert got[-1] == {"closed": 1000}
+    cartesia_twin.wait_idle(5 * SLACK)
+    assert cartesia_twin.sessions[0].audio_bytes == len(HELLO)  # nothing of the bad frames
+
+
+@pytest.mark.parametrize("last", ["audio", "finalize", "close"])
+@pytest.mark.cartesia_twin(by_audio=ANSWERS, faults=Faults(flush_done_delay=0.3))
+def test_a_vanished_browser_never_leaks_a_cartesia_session(
+    cartesia_twin: TwinServer, last: str
+) -> None:
+    with app_for(cartesia_twin) as http, http.websocket_connect("/ws/transcribe") as ws:
+        assert ws.receive_json() == {"type": "ready"}
+        ws.send_bytes(HELLO)
+        if last != "audio":
+            ws.send_text("finalize")
+        if last == "close":
+            ws.send_text("close")
+        deadline = time.monotonic() + 5 * SLACK
+        while cartesia_twin.sessions[0].audio_bytes < len(HELLO):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert cartesia_twin.active_sessions == 1
+        # The browser goes away without a goodbye (a closed tab): the app must end the
+        # Cartesia session it opened for it, and keep serving others.
+        ws.close(1001)
+        cartesia_twin.wait_idle(5 * SLACK)
+        assert http.get("/").status_code == 200
+    assert cartesia_twin.sessions[0].close_code == 1000  # closed by the app, not the twin
+
+
+@pytest.mark.cartesia_twin(faults=Faults([Fault("error_event", after_frames=1, code=500)]))
+def test_a_cartesia_error_is_reported_and_closes_the_browser_socket(
+    cartesia_twin: TwinServer,
+) -> None:
+    with app_for(cartesia_twin) as http, http.websocket_connect("/ws/transcribe") as ws:
+        got = talk(ws, HELLO, "finalize")
+    assert got[-2]["type"] == "error" and got[-2]["fatal"] is True
+    assert got[-2]["message"] == "transcription failed: 500 Injected: injected server error"
+    assert got[-1] == {"closed": 1011}
+    cartesia_twin.wait_idle(5 * SLACK)
+
+
+@pytest.mark.cartesia_twin(api_keys=["the-real-key"])
+def test_a_refused_session_is_reported_to_the_browser(cartesia_twin: TwinServer) -> None:
+    with app_for(cartesia_twin) as http, http.websocket_connect("/ws/transcribe") as ws:
+        message = ws.receive_json()
+        assert message["type"] == "error" and message["fatal"] is True
+        assert message["message"].startswith("transcription failed: ")
+        assert "server-side-key" not in message["message"]
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 1011
+
+
+def wav(audio: bytes, rate: int = 16000, channels: int = 1, width: int = 2) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(audio)
+    return out.getvalue()
+
+
+@pytest.mark.cartesia_twin(by_audio=ANSWERS)
+def test_upload_route_transcribes_a_wav_file(cartesia_twin: TwinServer) -> None:
+    stereo = b"".join(HELLO[i : i + 2] * 2 for i in range(0, len(HELLO), 2))  # L = R = HELLO
+    with app_for(cartesia_twin) as http:
+        mono = http.post("/api/transcribe", files={"file": ("hello.wav", wav(HELLO))})
+        two = http.post("/api/transcribe", files={"file": ("s.wav", wav(stereo, channels=2))})
+        not_wav = http.post("/api/transcribe", files={"file": ("x.mp3", b"ID3\x03 not a wav")})
+    assert mono.status_code == 200, mono.text
+    assert mono.json() == {"text": "Hello, world.", "seconds": 0.1}
+    assert two.json() == {"text": "Hello, world.", "seconds": 0.1}  # averaged to mono
+    assert not_wav.status_code == 422
+    assert not_wav.json()["detail"] == "WAV data: not a WAV file: missing RIFF/WAVE header"
+    cartesia_twin.wait_idle(5 * SLACK)
+    assert len(cartesia_twin.sessions) == 2  # the bad file never opened a session
+    assert [s.audio_bytes for s in cartesia_twin.sessions] == [len(HELLO)] * 2
+
+
+def test_upload_route_recognizes_real_speech(cartesia_speech_twin: TwinServer) -> None:
+    speech = httpx2.post(
+        f"{cartesia_speech_twin.base_url}/tts/bytes",
+        headers={"X-API-Key": "k"},
+        json={
+            "model_id": "sonic-latest",
+            "transcript": "Thank you very much for your help",
+            "voice": {"mode": "id", "id": "any"},
+            "output_format": {"container": "wav", "encoding": "pcm_s16le", "sample_rate": 16000},
+        },
+    )
+    with app_for(cartesia_speech_twin) as http:
+        response = http.post("/api/transcribe", files={"file": ("speech.wav", speech.content)})
+    assert response.status_code == 200, response.text
+    assert response.json()["text"] == "thank you very much for your help"
+
+
+def test_page_and_its_scripts_are_served(cartesia_twin: TwinServer) -> None:
+    with app_for(cartesia_twin) as http:
+        page = http.get("/")
+        script = http.get("/static/ptt.js")
+        worklet = http.get("/static/pcm-worklet.js")
+    assert page.status_code == 200 and 'id="talk"' in page.text
+    assert 'src="/static/ptt.js"' in page.text
+    assert script.status_code == 200 and 'socket.send("finalize")' in script.text
+    assert worklet.status_code == 200 and 'registerProcessor("pcm-capture"' in worklet.text
+
+
+def test_token_route_mints_a_short_lived_token_the_twin_accepts(cartesia_twin: TwinServer) -> None:
+    if not hasattr(stt.AsyncCartesia(api_key="k"), "access_token"):
+        pytest.skip("client.access_token is not in this version of the SDK yet")
+    with app_for(cartesia_twin) as http:
+        response = http.post("/api/token")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["expires_in"] == 60 and body["token"]
+    assert "server-side-key" not in response.text
+    # A browser would open the socket with the token in the query, never the API key.
+    url = f"{cartesia_twin.ws_url}?model=ink-2&encoding=pcm_s16le&sample_rate=16000"
+    with ws_connect(f"{url}&access_token={body['token']}") as browser:
+        browser.send("close")
+        assert json.loads(browser.recv())["type"] == "done"
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(f"{url}&access_token=not-a-token").close()
+    assert refused.value.response.status_code == 401
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def served(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``python -m examples.fastapi_app`` on a free port; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "examples.fastapi_app", "--port", str(port), *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30 * SLACK
+        while True:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                httpx2.get(base + "/", timeout=1)
+                break
+            except httpx2.TransportError:
+                assert time.monotonic() < deadline, "the app did not start"
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10 * SLACK)
+
+
+def test_one_command_runs_the_app_on_a_local_twin_without_a_key() -> None:
+    with served(env={"CARTESIA_API_KEY": ""}) as base:
+        page = httpx2.get(base + "/")
+    assert page.status_code == 200 and "Push to talk" in page.text
+
+
+def test_docs_fastapi_md_shows_the_app_verbatim() -> None:
+    docs = (ROOT / "docs" / "fastapi.md").read_text()
+    source = (ROOT / "examples" / "fastapi_app" / "app.py").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```$", docs, re.DOTALL | re.MULTILINE)
+    assert len(blocks) == 5
+    for block in blocks:
+        assert block in source, block[:200]  # excerpts of the app the tests above run
+    assert (ROOT / "docs" / "img" / "push-to-talk.png").exists()
