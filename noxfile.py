@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``."""
+"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``; also ``fuzz`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,17 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """Run the test suite against the local twin over loopback."""
+    """Run the test suite against the local twin over loopback (``-- -m "not speech"``: fast)."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def fuzz(session: nox.Session) -> None:
+    """The hostile-peer suite with many more seeded drop schedules (``HOSTILE_SEEDS``)."""
+    session.install("-e", ".[test]")
+    seeds = session.posargs[0] if session.posargs else "5000"
+    session.run("python", "-m", "pytest", "tests/hostile", "-q", env={"HOSTILE_SEEDS": seeds})
 
 
 @nox.session(python="3.11")
@@ -28,3 +36,21 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package, tests, benchmarks and this file."""
     session.install("-e", ".[dev]")
     session.run("mypy")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmarks vs the official SDK and a bare websockets loop (not run by default).
+
+    ``nox -s bench``: the quick steady-state run (under 3 minutes) and a short decode run.
+    ``nox -s bench -- full``: the full steady-state run (about 17 minutes), which rewrites
+    benchmarks/results/steady_state.* and docs/img/steady_state.png. Further arguments go to
+    benchmarks/steady_state.py.
+    """
+    session.install("-e", ".[bench]")
+    args = list(session.posargs)
+    full = args[:1] == ["full"]
+    if full:
+        args = args[1:]
+    session.run("python", "benchmarks/bench_decode.py", *([] if full else ["5000"]))
+    session.run("python", "benchmarks/steady_state.py", *([] if full else ["--quick"]), *args)

@@ -23,6 +23,7 @@ from ._config import BufferPolicy, ReconnectingEvent, SessionOptions
 from ._connection import AsyncConnection
 from ._events import EventHandler
 from ._sources import AudioSource
+from ._sync import Cartesia
 from ._tts import SpeechResponse
 from ._version import __version__
 from .errors import (
@@ -76,6 +77,7 @@ __all__ = [
     "BadRequestError",
     "BufferFullError",
     "BufferPolicy",
+    "Cartesia",
     "CartesiaSTTError",
     "ConfigurationError",
     "ConnectionClosedError",

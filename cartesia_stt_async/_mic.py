@@ -29,7 +29,7 @@ from .protocol.events import TranscriptEvent
 from .vad import VadBackend, VadFinalizer
 
 if TYPE_CHECKING:
-    from .client import AsyncCartesia
+    from ._client import AsyncCartesia
 
 __all__ = [
     "InputStream",

@@ -45,13 +45,15 @@ from typing import Any, Final, Literal, ParamSpec, Self, TypeVar, Unpack, overlo
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from .client import AsyncCartesia, ConnectionManager, SessionOptions
-from .connection import AsyncConnection, ConnectionStats
+from ._client import AsyncCartesia, ConnectionManager
+from ._config import SessionOptions
+from ._connection import AsyncConnection
+from ._tts import SpeechResponse
 from .errors import CartesiaSTTError, ConnectionStateError, UsageError
 from .protocol.commands import DEFAULT_CARTESIA_VERSION
 from .protocol.events import Event, parse_event
+from .protocol.outbox import ConnectionStats
 from .protocol.transcript import Transcript, Utterance
-from .tts import SpeechResponse
 
 __all__ = [
     "Cartesia",

@@ -370,8 +370,8 @@ async def _mic(
     out: TextIO,
     note: TextIO,
 ) -> int:
+    from ._client import AsyncCartesia
     from ._mic import Microphone, run_mic
-    from .client import AsyncCartesia
 
     if options.vad:  # check the VAD options before opening anything
         VadFinalizer(

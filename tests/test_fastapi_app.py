@@ -28,7 +28,6 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-import cartesia_stt_async as stt
 from cartesia_stt_async.protocol.session import FinalOrderOption
 from cartesia_stt_async.testing import TwinFactory, TwinServer
 from cartesia_stt_async.twin import Fault, FaultAction, Faults
@@ -286,8 +285,6 @@ def test_page_and_its_scripts_are_served(cartesia_twin: TwinServer) -> None:
 
 
 def test_token_route_mints_a_short_lived_token_the_twin_accepts(cartesia_twin: TwinServer) -> None:
-    if not hasattr(stt.AsyncCartesia(api_key="k"), "access_token"):
-        pytest.skip("client.access_token is not in this version of the SDK yet")
     with app_for(cartesia_twin) as http:
         response = http.post("/api/token")
     assert response.status_code == 200, response.text

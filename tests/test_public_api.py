@@ -30,6 +30,7 @@ PUBLIC = [
     "BadRequestError",
     "BufferFullError",
     "BufferPolicy",
+    "Cartesia",
     "CartesiaSTTError",
     "ConfigurationError",
     "ConnectionClosedError",

@@ -23,10 +23,10 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import anyio
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile, WebSocket
@@ -121,10 +121,7 @@ async def token(request: Request) -> dict[str, object]:
     """
     client: stt.AsyncCartesia = request.app.state.cartesia
     settings: Settings = request.app.state.settings
-    access_token: Any = getattr(client, "access_token", None)
-    if access_token is None:
-        raise HTTPException(501, "this version of cartesia_stt_async has no access tokens")
-    created = await access_token.create(grants={"stt": True}, expires_in=settings.token_ttl)
+    created = await client.access_token.create(grants={"stt": True}, expires_in=settings.token_ttl)
     return {"token": created.token, "expires_in": settings.token_ttl}
 
 
@@ -268,8 +265,7 @@ async def _to_browser(browser: _Browser, conn: stt.AsyncConnection, turns: TurnQ
     """Committed final deltas to the browser, each once, in order; a ``turn`` after each turn."""
     sent = 0
     # finals() is an async generator: aclosing() ends it if this task is cancelled.
-    finals_gen = cast(AsyncGenerator[str, None], conn.finals())
-    async with contextlib.aclosing(finals_gen) as finals:
+    async with contextlib.aclosing(conn.finals()) as finals:
         while (turn := await turns.get()) is not None:
             utterance = await turn
             # Deltas up to the end of this turn (committed when its answer was complete).
