@@ -112,6 +112,7 @@ async def run_cli(*args: str, timeout: float = 60.0) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.speech
 @pytest.mark.asyncio
 async def test_demo_without_a_key_runs_the_seed_flow_on_the_local_twin() -> None:
     text = "Please call me back when you get home. I would like to book a table for two."
@@ -145,6 +146,7 @@ def stereo_24bit(audio_s16: bytes) -> bytes:
     return bytes(out)
 
 
+@pytest.mark.speech
 @pytest.mark.asyncio
 async def test_transcribe_converts_a_stereo_24_bit_wav(tmp_path: Path) -> None:
     sentence = "The meeting has been moved to Friday afternoon"
@@ -156,6 +158,7 @@ async def test_transcribe_converts_a_stereo_24_bit_wav(tmp_path: Path) -> None:
     assert word_error_rate(sentence, out.strip()) <= 0.35
 
 
+@pytest.mark.speech
 @pytest.mark.asyncio
 async def test_transcribe_json_lines_with_periodic_finalize(tmp_path: Path) -> None:
     audio = speech(SEED[0]) + speech(SEED[1])
@@ -281,6 +284,7 @@ def tone(seconds: float, hz: float = 440.0) -> bytes:
 @pytest.mark.parametrize(
     ("name", "audio"), [("silence", pcm(2.0)), ("tone", tone(2.0)), ("empty", b"")]
 )
+@pytest.mark.speech
 def test_transcribe_says_when_no_speech_was_recognized(
     name: str,
     audio: bytes,
@@ -296,6 +300,7 @@ def test_transcribe_says_when_no_speech_was_recognized(
     assert f"no speech was recognized in {path}" in err
 
 
+@pytest.mark.speech
 @pytest.mark.timeout(120)
 def test_transcribe_with_vad_finalizes_in_the_pauses(
     local_twin: Twin, tmp_path: Path, capsys: pytest.CaptureFixture[str]

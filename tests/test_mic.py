@@ -156,6 +156,7 @@ def test_push_to_talk_sends_only_while_talking_and_finalizes_on_enter(
     assert rig.stream is not None and rig.stream.calls == ["start", "stop", "close"]
 
 
+@pytest.mark.speech
 @pytest.mark.timeout(120)
 def test_ctrl_c_while_talking_closes_and_prints_the_whole_transcript(
     connect_to: Connect, capsys: pytest.CaptureFixture[str]
@@ -182,6 +183,7 @@ def test_ctrl_c_while_talking_closes_and_prints_the_whole_transcript(
     assert word_error_rate(sentence, full.strip("'")) <= 0.35, out
 
 
+@pytest.mark.speech
 @pytest.mark.timeout(120)
 def test_vad_finalizes_in_each_pause(
     connect_to: Connect, capsys: pytest.CaptureFixture[str]
