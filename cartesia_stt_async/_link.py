@@ -260,7 +260,7 @@ class Link:
         """Write the outbox in order until cancelled or the socket fails."""
         session, loop = self.session, self._loop
         fmt = session.format
-        keepalive = self._config.keepalive
+        keepalive, catch_up = self._config.keepalive, self._config.catch_up_speed
         pacer: Pacer | None = None
         try:
             while True:
@@ -283,8 +283,9 @@ class Link:
                     speed = entry.speed
                     if speed is not None and not replay:
                         if pacer is None or pacer.speed != speed:
-                            pacer = Pacer(speed)
-                        due = pacer.schedule(loop.time(), fmt.duration(len(item)))
+                            pacer = Pacer(speed, catch_up=catch_up)
+                        backlog = fmt.duration(session.stats.queued_bytes)
+                        due = pacer.schedule(loop.time(), fmt.duration(len(item)), backlog)
                         delay = due - loop.time()
                         if delay > 0:
                             await asyncio.sleep(delay)
