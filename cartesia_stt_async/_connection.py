@@ -43,6 +43,7 @@ from .protocol.outbox import ConnectionStats
 from .protocol.pacing import check_speed
 from .protocol.session import Session, State
 from .protocol.transcript import Transcript, Utterance
+from .vad import VadFinalizer
 
 __all__ = ["AsyncConnection"]
 
@@ -406,6 +407,7 @@ class AsyncConnection(HandlerMethods):
         *,
         speed: float | _Unset | None = _UNSET,
         finalize_each: bool = True,
+        vad: VadFinalizer | None = None,
     ) -> Transcript:
         """Stream utterances, ``finalize`` after each, ``close``, and wait for ``done``.
 
@@ -420,6 +422,9 @@ class AsyncConnection(HandlerMethods):
             speed: Pacing (1.0 real time; ``None`` unpaced). Defaults to the connection's
                 ``speed``.
             finalize_each: Send ``finalize`` after each utterance (default) or only ``close``.
+            vad: A :class:`~cartesia_stt_async.vad.VadFinalizer`: also send ``finalize``
+                wherever it finds a stretch of silence after speech (voice activity detection,
+                for a live source with no turn boundaries of its own).
 
         Returns:
             The connection's :attr:`transcript`, complete.
@@ -431,7 +436,7 @@ class AsyncConnection(HandlerMethods):
         """
         pace = self._speed if isinstance(speed, _Unset) else check_speed(speed)
         return await run_stream(
-            self, self._link, utterances, speed=pace, finalize_each=finalize_each
+            self, self._link, utterances, speed=pace, finalize_each=finalize_each, vad=vad
         )
 
     # -- closing -----------------------------------------------------------------------------
