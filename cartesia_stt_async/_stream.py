@@ -33,8 +33,8 @@ async def run_stream(
     The sender queues each utterance's audio (paced at ``speed``), a ``finalize`` wherever
     ``vad`` says silence followed speech, and a ``finalize`` after each utterance (unless
     ``finalize_each`` is false), then ``close``; the receiver waits until the link settles:
-    ``done`` (success), or the session's failure (raised). If either task fails, or the caller is cancelled, the other is
-    cancelled, the socket is closed and the error propagates.
+    ``done`` (success), or the session's failure (raised). If either task fails, or the caller
+    is cancelled, the other is cancelled, the socket is closed and the error propagates.
     """
     if not isinstance(finalize_each, bool):
         raise UsageError(f"finalize_each must be a bool, got {finalize_each!r}")
