@@ -34,7 +34,6 @@ from .errors import (
     BufferFullError,
     CartesiaSTTError,
     ConnectionClosedError,
-    InvalidAudioError,
     UsageError,
 )
 from .protocol.commands import normalize_command
@@ -456,47 +455,7 @@ class AsyncConnection(HandlerMethods):
         """
         timeout = self._config.close_timeout if timeout is None else timeout
         _check_timeout("timeout", timeout)
-        pending_error: InvalidAudioError | None = None
-        session, link = self._session, self._link
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout  # one bound for waiting and closing together
-        if (
-            link.supervisor.idle
-            and session.state is State.OPEN
-            and session.journal_empty
-            and not session.outbox.pending
-            and not session.pending_audio
-        ):
-            # The server closed the idle socket and owes nothing: no need to reopen one
-            # just to hear 'done'.
-            session.close()
-            link.complete_locally()
-        try:
-            if session.state is State.OPEN and link.failure.error is None:
-                try:
-                    self._queue_close()
-                except InvalidAudioError as exc:
-                    pending_error = exc
-            if session.state is State.CLOSING and link.failure.error is None:
-                async with asyncio.timeout_at(deadline):
-                    await link.settled.wait()
-        except TimeoutError:
-            await link.shutdown(timeout=0)
-            raise APITimeoutError(
-                f"the server did not answer 'close' with 'done' within {timeout} s"
-            ) from None
-        except BaseException:
-            await self._abort()
-            raise
-        failure = link.failure
-        error, told = failure.error, failure.told
-        await link.shutdown(timeout=max(deadline - loop.time(), 0.0))
-        if pending_error is not None:
-            raise pending_error
-        if error is not None and not told and session.state is not State.DONE:
-            # The session failed and nobody was told: final transcripts may be missing.
-            failure.told = True
-            raise error
+        await self._link.close_gracefully(timeout)
 
     async def close(self, *, code: int = 1000, reason: str = "") -> None:
         """Close the socket now, like the official SDK (no ``close`` command, no draining).
