@@ -21,6 +21,7 @@ from ..conftest import SLACK
 __all__ = [
     "CANARY",
     "FAST",
+    "SEEDS",
     "SLACK",
     "bounded",
     "client_for",
@@ -36,8 +37,7 @@ CANARY = "sk_canary_7f3a9c1e5b2d4468"
 # Reconnect backoff for tests: tiny, so schedules with several drops stay fast.
 FAST: dict[str, Any] = {"initial_delay": 0.001, "max_delay": 0.004}
 
-# The fuzz session raises these (see the report / noxfile): seeds of the property test and
-# the chunk size of the memory test.
+# Seeds of the property test: 500 by default, more in the long fuzz run (HOSTILE_SEEDS=5000).
 SEEDS = int(os.environ.get("HOSTILE_SEEDS", "500"))
 
 

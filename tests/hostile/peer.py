@@ -29,10 +29,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from websockets.speedups import apply_mask
+try:  # websockets' C unmasking, as its own frames module picks it
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover
+    from websockets.utils import apply_mask
 
 __all__ = [
-    "CLOSE",
+    "Closed",
     "Fault",
     "Handshake",
     "Peer",
@@ -47,16 +50,15 @@ Order = Literal["finals_first", "flush_first"]
 Action = Literal["abort", "close", "slow_close"]
 
 
-class _Close:
-    """Marker returned by :meth:`PeerConn.recv` for a received close frame."""
+class Closed:
+    """What :meth:`PeerConn.recv` returns for a received close frame."""
 
     def __init__(self, code: int | None, reason: str) -> None:
         self.code = code
         self.reason = reason
 
 
-CLOSE = _Close
-Message = bytes | str | _Close
+Message = bytes | str | Closed
 
 
 def count_text(audio: bytes) -> str:
@@ -137,7 +139,7 @@ class PeerConn:
         self.frames = 0  # binary messages received
         self.audio_bytes = 0  # binary bytes received
         self.events_sent = 0
-        self.close_received: _Close | None = None
+        self.close_received: Closed | None = None
         self.ended = False
         self.owing_final = False  # flush-first: a flush_done was sent, its final not yet
         self.request_id = ""
@@ -160,7 +162,7 @@ class PeerConn:
         return fin, opcode, payload
 
     async def recv(self) -> Message:
-        """The next data message (ping answered, pong ignored), or a :data:`CLOSE` marker.
+        """The next data message (ping answered, pong ignored), or :class:`Closed`.
 
         Raises:
             asyncio.IncompleteReadError: When the client's TCP connection ended.
@@ -176,7 +178,7 @@ class PeerConn:
                 continue
             if opcode == 0x8:
                 code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
-                close = _Close(code, payload[2:].decode("utf-8", "replace"))
+                close = Closed(code, payload[2:].decode("utf-8", "replace"))
                 self.close_received = close
                 return close
             if opcode != 0x0:
@@ -245,7 +247,7 @@ class PeerConn:
             async with asyncio.timeout_at(deadline):
                 while True:
                     message = await self.recv()
-                    if isinstance(message, _Close) and hold <= 0:
+                    if isinstance(message, Closed) and hold <= 0:
                         break
             if hold > 0:
                 await asyncio.sleep(max(0.0, deadline - loop.time()))
@@ -262,7 +264,7 @@ class PeerConn:
         """Ignore data until the client's close frame, answer it, close TCP."""
         self.ended = True
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            while not isinstance(message := await self.recv(), _Close):
+            while not isinstance(message := await self.recv(), Closed):
                 pass
             await self.close_frame(message.code or 1000)
         self.writer.close()
@@ -447,7 +449,7 @@ class Peer:
 
         while True:
             message = await conn.recv()
-            if isinstance(message, _Close):
+            if isinstance(message, Closed):
                 await conn.close(message.code or 1000)
                 return
             n += 1
