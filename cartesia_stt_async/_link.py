@@ -135,10 +135,10 @@ class Link:
         self.session = session
         self.failure = Failure()
         self.supervisor = supervisor
-        self.request_id = _header_request_id(ws)
         self._config = config
         self._publish = publish
         self.secrets = secrets
+        self.request_id = secrets.redact(_header_request_id(ws))
         self._on_finished = on_finished
         self._loop = asyncio.get_running_loop()
         self._connected_at = self._loop.time()
@@ -305,7 +305,7 @@ class Link:
                 now = self._loop.time()
                 completed = session.receive(event, now)
                 if not self.request_id and session.request_id:
-                    self.request_id = session.request_id
+                    self.request_id = self.secrets.redact(session.request_id)
                 if isinstance(event, ErrorEvent):
                     self.failure.in_band = self.failure.error is None
                     self.fail(api_error(event, self.secrets))
@@ -352,7 +352,7 @@ class Link:
         # No await from here on: the swap is atomic for every other task.
         self.ws = ws
         self._connected_at = loop.time()
-        self.request_id = _header_request_id(ws) or self.request_id
+        self.request_id = self.secrets.redact(_header_request_id(ws)) or self.request_id
         session.request_id = self.request_id
         replayed = session.rewind()
         session.stats.reconnects += 1

@@ -77,20 +77,14 @@ async def ticker(lags: list[float]) -> None:
         lags.append(loop.time() - due)
 
 
-def _xfail(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
 @pytest.mark.asyncio
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize(
     "policy",
     [
-        pytest.param("block", marks=_xfail("issue 10 #6: the whole chunk is cut into frames")),
-        pytest.param(
-            "drop_oldest", marks=_xfail("issue 10 #6: the whole chunk is cut into frames")
-        ),
-        pytest.param("raise", marks=_xfail("issue 10 #4, #6: 'raise' blocks on a huge chunk")),
+        pytest.param("block"),
+        pytest.param("drop_oldest"),
+        pytest.param("raise"),
     ],
 )
 async def test_6_a_huge_chunk_keeps_memory_bounded(policy: stt.BufferPolicy) -> None:

@@ -102,12 +102,8 @@ def params() -> list[object]:
             for fault in faults_for(order, action):
                 groups.setdefault(known_defect(order, fault), []).append(fault)
         for defect, faults in groups.items():
-            marks = []
-            if defect:
-                reason = f"issue 10 {defect}: {DEFECTS[defect]}"
-                marks.append(pytest.mark.xfail(strict=True, reason=reason))
             name = f"{order}-issue10{defect}" if defect else order
-            out.append(pytest.param(order, faults, id=name, marks=marks))
+            out.append(pytest.param(order, faults, id=name))
     return out
 
 

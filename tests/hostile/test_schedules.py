@@ -50,12 +50,6 @@ ORDERS = [
     pytest.param(
         "flush_first",
         id="flush_first",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="issue 10 #1, #2: against a flush-first server, a slow closing handshake "
-            "after flush_done loses the utterance, and a drop after the answer to 'close' "
-            "doubles it (the sessions pass final_order='flush_first' once it exists)",
-        ),
     ),
 ]
 
@@ -67,18 +61,13 @@ ORDERS = [
 async def test_seeded_schedules_keep_the_transcript_exact(order: Order, start: int) -> None:
     batch = plans(order, start, start + BATCH)
     if order == "finals_first":
-        # Issue 10 #3's shape runs in its own test below (it fails today).
+        # Issue 10 #3's shape runs in its own test below.
         batch = [p for p in batch if not silent_first_pipelined(p)]
     await run_and_check(batch)
 
 
 @pytest.mark.asyncio
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 #3: a session that starts with a pipelined silent utterance makes the "
-    "SDK guess the flush-first order against a finals-first server, and keep the wrong guess",
-)
 async def test_seeded_schedules_starting_with_a_pipelined_silent_utterance() -> None:
     batch = [p for p in plans("finals_first", 0, SEEDS) if silent_first_pipelined(p)]
     assert batch

@@ -125,7 +125,6 @@ def assert_no_leak(
         pytest.param(503, stt.ServerError, id="503"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="issue 10 #10: refused handshake fields echo the key")
 async def test_10_a_refused_handshake_echoing_the_key(
     status: int, error: type[Exception], debug_logs: pytest.LogCaptureFixture
 ) -> None:
@@ -139,7 +138,6 @@ async def test_10_a_refused_handshake_echoing_the_key(
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(strict=True, reason="issue 10 #10: __context__ holds the raw response")
 async def test_10_a_refused_handshake_with_a_text_body_echoing_the_key(
     debug_logs: pytest.LogCaptureFixture,
 ) -> None:
@@ -153,7 +151,6 @@ async def test_10_a_refused_handshake_with_a_text_body_echoing_the_key(
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(strict=True, reason="issue 10 #10: a refused reconnect echoes the key")
 async def test_10_a_refused_reconnect_echoing_the_key(debug_logs: pytest.LogCaptureFixture) -> None:
     refusal = Refusal(401, json.dumps(ECHO).encode(), {"X-Request-Id": CANARY})
     fault = Fault(0, "recv", 2, "abort")  # drop on the first finalize; the reconnect is refused
@@ -182,7 +179,6 @@ def _error_event(status: int | None) -> Any:
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("status", [400, None])
-@pytest.mark.xfail(strict=True, reason="issue 10 #10: an error event's message and title echo")
 async def test_10_an_error_event_echoing_the_key(
     status: int | None, debug_logs: pytest.LogCaptureFixture
 ) -> None:
@@ -206,7 +202,6 @@ def _close_with_reason(code: int) -> Any:
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("code", [1008, 1011])
-@pytest.mark.xfail(strict=True, reason="issue 10 #10: a close reason echoes the key")
 async def test_10_a_close_reason_echoing_the_key(
     code: int, debug_logs: pytest.LogCaptureFixture
 ) -> None:
@@ -219,7 +214,6 @@ async def test_10_a_close_reason_echoing_the_key(
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(strict=True, reason="issue 10 #10: the request id echoes the key")
 async def test_10_a_request_id_echoing_the_key(debug_logs: pytest.LogCaptureFixture) -> None:
     peer = Peer(request_id=f"req-{CANARY}")
     async with bounded(10), peer, open_ws(peer.base_url) as conn:
@@ -235,7 +229,6 @@ async def test_10_a_request_id_echoing_the_key(debug_logs: pytest.LogCaptureFixt
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(strict=True, reason="issue 10 #11: a query token shows in repr, url, logs")
 async def test_11_an_access_token_in_extra_query_is_never_shown(
     debug_logs: pytest.LogCaptureFixture,
 ) -> None:
@@ -251,7 +244,6 @@ async def test_11_an_access_token_in_extra_query_is_never_shown(
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(strict=True, reason="issue 10 #11: a query token shows in the error text")
 async def test_11_an_access_token_in_extra_query_is_not_in_a_connection_error(
     debug_logs: pytest.LogCaptureFixture,
 ) -> None:
@@ -266,7 +258,6 @@ async def test_11_an_access_token_in_extra_query_is_not_in_a_connection_error(
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(strict=True, reason="issue 10 #11: a token from on_reconnecting is logged")
 async def test_11_a_token_handed_out_by_on_reconnecting_is_never_shown(
     debug_logs: pytest.LogCaptureFixture,
 ) -> None:
@@ -316,7 +307,6 @@ INJECT = "\r\nX-Injected: yes"
         pytest.param(CANARY, None, {"X-Custom": "a" + INJECT}, id="default_headers-crlf"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="issue 10 #12: CR/LF injects a handshake header")
 async def test_12_cr_or_lf_in_a_header_is_a_typed_error_before_connecting(
     api_key: str,
     extra_headers: dict[str, str] | None,
