@@ -180,39 +180,41 @@ class AsyncConnection(HandlerMethods):
                 of ``chunk`` was queued.
             APIError, ConnectionClosedError: If the session has failed.
         """
-        self._check_usable()
-        pace = self._speed if isinstance(speed, _Unset) else check_speed(speed)
-        session, link, stats = self._session, self._link, self.stats
-        data = memoryview(session._check_bytes(chunk)).cast("B")
+        link = self._link
+        if link.failure.error is not None:
+            self._check_usable()
+        pace = self._speed if speed is _UNSET else check_speed(speed)
+        session, stats = self._session, self.stats
+        data = chunk if type(chunk) is bytes else memoryview(session._check_bytes(chunk)).cast("B")
         limit = self._config.buffer_bytes
+        if stats.queued_bytes + len(data) <= limit:  # it fits: every policy queues it whole
+            session.audio(data, pace)
+            link.kick()
+            return
         policy = self._config.buffer_policy
         if policy == "raise":
-            if stats.queued_bytes + len(data) > limit:
-                raise BufferFullError(
-                    f"the send queue holds {stats.queued_bytes} bytes ({self.lag:.3f} s) of "
-                    f"audio; {len(data)} more would exceed max_buffered_ms ({limit} bytes)"
-                )
-            session.audio(data, pace)
-        elif policy == "drop_oldest":
+            raise BufferFullError(
+                f"the send queue holds {stats.queued_bytes} bytes ({self.lag:.3f} s) of "
+                f"audio; {len(data)} more would exceed max_buffered_ms ({limit} bytes)"
+            )
+        if policy == "drop_oldest":
             session.audio(data[session.make_room(len(data), limit) :], pace)
-        else:
-            # Queue as the writer makes room: memory stays bounded by max_buffered_ms (plus
-            # one frame) and a reference to the caller's chunk, whatever its size.
-            frame = session.frame_bytes
-            pos = 0
-            while True:
-                queued = stats.queued_bytes
-                if queued and queued + frame > limit:
-                    await link.wait_for_room()
-                    self._check_usable()
-                    continue
-                end = pos + max(limit - queued, frame)
-                session.audio(data[pos:end], pace)
-                link.kick()
-                pos = end
-                if pos >= len(data):
-                    break
-        link.kick()
+            link.kick()
+            return
+        # Queue as the writer makes room: memory stays bounded by max_buffered_ms (plus one
+        # frame) and a reference to the caller's chunk, whatever its size.
+        frame = session.frame_bytes
+        pos = 0
+        while pos < len(data):
+            queued = stats.queued_bytes
+            if queued and queued + frame > limit:
+                await link.wait_for_room()
+                self._check_usable()
+                continue
+            end = pos + max(limit - queued, frame)
+            session.audio(data[pos:end], pace)
+            link.kick()
+            pos = end
 
     async def send_raw(self, data: bytes | bytearray | memoryview | str) -> None:
         """Send one message as-is, like the official SDK: bytes as a binary frame, unpaced.

@@ -150,9 +150,11 @@ class Reframer:
 
     def push(self, chunk: bytes | bytearray | memoryview) -> list[bytes]:
         """Add a chunk; return the complete frames it makes available (possibly none)."""
-        chunk = as_bytes_view(chunk)
         buf = self._buf
         size = self.frame_bytes
+        if not buf and type(chunk) is bytes and len(chunk) == size:
+            return [chunk]  # one whole frame, immutable: no copy at all
+        chunk = as_bytes_view(chunk)
         if not buf and len(chunk) % size == 0:
             # Fast path: already frame-aligned, no copy through the buffer.
             mv = memoryview(chunk)

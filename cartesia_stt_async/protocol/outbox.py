@@ -20,6 +20,7 @@ is counted in one place.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
@@ -91,12 +92,13 @@ class Outbox:
         stats: The connection's counters, updated in place.
     """
 
-    __slots__ = ("_journal", "_queue", "_replay_left", "journal_bytes", "stats")
+    __slots__ = ("_journal", "_journal_tickets", "_queue", "_replay_left", "journal_bytes", "stats")
 
     def __init__(self, stats: ConnectionStats) -> None:
         self.stats = stats
         self._queue: deque[Entry] = deque()
         self._journal: deque[Entry] = deque()
+        self._journal_tickets = 0  # finalize entries in the journal
         self._replay_left = 0  # entries at the head of the queue that are replays
         self.journal_bytes = 0
 
@@ -151,6 +153,8 @@ class Outbox:
         else:
             stats.commands_sent += 1
         self._journal.append(entry)
+        if entry.ticket is not None:
+            self._journal_tickets += 1
         return entry, replay
 
     def drop_oldest(self, nbytes: int) -> int:
@@ -205,13 +209,25 @@ class Outbox:
             it yet (it belongs to the open utterance).
         """
         journal = self._journal
-        for index, entry in enumerate(journal):
+        tickets_before = 0
+        index = 0
+        for entry in journal:  # commands only before it: a short scan
             if type(entry.item) is bytes:
-                del journal[index]
-                self.journal_bytes -= len(entry.item)
-                later = (e.ticket for e in (*list(journal)[index:], *self._queue))
-                return True, next((t for t in later if t is not None), None)
-        return False, None
+                break
+            if entry.ticket is not None:
+                tickets_before += 1
+            index += 1
+        else:
+            return False, None
+        del journal[index]
+        self.journal_bytes -= len(entry.item)
+        owner: Utterance | None = None
+        if tickets_before < self._journal_tickets:  # a finalize after it was written
+            later = itertools.islice(journal, index, None)
+            owner = next(e.ticket for e in later if e.ticket is not None)
+        else:
+            owner = next((e.ticket for e in self._queue if e.ticket is not None), None)
+        return True, owner
 
     def trim_through(self, ticket: Utterance) -> bool:
         """The utterance is answered: forget the journal up to and including its ``finalize``.
@@ -220,19 +236,24 @@ class Outbox:
             True when its ``finalize`` was found (and the journal trimmed).
         """
         journal = self._journal
-        if not any(entry.ticket is ticket for entry in journal):
+        # Utterances are answered in order: its finalize is the journal's first one, if any.
+        first = next((e.ticket for e in journal if e.ticket is not None), None)
+        if first is not ticket:
             return False
         while journal:
             entry = journal.popleft()
             if type(entry.item) is bytes:
                 self.journal_bytes -= len(entry.item)
-            if entry.ticket is ticket:
-                break
+            if entry.ticket is not None:
+                self._journal_tickets -= 1
+                if entry.ticket is ticket:
+                    break
         return True
 
     def clear_journal(self) -> None:
         """Forget the whole journal (the session is over)."""
         self._journal.clear()
+        self._journal_tickets = 0
         self.journal_bytes = 0
 
     def rewind(self) -> int:
@@ -249,5 +270,6 @@ class Outbox:
         self.stats.queued_items += count
         self._replay_left += count
         journal.clear()
+        self._journal_tickets = 0
         self.journal_bytes = 0
         return count

@@ -13,6 +13,12 @@ Two ways to fall behind the schedule are told apart by what is queued behind the
   frame (the *backlog*). Sending it at real time would keep every later answer late by the
   stall, so the backlog drains at up to ``catch_up`` times the speed until the schedule is met
   (``catch_up=1.0``: never faster than the speed, the lateness stays).
+
+A live source (a microphone, a relayed stream) hands over each frame as it happens, on its own
+clock, which never quite matches the schedule's anchor. A frame alone in the queue that is early
+by at most ``max_early`` slides the anchor to meet it, instead of waiting a few milliseconds:
+live frames go out as they come, while a producer running faster than ``max_early`` per frame
+(queued audio, a loop without sleeps) is still held to the speed.
 """
 
 from __future__ import annotations
@@ -50,15 +56,32 @@ class Pacer:
         max_late: Seconds behind schedule after which a frame with nothing queued behind it
             re-anchors the schedule at ``now`` (a gap).
         catch_up: How much faster than ``speed`` a backlog may drain (>= 1).
+        max_early: Seconds ahead of schedule a frame with nothing queued behind it may be and
+            still go now (a live source's clock).
     """
 
-    __slots__ = ("_anchor", "_last", "_last_duration", "_sent", "catch_up", "max_late", "speed")
+    __slots__ = (
+        "_anchor",
+        "_last",
+        "_last_duration",
+        "_sent",
+        "catch_up",
+        "max_early",
+        "max_late",
+        "speed",
+    )
 
     def __init__(
-        self, speed: float | None = 1.0, *, max_late: float = 0.25, catch_up: float = 1.5
+        self,
+        speed: float | None = 1.0,
+        *,
+        max_late: float = 0.25,
+        catch_up: float = 1.5,
+        max_early: float = 0.005,
     ) -> None:
         self.speed = check_speed(speed)
         self.max_late = max_late
+        self.max_early = max_early
         self.catch_up = check_catch_up(catch_up)
         self._anchor: float | None = None
         self._sent = 0.0
@@ -91,6 +114,10 @@ class Pacer:
         elif now > due and backlog > 0:
             # A stall: drain the backlog, but no faster than catch_up times the speed.
             due = max(due, self._last + self._last_duration / (speed * self.catch_up))
+        elif 0 < due - now <= self.max_early and backlog <= 0:
+            # A live frame a little ahead of the schedule: the schedule follows its clock.
+            self._anchor -= due - now  # type: ignore[operator]  # set: due is not None
+            due = now
         self._sent += duration
         self._last = max(due, now)
         self._last_duration = duration

@@ -194,8 +194,11 @@ class Session:
             ConnectionStateError: If the session is no longer open.
             InvalidAudioError: If ``chunk`` is not bytes-like.
         """
-        self._check_open("send audio")
-        frames = self._reframer.push(self._check_bytes(chunk))
+        if self.state is not State.OPEN:
+            self._check_open("send audio")
+        if type(chunk) is not bytes:
+            chunk = self._check_bytes(chunk)
+        frames = self._reframer.push(chunk)
         self._speed = speed
         append = self.outbox.append
         for frame in frames:

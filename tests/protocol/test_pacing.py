@@ -214,3 +214,19 @@ def test_a_late_frame_alone_is_a_gap_and_reanchors() -> None:
 def test_catch_up_must_be_a_finite_number_at_least_one(bad: object) -> None:
     with pytest.raises(UsageError, match="catch_up_speed"):
         Pacer(1.0, catch_up=bad)  # type: ignore[arg-type]
+
+
+def test_a_live_frame_a_little_early_goes_now_and_the_schedule_follows_it() -> None:
+    pacer = Pacer(1.0, max_early=0.005)
+    assert pacer.schedule(10.0, 0.1) == 10.0  # the first frame anchors the schedule
+    # The source's clock runs 3 ms ahead of the anchor: each frame goes as it comes.
+    assert [pacer.schedule(10.0 + n * 0.1 - 0.003, 0.1) for n in range(1, 4)] == [
+        10.0 + n * 0.1 - 0.003 for n in range(1, 4)
+    ]
+
+
+def test_queued_audio_and_frames_far_ahead_are_still_paced() -> None:
+    pacer = Pacer(1.0, max_early=0.005)
+    pacer.schedule(0.0, 0.125)
+    assert pacer.schedule(0.0, 0.125, backlog=0.125) == 0.125  # queued behind: paced
+    assert pacer.schedule(0.0, 0.125) == 0.25  # alone but a whole frame early: paced
