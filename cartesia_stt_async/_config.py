@@ -16,6 +16,7 @@ from typing import Final, Literal, TypedDict
 from .errors import UsageError
 from .protocol.audio import DEFAULT_FRAME_MS, AudioFormat
 from .protocol.commands import ConnectParams, check_header_value
+from .protocol.pacing import check_catch_up
 from .protocol.session import FinalOrderOption
 
 __all__ = ["BufferPolicy", "ReconnectingEvent", "SessionConfig", "SessionOptions"]
@@ -82,6 +83,7 @@ class SessionOptions(TypedDict, total=False):
     log_transcripts: bool
     final_order: FinalOrderOption
     max_event_backlog_bytes: int
+    catch_up_speed: float
 
 
 def _number(
@@ -161,6 +163,10 @@ class SessionConfig:
             server does the other.
         max_event_backlog_bytes: Bytes of events kept for ``async for`` when nobody iterates
             (the oldest are dropped past it, as past ``max_event_backlog``).
+        catch_up_speed: When a stall (network or event loop) held paced audio back, the
+            backlog drains at up to this many times ``speed`` until the schedule is met, so
+            latency returns to normal soon after (1.5: half a second of stall is made up in
+            one second). 1.0 never sends faster than ``speed``.
     """
 
     model: str
@@ -190,6 +196,7 @@ class SessionConfig:
     log_transcripts: bool = False
     final_order: FinalOrderOption = "finals_first"
     max_event_backlog_bytes: int = 16 << 20
+    catch_up_speed: float = 1.5
     # Derived, checked values.
     params: ConnectParams = field(init=False, repr=False)
     audio_format: AudioFormat = field(init=False, repr=False)
@@ -243,6 +250,7 @@ class SessionConfig:
                 f"got {self.final_order!r}"
             )
         _integer("max_event_backlog_bytes", self.max_event_backlog_bytes, low=1)
+        object.__setattr__(self, "catch_up_speed", check_catch_up(self.catch_up_speed))
         if not isinstance(self.log_transcripts, bool):
             raise UsageError(f"log_transcripts must be a bool, got {self.log_transcripts!r}")
 

@@ -34,7 +34,6 @@ from .errors import (
     BufferFullError,
     CartesiaSTTError,
     ConnectionClosedError,
-    InvalidAudioError,
     UsageError,
 )
 from .protocol.commands import normalize_command
@@ -43,6 +42,7 @@ from .protocol.outbox import ConnectionStats
 from .protocol.pacing import check_speed
 from .protocol.session import Session, State
 from .protocol.transcript import Transcript, Utterance
+from .vad import VadFinalizer
 
 __all__ = ["AsyncConnection"]
 
@@ -406,6 +406,7 @@ class AsyncConnection(HandlerMethods):
         *,
         speed: float | _Unset | None = _UNSET,
         finalize_each: bool = True,
+        vad: VadFinalizer | None = None,
     ) -> Transcript:
         """Stream utterances, ``finalize`` after each, ``close``, and wait for ``done``.
 
@@ -420,6 +421,9 @@ class AsyncConnection(HandlerMethods):
             speed: Pacing (1.0 real time; ``None`` unpaced). Defaults to the connection's
                 ``speed``.
             finalize_each: Send ``finalize`` after each utterance (default) or only ``close``.
+            vad: A :class:`~cartesia_stt_async.vad.VadFinalizer`: also send ``finalize``
+                wherever it finds a stretch of silence after speech (voice activity detection,
+                for a live source with no turn boundaries of its own).
 
         Returns:
             The connection's :attr:`transcript`, complete.
@@ -431,7 +435,7 @@ class AsyncConnection(HandlerMethods):
         """
         pace = self._speed if isinstance(speed, _Unset) else check_speed(speed)
         return await run_stream(
-            self, self._link, utterances, speed=pace, finalize_each=finalize_each
+            self, self._link, utterances, speed=pace, finalize_each=finalize_each, vad=vad
         )
 
     # -- closing -----------------------------------------------------------------------------
@@ -451,47 +455,7 @@ class AsyncConnection(HandlerMethods):
         """
         timeout = self._config.close_timeout if timeout is None else timeout
         _check_timeout("timeout", timeout)
-        pending_error: InvalidAudioError | None = None
-        session, link = self._session, self._link
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout  # one bound for waiting and closing together
-        if (
-            link.supervisor.idle
-            and session.state is State.OPEN
-            and session.journal_empty
-            and not session.outbox.pending
-            and not session.pending_audio
-        ):
-            # The server closed the idle socket and owes nothing: no need to reopen one
-            # just to hear 'done'.
-            session.close()
-            link.complete_locally()
-        try:
-            if session.state is State.OPEN and link.failure.error is None:
-                try:
-                    self._queue_close()
-                except InvalidAudioError as exc:
-                    pending_error = exc
-            if session.state is State.CLOSING and link.failure.error is None:
-                async with asyncio.timeout_at(deadline):
-                    await link.settled.wait()
-        except TimeoutError:
-            await link.shutdown(timeout=0)
-            raise APITimeoutError(
-                f"the server did not answer 'close' with 'done' within {timeout} s"
-            ) from None
-        except BaseException:
-            await self._abort()
-            raise
-        failure = link.failure
-        error, told = failure.error, failure.told
-        await link.shutdown(timeout=max(deadline - loop.time(), 0.0))
-        if pending_error is not None:
-            raise pending_error
-        if error is not None and not told and session.state is not State.DONE:
-            # The session failed and nobody was told: final transcripts may be missing.
-            failure.told = True
-            raise error
+        await self._link.close_gracefully(timeout)
 
     async def close(self, *, code: int = 1000, reason: str = "") -> None:
         """Close the socket now, like the official SDK (no ``close`` command, no draining).

@@ -34,9 +34,11 @@ from ._translate import Secrets, closed_error, ended_error
 from .errors import (
     APIConnectionError,
     APIError,
+    APITimeoutError,
     CartesiaSTTError,
     ConnectionClosedError,
     ConnectionStateError,
+    InvalidAudioError,
     ProtocolError,
     ReconnectError,
     error_for_status,
@@ -260,7 +262,7 @@ class Link:
         """Write the outbox in order until cancelled or the socket fails."""
         session, loop = self.session, self._loop
         fmt = session.format
-        keepalive = self._config.keepalive
+        keepalive, catch_up = self._config.keepalive, self._config.catch_up_speed
         pacer: Pacer | None = None
         try:
             while True:
@@ -283,8 +285,9 @@ class Link:
                     speed = entry.speed
                     if speed is not None and not replay:
                         if pacer is None or pacer.speed != speed:
-                            pacer = Pacer(speed)
-                        due = pacer.schedule(loop.time(), fmt.duration(len(item)))
+                            pacer = Pacer(speed, catch_up=catch_up)
+                        backlog = fmt.duration(session.stats.queued_bytes)
+                        due = pacer.schedule(loop.time(), fmt.duration(len(item)), backlog)
                         delay = due - loop.time()
                         if delay > 0:
                             await asyncio.sleep(delay)
@@ -449,6 +452,51 @@ class Link:
                 logger.debug("utterance #%d text %r", utt.index, utt.text)
 
     # -- shutdown ----------------------------------------------------------------------------
+
+    async def close_gracefully(self, timeout: float) -> None:
+        """Queue ``close`` (unless queued), wait for ``done``, then close the socket: all
+        within ``timeout`` seconds (see ``AsyncConnection.aclose``)."""
+        session, loop = self.session, self._loop
+        deadline = loop.time() + timeout  # one bound for waiting and closing together
+        pending_error: InvalidAudioError | None = None
+        if (
+            self.supervisor.idle
+            and session.state is State.OPEN
+            and session.journal_empty
+            and not session.outbox.pending
+            and not session.pending_audio
+        ):
+            # The server closed the idle socket and owes nothing: no need to reopen one
+            # just to hear 'done'.
+            session.close()
+            self.complete_locally()
+        try:
+            if session.state is State.OPEN and self.failure.error is None:
+                try:
+                    session.close()
+                except InvalidAudioError as exc:
+                    pending_error = exc  # 'close' is queued all the same
+                self.kick()
+            if session.state is State.CLOSING and self.failure.error is None:
+                async with asyncio.timeout_at(deadline):
+                    await self.settled.wait()
+        except TimeoutError:
+            await self.shutdown(timeout=0)
+            raise APITimeoutError(
+                f"the server did not answer 'close' with 'done' within {timeout} s"
+            ) from None
+        except BaseException:
+            await self.shutdown(code=1000, reason="client aborted", timeout=1.0)
+            raise
+        failure = self.failure
+        error, told = failure.error, failure.told
+        await self.shutdown(timeout=max(deadline - loop.time(), 0.0))
+        if pending_error is not None:
+            raise pending_error
+        if error is not None and not told and session.state is not State.DONE:
+            # The session failed and nobody was told: final transcripts may be missing.
+            failure.told = True
+            raise error
 
     async def shutdown(self, *, code: int = 1000, reason: str = "", timeout: float) -> None:
         """Stop both tasks and close the socket, bounded by ``timeout``; idempotent."""

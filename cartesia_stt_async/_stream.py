@@ -10,6 +10,7 @@ from ._sources import AudioSource, iter_audio
 from .errors import ConnectionClosedError, UsageError
 from .protocol.session import State
 from .protocol.transcript import Transcript
+from .vad import VadFinalizer
 
 if TYPE_CHECKING:
     from ._connection import AsyncConnection
@@ -25,16 +26,20 @@ async def run_stream(
     *,
     speed: float | None,
     finalize_each: bool,
+    vad: VadFinalizer | None = None,
 ) -> Transcript:
     """Stream ``utterances`` on ``conn`` (see :meth:`AsyncConnection.stream`).
 
-    The sender queues each utterance's audio (paced at ``speed``) and a ``finalize`` after
-    it, then ``close``; the receiver waits until the link settles: ``done`` (success), or the
-    session's failure (raised). If either task fails, or the caller is cancelled, the other is
-    cancelled, the socket is closed and the error propagates.
+    The sender queues each utterance's audio (paced at ``speed``), a ``finalize`` wherever
+    ``vad`` says silence followed speech, and a ``finalize`` after each utterance (unless
+    ``finalize_each`` is false), then ``close``; the receiver waits until the link settles:
+    ``done`` (success), or the session's failure (raised). If either task fails, or the caller
+    is cancelled, the other is cancelled, the socket is closed and the error propagates.
     """
     if not isinstance(finalize_each, bool):
         raise UsageError(f"finalize_each must be a bool, got {finalize_each!r}")
+    if vad is not None and not isinstance(vad, VadFinalizer):
+        raise UsageError(f"vad must be a VadFinalizer, got {type(vad).__name__}")
     conn._check_usable()
     session = link.session
     fmt = session.format
@@ -42,7 +47,15 @@ async def run_stream(
     async def sender() -> None:
         async def one(source: AudioSource) -> None:
             async for chunk in iter_audio(source, fmt):
-                await conn.send_audio(chunk, speed=speed)
+                if vad is None:
+                    await conn.send_audio(chunk, speed=speed)
+                    continue
+                start = 0
+                for end in vad.feed(chunk):
+                    await conn.send_audio(chunk[start:end], speed=speed)
+                    await conn.send("finalize")
+                    start = end
+                await conn.send_audio(chunk[start:], speed=speed)
             if finalize_each:
                 await conn.send("finalize")
 

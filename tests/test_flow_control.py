@@ -258,3 +258,37 @@ async def test_cancelling_the_whole_block_at_any_point_leaves_nothing(
         await asyncio.sleep(0.05)
     gc.collect()
     assert not other_tasks()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("catch_up", [1.5, 1.0])
+async def test_a_network_stall_is_made_up_at_the_catch_up_speed(
+    twin_factory: TwinFactory, catch_up: float
+) -> None:
+    """A live source (one 100 ms frame as it happens) and a 0.5 s network stall: with
+    catch-up the frames are back on time within about a second; without, they stay late.
+
+    The stall is the transport's own flow control: asyncio calls ``pause_writing()`` on the
+    socket's protocol when the kernel stops taking data and ``resume_writing()`` when it
+    takes data again; the test makes those two calls itself.
+    """
+    async with twin_factory(engine=ScriptedEngine([])) as twin:
+        async with ws(client_for(twin), speed=1.0, catch_up_speed=catch_up) as conn:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            socket_protocol = conn._link.ws  # the websockets connection is the asyncio protocol
+            for n in range(35):
+                await asyncio.sleep(max(0.0, start + n * 0.1 - loop.time()))
+                if n == 10:
+                    socket_protocol.pause_writing()
+                    loop.call_later(0.5, socket_protocol.resume_writing)
+                await conn.send_audio(pcm(0.1, value=n + 1))
+            await conn.finalize(timeout=10 * SLACK)
+        arrivals = [t for t, _ in twin.sessions[0].frames]
+    lateness = [t - (start + n * 0.1) for n, t in enumerate(arrivals)]
+    assert len(lateness) == 35
+    assert max(lateness[11:15]) > 0.3  # the stall held frames back
+    if catch_up > 1.0:
+        assert max(lateness[25:]) < 0.1 * SLACK  # made up within ~1 s (10 frames)
+    else:
+        assert min(lateness[25:]) > 0.3  # never made up

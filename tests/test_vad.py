@@ -19,10 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cartesia_stt_async as stt
+from cartesia_stt_async.errors import UsageError
 from cartesia_stt_async.protocol.audio import ENCODINGS, AudioFormat
+from cartesia_stt_async.twin import ScriptedEngine
 from cartesia_stt_async.vad import VadBackend, VadFinalizer
 
-from .conftest import client_for
+from .conftest import TwinFactory, client_for, other_tasks, ws
 from .speech import convert
 
 BACKENDS: list[VadBackend] = ["energy", "webrtc"]
@@ -294,3 +296,33 @@ def test_finalizes_land_in_the_pauses_of_real_speech(
     assert len(found) == len(SENTENCES), (found, pauses)
     for at, (end, nxt) in zip(found, pauses, strict=True):
         assert end + 0.5 <= at <= nxt, (found, pauses)  # in the pause, after most of silence_ms
+
+
+@pytest.mark.asyncio
+async def test_stream_finalizes_where_the_vad_says(twin_factory: TwinFactory) -> None:
+    """``conn.stream(..., vad=...)`` sends ``finalize`` at each VAD offset, in order with the
+    audio: the twin hears exactly the audio up to each offset before each finalize."""
+    fmt = AudioFormat("pcm_s16le", 16000)
+    data = two_utterances(fmt.encoding, fmt.sample_rate)
+    offsets = feed_all(VadFinalizer(fmt.encoding, fmt.sample_rate, backend="energy"), data)
+    assert len(offsets) == 2
+    engine = ScriptedEngine([["one."], [" two."]])
+    async with twin_factory(engine=engine) as twin:
+        async with ws(client_for(twin)) as conn:
+            chunks = [data[i : i + 3200] for i in range(0, len(data), 3200)]
+            vad = VadFinalizer(fmt.encoding, fmt.sample_rate, backend="energy")
+            transcript = await conn.stream([chunks], vad=vad, finalize_each=False)
+        assert transcript.text == "one. two."
+        assert [t for _, t in twin.sessions[0].commands] == ["finalize", "finalize", "close"]
+        first, second = engine.utterance_bytes[0]  # the audio before each finalize
+        assert [first, first + second] == offsets
+        assert twin.sessions[0].audio_bytes == len(data)
+    assert not other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_stream_refuses_a_vad_of_the_wrong_type(twin_factory: TwinFactory) -> None:
+    async with twin_factory(engine=ScriptedEngine([])) as twin, ws(client_for(twin)) as conn:
+        with pytest.raises(UsageError, match="vad must be a VadFinalizer"):
+            await conn.stream([b""], vad="webrtc")  # type: ignore[arg-type]
+    assert not other_tasks()

@@ -5,8 +5,14 @@ Cartesia's realtime endpoints accept at most one second of audio per wall-clock 
 scheduler's lateness. Instead, frame *n* is due at ``anchor + (audio sent before it) / speed`` on
 the monotonic clock, so lateness in one frame is absorbed by the next ones.
 
-When the producer falls far behind the schedule (a pause between utterances, a slow microphone),
-the schedule is re-anchored at ``now`` instead of bursting the backlog out at network speed.
+Two ways to fall behind the schedule are told apart by what is queued behind the late frame:
+
+* a *gap*: the producer had nothing to send (a pause between utterances, push-to-talk released);
+  the late frame is alone. More than ``max_late`` behind, the schedule re-anchors at ``now``.
+* a *stall*: the network or the event loop held frames back, so audio queued up behind the late
+  frame (the *backlog*). Sending it at real time would keep every later answer late by the
+  stall, so the backlog drains at up to ``catch_up`` times the speed until the schedule is met
+  (``catch_up=1.0``: never faster than the speed, the lateness stays).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import math
 
 from ..errors import UsageError
 
-__all__ = ["Pacer", "backoff_delay", "check_speed"]
+__all__ = ["Pacer", "backoff_delay", "check_catch_up", "check_speed"]
 
 
 def check_speed(speed: float | None) -> float | None:
@@ -41,40 +47,70 @@ class Pacer:
 
     Args:
         speed: 1.0 for real time, 2.0 for twice as fast, ``None`` for no pacing.
-        max_late: Seconds behind schedule after which the schedule re-anchors at ``now``.
+        max_late: Seconds behind schedule after which a frame with nothing queued behind it
+            re-anchors the schedule at ``now`` (a gap).
+        catch_up: How much faster than ``speed`` a backlog may drain (>= 1).
     """
 
-    __slots__ = ("_anchor", "_sent", "max_late", "speed")
+    __slots__ = ("_anchor", "_last", "_last_duration", "_sent", "catch_up", "max_late", "speed")
 
-    def __init__(self, speed: float | None = 1.0, *, max_late: float = 0.25) -> None:
+    def __init__(
+        self, speed: float | None = 1.0, *, max_late: float = 0.25, catch_up: float = 1.5
+    ) -> None:
         self.speed = check_speed(speed)
         self.max_late = max_late
+        self.catch_up = check_catch_up(catch_up)
         self._anchor: float | None = None
         self._sent = 0.0
+        self._last = 0.0
+        self._last_duration = 0.0
 
     def reset(self) -> None:
         """Forget the schedule; the next frame anchors a new one."""
         self._anchor = None
         self._sent = 0.0
 
-    def schedule(self, now: float, duration: float) -> float:
+    def schedule(self, now: float, duration: float, backlog: float = 0.0) -> float:
         """Reserve the next slot for a frame of ``duration`` seconds of audio.
 
         Args:
             now: The current monotonic time.
             duration: Seconds of audio in the frame.
+            backlog: Seconds of audio queued behind this frame.
 
         Returns:
             The monotonic time at which the frame is due (``<= now`` means send at once).
         """
-        if self.speed is None:
+        speed = self.speed
+        if speed is None:
             return now
-        due = None if self._anchor is None else self._anchor + self._sent / self.speed
-        if due is None or now - due > self.max_late:
+        due = None if self._anchor is None else self._anchor + self._sent / speed
+        if due is None or (now - due > self.max_late and backlog <= 0):
             self._anchor, self._sent = now, 0.0
             due = now
+        elif now > due and backlog > 0:
+            # A stall: drain the backlog, but no faster than catch_up times the speed.
+            due = max(due, self._last + self._last_duration / (speed * self.catch_up))
         self._sent += duration
+        self._last = max(due, now)
+        self._last_duration = duration
         return due
+
+
+def check_catch_up(catch_up: object) -> float:
+    """Validate a catch-up factor: a finite number >= 1.
+
+    Raises:
+        UsageError: Otherwise.
+    """
+    if (
+        isinstance(catch_up, bool)
+        or not isinstance(catch_up, int | float)
+        or not math.isfinite(catch_up)
+        or catch_up < 1
+    ):
+        raise UsageError(f"catch_up_speed must be a finite number >= 1.0, got {catch_up!r}")
+    return float(catch_up)
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, jitter: float) -> float:

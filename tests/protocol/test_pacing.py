@@ -166,3 +166,51 @@ def test_check_speed_accepts(speed: float | None, expected: float | None) -> Non
     assert result == expected
     if expected is not None:
         assert type(result) is float
+
+
+# -- stalls: a backlog drains at a bounded catch-up speed ----------------------------------------
+
+
+def stall_then_drain(catch_up: float) -> list[float]:
+    """A live producer makes frame n (0.125 s) at n * 0.125; the sender is held from 0.5 to
+    1.0 s, so frames queue up behind the late one. Returns each frame's due time."""
+    pacer = Pacer(1.0, catch_up=catch_up)
+    now = 0.0
+    dues = []
+    for n in range(16):
+        now = max(now, n * 0.125)  # the frame exists from then on
+        if 0.5 <= now < 1.0:
+            now = 1.0  # the stall
+        queued = sum(1 for m in range(n + 1, 16) if m * 0.125 <= now)
+        due = pacer.schedule(now, 0.125, queued * 0.125)
+        dues.append(due)
+        now = max(now, due)
+    return dues
+
+
+def test_a_stall_backlog_drains_at_the_catch_up_speed_until_on_schedule() -> None:
+    dues = stall_then_drain(2.0)
+    assert dues[:4] == [0.0, 0.125, 0.25, 0.375]
+    # After the stall: spaced 0.0625 s (0.125 / 2) while behind ...
+    assert dues[4:9] == [0.5, 1.0625, 1.125, 1.1875, 1.25]
+    # ... then on time again: frame n at n * 0.125, 0.5 s of lateness made up in 0.5 s.
+    assert dues[10:] == [n * 0.125 for n in range(10, 16)]
+
+
+def test_without_catch_up_the_stall_is_never_made_up() -> None:
+    dues = stall_then_drain(1.0)
+    # Every frame while the producer still runs stays 0.5 s late (the old behaviour).
+    assert [round(d - n * 0.125, 9) for n, d in enumerate(dues)][5:10] == [0.5] * 5
+
+
+def test_a_late_frame_alone_is_a_gap_and_reanchors() -> None:
+    pacer = Pacer(1.0, catch_up=2.0)
+    pacer.schedule(0.0, 0.125)
+    assert pacer.schedule(5.0, 0.125, backlog=0.0) == 5.0  # a pause: new schedule
+    assert pacer.schedule(5.0, 0.125, backlog=0.0) == 5.125
+
+
+@pytest.mark.parametrize("bad", [0.5, 0, -1, math.nan, math.inf, True, "2"])
+def test_catch_up_must_be_a_finite_number_at_least_one(bad: object) -> None:
+    with pytest.raises(UsageError, match="catch_up_speed"):
+        Pacer(1.0, catch_up=bad)  # type: ignore[arg-type]
