@@ -136,7 +136,11 @@ def test_inventory_fragments_and_no_outside_references() -> None:
         assert (ROOT / page).exists(), page
         assert f"def {test_name}(" in (ROOT / test_file).read_text(), (page, test_file)
         print(f"  {page}: checked by {test_file}::{test_name}")
+    # The runner must not silently find nothing (a changed fence regex, a moved page).
     assert len(RUNNABLE) >= 10
+    for path in pages():
+        for lang in re.findall(r"^```\s*(py\w*|pycon|ipython\w*)\s*$", path.read_text(), re.M):
+            assert lang == "python", f"{path.relative_to(ROOT)}: use ```python, not ```{lang}"
     # The docs must stand alone: no file of theirs points outside the repository.
     for path in [ROOT / "README.md", *(ROOT / "docs").rglob("*")]:
         if path.is_file() and path.suffix in (".md", ".py", ".yml", ".txt"):
@@ -156,7 +160,9 @@ def test_block_runs_as_written(block: Block, tmp_path: Path) -> None:
     expected = expected_output(block.code)
     script = tmp_path / "example.py"
     script.write_text(block.code)
-    env = {k: v for k, v in os.environ.items() if k not in ("CARTESIA_API_KEY", "CARTESIA_BASE_URL")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("CARTESIA_API_KEY", "CARTESIA_BASE_URL")
+    }
     env["PYTHONPATH"] = str(ROOT)
     run = subprocess.run(
         [sys.executable, str(script)],
