@@ -17,10 +17,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def fuzz(session: nox.Session) -> None:
-    """The hostile-peer suite with many more seeded drop schedules (``HOSTILE_SEEDS``)."""
+    """The hostile-peer suite at length: 5,000 seeded schedules per server order, 1 GiB chunks."""
     session.install("-e", ".[test]")
-    seeds = session.posargs[0] if session.posargs else "5000"
-    session.run("python", "-m", "pytest", "tests/hostile", "-q", env={"HOSTILE_SEEDS": seeds})
+    env = {"HOSTILE_SEEDS": "5000", "HOSTILE_CHUNK_BYTES": str(1 << 30)}
+    session.run("python", "-m", "pytest", "tests/hostile", *session.posargs, env=env)
 
 
 @nox.session(python="3.11")

@@ -1,18 +1,17 @@
-"""The I/O of one connection: the socket, its reader task and its writer task.
+"""The I/O of one connection: the socket, its reader task and its writer.
 
-* The **writer** takes items from the session's outbox in wire order
-  (:meth:`~cartesia_stt_async.protocol.session.Session.next_item`), paces audio frames on the
-  deadline schedule (:class:`~cartesia_stt_async.protocol.pacing.Pacer`; replays go unpaced),
-  and awaits the socket (websockets' ``send`` waits for the write buffer to drain, so a slow
-  network backs up into the outbox, where the buffer policy applies). It never judges a failed
-  write: it aborts the transport so the reader sees the end at once.
+* The **writer** (:class:`~cartesia_stt_async._writer.Writer`) writes the session's outbox in
+  wire order, paced on the deadline schedule, at once when an item is due and otherwise when
+  the event loop's shared clock says so; it has no task of its own. A slow network backs up
+  into the outbox, where the buffer policy applies.
 * The **reader** reads the socket, decodes each message, feeds the session, resolves
   ``finalize()`` waiters and publishes the event. When the socket ends before ``done`` it asks
   the :class:`~cartesia_stt_async._supervisor.Supervisor` for the next socket, rewinds the
-  session (the replay goes first) and starts a new writer; or records why the session failed.
+  session (the replay goes first) and points the writer at it; or records why the session
+  failed.
 
-Both tasks belong to the link: created by :meth:`Link.start`, always cancelled and awaited by
-:meth:`Link.shutdown`, and never left with an unretrieved exception (failures are recorded in
+The reader task belongs to the link: created by :meth:`Link.start`, always cancelled and awaited
+by :meth:`Link.shutdown`, and never left with an unretrieved exception (failures are recorded in
 the :class:`Failure` and raised to callers as typed errors).
 """
 
@@ -31,6 +30,7 @@ from websockets.protocol import State as WSState
 from ._config import SessionConfig
 from ._supervisor import Supervisor
 from ._translate import Secrets, closed_error, ended_error
+from ._writer import Writer
 from .errors import (
     APIConnectionError,
     APIError,
@@ -44,7 +44,6 @@ from .errors import (
     error_for_status,
 )
 from .protocol.events import DoneEvent, ErrorEvent, Event, TranscriptEvent, parse_event
-from .protocol.pacing import Pacer
 from .protocol.session import Session, State
 from .protocol.transcript import Utterance
 
@@ -136,10 +135,10 @@ class Link:
         self.session = session
         self.failure = Failure()
         self.supervisor = supervisor
-        self.request_id = _header_request_id(ws)
         self._config = config
         self._publish = publish
         self.secrets = secrets
+        self.request_id = secrets.redact(_header_request_id(ws))
         self._on_finished = on_finished
         self._loop = asyncio.get_running_loop()
         self._connected_at = self._loop.time()
@@ -151,19 +150,26 @@ class Link:
         self.down = False  # between a drop and its repair
         self.finished = asyncio.Event()  # the reader has ended
         self.settled = asyncio.Event()  # 'done' arrived, the session failed, or the reader ended
-        self._writer: asyncio.Task[None] | None = None
+        self.writer = Writer(session, config, on_room=self._room.set, on_error=self._write_failed)
         self._reader: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Start the reader and the writer."""
-        self._writer = self._start_writer(self.ws)
         self._reader = asyncio.create_task(self._read_loop(), name="cartesia-stt-reader")
+        self.writer.attach(self.ws)
 
     # -- what the connection tells the link --------------------------------------------------
 
     def kick(self) -> None:
-        """Something was queued in the outbox: wake the writer (or an idle reconnect)."""
-        self._has_items.set()
+        """Something was queued in the outbox: write what is due (or wake an idle reconnect)."""
+        if self.down:
+            self._has_items.set()
+        else:
+            self.writer.pump()
+
+    def _write_failed(self, exc: Exception) -> None:
+        self.fail(APIConnectionError(f"sending failed: {exc!r}"))
+        self.ws.transport.abort()
 
     async def wait_for_room(self) -> None:
         """Return once the writer took an item, or the session failed."""
@@ -255,62 +261,6 @@ class Link:
 
     # -- the writer --------------------------------------------------------------------------
 
-    def _start_writer(self, ws: ClientConnection) -> asyncio.Task[None]:
-        return asyncio.create_task(self._write_loop(ws), name="cartesia-stt-writer")
-
-    async def _write_loop(self, ws: ClientConnection) -> None:
-        """Write the outbox in order until cancelled or the socket fails."""
-        session, loop = self.session, self._loop
-        fmt = session.format
-        keepalive, catch_up = self._config.keepalive, self._config.catch_up_speed
-        pacer: Pacer | None = None
-        try:
-            while True:
-                taken = session.next_item(loop.time())
-                if taken is None:
-                    self._has_items.clear()
-                    if keepalive is None:
-                        await self._has_items.wait()
-                    else:
-                        try:
-                            async with asyncio.timeout(keepalive):
-                                await self._has_items.wait()
-                        except TimeoutError:
-                            session.keepalive()
-                    continue
-                self._room.set()
-                entry, replay = taken
-                item = entry.item
-                if type(item) is bytes:
-                    speed = entry.speed
-                    if speed is not None and not replay:
-                        if pacer is None or pacer.speed != speed:
-                            pacer = Pacer(speed, catch_up=catch_up)
-                        backlog = fmt.duration(session.stats.queued_bytes)
-                        due = pacer.schedule(loop.time(), fmt.duration(len(item)), backlog)
-                        delay = due - loop.time()
-                        if delay > 0:
-                            await asyncio.sleep(delay)
-                    await ws.send(item)
-                else:
-                    await ws.send(item)
-                    if logger.isEnabledFor(logging.DEBUG):
-                        stats = session.stats
-                        logger.debug(
-                            "sent %r%s after %d frames (%d bytes)",
-                            item,
-                            " (replay)" if replay else "",
-                            stats.frames_sent,
-                            stats.audio_bytes_sent,
-                        )
-        except (ConnectionClosed, OSError) as exc:
-            logger.debug("write failed: %s", type(exc).__name__)
-            ws.transport.abort()
-        except Exception as exc:  # a bug: fail the session rather than hang its callers
-            logger.exception("writer failed")
-            self.fail(APIConnectionError(f"sending failed: {exc!r}"))
-            ws.transport.abort()
-
     # -- the reader --------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
@@ -355,7 +305,7 @@ class Link:
                 now = self._loop.time()
                 completed = session.receive(event, now)
                 if not self.request_id and session.request_id:
-                    self.request_id = session.request_id
+                    self.request_id = self.secrets.redact(session.request_id)
                 if isinstance(event, ErrorEvent):
                     self.failure.in_band = self.failure.error is None
                     self.fail(api_error(event, self.secrets))
@@ -393,10 +343,7 @@ class Link:
         # A late window must not close while the socket is down: the late utterance may be
         # replayed (session rule 7), which only an unsealed utterance can be.
         self._disarm_timer()
-        writer = self._writer
-        if writer is not None:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+        self.writer.detach()
         if self.failure.error is not None:
             raise self.failure.error
         ws = await self.supervisor.next_socket(
@@ -405,7 +352,7 @@ class Link:
         # No await from here on: the swap is atomic for every other task.
         self.ws = ws
         self._connected_at = loop.time()
-        self.request_id = _header_request_id(ws) or self.request_id
+        self.request_id = self.secrets.redact(_header_request_id(ws)) or self.request_id
         session.request_id = self.request_id
         replayed = session.rewind()
         session.stats.reconnects += 1
@@ -415,8 +362,8 @@ class Link:
             self.supervisor.attempt,
             replayed,
         )
-        self._writer = self._start_writer(ws)
         self.down = False
+        self.writer.attach(ws)
         self._arm_timer()
 
     async def _wait_for_send(self) -> None:
@@ -506,8 +453,7 @@ class Link:
         self.fail(ConnectionStateError("the connection is closed"), quiet=True)
         if healthy:
             self.failure.told = True
-        if self._writer is not None:
-            self._writer.cancel()
+        self.writer.detach()
         ws = self.ws
         try:
             async with asyncio.timeout(timeout):
@@ -521,9 +467,7 @@ class Link:
             if self._reader is not None:
                 self._reader.cancel()
                 await asyncio.gather(self._reader, return_exceptions=True)
-            # The reader may have swapped in a new socket and writer meanwhile.
-            if self._writer is not None:
-                self._writer.cancel()
-                await asyncio.gather(self._writer, return_exceptions=True)
+            # The reader may have swapped in a new socket meanwhile.
+            self.writer.detach()
             if self.ws.state is not WSState.CLOSED:
                 self.ws.transport.abort()

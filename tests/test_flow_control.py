@@ -52,7 +52,7 @@ async def test_block_policy_waits_and_exposes_depth_and_lag(twin_factory: TwinFa
     ) as twin:
         conn = await ws(client_for(twin), max_buffered_ms=500).enter()
         try:
-            pusher = asyncio.create_task(_push(conn, 2000))
+            pusher = asyncio.create_task(_push(conn, 50_000))  # 160 MB: more than the kernel holds
             await asyncio.sleep(0.5 * SLACK)
             assert not pusher.done()  # blocked: the queue is full and nothing drains
             assert conn.stats.queued_bytes >= 16_000 - 3200

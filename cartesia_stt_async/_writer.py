@@ -1,0 +1,216 @@
+"""The write path: a session's outbox onto its socket, paced by one clock per event loop.
+
+There is no writer task. Whoever queues something (``send_audio``, ``finalize``, ...) calls
+:meth:`Writer.pump`, which writes at once every item that is due: a live frame forwarded at its
+deadline goes out inside ``send_audio``, with no task switch. An item that is not due yet (paced
+audio queued ahead) arms the event loop's :class:`Clock`: one timer for every connection of the
+loop, which writes all frames due by then (within a millisecond) in one wake-up. When the
+transport pushes back (asyncio calls the protocol's ``pause_writing``), the writer stops and
+one task waits for it to drain; the queue fills up behind it and the buffer policy applies.
+
+Frames are handed to websockets' sans-I/O protocol (``send_binary``/``send_text``) and its bytes
+written to the transport, which is what ``await ws.send()`` does minus the lock, the async
+context manager and the task switch per frame. Nothing else writes data frames on our
+connections (websockets itself only writes pings, pongs and the close frame, each atomically).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable
+from typing import Final
+
+from websockets.asyncio.client import ClientConnection
+from websockets.protocol import State as WSState
+
+from ._config import SessionConfig
+from .protocol.clock import WakeQueue
+from .protocol.outbox import Entry
+from .protocol.pacing import Pacer
+from .protocol.session import Session
+
+__all__ = ["Clock", "Writer"]
+
+logger = logging.getLogger("cartesia_stt_async")
+
+# Frames due within this many seconds of a wake-up go out in it (a little early, never late).
+_SLOP: Final = 0.001
+
+
+class Clock:
+    """The one timer of an event loop for every writer's next due item."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: WakeQueue[Writer] = WakeQueue(_SLOP)
+        self._timer: asyncio.TimerHandle | None = None
+
+    def wake(self, writer: Writer, when: float) -> None:
+        """Call ``writer.pump()`` at ``when`` (or earlier, if already armed earlier)."""
+        if self._queue.arm(writer, when):
+            self._rearm()
+
+    def cancel(self, writer: Writer) -> None:
+        """Forget ``writer``'s wake-up."""
+        self._queue.disarm(writer)
+
+    def _rearm(self) -> None:
+        due = self._queue.next_due()
+        timer = self._timer
+        if timer is not None:
+            if due is not None and timer.when() <= due:
+                return
+            timer.cancel()
+            self._timer = None
+        if due is not None:
+            self._timer = self._loop.call_at(due, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        for writer in self._queue.pop_due(self._loop.time()):
+            writer.pump()
+        self._rearm()
+
+
+_clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Clock] = weakref.WeakKeyDictionary()
+
+
+def clock_for(loop: asyncio.AbstractEventLoop) -> Clock:
+    """The clock of ``loop`` (made on first use)."""
+    clock = _clocks.get(loop)
+    if clock is None:
+        clock = _clocks[loop] = Clock(loop)
+    return clock
+
+
+class Writer:
+    """Writes one session's outbox to the current socket (see the module docstring).
+
+    Args:
+        session: The session whose outbox it writes.
+        config: ``keepalive`` and ``catch_up_speed``.
+        on_room: Called after an item was taken (a blocked producer may queue more).
+        on_error: Called with an unexpected exception (a bug): the link fails the session.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        config: SessionConfig,
+        *,
+        on_room: Callable[[], None],
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        self._session = session
+        self._keepalive = config.keepalive
+        self._catch_up = config.catch_up_speed
+        self._on_room = on_room
+        self._on_error = on_error
+        self._loop = asyncio.get_running_loop()
+        self._clock = clock_for(self._loop)
+        self._ws: ClientConnection | None = None
+        self._pacer: Pacer | None = None
+        self._pending: Entry | None = None  # taken from the outbox, not yet written
+        self._due = 0.0
+        self._drainer: asyncio.Task[None] | None = None
+        self._last_write = self._loop.time()
+
+    def attach(self, ws: ClientConnection) -> None:
+        """Write to ``ws`` from now on (a new socket: the session has been rewound)."""
+        self._ws = ws
+        self._pending = None  # it is in the journal: the rewind put it back in the queue
+        self._pacer = None
+        self._last_write = self._loop.time()
+        self.pump()
+
+    def detach(self) -> None:
+        """Stop writing (the socket ended, or the connection closes)."""
+        self._ws = None
+        self._clock.cancel(self)
+        if self._drainer is not None:
+            self._drainer.cancel()
+            self._drainer = None
+
+    def pump(self) -> None:
+        """Write every item that is due now, in order; arrange to be called for the rest."""
+        ws = self._ws
+        if ws is None or self._drainer is not None:
+            return
+        try:
+            self._pump(ws)
+        except Exception as exc:  # a bug: fail the session rather than hang its callers
+            logger.exception("writer failed")
+            self.detach()
+            self._on_error(exc)
+
+    def _pump(self, ws: ClientConnection) -> None:
+        session, loop = self._session, self._loop
+        fmt = session.format
+        protocol = ws.protocol
+        now = loop.time()
+        while True:
+            entry = self._pending
+            if entry is None:
+                taken = session.next_item(now)
+                if taken is None:
+                    self._idle(now)
+                    return
+                entry, replay = taken
+                self._pending = entry
+                self._on_room()
+                item = entry.item
+                self._due = now
+                if entry.speed is not None and not replay and type(item) is bytes:
+                    pacer = self._pacer
+                    if pacer is None or pacer.speed != entry.speed:
+                        pacer = self._pacer = Pacer(entry.speed, catch_up=self._catch_up)
+                    backlog = fmt.duration(session.stats.queued_bytes)
+                    self._due = pacer.schedule(now, fmt.duration(len(item)), backlog)
+            if self._due > now + _SLOP:
+                self._clock.wake(self, self._due)
+                return
+            if protocol.state is not WSState.OPEN or ws.transport.is_closing():
+                return  # the reader sees the end and repairs or fails the session
+            item = entry.item
+            if type(item) is bytes:
+                protocol.send_binary(item)
+            else:
+                protocol.send_text(item.encode())  # type: ignore[union-attr]
+                if logger.isEnabledFor(logging.DEBUG):
+                    stats = session.stats
+                    logger.debug(
+                        "sent %r after %d frames (%d bytes)",
+                        item,
+                        stats.frames_sent,
+                        stats.audio_bytes_sent,
+                    )
+            ws.send_data()
+            self._pending = None
+            self._last_write = now
+            if ws.paused:  # the transport's buffer is full: wait until it drains
+                self._drainer = loop.create_task(self._drain(ws), name="cartesia-stt-drain")
+                return
+            now = loop.time()
+
+    def _idle(self, now: float) -> None:
+        """Nothing to write: arm the keepalive, if any."""
+        keepalive = self._keepalive
+        if keepalive is None:
+            return
+        when = self._last_write + keepalive
+        if now >= when:
+            if self._session.keepalive():
+                self.pump()
+        else:
+            self._clock.wake(self, when)
+
+    async def _drain(self, ws: ClientConnection) -> None:
+        try:
+            await ws.drain()
+        except Exception:  # the socket failed: the reader sees the end
+            return
+        finally:
+            self._drainer = None
+        self.pump()
