@@ -17,8 +17,8 @@ async def main() -> None:
         ) as conn:
             await conn.send_audio(bytes(16000 * 2))  # 1 s of audio, paced in 100 ms frames
             utterance = await conn.finalize()
-            print(repr(utterance.text))
-        print(repr(conn.transcript.text))
+            print(repr(utterance.text))  # 'Hello world.'
+        print(repr(conn.transcript.text))  # 'Hello world.'
 
 
 if __name__ == "__main__":
