@@ -23,7 +23,7 @@ from ._config import BufferPolicy, ReconnectingEvent, SessionOptions
 from ._connection import AsyncConnection
 from ._events import EventHandler
 from ._sources import AudioSource
-from ._sync import Cartesia
+from ._sync import Cartesia, SyncConnection, SyncConnectionManager, SyncSpeechResponse
 from ._tts import SpeechResponse
 from ._version import __version__
 from .errors import (
@@ -101,6 +101,9 @@ __all__ = [
     "ServerError",
     "SessionOptions",
     "SpeechResponse",
+    "SyncConnection",
+    "SyncConnectionManager",
+    "SyncSpeechResponse",
     "Transcript",
     "TranscriptEvent",
     "UnknownEvent",

@@ -245,41 +245,17 @@ class ManualFinalize:
             encoding: ``pcm_s16le``, ``pcm_s32le``, ``pcm_f16le``, ``pcm_f32le``,
                 ``pcm_mulaw`` or ``pcm_alaw``.
             sample_rate: Hz, matching the audio.
-            language: ISO-639-1 code (server default ``en``).
-            keyterm: Terms to boost, sent as repeated ``keyterm=`` query values.
-            min_volume: ink-whisper only.
-            max_silence_duration_secs: ink-whisper only.
-            extra_query: More query parameters.
-            extra_headers: More handshake headers (override ours).
-            speed: Default pacing of ``send_audio``: 1.0 real time, ``None`` unpaced.
-            frame_ms: Frame length for ``send_audio`` (100 ms).
-            max_buffered_ms: Audio the send queue holds before ``send_audio`` waits.
-            open_timeout: Seconds for the handshake.
-            close_timeout: Seconds to wait for ``done`` when leaving ``async with``.
-            late_final_grace: Seconds an utterance with no text waits after its
-                ``flush_done`` for late final chunks (protocol.md §10.1).
-            max_event_backlog: Events kept for ``async for`` when nobody iterates.
-            max_message_size: Largest server message accepted, in bytes.
-            max_retries: Reconnect attempts in a row without progress before giving up
-                (default 5; 0 turns reconnecting off). See docs/reliability.md.
-            initial_delay: Backoff before the first reconnect attempt (0.5 s).
-            max_delay: Backoff cap (8 s); each delay is jittered down by up to 25 %.
-            on_reconnecting: Called with a :class:`ReconnectingEvent` before each attempt;
-                may return ``{"abort": True}`` or new ``extra_query`` / ``extra_headers``.
-            max_replay_ms: Unacknowledged audio kept for replay after a drop (120 s).
-            buffer_policy: When ``max_buffered_ms`` is full: ``"block"`` (wait, default),
-                ``"drop_oldest"`` (drop the oldest unsent audio) or ``"raise"``
-                (:class:`BufferFullError`).
-            keepalive: Seconds without sending after which one frame of silence is sent,
-                so the server's idle timeout never fires (off by default: an idle close is
-                repaired on the next send).
-            log_transcripts: Log final transcript text at DEBUG (off: never logged).
+            **options: Any of :class:`~cartesia_stt_async.SessionOptions` (the query
+                parameters, pacing, buffering, timeouts, reconnecting, ``final_order``, ...),
+                each documented there with its default.
 
         Returns:
             A :class:`ConnectionManager`.
 
         Raises:
-            UsageError: For a parameter of the wrong type or range.
+            UsageError: For an unknown option, or a value of the wrong type or range (all are
+                checked here, before any I/O).
+            ConfigurationError: For a base URL that cannot work.
         """
         return self._settings.manager(model, encoding, sample_rate, options)
 
@@ -300,7 +276,8 @@ class AsyncCartesia:
     Args:
         api_key: Defaults to ``CARTESIA_API_KEY``.
         base_url: Defaults to ``CARTESIA_BASE_URL``, else ``https://api.cartesia.ai``;
-            ``http://`` maps to ``ws://``, anything else to ``wss://``.
+            ``http``/``ws`` map to ``ws://``, ``https``/``wss`` to ``wss://``; other schemes
+            are a :class:`ConfigurationError`.
         websocket_base_url: A ``ws(s)://`` base that wins over ``base_url``.
         cartesia_version: The ``cartesia-version`` header (default ``2025-11-04``).
         default_headers: Extra handshake headers for every session.

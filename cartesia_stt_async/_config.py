@@ -56,7 +56,46 @@ class ReconnectingEvent:
 class SessionOptions(TypedDict, total=False):
     """The optional keyword arguments of ``websocket()`` and ``connect()``.
 
-    See :class:`SessionConfig` for what each one does and its default.
+    Attributes:
+        language: ISO-639-1 code (server default ``en``).
+        keyterm: Terms to boost, sent as repeated ``keyterm=`` query values.
+        min_volume: ink-whisper only.
+        max_silence_duration_secs: ink-whisper only.
+        extra_query: More query parameters.
+        extra_headers: More handshake headers (override ours).
+        speed: Default pacing of ``send_audio`` and ``stream``: 1.0 real time (default),
+            ``None`` unpaced.
+        frame_ms: Frame length for ``send_audio`` (100 ms).
+        max_buffered_ms: Audio the send queue holds before ``buffer_policy`` applies (2000).
+        open_timeout: Seconds for the handshake (10; ``None``: no limit).
+        close_timeout: Seconds to wait for ``done`` when leaving ``async with``, in total (10).
+        late_final_grace: Seconds an utterance with no text waits after its ``flush_done`` for
+            late final chunks, with ``final_order`` flush_first or auto (0.25).
+        max_event_backlog: Events kept for ``async for`` when nobody iterates (10,000).
+        max_message_size: Largest server message accepted, in bytes (1 MiB; ``None``: no
+            limit).
+        max_retries: Reconnect attempts in a row without progress before giving up (5; 0:
+            never reconnect).
+        initial_delay: Backoff before the first reconnect attempt, seconds (0.5).
+        max_delay: Backoff cap, seconds (8); each delay is jittered down by up to 25 %.
+        on_reconnecting: Called with a :class:`ReconnectingEvent` before each attempt.
+        max_replay_ms: Unacknowledged audio kept for replay after a drop (120,000).
+        buffer_policy: When ``max_buffered_ms`` is full: ``"block"`` (wait; default),
+            ``"drop_oldest"`` or ``"raise"`` (:class:`~cartesia_stt_async.BufferFullError`).
+        keepalive: Seconds without sending after which one frame of silence is sent, or
+            ``None`` (off).
+        log_transcripts: Log final transcript text at DEBUG (off: never logged).
+        final_order: Whether the server sends a finalize's final chunks before its
+            ``flush_done`` (``"finals_first"``, the current documentation's order and the
+            default), after it (``"flush_first"``, older documentation), or to learn it from the
+            events (``"auto"``). See docs/reliability.md for what each choice costs when the
+            server does the other.
+        max_event_backlog_bytes: Bytes of events kept for ``async for`` when nobody iterates
+            (16 MiB; the oldest are dropped past it, as past ``max_event_backlog``).
+        catch_up_speed: When a stall (network or event loop) held paced audio back, the
+            backlog drains at up to this many times ``speed`` until the schedule is met, so
+            latency returns to normal soon after (1.5: half a second of stall is made up in
+            one second). 1.0 never sends faster than ``speed``.
     """
 
     language: str | None
@@ -123,50 +162,10 @@ def _check_speed(name: str, value: object) -> float | None:
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """Every option of one manual-finalize session, validated when built.
+    """Every option of one manual-finalize session with its default, validated when built.
 
-    Attributes:
-        model: ``"ink-2"``, ``"ink-whisper"``, ...
-        encoding: ``pcm_s16le``, ``pcm_s32le``, ``pcm_f16le``, ``pcm_f32le``, ``pcm_mulaw`` or
-            ``pcm_alaw``.
-        sample_rate: Hz, matching the audio.
-        language: ISO-639-1 code (server default ``en``).
-        keyterm: Terms to boost, sent as repeated ``keyterm=`` query values.
-        min_volume: ink-whisper only.
-        max_silence_duration_secs: ink-whisper only.
-        extra_query: More query parameters.
-        extra_headers: More handshake headers (override ours).
-        speed: Default pacing of ``send_audio`` and ``stream``: 1.0 real time, ``None`` unpaced.
-        frame_ms: Frame length for ``send_audio`` (100 ms).
-        max_buffered_ms: Audio the send queue holds before ``buffer_policy`` applies.
-        open_timeout: Seconds for the handshake (``None``: no limit).
-        close_timeout: Seconds to wait for ``done`` when leaving ``async with``, in total.
-        late_final_grace: Seconds an utterance with no text waits after its ``flush_done`` for
-            late final chunks.
-        max_event_backlog: Events kept for ``async for`` when nobody iterates.
-        max_message_size: Largest server message accepted, in bytes (``None``: no limit).
-        max_retries: Reconnect attempts in a row without progress before giving up (0: never
-            reconnect).
-        initial_delay: Backoff before the first reconnect attempt, seconds.
-        max_delay: Backoff cap, seconds; each delay is jittered down by up to 25 %.
-        on_reconnecting: Called with a :class:`ReconnectingEvent` before each attempt.
-        max_replay_ms: Unacknowledged audio kept for replay after a drop.
-        buffer_policy: When ``max_buffered_ms`` is full: ``"block"``, ``"drop_oldest"`` or
-            ``"raise"``.
-        keepalive: Seconds without sending after which one frame of silence is sent, or
-            ``None`` (off).
-        log_transcripts: Log final transcript text at DEBUG (off: never logged).
-        final_order: Whether the server sends a finalize's final chunks before its
-            ``flush_done`` (``"finals_first"``, the current documentation's order and the
-            default), after it (``"flush_first"``, older documentation), or to learn it from the
-            events (``"auto"``). See docs/reliability.md for what each choice costs when the
-            server does the other.
-        max_event_backlog_bytes: Bytes of events kept for ``async for`` when nobody iterates
-            (the oldest are dropped past it, as past ``max_event_backlog``).
-        catch_up_speed: When a stall (network or event loop) held paced audio back, the
-            backlog drains at up to this many times ``speed`` until the schedule is met, so
-            latency returns to normal soon after (1.5: half a second of stall is made up in
-            one second). 1.0 never sends faster than ``speed``.
+    ``model``, ``encoding`` and ``sample_rate`` are the session's audio and model; the other
+    fields are :class:`SessionOptions`, documented there.
     """
 
     model: str

@@ -468,6 +468,6 @@ class Link:
                 self._reader.cancel()
                 await asyncio.gather(self._reader, return_exceptions=True)
             # The reader may have swapped in a new socket meanwhile.
-            self.writer.detach()
+            await self.writer.aclose()
             if self.ws.state is not WSState.CLOSED:
                 self.ws.transport.abort()

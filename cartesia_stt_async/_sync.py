@@ -37,6 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Unpack
 
+from ._access_token import AccessToken
 from ._client import AsyncCartesia, ConnectionManager
 from ._config import SessionOptions
 from ._connection import AsyncConnection
@@ -50,6 +51,7 @@ from .protocol.transcript import Transcript, Utterance
 
 __all__ = [
     "Cartesia",
+    "SyncAccessToken",
     "SyncConnection",
     "SyncConnectionManager",
     "SyncSpeechResponse",
@@ -451,6 +453,28 @@ class SyncTTS:
         return SyncSpeechResponse(self._client, response, content)
 
 
+class SyncAccessToken:
+    """``client.access_token`` of the sync client: ``client.access_token.create(...)``."""
+
+    def __init__(self, client: Cartesia) -> None:
+        self._client = client
+
+    def create(
+        self, *, grants: Mapping[str, bool] | None = None, expires_in: int | None = None
+    ) -> AccessToken:
+        """Mint a short-lived access token (see ``AsyncCartesia().access_token.create``).
+
+        Raises:
+            UsageError: Bad ``grants`` or ``expires_in`` (checked before any I/O).
+            APIStatusError: The server refused.
+            APIConnectionError: The server could not be reached.
+        """
+        resource = self._client._runtime.aclient.access_token
+        return self._client._runtime.portal().call(
+            resource.create, grants=grants, expires_in=expires_in
+        )
+
+
 class SyncManualFinalize:
     """``client.stt.manual_finalize`` of the sync client."""
 
@@ -467,9 +491,9 @@ class SyncManualFinalize:
     ) -> SyncConnectionManager:
         """Prepare a manual-finalize session (no network I/O until ``with``).
 
-        Takes the arguments of :meth:`AsyncCartesia.stt.manual_finalize.websocket
-        <cartesia_stt_async.client.ManualFinalize.websocket>`. An ``on_reconnecting``
-        callback runs on the client's thread.
+        Takes the arguments of ``AsyncCartesia().stt.manual_finalize.websocket(...)``
+        (:class:`~cartesia_stt_async.SessionOptions`). An ``on_reconnecting`` callback runs on
+        the client's thread.
 
         Returns:
             A :class:`SyncConnectionManager`.
@@ -494,7 +518,8 @@ class Cartesia:
     """The synchronous client, with the official SDK's sync surface.
 
     ``client.stt.manual_finalize.websocket(...)`` opens sessions (``with ... as connection``),
-    ``client.tts.generate(...).read()`` synthesizes speech. Calls run the async client on one
+    ``client.tts.generate(...).read()`` synthesizes speech, ``client.access_token.create(...)``
+    mints browser tokens. Calls run the async client on one
     background thread per client (started on first use); ``client.close()`` or
     ``with Cartesia(...) as client:`` stops it.
 
@@ -529,6 +554,7 @@ class Cartesia:
         self._finalizer = weakref.finalize(self, self._runtime.close)
         self.stt = SyncSTT(self)
         self.tts = SyncTTS(self)
+        self.access_token = SyncAccessToken(self)
 
     @property
     def base_url(self) -> str:

@@ -35,9 +35,9 @@ if TYPE_CHECKING:
     Float = npt.NDArray[np.float32]
 
 __all__ = [
-    "AudioSource",
     "LoadedAudio",
     "ResamplingUnavailableError",
+    "WavSource",
     "load_wav",
     "np_decode",
     "np_encode",
@@ -48,7 +48,7 @@ __all__ = [
     "sample_format_name",
 ]
 
-AudioSource: TypeAlias = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]
+WavSource: TypeAlias = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]
 """A WAV file: its bytes, a path, or a binary file object (read to the end)."""
 
 MIN_RATE: Final = 8000
@@ -74,17 +74,21 @@ class ResamplingUnavailableError(ConfigurationError, ImportError):
 # --- sources ---------------------------------------------------------------------------------
 
 
-def read_source(source: AudioSource) -> tuple[bytes, str]:
+def read_source(source: WavSource) -> tuple[bytes, str]:
     """The bytes of a WAV source, and a name for messages (the path, or ``"WAV data"``).
 
     Raises:
-        UsageError: For a source of another type, or a file object opened in text mode.
-        OSError: A path that cannot be read.
+        UsageError: For a source of another type, a file object opened in text mode, or a
+            path that cannot be read (naming the path and the reason).
     """
     if isinstance(source, bytes | bytearray | memoryview):
         return bytes(source), "WAV data"
     if isinstance(source, str | os.PathLike):
-        return Path(source).read_bytes(), os.fspath(source)
+        try:
+            return Path(source).read_bytes(), os.fspath(source)
+        except OSError as exc:
+            error = UsageError(f"cannot read audio file {os.fspath(source)!r}: {exc.strerror}")
+        raise error  # outside the except block: the OSError is not kept
     read = getattr(source, "read", None)
     if read is None:
         raise UsageError(

@@ -120,6 +120,7 @@ class Writer:
     def attach(self, ws: ClientConnection) -> None:
         """Write to ``ws`` from now on (a new socket: the session has been rewound)."""
         self._ws = ws
+        self._drainer = None  # a drain of the old socket was cancelled by detach()
         self._pending = None  # it is in the journal: the rewind put it back in the queue
         self._pacer = None
         self._last_write = self._loop.time()
@@ -131,7 +132,13 @@ class Writer:
         self._clock.cancel(self)
         if self._drainer is not None:
             self._drainer.cancel()
-            self._drainer = None
+
+    async def aclose(self) -> None:
+        """Stop writing for good and wait for the drain task, if any, to end."""
+        self.detach()
+        drainer = self._drainer
+        if drainer is not None:
+            await asyncio.gather(drainer, return_exceptions=True)
 
     def pump(self) -> None:
         """Write every item that is due now, in order; arrange to be called for the rest."""

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._wavconvert import (
-    AudioSource,
     ResamplingUnavailableError,
     WavBody,
+    WavSource,
     mono_samples,
     np_encode,
     numpy_available,
@@ -44,7 +44,7 @@ from ._wavconvert import (
 )
 from .protocol.audio import AudioFormat, Encoding, WavInfo
 
-__all__ = ["AudioSource", "ResamplingUnavailableError", "WavAudio", "convert_wav", "load_wav"]
+__all__ = ["ResamplingUnavailableError", "WavAudio", "WavSource", "convert_wav", "load_wav"]
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class WavAudio:
         )
 
 
-def _read(source: AudioSource) -> tuple[WavBody, str]:
+def _read(source: WavSource) -> tuple[WavBody, str]:
     raw, name = read_source(source)
     return parse_wav(raw, name), name
 
@@ -101,7 +101,7 @@ def _notes(wav: WavBody) -> str:
     return "; ".join(notes)
 
 
-def load_wav(source: AudioSource) -> WavAudio:
+def load_wav(source: WavSource) -> WavAudio:
     """Read a WAV file as mono audio the protocol can carry, at the file's own sample rate.
 
     A mono file in one of the six protocol encodings is returned as it is; anything else is
@@ -117,7 +117,7 @@ def load_wav(source: AudioSource) -> WavAudio:
     Raises:
         InvalidAudioError: Not a WAV file, or a sample format it cannot read (named).
         UsageError: ``source`` is of another type, or a file object in text mode.
-        OSError: A path that cannot be read.
+        UsageError: A path that cannot be read.
     """
     wav, _ = _read(source)
     info = wav.info
@@ -128,7 +128,7 @@ def load_wav(source: AudioSource) -> WavAudio:
     return WavAudio(data, "pcm_s16le", info.sample_rate, info, _notes(wav))
 
 
-def convert_wav(source: AudioSource, *, encoding: str, sample_rate: int) -> bytes:
+def convert_wav(source: WavSource, *, encoding: str, sample_rate: int) -> bytes:
     """A WAV file's audio in a session's encoding and sample rate, ready for ``send_audio``.
 
     Args:
@@ -145,7 +145,7 @@ def convert_wav(source: AudioSource, *, encoding: str, sample_rate: int) -> byte
             ``source`` of another type.
         InvalidAudioError: Not a WAV file, or a sample format it cannot read (named).
         ResamplingUnavailableError: The rates differ and soxr or numpy is not installed.
-        OSError: A path that cannot be read.
+        UsageError: A path that cannot be read.
     """
     target = AudioFormat(encoding, sample_rate)  # validates both
     wav, _ = _read(source)

@@ -18,6 +18,7 @@ import pytest
 import cartesia_stt_async as stt
 from cartesia_stt_async import _wavconvert as engine
 from cartesia_stt_async.audio import ResamplingUnavailableError, convert_wav, load_wav
+from cartesia_stt_async.errors import UsageError
 from cartesia_stt_async.protocol.audio import ENCODINGS
 from cartesia_stt_async.twin import serve
 from cartesia_stt_async.twin.wer import word_error_rate
@@ -188,7 +189,7 @@ def test_sources_bytes_paths_and_file_objects(tmp_path: Path) -> None:
         load_wav(text)  # type: ignore[arg-type]
     with pytest.raises(stt.UsageError, match="int"):
         load_wav(42)  # type: ignore[arg-type]
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(stt.UsageError, match="No such file"):
         load_wav(tmp_path / "missing.wav")
 
 
@@ -307,3 +308,12 @@ async def test_a_converted_upload_is_recognized_like_the_original() -> None:
                 texts.append((await conn.finalize(timeout=30 * SLACK)).text)
     assert word_error_rate(sentence, texts[1]) <= 0.35
     assert word_error_rate(sentence, texts[1]) <= word_error_rate(sentence, texts[0]) + 0.15
+
+
+def test_a_path_that_cannot_be_read_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.wav"
+    with pytest.raises(UsageError, match=r"cannot read audio file .*nope\.wav") as caught:
+        load_wav(missing)
+    assert caught.value.__context__ is None  # the OSError is not kept
+    with pytest.raises(UsageError, match="cannot read audio file"):
+        convert_wav(str(tmp_path), encoding="pcm_s16le", sample_rate=16000)  # a directory

@@ -425,3 +425,11 @@ def test_a_forgotten_client_does_not_hold_up_interpreter_exit(twin: Twin) -> Non
     assert done.returncode == 0, done.stderr
     assert done.stdout == "connected\n"
     assert "Traceback" not in done.stderr and "Unclosed" not in done.stderr, done.stderr
+
+
+def test_the_sync_client_mints_access_tokens(client: Cartesia) -> None:
+    with client:
+        token = client.access_token.create(grants={"stt": True}, expires_in=60)
+        assert token.token and token.expires_in == 60
+        with pytest.raises(stt.UsageError, match="expires_in"):
+            client.access_token.create(expires_in=0)

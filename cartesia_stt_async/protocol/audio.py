@@ -1,7 +1,7 @@
 """Audio formats, exact frame sizes, reframing and WAV header checks (pure: no I/O, no clock).
 
 The realtime endpoint takes raw, headerless, mono PCM in the ``encoding`` and ``sample_rate``
-declared in the connection URL (protocol.md §1.3, §3). Cartesia recommends ~100 ms per binary
+declared in the connection URL (docs/protocol.md). Cartesia recommends ~100 ms per binary
 frame, sent at real-time pace. This module knows how many bytes that is for every encoding, cuts
 arbitrary chunks into exact frames, and reads WAV headers so a file can be checked against the
 session before a single byte is sent.
@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 Encoding = Literal["pcm_s16le", "pcm_s32le", "pcm_f16le", "pcm_f32le", "pcm_mulaw", "pcm_alaw"]
-"""The six encodings the manual-finalize endpoint accepts (protocol.md §1.3)."""
+"""The six encodings the manual-finalize endpoint accepts (docs/protocol.md)."""
 
 ENCODINGS: Final[tuple[Encoding, ...]] = get_args(Encoding)
 

@@ -1,6 +1,6 @@
 """Client commands, the connect URL, its query and its headers (pure: stdlib only).
 
-Commands are bare TEXT frames, not JSON (protocol.md §3): ``finalize`` and ``close``; ``done``
+Commands are bare TEXT frames, not JSON (docs/protocol.md): ``finalize`` and ``close``; ``done``
 is the legacy name of ``close``. The URL is derived as the official Python SDK does (§1.1):
 ``websocket_base_url`` verbatim if given, else the HTTP base URL with ``http`` → ``ws`` and
 anything else → ``wss``, path prefix kept, ``/stt/websocket`` appended, base query merged first.
@@ -39,7 +39,7 @@ COMMANDS: Final[tuple[Command, ...]] = ("finalize", "close")
 _LEGACY_ALIASES: Final = {"done": "close"}
 
 DEFAULT_BASE_URL: Final = "https://api.cartesia.ai"
-# protocol.md §11: the version the seed SDK (3.2.0) sends.
+# The version the official Python SDK 3.2.0 sends.
 DEFAULT_CARTESIA_VERSION: Final = "2025-11-04"
 STT_PATH: Final = "/stt/websocket"
 

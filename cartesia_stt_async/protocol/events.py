@@ -1,13 +1,13 @@
 """Server events as msgspec Structs: one tagged union on ``type``, one decoder built once.
 
-Wire shapes are protocol.md §4. Every server message is a JSON object in a TEXT frame with a
+Wire shapes are docs/protocol.md Every server message is a JSON object in a TEXT frame with a
 ``type`` field. Decoding is tolerant in the directions a newer server may move:
 
 * unknown fields are ignored (msgspec's default), so new fields never break old clients;
 * an unknown ``type`` becomes an :class:`UnknownEvent` carrying the whole object, never a crash;
 * ``words`` is kept raw and decoded on first use, accepting the documented
   ``[{"word", "start", "end"}]`` shape and the SDK-typed column shape
-  ``[{"words": [...], "start": [...], "end": [...]}]`` (protocol.md §4.1, §11);
+  ``[{"words": [...], "start": [...], "end": [...]}]`` (docs/protocol.md);
 * error status is read from ``status_code``, falling back to the older ``code``.
 
 Malformed JSON, a non-object, or a known type with fields of the wrong type is a

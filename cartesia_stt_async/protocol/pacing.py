@@ -1,7 +1,7 @@
 """Real-time pacing on a drift-free deadline schedule (pure: the caller passes ``now``).
 
 Cartesia's realtime endpoints accept at most one second of audio per wall-clock second
-(protocol.md §8). A ``sleep(0.1)`` after every send drifts: each loop adds the send time and the
+(docs/protocol.md). A ``sleep(0.1)`` after every send drifts: each loop adds the send time and the
 scheduler's lateness. Instead, frame *n* is due at ``anchor + (audio sent before it) / speed`` on
 the monotonic clock, so lateness in one frame is absorbed by the next ones.
 
@@ -141,7 +141,7 @@ def check_catch_up(catch_up: object) -> float:
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, jitter: float) -> float:
-    """Capped, jittered exponential backoff, as the official SDKs compute it (protocol.md §5).
+    """Capped, jittered exponential backoff, as the official SDKs compute it (docs/protocol.md).
 
     ``min(initial * 2 ** (attempt - 1), maximum) * (0.75 + 0.25 * jitter)``.
 

@@ -2,7 +2,7 @@
 
 Cartesia's ``transcript`` events carry DELTAS. The full transcript is the concatenation of the
 ``text`` of every ``is_final`` chunk, in arrival order, exactly as sent: never stripped, never
-joined with separators (protocol.md §4.1: ``"This is a"`` + ``" single sentence."``). Interim
+joined with separators (docs/protocol.md: ``"This is a"`` + ``" single sentence."``). Interim
 chunks (``is_final: false``) are a preview of the text since the last final chunk; they never
 enter the transcript.
 """

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._params import ParamError, validate_params
 from ._server import SessionRecord, Twin, run_forever, serve
+from ._thread import TwinServer, start_twin
 from .engines import Engine, RecognizerSession, Reply, ScriptedEngine, Segment, SessionParams
 from .faults import Fault, FaultAction, Faults
 
@@ -33,8 +34,10 @@ __all__ = [
     "SessionRecord",
     "SphinxEngine",
     "Twin",
+    "TwinServer",
     "run_forever",
     "serve",
+    "start_twin",
     "validate_params",
 ]
 

@@ -1,4 +1,4 @@
-"""Offline speech synthesis for the twin's ``/tts/bytes`` (protocol.md §7).
+"""Offline speech synthesis for the twin's ``/tts/bytes`` (docs/protocol.md).
 
 The voice is SVOX Pico through py-nanotts (the ``twin`` extra): it ships in the package and
 synthesizes about 200x faster than real time on one core, always at 16 kHz 16-bit mono. We
@@ -63,7 +63,7 @@ class TTSRequest:
 
     @classmethod
     def from_json(cls, body: object) -> TTSRequest:
-        """Check a decoded JSON body against protocol.md §7.
+        """Check a decoded JSON body against docs/protocol.md
 
         Raises:
             TTSRequestError: Naming the first bad or missing field.
