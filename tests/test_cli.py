@@ -186,7 +186,7 @@ async def test_transcribe_rejects_what_is_not_a_wav(tmp_path: Path) -> None:
     code, _, err = await run_cli("transcribe", str(path))
     assert code == 2 and "not a WAV file" in err  # a usage error
     code, _, err = await run_cli("transcribe", str(tmp_path / "missing.wav"))
-    assert code == 1 and "missing.wav" in err
+    assert code == 2 and "missing.wav" in err  # an unreadable file is a usage error too
     code, _, err = await run_cli("transcribe", str(path), "--finalize-every", "-1")
     assert code == 2 and "--finalize-every" in err
 
