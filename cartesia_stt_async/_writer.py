@@ -104,6 +104,7 @@ class Writer:
         on_error: Callable[[Exception], None],
     ) -> None:
         self._session = session
+        self._bytes_per_second = float(session.format.bytes_per_second)
         self._keepalive = config.keepalive
         self._catch_up = config.catch_up_speed
         self._on_room = on_room
@@ -154,7 +155,7 @@ class Writer:
 
     def _pump(self, ws: ClientConnection) -> None:
         session, loop = self._session, self._loop
-        fmt = session.format
+        bps = self._bytes_per_second
         protocol = ws.protocol
         now = loop.time()
         while True:
@@ -173,8 +174,8 @@ class Writer:
                     pacer = self._pacer
                     if pacer is None or pacer.speed != entry.speed:
                         pacer = self._pacer = Pacer(entry.speed, catch_up=self._catch_up)
-                    backlog = fmt.duration(session.stats.queued_bytes)
-                    self._due = pacer.schedule(now, fmt.duration(len(item)), backlog)
+                    backlog = session.stats.queued_bytes / bps
+                    self._due = pacer.schedule(now, len(item) / bps, backlog)
             if self._due > now + _SLOP:
                 self._clock.wake(self, self._due)
                 return

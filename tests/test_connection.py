@@ -429,3 +429,15 @@ async def test_recv_and_parse_event_like_the_official_connection(
         with pytest.raises(stt.ProtocolError):
             conn.parse_event(b"{not json")
     assert not other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_stream_uses_the_connections_own_speed(twin_factory: TwinFactory) -> None:
+    """``websocket(speed=None)`` then ``stream(...)`` without a speed: unpaced (it used to pace
+    3 s of audio over 2.9 s, ignoring the connection's speed)."""
+    async with twin_factory(engine=ScriptedEngine([])) as twin:
+        async with ws(client_for(twin), speed=None) as conn:
+            await conn.stream([pcm(3.0)])
+        arrivals = [t for t, _ in twin.sessions[0].frames]
+    assert len(arrivals) == 30
+    assert arrivals[-1] - arrivals[0] < 1.0 * SLACK  # paced, it would take 2.9 s

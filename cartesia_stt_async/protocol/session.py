@@ -130,6 +130,7 @@ class Session:
         stats: ConnectionStats | None = None,
     ) -> None:
         self.format = audio_format
+        self._bytes_per_second = audio_format.bytes_per_second
         self.frame_bytes = audio_format.frame_bytes(frame_ms)
         self.late_final_grace = late_final_grace
         self.max_replay_bytes = max_replay_bytes
@@ -336,7 +337,7 @@ class Session:
                 self._unwritten.popleft()
         elif not replay and type(entry.item) is bytes:
             owner = self._unwritten[0] if self._unwritten else self._open
-            owner.audio_seconds += self.format.duration(len(entry.item))
+            owner.audio_seconds += len(entry.item) / self._bytes_per_second
         limit = self.max_replay_bytes
         if self.state is State.DONE:
             self.outbox.clear_journal()
