@@ -77,6 +77,7 @@ class AsyncConnection(HandlerMethods):
     ) -> None:
         self._config = config
         self._speed = config.speed
+        self._buffer_bytes = config.buffer_bytes
         self._session = Session(
             config.audio_format,
             frame_ms=config.frame_ms,
@@ -186,7 +187,7 @@ class AsyncConnection(HandlerMethods):
         pace = self._speed if speed is _UNSET else check_speed(speed)
         session, stats = self._session, self.stats
         data = chunk if type(chunk) is bytes else memoryview(session._check_bytes(chunk)).cast("B")
-        limit = self._config.buffer_bytes
+        limit = self._buffer_bytes
         if stats.queued_bytes + len(data) <= limit:  # it fits: every policy queues it whole
             session.audio(data, pace)
             link.kick()

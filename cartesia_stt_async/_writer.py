@@ -8,16 +8,21 @@ loop, which writes all frames due by then (within a millisecond) in one wake-up.
 transport pushes back (asyncio calls the protocol's ``pause_writing``), the writer stops and
 one task waits for it to drain; the queue fills up behind it and the buffer policy applies.
 
-Frames are handed to websockets' sans-I/O protocol (``send_binary``/``send_text``) and its bytes
-written to the transport, which is what ``await ws.send()`` does minus the lock, the async
-context manager and the task switch per frame. Nothing else writes data frames on our
-connections (websockets itself only writes pings, pongs and the close frame, each atomically).
+Commands go through websockets' sans-I/O protocol (``send_text``, then its bytes to the
+transport). Audio frames, the hot path, are framed here (:class:`FrameWriter`: a client's
+masked binary frame, RFC 6455 section 5.2, masked by websockets' C ``apply_mask``) and written
+to the transport directly: what ``await ws.send()`` does minus the frame object, the lock, the
+async context manager and the task switch per frame. Both happen only while websockets'
+protocol is OPEN; nothing else writes data frames on our connections (websockets itself only
+writes pings, pongs and the close frame, each atomically, and flushes them at once).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import struct
 import weakref
 from collections.abc import Callable
 from typing import Final
@@ -31,12 +36,49 @@ from .protocol.outbox import Entry
 from .protocol.pacing import Pacer
 from .protocol.session import Session
 
-__all__ = ["Clock", "Writer"]
+try:  # websockets' C speedup, present in its binary wheels
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - the pure-Python fallback
+    from websockets.utils import apply_mask
+
+__all__ = ["Clock", "FrameWriter", "Writer"]
 
 logger = logging.getLogger("cartesia_stt_async")
 
 # Frames due within this many seconds of a wake-up go out in it (a little early, never late).
 _SLOP: Final = 0.001
+
+
+_HEAD16: Final = struct.Struct("!BBH")
+_HEAD64: Final = struct.Struct("!BBQ")
+_MASKS_PER_DRAW: Final = 1024
+
+
+class FrameWriter:
+    """Builds masked binary WebSocket frames (what a client must send), masks drawn from the
+    OS's random source 1024 at a time."""
+
+    __slots__ = ("_masks", "_next")
+
+    def __init__(self) -> None:
+        self._masks = b""
+        self._next = 0
+
+    def binary(self, data: bytes) -> bytes:
+        """One final (FIN) binary frame carrying ``data``, masked."""
+        size = len(data)
+        if size < 126:
+            head = bytes((0x82, 0x80 | size))
+        elif size < 65536:
+            head = _HEAD16.pack(0x82, 0x80 | 126, size)
+        else:
+            head = _HEAD64.pack(0x82, 0x80 | 127, size)
+        at = self._next
+        if at >= len(self._masks):
+            self._masks, at = os.urandom(4 * _MASKS_PER_DRAW), 0
+        mask = self._masks[at : at + 4]
+        self._next = at + 4
+        return head + mask + apply_mask(data, mask)
 
 
 class Clock:
@@ -117,6 +159,8 @@ class Writer:
         self._due = 0.0
         self._drainer: asyncio.Task[None] | None = None
         self._last_write = self._loop.time()
+        self._idle = True  # the outbox was empty: the next item is handed over live
+        self._frames = FrameWriter()
 
     def attach(self, ws: ClientConnection) -> None:
         """Write to ``ws`` from now on (a new socket: the session has been rewound)."""
@@ -163,9 +207,11 @@ class Writer:
             if entry is None:
                 taken = session.next_item(now)
                 if taken is None:
-                    self._idle(now)
+                    self._idle = True
+                    self._keep_alive(now)
                     return
                 entry, replay = taken
+                live, self._idle = self._idle, False
                 self._pending = entry
                 self._on_room()
                 item = entry.item
@@ -175,7 +221,7 @@ class Writer:
                     if pacer is None or pacer.speed != entry.speed:
                         pacer = self._pacer = Pacer(entry.speed, catch_up=self._catch_up)
                     backlog = session.stats.queued_bytes / bps
-                    self._due = pacer.schedule(now, len(item) / bps, backlog)
+                    self._due = pacer.schedule(now, len(item) / bps, backlog, live=live)
             if self._due > now + _SLOP:
                 self._clock.wake(self, self._due)
                 return
@@ -183,9 +229,10 @@ class Writer:
                 return  # the reader sees the end and repairs or fails the session
             item = entry.item
             if type(item) is bytes:
-                protocol.send_binary(item)
+                ws.transport.write(self._frames.binary(item))
             else:
                 protocol.send_text(item.encode())  # type: ignore[union-attr]
+                ws.send_data()
                 if logger.isEnabledFor(logging.DEBUG):
                     stats = session.stats
                     logger.debug(
@@ -194,7 +241,6 @@ class Writer:
                         stats.frames_sent,
                         stats.audio_bytes_sent,
                     )
-            ws.send_data()
             self._pending = None
             self._last_write = now
             if ws.paused:  # the transport's buffer is full: wait until it drains
@@ -202,7 +248,7 @@ class Writer:
                 return
             now = loop.time()
 
-    def _idle(self, now: float) -> None:
+    def _keep_alive(self, now: float) -> None:
         """Nothing to write: arm the keepalive, if any."""
         keepalive = self._keepalive
         if keepalive is None:

@@ -15,10 +15,12 @@ Two ways to fall behind the schedule are told apart by what is queued behind the
   (``catch_up=1.0``: never faster than the speed, the lateness stays).
 
 A live source (a microphone, a relayed stream) hands over each frame as it happens, on its own
-clock, which never quite matches the schedule's anchor. A frame alone in the queue that is early
-by at most ``max_early`` slides the anchor to meet it, instead of waiting a few milliseconds:
-live frames go out as they come, while a producer running faster than ``max_early`` per frame
-(queued audio, a loop without sleeps) is still held to the speed.
+clock, which never quite matches the schedule's anchor (the first frame may have gone out late).
+A *live* frame (it arrived while the sender had nothing to send, and nothing is queued behind
+it, and not handed over faster than twice real time after the previous frame) goes at once and
+restarts the schedule: live frames go as they come despite their source's jitter or a first
+frame that went out late, while a producer that hands frames over in a loop without sleeps is
+held to the speed.
 """
 
 from __future__ import annotations
@@ -56,17 +58,15 @@ class Pacer:
         max_late: Seconds behind schedule after which a frame with nothing queued behind it
             re-anchors the schedule at ``now`` (a gap).
         catch_up: How much faster than ``speed`` a backlog may drain (>= 1).
-        max_early: Seconds ahead of schedule a frame with nothing queued behind it may be and
-            still go now (a live source's clock).
     """
 
     __slots__ = (
         "_anchor",
+        "_arrived",
         "_last",
         "_last_duration",
         "_sent",
         "catch_up",
-        "max_early",
         "max_late",
         "speed",
     )
@@ -77,15 +77,14 @@ class Pacer:
         *,
         max_late: float = 0.25,
         catch_up: float = 1.5,
-        max_early: float = 0.005,
     ) -> None:
         self.speed = check_speed(speed)
         self.max_late = max_late
-        self.max_early = max_early
         self.catch_up = check_catch_up(catch_up)
         self._anchor: float | None = None
         self._sent = 0.0
         self._last = 0.0
+        self._arrived = 0.0
         self._last_duration = 0.0
 
     def reset(self) -> None:
@@ -93,13 +92,17 @@ class Pacer:
         self._anchor = None
         self._sent = 0.0
 
-    def schedule(self, now: float, duration: float, backlog: float = 0.0) -> float:
+    def schedule(
+        self, now: float, duration: float, backlog: float = 0.0, *, live: bool = False
+    ) -> float:
         """Reserve the next slot for a frame of ``duration`` seconds of audio.
 
         Args:
             now: The current monotonic time.
             duration: Seconds of audio in the frame.
             backlog: Seconds of audio queued behind this frame.
+            live: The frame arrived while the sender had nothing to send (the source hands
+                frames over as they happen).
 
         Returns:
             The monotonic time at which the frame is due (``<= now`` means send at once).
@@ -108,17 +111,22 @@ class Pacer:
         if speed is None:
             return now
         due = None if self._anchor is None else self._anchor + self._sent / speed
-        if due is None or (now - due > self.max_late and backlog <= 0):
+        if due is None:
             self._anchor, self._sent = now, 0.0
+            due = now
+        elif live and backlog <= 0 and now - self._arrived >= self._last_duration / (2 * speed):
+            # A live frame (not handed over faster than twice real time): it goes as it comes
+            # and the schedule restarts from it.
+            self._anchor, self._sent = now, 0.0
+            due = now
+        elif now - due > self.max_late and backlog <= 0:
+            self._anchor, self._sent = now, 0.0  # a gap: start a new schedule
             due = now
         elif now > due and backlog > 0:
             # A stall: drain the backlog, but no faster than catch_up times the speed.
             due = max(due, self._last + self._last_duration / (speed * self.catch_up))
-        elif 0 < due - now <= self.max_early and backlog <= 0:
-            # A live frame a little ahead of the schedule: the schedule follows its clock.
-            self._anchor -= due - now  # type: ignore[operator]  # set: due is not None
-            due = now
         self._sent += duration
+        self._arrived = now
         self._last = max(due, now)
         self._last_duration = duration
         return due

@@ -217,16 +217,39 @@ def test_catch_up_must_be_a_finite_number_at_least_one(bad: object) -> None:
 
 
 def test_a_live_frame_a_little_early_goes_now_and_the_schedule_follows_it() -> None:
-    pacer = Pacer(1.0, max_early=0.005)
+    pacer = Pacer(1.0)
     assert pacer.schedule(10.0, 0.1) == 10.0  # the first frame anchors the schedule
     # The source's clock runs 3 ms ahead of the anchor: each frame goes as it comes.
-    assert [pacer.schedule(10.0 + n * 0.1 - 0.003, 0.1) for n in range(1, 4)] == [
+    assert [pacer.schedule(10.0 + n * 0.1 - 0.003, 0.1, live=True) for n in range(1, 4)] == [
         10.0 + n * 0.1 - 0.003 for n in range(1, 4)
     ]
 
 
+def test_a_late_first_frame_never_holds_live_frames_back() -> None:
+    pacer = Pacer(1.0)
+    assert pacer.schedule(0.05, 0.1) == 0.05  # the first frame went out 50 ms late
+    # The source sends frame n at n * 0.1: each goes at once.
+    assert [pacer.schedule(n * 0.1, 0.1, live=True) for n in range(1, 7)] == [
+        n * 0.1 for n in range(1, 7)
+    ]
+
+
+def test_live_frames_handed_over_in_a_tight_loop_are_still_paced() -> None:
+    pacer = Pacer(1.0)
+    pacer.schedule(0.0, 0.1)
+    dues = [pacer.schedule(0.0, 0.1, live=True) for _ in range(3)]
+    assert dues == pytest.approx([0.1, 0.2, 0.3])  # on the schedule, as queued audio is
+
+
+def test_a_jittery_live_source_is_forwarded_as_it_comes() -> None:
+    pacer = Pacer(1.0)
+    arrivals = [0.0, 0.12, 0.19, 0.31, 0.4, 0.48, 0.6]  # +-20 ms around every 100 ms
+    sent = [max(t, pacer.schedule(t, 0.1, live=True)) for t in arrivals]  # due <= now: at once
+    assert sent == arrivals
+
+
 def test_queued_audio_and_frames_far_ahead_are_still_paced() -> None:
-    pacer = Pacer(1.0, max_early=0.005)
+    pacer = Pacer(1.0)
     pacer.schedule(0.0, 0.125)
-    assert pacer.schedule(0.0, 0.125, backlog=0.125) == 0.125  # queued behind: paced
-    assert pacer.schedule(0.0, 0.125) == 0.25  # alone but a whole frame early: paced
+    assert pacer.schedule(0.0, 0.125, backlog=0.125, live=True) == 0.125  # queued behind it
+    assert pacer.schedule(0.0, 0.125) == 0.25  # not live: the sender was busy, paced
