@@ -188,8 +188,9 @@ class AsyncConnection(HandlerMethods):
         session, stats = self._session, self.stats
         data = chunk if type(chunk) is bytes else memoryview(session._check_bytes(chunk)).cast("B")
         limit = self._buffer_bytes
+        now = link.now()
         if stats.queued_bytes + len(data) <= limit:  # it fits: every policy queues it whole
-            session.audio(data, pace)
+            session.audio(data, pace, now)
             link.kick()
             return
         policy = self._config.buffer_policy
@@ -199,7 +200,7 @@ class AsyncConnection(HandlerMethods):
                 f"audio; {len(data)} more would exceed max_buffered_ms ({limit} bytes)"
             )
         if policy == "drop_oldest":
-            session.audio(data[session.make_room(len(data), limit) :], pace)
+            session.audio(data[session.make_room(len(data), limit) :], pace, now)
             link.kick()
             return
         # Queue as the writer makes room: memory stays bounded by max_buffered_ms (plus one
@@ -213,7 +214,7 @@ class AsyncConnection(HandlerMethods):
                 self._check_usable()
                 continue
             end = pos + max(limit - queued, frame)
-            session.audio(data[pos:end], pace)
+            session.audio(data[pos:end], pace, now)
             link.kick()
             pos = end
 

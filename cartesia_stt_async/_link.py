@@ -160,6 +160,10 @@ class Link:
 
     # -- what the connection tells the link --------------------------------------------------
 
+    def now(self) -> float:
+        """The event loop's monotonic time."""
+        return self._loop.time()
+
     def kick(self) -> None:
         """Something was queued in the outbox: write what is due (or wake an idle reconnect)."""
         if self.down:

@@ -159,7 +159,6 @@ class Writer:
         self._due = 0.0
         self._drainer: asyncio.Task[None] | None = None
         self._last_write = self._loop.time()
-        self._idle = True  # the outbox was empty: the next item is handed over live
         self._frames = FrameWriter()
 
     def attach(self, ws: ClientConnection) -> None:
@@ -205,13 +204,11 @@ class Writer:
         while True:
             entry = self._pending
             if entry is None:
-                taken = session.next_item(now)
-                if taken is None:
-                    self._idle = True
+                entry = session.next_item(now)
+                if entry is None:
                     self._keep_alive(now)
                     return
-                entry, replay = taken
-                live, self._idle = self._idle, False
+                replay = session.replaying
                 self._pending = entry
                 self._on_room()
                 item = entry.item
@@ -221,7 +218,7 @@ class Writer:
                     if pacer is None or pacer.speed != entry.speed:
                         pacer = self._pacer = Pacer(entry.speed, catch_up=self._catch_up)
                     backlog = session.stats.queued_bytes / bps
-                    self._due = pacer.schedule(now, len(item) / bps, backlog, live=live)
+                    self._due = pacer.schedule(now, len(item) / bps, backlog, entry.at)
             if self._due > now + _SLOP:
                 self._clock.wake(self, self._due)
                 return

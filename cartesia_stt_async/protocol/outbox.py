@@ -23,7 +23,9 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
+
+import msgspec
 
 if TYPE_CHECKING:
     from .transcript import Utterance
@@ -34,18 +36,20 @@ Outgoing = bytes | str
 """One message to write: ``bytes`` is a binary audio frame, ``str`` a text command."""
 
 
-class Entry(NamedTuple):
-    """One queued item.
+class Entry(msgspec.Struct, frozen=True, gc=False):
+    """One queued item (not tracked by the garbage collector: one is made per audio frame).
 
     Attributes:
         item: The message.
         speed: Pacing of an audio frame (1.0 real time), ``None`` for unpaced.
         ticket: For ``finalize``, the utterance it ends; else ``None``.
+        at: When the item was handed over (monotonic time), for pacing live audio.
     """
 
     item: Outgoing
     speed: float | None = None
     ticket: Utterance | None = None
+    at: float | None = None
 
 
 @dataclass
@@ -92,7 +96,15 @@ class Outbox:
         stats: The connection's counters, updated in place.
     """
 
-    __slots__ = ("_journal", "_journal_tickets", "_queue", "_replay_left", "journal_bytes", "stats")
+    __slots__ = (
+        "_journal",
+        "_journal_tickets",
+        "_queue",
+        "_replay_left",
+        "journal_bytes",
+        "replayed",
+        "stats",
+    )
 
     def __init__(self, stats: ConnectionStats) -> None:
         self.stats = stats
@@ -100,6 +112,7 @@ class Outbox:
         self._journal: deque[Entry] = deque()
         self._journal_tickets = 0  # finalize entries in the journal
         self._replay_left = 0  # entries at the head of the queue that are replays
+        self.replayed = False  # whether the last item taken was a replay
         self.journal_bytes = 0
 
     # -- the queue ---------------------------------------------------------------------------
@@ -127,18 +140,16 @@ class Outbox:
         """True while the head of the queue is replayed journal."""
         return self._replay_left > 0
 
-    def take(self) -> tuple[Entry, bool] | None:
-        """The next item to write, and whether it is a replay; ``None`` when nothing waits.
-
-        The item counts as written from now on (it joins the journal).
-        """
+    def take(self) -> Entry | None:
+        """The next item to write; ``None`` when nothing waits. :attr:`replayed` says whether
+        it is a replay. The item counts as written from now on (it joins the journal)."""
         if not self._queue:
             return None
         entry = self._queue.popleft()
         item = entry.item
         stats = self.stats
         stats.queued_items -= 1
-        replay = self._replay_left > 0
+        replay = self.replayed = self._replay_left > 0
         if replay:
             self._replay_left -= 1
         if type(item) is bytes:
@@ -155,7 +166,7 @@ class Outbox:
         self._journal.append(entry)
         if entry.ticket is not None:
             self._journal_tickets += 1
-        return entry, replay
+        return entry
 
     def drop_oldest(self, nbytes: int) -> int:
         """Drop the oldest queued audio until ``nbytes`` were dropped or none is left.

@@ -16,11 +16,11 @@ Two ways to fall behind the schedule are told apart by what is queued behind the
 
 A live source (a microphone, a relayed stream) hands over each frame as it happens, on its own
 clock, which never quite matches the schedule's anchor (the first frame may have gone out late).
-A *live* frame (it arrived while the sender had nothing to send, and nothing is queued behind
-it, and not handed over faster than twice real time after the previous frame) goes at once and
-restarts the schedule: live frames go as they come despite their source's jitter or a first
-frame that went out late, while a producer that hands frames over in a loop without sleeps is
-held to the speed.
+A frame is *live* when it was handed over (``arrived``) at least half a frame's duration after
+the previous one: such a source produces audio no faster than twice real time by itself. A live
+frame ahead of the schedule moves the anchor earlier to meet it, so live frames go as they come
+despite their source's jitter or a first frame that went out late, while audio handed over in
+bulk or in a loop without sleeps (not live) is held to the speed.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class Pacer:
         self._sent = 0.0
 
     def schedule(
-        self, now: float, duration: float, backlog: float = 0.0, *, live: bool = False
+        self, now: float, duration: float, backlog: float = 0.0, arrived: float | None = None
     ) -> float:
         """Reserve the next slot for a frame of ``duration`` seconds of audio.
 
@@ -101,8 +101,7 @@ class Pacer:
             now: The current monotonic time.
             duration: Seconds of audio in the frame.
             backlog: Seconds of audio queued behind this frame.
-            live: The frame arrived while the sender had nothing to send (the source hands
-                frames over as they happen).
+            arrived: When the frame was handed over (monotonic time), if known.
 
         Returns:
             The monotonic time at which the frame is due (``<= now`` means send at once).
@@ -110,23 +109,25 @@ class Pacer:
         speed = self.speed
         if speed is None:
             return now
+        live = arrived is not None and arrived - self._arrived >= self._last_duration / (2 * speed)
+        if arrived is not None:
+            self._arrived = arrived
         due = None if self._anchor is None else self._anchor + self._sent / speed
         if due is None:
             self._anchor, self._sent = now, 0.0
             due = now
-        elif live and backlog <= 0 and now - self._arrived >= self._last_duration / (2 * speed):
-            # A live frame (not handed over faster than twice real time): it goes as it comes
-            # and the schedule restarts from it.
-            self._anchor, self._sent = now, 0.0
-            due = now
+        elif due > now:
+            if live and backlog <= 0:
+                # A live source ahead of the schedule: the schedule follows its clock.
+                self._anchor -= due - now  # type: ignore[operator]  # set: due is not None
+                due = now
         elif now - due > self.max_late and backlog <= 0:
             self._anchor, self._sent = now, 0.0  # a gap: start a new schedule
             due = now
-        elif now > due and backlog > 0:
+        elif backlog > 0:
             # A stall: drain the backlog, but no faster than catch_up times the speed.
             due = max(due, self._last + self._last_duration / (speed * self.catch_up))
         self._sent += duration
-        self._arrived = now
         self._last = max(due, now)
         self._last_duration = duration
         return due

@@ -181,12 +181,18 @@ class Session:
             )
         return as_bytes_view(data)
 
-    def audio(self, chunk: bytes | bytearray | memoryview, speed: float | None = None) -> int:
+    def audio(
+        self,
+        chunk: bytes | bytearray | memoryview,
+        speed: float | None = None,
+        at: float | None = None,
+    ) -> int:
         """Queue audio of any size, cut into exact frames (the remainder is held back).
 
         Args:
             chunk: Audio in the session's encoding.
             speed: Pacing of these frames (1.0 real time), ``None`` unpaced.
+            at: When the caller handed it over (monotonic time): live audio is paced by it.
 
         Returns:
             How many frames were queued.
@@ -197,13 +203,15 @@ class Session:
         """
         if self.state is not State.OPEN:
             self._check_open("send audio")
-        if type(chunk) is not bytes:
-            chunk = self._check_bytes(chunk)
-        frames = self._reframer.push(chunk)
         self._speed = speed
+        reframer = self._reframer
+        if type(chunk) is bytes and len(chunk) == reframer.frame_bytes and not reframer.pending:
+            self.outbox.append(Entry(chunk, speed, None, at))  # one whole frame, as it is
+            return 1
+        frames = reframer.push(self._check_bytes(chunk))
         append = self.outbox.append
         for frame in frames:
-            append(Entry(frame, speed))
+            append(Entry(frame, speed, None, at))
         return len(frames)
 
     def skip_audio(self, nbytes: int) -> int:
@@ -319,16 +327,17 @@ class Session:
         self.stats.keepalives_sent += 1
         return True
 
-    def next_item(self, now: float) -> tuple[Entry, bool] | None:
-        """The next item to write and whether it is a replay; ``None`` when nothing waits.
+    def next_item(self, now: float) -> Entry | None:
+        """The next item to write; ``None`` when nothing waits (:attr:`replaying` says whether
+        it is a replay).
 
         From now on the item counts as written (rule 6): a ``finalize`` is stamped with
         ``now``, audio counts for its utterance.
         """
-        taken = self.outbox.take()
-        if taken is None:
+        entry = self.outbox.take()
+        if entry is None:
             return None
-        entry, replay = taken
+        replay = self.outbox.replayed
         ticket = entry.ticket
         if ticket is not None:
             if ticket.flushed_at is None and not ticket.complete:
@@ -343,7 +352,12 @@ class Session:
             self.outbox.clear_journal()
         elif limit is not None and self.outbox.journal_bytes > limit:
             self._bound_journal(limit)
-        return entry, replay
+        return entry
+
+    @property
+    def replaying(self) -> bool:
+        """Whether the item :meth:`next_item` returned last is a replay (unpaced)."""
+        return self.outbox.replayed
 
     def _bound_journal(self, limit: int) -> None:
         """Rule 8: drop the journal's oldest audio past ``max_replay_bytes``."""

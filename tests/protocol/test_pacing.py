@@ -218,38 +218,42 @@ def test_catch_up_must_be_a_finite_number_at_least_one(bad: object) -> None:
 
 def test_a_live_frame_a_little_early_goes_now_and_the_schedule_follows_it() -> None:
     pacer = Pacer(1.0)
-    assert pacer.schedule(10.0, 0.1) == 10.0  # the first frame anchors the schedule
+    assert pacer.schedule(10.0, 0.1, arrived=10.0) == 10.0  # the first frame anchors it
     # The source's clock runs 3 ms ahead of the anchor: each frame goes as it comes.
-    assert [pacer.schedule(10.0 + n * 0.1 - 0.003, 0.1, live=True) for n in range(1, 4)] == [
-        10.0 + n * 0.1 - 0.003 for n in range(1, 4)
-    ]
+    times = [10.0 + n * 0.1 - 0.003 for n in range(1, 4)]
+    assert [pacer.schedule(t, 0.1, arrived=t) for t in times] == times
 
 
-def test_a_late_first_frame_never_holds_live_frames_back() -> None:
+@pytest.mark.parametrize(("late", "held"), [(0.04, 0), (0.07, 1)])
+def test_a_late_first_frame_holds_live_frames_back_at_most_once(late: float, held: int) -> None:
     pacer = Pacer(1.0)
-    assert pacer.schedule(0.05, 0.1) == 0.05  # the first frame went out 50 ms late
-    # The source sends frame n at n * 0.1: each goes at once.
-    assert [pacer.schedule(n * 0.1, 0.1, live=True) for n in range(1, 7)] == [
-        n * 0.1 for n in range(1, 7)
-    ]
+    assert pacer.schedule(late, 0.1, arrived=late) == late  # the first frame went out late
+    # The source hands frame n over at n * 0.1 and the sender takes it 1 ms later. Frame 1
+    # comes only 0.1 - late after frame 0: within half a frame it is not live and waits for its
+    # slot, once; every later frame goes at once.
+    taken = [n * 0.1 + 0.001 for n in range(1, 8)]
+    dues = [pacer.schedule(t, 0.1, arrived=t - 0.001) for t in taken]
+    waited = [round(d - t, 6) for d, t in zip(dues, taken, strict=True) if d > t]
+    assert len(waited) == held
+    assert all(d <= t for d, t in zip(dues[held:], taken[held:], strict=True))
 
 
-def test_live_frames_handed_over_in_a_tight_loop_are_still_paced() -> None:
+def test_frames_handed_over_in_a_tight_loop_are_paced() -> None:
     pacer = Pacer(1.0)
-    pacer.schedule(0.0, 0.1)
-    dues = [pacer.schedule(0.0, 0.1, live=True) for _ in range(3)]
-    assert dues == pytest.approx([0.1, 0.2, 0.3])  # on the schedule, as queued audio is
+    pacer.schedule(0.0, 0.1, arrived=0.0)
+    dues = [pacer.schedule(0.0, 0.1, arrived=0.0) for _ in range(3)]
+    assert dues == pytest.approx([0.1, 0.2, 0.3])  # not live: on the schedule
 
 
 def test_a_jittery_live_source_is_forwarded_as_it_comes() -> None:
     pacer = Pacer(1.0)
     arrivals = [0.0, 0.12, 0.19, 0.31, 0.4, 0.48, 0.6]  # +-20 ms around every 100 ms
-    sent = [max(t, pacer.schedule(t, 0.1, live=True)) for t in arrivals]  # due <= now: at once
+    sent = [max(t, pacer.schedule(t, 0.1, arrived=t)) for t in arrivals]  # due <= now: at once
     assert sent == arrivals
 
 
 def test_queued_audio_and_frames_far_ahead_are_still_paced() -> None:
     pacer = Pacer(1.0)
     pacer.schedule(0.0, 0.125)
-    assert pacer.schedule(0.0, 0.125, backlog=0.125, live=True) == 0.125  # queued behind it
-    assert pacer.schedule(0.0, 0.125) == 0.25  # not live: the sender was busy, paced
+    assert pacer.schedule(0.0, 0.125, backlog=0.125, arrived=1.0) == 0.125  # queued behind it
+    assert pacer.schedule(0.0, 0.125) == 0.25  # arrival unknown: paced

@@ -27,8 +27,8 @@ def final(text: str) -> TranscriptEvent:
 def write(session: Session, now: float = 0.0) -> list[tuple[Outgoing, bool]]:
     """Take everything queued, as the writer would: ``(item, is_replay)`` in order."""
     taken: list[tuple[Outgoing, bool]] = []
-    while (next_item := session.next_item(now)) is not None:
-        taken.append((next_item[0].item, next_item[1]))
+    while (entry := session.next_item(now)) is not None:
+        taken.append((entry.item, session.replaying))
     return taken
 
 
@@ -94,7 +94,7 @@ def test_a_second_drop_during_a_replay_replays_in_the_same_order() -> None:
     write(s)
     s.rewind()
     taken = s.next_item(1.0)  # the new socket wrote A, then dropped too
-    assert taken is not None and taken[0].item == A
+    assert taken is not None and taken.item == A
     assert s.rewind() == 1
     assert write(s) == [(A, True), (B, True), ("finalize", True)]
 
@@ -161,7 +161,8 @@ def test_drop_oldest_keeps_commands_and_replays_and_counts_what_it_dropped() -> 
     box = Outbox(stats)
     box.append(Entry(A))
     box.append(Entry("finalize"))
-    assert box.take() == (Entry(A), False)
+    assert box.take() == Entry(A)
+    assert not box.replayed
     box.rewind()  # A is a replay now: never dropped
     for frame in (B, B, C):
         box.append(Entry(frame, 1.0))

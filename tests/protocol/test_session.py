@@ -56,8 +56,8 @@ DONE = DoneEvent(request_id="req")
 def out(session: Session, now: float = 0.0) -> list[Outgoing]:
     """Take everything the outbox holds, as the writer would, and return it in order."""
     items: list[Outgoing] = []
-    while (taken := session.next_item(now)) is not None:
-        items.append(taken[0].item)
+    while (entry := session.next_item(now)) is not None:
+        items.append(entry.item)
     return items
 
 
