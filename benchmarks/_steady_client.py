@@ -7,8 +7,10 @@ the results last. Kinds:
 
 * ``ours-relay``: ``cartesia_stt_async``, a live relay: each 100 ms frame "arrives" at its
   deadline (the caller sleeps to it) and is forwarded with ``await conn.send_audio(frame)`` at
-  the default speed 1.0; every ``finalize_every`` frames a task awaits ``conn.finalize()``;
-  leaving ``async with`` sends ``close`` and drains to ``done``. Nobody iterates events.
+  the default speed 1.0; every ``finalize_every`` frames ``conn.finalize_nowait()`` queues the
+  finalize in order with the audio (the relay pattern; its future resolves when the answer is
+  complete); leaving ``async with`` sends ``close`` and drains to ``done``. Nobody iterates
+  events.
 * ``ours-relay-unpaced``: the same with ``speed=None`` (the source is already real time);
   not in the default set: it tells what the SDK's own pacing adds.
 * ``ours-stream``: ``cartesia_stt_async``, ``await conn.stream(utterances, speed=1.0)``: the
@@ -232,18 +234,21 @@ async def _ours_relay(
             released = True
             await plan.ready()
             start = plan.first_frame_at(i)
-            pending: list[asyncio.Task[None]] = []
+            pending: list[asyncio.Future[Any]] = []
 
-            async def finalize() -> None:
-                log.finalize_calls.append(time.monotonic())
-                await conn.finalize()
+            def answered(_: asyncio.Future[Any]) -> None:
                 log.flush_seen.append(time.monotonic())
 
             for k in range(plan.frames):
                 await sleep_until(start + k * FRAME_S)
                 await conn.send_audio(plan.frame(k))
                 if (k + 1) % plan.finalize_every == 0:
-                    pending.append(asyncio.create_task(finalize()))
+                    # The relay pattern: finalize now, in order with the audio; the answer
+                    # arrives later (a relay forwards conn.finals()).
+                    log.finalize_calls.append(time.monotonic())
+                    fut = conn.finalize_nowait()
+                    fut.add_done_callback(answered)
+                    pending.append(fut)
             await asyncio.gather(*pending)
         log.done = conn.state == "done"
     finally:

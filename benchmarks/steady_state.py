@@ -5,7 +5,7 @@ What is measured (docs/performance.md explains each figure). One minimal server 
 (``_steady_client.py``) with one of these clients:
 
 * ``ours-relay``: ``cartesia_stt_async`` as a live relay uses it (each 100 ms frame forwarded
-  with ``send_audio`` when it arrives, speed 1.0; a task awaits ``finalize()``);
+  with ``send_audio`` when it arrives, speed 1.0; ``finalize_nowait()`` every 2.5 s);
 * ``ours-stream``: ``cartesia_stt_async``'s ``conn.stream(utterances, speed=1.0)``;
 * ``official``: the official ``cartesia`` package (pinned 3.2.0), one shared ``AsyncCartesia``,
   ``send_raw`` + sleep to the deadline, a reader task on ``async for event in conn``;
