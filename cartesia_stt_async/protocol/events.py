@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 
-class Word(msgspec.Struct, frozen=True):
+class Word(msgspec.Struct, frozen=True, gc=False):
     """One recognized word with its timing in seconds."""
 
     word: str
@@ -47,6 +47,7 @@ class Word(msgspec.Struct, frozen=True):
 
 
 _NO_WORDS: Final = msgspec.Raw(b"")
+_NULL: Final = msgspec.Raw(b"null")
 
 
 class _Base(msgspec.Struct, tag_field="type", omit_defaults=True):
@@ -77,7 +78,7 @@ class TranscriptEvent(_Base, tag="transcript"):
     def words(self) -> list[Word] | None:
         """Word timings, decoded on first use; ``None`` when the server sent none."""
         raw = self.words_raw
-        if not raw or bytes(raw) == b"null":
+        if not raw or raw == _NULL:
             return None
         return _decode_words(self.words_raw)
 
@@ -151,25 +152,19 @@ _fallback_decoder: Final = msgspec.json.Decoder(dict[str, Any])
 _encoder: Final = msgspec.json.Encoder()
 
 
-class _RowWord(msgspec.Struct):
-    word: str
-    start: float
-    end: float
-
-
 class _ColumnWords(msgspec.Struct):
     words: list[str]
     start: list[float]
     end: list[float]
 
 
-_row_words_decoder: Final = msgspec.json.Decoder(list[_RowWord])
+_row_words_decoder: Final = msgspec.json.Decoder(list[Word])
 _column_words_decoder: Final = msgspec.json.Decoder(list[_ColumnWords])
 
 
 def _decode_words(raw: msgspec.Raw) -> list[Word]:
     try:
-        return [Word(w.word, w.start, w.end) for w in _row_words_decoder.decode(raw)]
+        return _row_words_decoder.decode(raw)
     except msgspec.ValidationError:
         pass
     try:
