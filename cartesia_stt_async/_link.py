@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import Final
@@ -145,6 +146,9 @@ class Link:
         self._waiters: dict[Utterance, asyncio.Future[Utterance]] = {}
         self._commit_waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
+        # Timer callbacks run in the context the connection was opened in, copied once
+        # (call_at would copy the current one for every timer).
+        self._context = contextvars.copy_context()
         self._has_items = asyncio.Event()  # the outbox got something to write
         self._room = asyncio.Event()  # the writer took something: the queue has more room
         self.down = False  # between a drop and its repair
@@ -190,8 +194,9 @@ class Link:
         elif ticket.complete:
             fut.set_result(ticket)
         else:
+            # Removed when the utterance completes or the session fails (no done-callback:
+            # nothing per finalize for the garbage collector beyond the future itself).
             self._waiters[ticket] = fut
-            fut.add_done_callback(lambda _: self._waiters.pop(ticket, None))
         return fut
 
     async def wait_committed(self) -> None:
@@ -212,7 +217,8 @@ class Link:
             if not quiet:
                 logger.debug("connection failed: %s", type(exc).__name__)
         error = failure.error
-        for fut in list(self._waiters.values()):
+        waiters, self._waiters = self._waiters, {}
+        for fut in waiters.values():
             if not fut.done():
                 fut.set_exception(error)
         self._room.set()
@@ -232,7 +238,7 @@ class Link:
         if completed:
             self.supervisor.progress()
             for utt in completed:
-                fut = self._waiters.get(utt)
+                fut = self._waiters.pop(utt, None)
                 if fut is not None and not fut.done():
                     fut.set_result(utt)
         if completed or self.session.state is State.DONE:
@@ -246,7 +252,7 @@ class Link:
             self._timer.cancel()
             self._timer = None
         if deadline is not None and not self.down:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer = self._loop.call_at(deadline, self._on_timer, context=self._context)
 
     def _disarm_timer(self) -> None:
         if self._timer is not None:

@@ -16,7 +16,7 @@ from .events import Word
 __all__ = ["Transcript", "Utterance"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Utterance:
     """The result of one ``finalize``: the final deltas that answered it.
 
