@@ -287,6 +287,7 @@ def test_the_clis_loader_keeps_its_contract(tmp_path: Path) -> None:
         engine.load_wav(path)
 
 
+@pytest.mark.speech
 @pytest.mark.asyncio
 async def test_a_converted_upload_is_recognized_like_the_original() -> None:
     """Speech as a 44.1 kHz stereo 24-bit upload, converted back to a 16 kHz session."""

@@ -58,6 +58,7 @@ INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
 USER_FILES = ["suite_async.py", "suite_sync.py", "suite_fastapi.py"]
 
 
+@pytest.mark.speech  # the user suite runs the recognizing twin
 @pytest.mark.timeout(300)
 def test_user_suite_without_conftest_passes() -> None:
     assert not list(USER_SUITE.glob("conftest.py"))

@@ -299,7 +299,14 @@ def expected_output(block: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("index", range(len(doc_blocks(ROOT / "docs" / "twin.md"))))
+@pytest.mark.parametrize(
+    "index",
+    [
+        # A block that starts the default (recognizing) twin is a speech test.
+        pytest.param(i, marks=[pytest.mark.speech] if "ScriptedEngine" not in block else [])
+        for i, block in enumerate(doc_blocks(ROOT / "docs" / "twin.md"))
+    ],
+)
 def test_twin_md_examples_run_as_written(index: int, tmp_path: Path) -> None:
     block = doc_blocks(ROOT / "docs" / "twin.md")[index]
     script = tmp_path / "example.py"
