@@ -15,7 +15,6 @@ waits for its utterance, which the reader completes even when nobody reads event
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import enum
 import math
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
@@ -276,7 +275,7 @@ class AsyncConnection(HandlerMethods):
         ticket = self._session.finalize()
         self._link.kick()
         fut = self._link.waiter(ticket)
-        fut.add_done_callback(_mark_retrieved, context=_NO_CONTEXT)
+        fut.add_done_callback(_mark_retrieved, context=self._link.context)
         return fut
 
     async def finalize(self, timeout: float | None = 30.0) -> Utterance:
@@ -493,10 +492,6 @@ def _check_timeout(name: str, value: object) -> None:
         or value < 0
     ):
         raise UsageError(f"{name} must be a number of seconds >= 0 or None, got {value!r}")
-
-
-_NO_CONTEXT: Final = contextvars.Context()
-"""An empty context for our own callbacks: the default copies the caller's on every call."""
 
 
 def _mark_retrieved(fut: asyncio.Future[Utterance]) -> None:

@@ -146,9 +146,11 @@ class Link:
         self._waiters: dict[Utterance, asyncio.Future[Utterance]] = {}
         self._commit_waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
-        # Timer callbacks run in the context the connection was opened in, copied once
-        # (call_at would copy the current one for every timer).
-        self._context = contextvars.copy_context()
+        # Our callbacks (timers, finalize futures) run in the context the connection was
+        # opened in, copied once: by default every call_at and add_done_callback copies the
+        # current one. One per connection, not one per module: a Context cannot be entered
+        # by two threads (two event loops) at once.
+        self.context = contextvars.copy_context()
         self._has_items = asyncio.Event()  # the outbox got something to write
         self._room = asyncio.Event()  # the writer took something: the queue has more room
         self.down = False  # between a drop and its repair
@@ -252,7 +254,7 @@ class Link:
             self._timer.cancel()
             self._timer = None
         if deadline is not None and not self.down:
-            self._timer = self._loop.call_at(deadline, self._on_timer, context=self._context)
+            self._timer = self._loop.call_at(deadline, self._on_timer, context=self.context)
 
     def _disarm_timer(self) -> None:
         if self._timer is not None:
