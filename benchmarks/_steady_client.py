@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import math
@@ -48,7 +49,7 @@ import resource
 import sys
 import time
 from array import array
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,6 +200,17 @@ class SessionLog:
 Session = Callable[[Plan, int, SessionLog], Awaitable[None]]
 
 
+@contextlib.asynccontextmanager
+async def opened(plan: Plan, manager: Any) -> AsyncIterator[Any]:
+    """``async with manager as conn``, its handshake holding one of the plan's handshake slots
+    (released once open); then wait for the common start."""
+    async with contextlib.AsyncExitStack() as stack:
+        async with plan.handshakes:
+            conn = await stack.enter_async_context(manager)
+        await plan.ready()
+        yield conn
+
+
 # -- the four clients ---------------------------------------------------------------------
 
 
@@ -220,62 +232,43 @@ async def ours_relay_unpaced(client: Any, plan: Plan, i: int, log: SessionLog) -
 async def _ours_relay(
     client: Any, plan: Plan, i: int, log: SessionLog, *, speed: float | None
 ) -> None:
-    await plan.handshakes.acquire()
-    released = False
-    try:
-        async with client.stt.manual_finalize.websocket(
-            model="ink-2",
-            encoding="pcm_s16le",
-            sample_rate=RATE,
-            extra_query={"bench": log.tag},
-            speed=speed,
-        ) as conn:
-            plan.handshakes.release()
-            released = True
-            await plan.ready()
-            start = plan.first_frame_at(i)
-            pending: list[asyncio.Future[Any]] = []
+    manager = client.stt.manual_finalize.websocket(
+        model="ink-2",
+        encoding="pcm_s16le",
+        sample_rate=RATE,
+        extra_query={"bench": log.tag},
+        speed=speed,
+    )
+    async with opened(plan, manager) as conn:
+        start = plan.first_frame_at(i)
+        pending: list[asyncio.Future[Any]] = []
 
-            def answered(_: asyncio.Future[Any]) -> None:
-                log.flush_seen.append(time.monotonic())
+        def answered(_: asyncio.Future[Any]) -> None:
+            log.flush_seen.append(time.monotonic())
 
-            for k in range(plan.frames):
-                await sleep_until(start + k * FRAME_S)
-                await conn.send_audio(plan.frame(k))
-                if (k + 1) % plan.finalize_every == 0:
-                    # The relay pattern: finalize now, in order with the audio; the answer
-                    # arrives later (a relay forwards conn.finals()).
-                    log.finalize_calls.append(time.monotonic())
-                    fut = conn.finalize_nowait()
-                    fut.add_done_callback(answered)
-                    pending.append(fut)
-            await asyncio.gather(*pending)
-        log.done = conn.state == "done"
-    finally:
-        if not released:
-            plan.handshakes.release()
+        for k in range(plan.frames):
+            await sleep_until(start + k * FRAME_S)
+            await conn.send_audio(plan.frame(k))
+            if (k + 1) % plan.finalize_every == 0:
+                # The relay pattern: finalize now, in order with the audio; the answer
+                # arrives later (a relay forwards conn.finals()).
+                log.finalize_calls.append(time.monotonic())
+                fut = conn.finalize_nowait()
+                fut.add_done_callback(answered)
+                pending.append(fut)
+        await asyncio.gather(*pending)
+    log.done = conn.state == "done"
 
 
 async def ours_stream(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
-    await plan.handshakes.acquire()
-    released = False
-    try:
-        async with client.stt.manual_finalize.websocket(
-            model="ink-2",
-            encoding="pcm_s16le",
-            sample_rate=RATE,
-            extra_query={"bench": log.tag},
-        ) as conn:
-            plan.handshakes.release()
-            released = True
-            await plan.ready()
-            await sleep_until(plan.first_frame_at(i))
-            transcript = await conn.stream(plan.utterances, speed=1.0)
-            log.sdk_latency = [u.latency for u in transcript.utterances if u.latency is not None]
-        log.done = conn.state == "done"
-    finally:
-        if not released:
-            plan.handshakes.release()
+    manager = client.stt.manual_finalize.websocket(
+        model="ink-2", encoding="pcm_s16le", sample_rate=RATE, extra_query={"bench": log.tag}
+    )
+    async with opened(plan, manager) as conn:
+        await sleep_until(plan.first_frame_at(i))
+        transcript = await conn.stream(plan.utterances, speed=1.0)
+        log.sdk_latency = [u.latency for u in transcript.utterances if u.latency is not None]
+    log.done = conn.state == "done"
 
 
 def official_client(plan: Plan) -> Any:
@@ -285,40 +278,29 @@ def official_client(plan: Plan) -> Any:
 
 
 async def official(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
-    await plan.handshakes.acquire()
-    released = False
-    try:
-        async with client.stt.manual_finalize.websocket(
-            model="ink-2",
-            encoding="pcm_s16le",
-            sample_rate=RATE,
-            extra_query={"bench": log.tag},
-        ) as conn:
-            plan.handshakes.release()
-            released = True
-            await plan.ready()
+    manager = client.stt.manual_finalize.websocket(
+        model="ink-2", encoding="pcm_s16le", sample_rate=RATE, extra_query={"bench": log.tag}
+    )
+    async with opened(plan, manager) as conn:
 
-            async def reader() -> None:
-                async for event in conn:
-                    if event.type == "flush_done":
-                        log.flush_seen.append(time.monotonic())
-                    elif event.type == "done":
-                        log.done = True
-                        return
+        async def reader() -> None:
+            async for event in conn:
+                if event.type == "flush_done":
+                    log.flush_seen.append(time.monotonic())
+                elif event.type == "done":
+                    log.done = True
+                    return
 
-            task = asyncio.create_task(reader())
-            start = plan.first_frame_at(i)
-            for k in range(plan.frames):
-                await sleep_until(start + k * FRAME_S)
-                await conn.send_raw(plan.frame(k))
-                if (k + 1) % plan.finalize_every == 0:
-                    log.finalize_calls.append(time.monotonic())
-                    await conn.send("finalize")
-            await conn.send("close")
-            await task
-    finally:
-        if not released:
-            plan.handshakes.release()
+        task = asyncio.create_task(reader())
+        start = plan.first_frame_at(i)
+        for k in range(plan.frames):
+            await sleep_until(start + k * FRAME_S)
+            await conn.send_raw(plan.frame(k))
+            if (k + 1) % plan.finalize_every == 0:
+                log.finalize_calls.append(time.monotonic())
+                await conn.send("finalize")
+        await conn.send("close")
+        await task
 
 
 def bare_client(plan: Plan) -> Any:
@@ -332,10 +314,7 @@ async def bare(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
         f"{plan.url}/stt/websocket?model=ink-2&encoding=pcm_s16le&sample_rate={RATE}"
         f"&bench={log.tag}"
     )
-    async with plan.handshakes:
-        ws = await connect(url, compression=None)
-    async with ws:
-        await plan.ready()
+    async with opened(plan, connect(url, compression=None)) as ws:
 
         async def reader() -> None:
             async for message in ws:
