@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Unpack
 
-from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 from ._access_token import AccessTokenResource
@@ -24,6 +23,7 @@ from ._config import SessionConfig, SessionOptions
 from ._connection import AsyncConnection
 from ._events import HandlerMethods, Handlers
 from ._http import HTTPClient
+from ._socket import Socket
 from ._translate import Secrets, handshake_error
 from ._tts import TTS
 from ._version import __version__
@@ -112,7 +112,7 @@ class ConnectionManager(HandlerMethods):
 
     async def _handshake(
         self, extra_query: Mapping[str, object], extra_headers: Mapping[str, str]
-    ) -> ClientConnection:
+    ) -> Socket:
         """Open a socket with these extra query parameters and headers."""
         config, settings = self._config, self._settings
         pairs = ConnectParams.build(
@@ -132,8 +132,9 @@ class ConnectionManager(HandlerMethods):
         secrets.add(*secrets_in(pairs, extra_headers))  # on_reconnecting may bring new ones
         timeout = config.open_timeout
         try:
-            return await ws_connect(
+            ws = await ws_connect(
                 url,
+                create_connection=Socket,  # server messages handled inline (see _socket.py)
                 additional_headers=headers,
                 user_agent_header=None,  # our User-Agent is in the headers
                 compression=None,  # PCM does not deflate; skip the CPU cost
@@ -142,6 +143,8 @@ class ConnectionManager(HandlerMethods):
                 max_size=config.max_message_size,
                 logger=_RedactingLogger(logging.getLogger("cartesia_stt_async.ws"), secrets),
             )
+            assert isinstance(ws, Socket)
+            return ws
         except Exception as exc:
             error = handshake_error(exc, secrets.url(url), secrets, timeout)
             if error is None:

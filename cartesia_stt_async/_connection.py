@@ -20,11 +20,10 @@ import math
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import Final, Literal
 
-from websockets.asyncio.client import ClientConnection
-
 from ._config import SessionConfig
 from ._events import EventBuffer, HandlerMethods, Handlers
 from ._link import Link, api_error
+from ._socket import Socket
 from ._sources import AudioSource
 from ._stream import run_stream
 from ._supervisor import Connector, Supervisor
@@ -68,7 +67,7 @@ class AsyncConnection(HandlerMethods):
 
     def __init__(
         self,
-        ws: ClientConnection,
+        ws: Socket,
         config: SessionConfig,
         *,
         connector: Connector | None = None,
@@ -199,22 +198,24 @@ class AsyncConnection(HandlerMethods):
                 f"the send queue holds {stats.queued_bytes} bytes ({self.lag:.3f} s) of "
                 f"audio; {len(data)} more would exceed max_buffered_ms ({limit} bytes)"
             )
+        # Slices of a view share the caller's bytes (frames of bytes are zero-copy views).
+        view = memoryview(data)
         if policy == "drop_oldest":
-            session.audio(data[session.make_room(len(data), limit) :], pace, now)
+            session.audio(view[session.make_room(len(view), limit) :], pace, now)
             link.kick()
             return
         # Queue as the writer makes room: memory stays bounded by max_buffered_ms (plus one
         # frame) and a reference to the caller's chunk, whatever its size.
         frame = session.frame_bytes
         pos = 0
-        while pos < len(data):
+        while pos < len(view):
             queued = stats.queued_bytes
             if queued and queued + frame > limit:
                 await link.wait_for_room()
                 self._check_usable()
                 continue
             end = pos + max(limit - queued, frame)
-            session.audio(data[pos:end], pace, now)
+            session.audio(view[pos:end], pace, now)
             link.kick()
             pos = end
 

@@ -21,14 +21,15 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from typing import Final
 
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.protocol import State as WSState
 
 from ._config import SessionConfig
+from ._socket import Socket
 from ._supervisor import Supervisor
 from ._translate import Secrets, closed_error, ended_error
 from ._writer import Writer
@@ -104,7 +105,7 @@ def api_error(event: ErrorEvent, secrets: Secrets) -> APIError:
     return APIError(message, title=title, error_code=code, request_id=request_id)
 
 
-def _header_request_id(ws: ClientConnection) -> str:
+def _header_request_id(ws: Socket) -> str:
     return (ws.response.headers.get("X-Request-Id") if ws.response else None) or ""
 
 
@@ -123,7 +124,7 @@ class Link:
 
     def __init__(
         self,
-        ws: ClientConnection,
+        ws: Socket,
         session: Session,
         config: SessionConfig,
         supervisor: Supervisor,
@@ -158,6 +159,8 @@ class Link:
         self.settled = asyncio.Event()  # 'done' arrived, the session failed, or the reader ended
         self.writer = Writer(session, config, on_room=self._room.set, on_error=self._write_failed)
         self._reader: asyncio.Task[None] | None = None
+        # Resolved when a message of the current socket broke the protocol.
+        self._broken: asyncio.Future[None] = self._loop.create_future()
 
     def start(self) -> None:
         """Start the reader and the writer."""
@@ -295,57 +298,78 @@ class Link:
             self._wake_committers()
             self._on_finished()
 
-    async def _read_socket(self, ws: ClientConnection) -> ConnectionClosedError | None:
-        """Read one socket to its end.
+    async def _read_socket(self, ws: Socket) -> ConnectionClosedError | None:
+        """Read one socket to its end: each message is handled inline, as it is parsed
+        (:meth:`_on_message`); this waits for the socket to end.
 
         Returns:
             Why it ended, when it ended before ``done`` and may be repaired; ``None`` when the
             session is over (done, failed, closed by us).
         """
-        session = self.session
-        stats = session.stats
-        log_finals = self._config.log_transcripts
+        broken = self._broken = self._loop.create_future()
+        ws.attach(self._on_message, self._on_bug)
         try:
-            async for message in ws:
-                if isinstance(message, bytes):
-                    raise ProtocolError(
-                        f"server sent a {len(message)}-byte binary message; "
-                        "the protocol only has JSON text events"
-                    )
-                event = parse_event(message)
-                stats.events_received += 1
-                now = self._loop.time()
-                completed = session.receive(event, now)
-                if not self.request_id and session.request_id:
-                    self.request_id = self.secrets.redact(session.request_id)
-                if isinstance(event, ErrorEvent):
-                    self.failure.in_band = self.failure.error is None
-                    self.fail(api_error(event, self.secrets))
-                if completed and logger.isEnabledFor(logging.DEBUG):
-                    self._log_completed(completed)
-                elif log_finals and isinstance(event, TranscriptEvent) and event.is_final:
-                    logger.debug("final delta %r", event.text)
-                self._resolve(completed)
-                self._arm_timer()
-                self._publish(event, len(message))
-                if session.state is State.DONE:
-                    self.settled.set()
-            drop: ConnectionClosedError | ProtocolError = ended_error(
-                ws.close_code, ws.close_reason, self.secrets
-            )
-        except ConnectionClosed as exc:
-            drop = closed_error(exc, self.secrets)
-        except ProtocolError as exc:
-            self.fail(exc)
+            await asyncio.wait((ws.connection_lost_waiter, broken), return_when=FIRST_COMPLETED)
+        finally:
+            ws.detach()
+        if broken.done():
+            # A message broke the protocol (or our handling failed): already recorded.
             with contextlib.suppress(Exception):
                 await ws.close(code=1002, reason="protocol error")
             return None
+        exc = ws.protocol.close_exc
+        drop: ConnectionClosedError | ProtocolError = (
+            ended_error(ws.close_code, ws.close_reason, self.secrets)
+            if isinstance(exc, ConnectionClosedOK)
+            else closed_error(exc, self.secrets)
+        )
         if isinstance(drop, ProtocolError):
             self.fail(drop)  # the server broke the WebSocket protocol: never retried
             return None
-        if session.state is State.DONE or self.failure.error is not None:
+        if self.session.state is State.DONE or self.failure.error is not None:
             return None
         return drop
+
+    def _on_message(self, message: str | bytes) -> None:
+        """One server message, inside the socket's ``data_received`` (must not raise)."""
+        if self._broken.done():
+            return  # the socket is being closed for a protocol error: ignore the rest
+        session = self.session
+        try:
+            if type(message) is not str:
+                raise ProtocolError(
+                    f"server sent a {len(message)}-byte binary message; "
+                    "the protocol only has JSON text events"
+                )
+            event = parse_event(message)
+        except ProtocolError as exc:
+            self.fail(exc)
+            self.ws.start_closing(1002, "protocol error")  # before anyone else closes
+            self._broken.set_result(None)
+            return
+        session.stats.events_received += 1
+        completed = session.receive(event, self._loop.time())
+        if not self.request_id and session.request_id:
+            self.request_id = self.secrets.redact(session.request_id)
+        if isinstance(event, ErrorEvent):
+            self.failure.in_band = self.failure.error is None
+            self.fail(api_error(event, self.secrets))
+        if completed and logger.isEnabledFor(logging.DEBUG):
+            self._log_completed(completed)
+        elif self._config.log_transcripts and isinstance(event, TranscriptEvent) and event.is_final:
+            logger.debug("final delta %r", event.text)
+        self._resolve(completed)
+        self._arm_timer()
+        self._publish(event, len(message))
+        if session.state is State.DONE:
+            self.settled.set()
+
+    def _on_bug(self, exc: Exception) -> None:
+        """Handling a message raised something unexpected: fail the session, not the loop."""
+        logger.error("reader failed", exc_info=exc)
+        self.fail(APIConnectionError(f"receiving failed: {exc!r}"))
+        if not self._broken.done():
+            self._broken.set_result(None)
 
     async def _repair(self, drop: ConnectionClosedError) -> None:
         """Replace the socket (raises why not), rewind the session, start a new writer."""

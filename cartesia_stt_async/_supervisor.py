@@ -25,9 +25,8 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
-from websockets.asyncio.client import ClientConnection
-
 from ._config import ReconnectingEvent, SessionConfig
+from ._socket import Socket
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -51,7 +50,7 @@ _QUICK_FAILURE_S: Final = 1.0
 # A socket that lived this long restores the retry budget.
 _STABLE_S: Final = 10.0
 
-Connector = Callable[[Mapping[str, object], Mapping[str, str]], Awaitable[ClientConnection]]
+Connector = Callable[[Mapping[str, object], Mapping[str, str]], Awaitable[Socket]]
 """Opens a new socket with replacement ``extra_query`` and ``extra_headers``."""
 
 
@@ -90,7 +89,7 @@ class Supervisor:
         lived: float,
         session: Session,
         wait_for_send: Callable[[], Awaitable[None]],
-    ) -> ClientConnection:
+    ) -> Socket:
         """Decide about a socket that ended before ``done``; open the next one if allowed.
 
         Args:
@@ -142,7 +141,7 @@ class Supervisor:
             return await self._connect_first(drop)
         return await self._retry(drop, drop, code, quick)
 
-    async def _connect_first(self, drop: ConnectionClosedError) -> ClientConnection:
+    async def _connect_first(self, drop: ConnectionClosedError) -> Socket:
         """After a routine idle close: one free attempt, then the budget applies."""
         try:
             return await self._connect()
@@ -156,7 +155,7 @@ class Supervisor:
         last: CartesiaSTTError,
         close_code: int | None,
         quick: bool,
-    ) -> ClientConnection:
+    ) -> Socket:
         """Back off and reconnect until a socket opens or the budget runs out."""
         while True:
             self.attempt += 1
@@ -183,7 +182,7 @@ class Supervisor:
                     getattr(exc, "status_code", None) or type(exc).__name__,
                 )
 
-    async def _connect(self) -> ClientConnection:
+    async def _connect(self) -> Socket:
         assert self._connector is not None
         return await self._connector(self.extra_query, self.extra_headers)
 

@@ -148,23 +148,37 @@ class Reframer:
         """Bytes held back, waiting for the rest of their frame."""
         return len(self._buf)
 
-    def push(self, chunk: bytes | bytearray | memoryview) -> list[bytes]:
-        """Add a chunk; return the complete frames it makes available (possibly none)."""
+    def push(self, chunk: bytes | bytearray | memoryview) -> list[bytes | memoryview]:
+        """Add a chunk; return the complete frames it makes available (possibly none).
+
+        Frames cut from a ``bytes`` object (or a view of one) are zero-copy views of it:
+        ``bytes`` never changes, so the caller cannot alter audio that is queued or kept for
+        replay. Frames of mutable buffers (``bytearray``, a view of one, numpy arrays) are
+        copies. A frame that spans two chunks is always a copy.
+        """
         buf = self._buf
         size = self.frame_bytes
         if not buf and type(chunk) is bytes and len(chunk) == size:
             return [chunk]  # one whole frame, immutable: no copy at all
-        chunk = as_bytes_view(chunk)
-        if not buf and len(chunk) % size == 0:
-            # Fast path: already frame-aligned, no copy through the buffer.
-            mv = memoryview(chunk)
-            return [bytes(mv[i : i + size]) for i in range(0, len(mv), size)]
-        buf += chunk
-        n = len(buf) // size * size
-        if not n:
-            return []
-        frames = [bytes(buf[i : i + size]) for i in range(0, n, size)]
-        del buf[:n]
+        view = memoryview(as_bytes_view(chunk))
+        frames: list[bytes | memoryview] = []
+        start = 0
+        if buf:
+            need = size - len(buf)
+            if len(view) < need:
+                buf += view
+                return frames
+            buf += view[:need]
+            frames.append(bytes(buf))
+            buf.clear()
+            start = need
+        end = start + (len(view) - start) // size * size
+        if type(view.obj) is bytes:
+            frames.extend(view[i : i + size] for i in range(start, end, size))
+        else:
+            frames.extend(view[i : i + size].tobytes() for i in range(start, end, size))
+        if end < len(view):
+            buf += view[end:]
         return frames
 
     def discard(self) -> int:

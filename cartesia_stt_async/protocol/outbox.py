@@ -1,12 +1,12 @@
 """The outbox: everything a connection will write, and what it wrote but may need again (pure).
 
 In the style of websockets' sans-I/O ``data_to_send()``: the session appends items (audio frames
-as ``bytes``, commands as ``str``) and the I/O layer takes them one at a time with
-:meth:`Outbox.take`, in wire order, and tells it nothing else. A taken item is *written* as far
-as the outbox is concerned: it moves from the queue to the journal, where it stays until the
-utterance it belongs to is answered (:meth:`Outbox.trim_through`). When the socket is replaced,
-:meth:`Outbox.rewind` moves the whole journal back to the head of the queue: the new socket hears
-it again, unpaced (``Entry.replay``), before anything new::
+as ``bytes`` or zero-copy views of ``bytes``, commands as ``str``) and the I/O layer takes them
+one at a time with :meth:`Outbox.take`, in wire order, and tells it nothing else. A taken item
+is *written* as far as the outbox is concerned: it moves from the queue to the journal, where it
+stays until the utterance it belongs to is answered (:meth:`Outbox.trim_through`). When the
+socket is replaced, :meth:`Outbox.rewind` moves the whole journal back to the head of the queue:
+the new socket hears it again, unpaced (``Entry.replay``), before anything new::
 
     journal: written, not yet answered      queue: not yet written
     [ f0 f1 "finalize" f2 f3 ] ──rewind──▶ [ f0 f1 "finalize" f2 f3 | f4 f5 "close" ]
@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ConnectionStats", "Entry", "Outbox", "Outgoing"]
 
-Outgoing = bytes | str
-"""One message to write: ``bytes`` is a binary audio frame, ``str`` a text command."""
+Outgoing = bytes | memoryview | str
+"""One message to write: ``str`` is a text command; anything else is a binary audio frame
+(``bytes``, or a zero-copy ``memoryview`` of a ``bytes`` object)."""
 
 
 class Entry(msgspec.Struct, frozen=True, gc=False):
@@ -122,7 +123,7 @@ class Outbox:
         self._queue.append(entry)
         stats = self.stats
         stats.queued_items += 1
-        if type(entry.item) is bytes:
+        if type(entry.item) is not str:
             stats.queued_bytes += len(entry.item)
 
     @property
@@ -152,7 +153,7 @@ class Outbox:
         replay = self.replayed = self._replay_left > 0
         if replay:
             self._replay_left -= 1
-        if type(item) is bytes:
+        if type(item) is not str:
             size = len(item)
             stats.frames_sent += 1
             stats.audio_bytes_sent += size
@@ -183,7 +184,7 @@ class Outbox:
         index = 0
         while queue and freed < nbytes:
             entry = queue.popleft()
-            if index >= self._replay_left and type(entry.item) is bytes:
+            if index >= self._replay_left and type(entry.item) is not str:
                 freed += len(entry.item)
                 frames += 1
             else:
@@ -223,7 +224,7 @@ class Outbox:
         tickets_before = 0
         index = 0
         for entry in journal:  # commands only before it: a short scan
-            if type(entry.item) is bytes:
+            if type(entry.item) is not str:
                 break
             if entry.ticket is not None:
                 tickets_before += 1
@@ -253,7 +254,7 @@ class Outbox:
             return False
         while journal:
             entry = journal.popleft()
-            if type(entry.item) is bytes:
+            if type(entry.item) is not str:
                 self.journal_bytes -= len(entry.item)
             if entry.ticket is not None:
                 self._journal_tickets -= 1

@@ -3,10 +3,11 @@
 Theory of operation
 -------------------
 The I/O layer *commands* the session (``audio``, ``raw_audio``, ``finalize``, ``close``), which
-returns the exact :data:`Outgoing` items to write, in order: audio frames as ``bytes``, commands as
-``str``. It *feeds* every decoded server event to :meth:`Session.receive` and every timer expiry
-to :meth:`Session.poll`; both return the utterances that just became complete, so the I/O layer
-can resolve whoever awaits them. Time is always a parameter (``now``), never read here.
+returns the exact :data:`Outgoing` items to write, in order: audio frames as ``bytes`` (or
+zero-copy views of the caller's ``bytes``), commands as ``str``. It *feeds* every decoded server
+event to :meth:`Session.receive` and every timer expiry to :meth:`Session.poll`; both return the
+utterances that just became complete, so the I/O layer can resolve whoever awaits them. Time is
+always a parameter (``now``), never read here.
 
 States (an :class:`IntEnum`)::
 
@@ -344,7 +345,7 @@ class Session:
                 ticket.finalize_sent_at = now
             if not replay and self._unwritten and self._unwritten[0] is ticket:
                 self._unwritten.popleft()
-        elif not replay and type(entry.item) is bytes:
+        elif not replay and type(entry.item) is not str:
             owner = self._unwritten[0] if self._unwritten else self._open
             owner.audio_seconds += len(entry.item) / self._bytes_per_second
         limit = self.max_replay_bytes

@@ -186,16 +186,28 @@ def test_reframer_reproduces_the_stream_in_exact_frames(
     samples = rng.randrange(0, 5 * frame_bytes // width + 3)
     data = rng.randbytes(samples * width)
     reframer = Reframer(frame_bytes, width)
-    frames: list[bytes] = []
+    frames: list[bytes | memoryview] = []
     pushed = 0
     for i, chunk in enumerate(_chunks(rng, data, frame_bytes)):
-        kind = i % 3
+        kind = i % 4
         piece: bytes | bytearray | memoryview = (
-            chunk if kind == 0 else bytearray(chunk) if kind == 1 else memoryview(chunk)
+            chunk
+            if kind == 0
+            else bytearray(chunk)
+            if kind == 1
+            else memoryview(chunk)
+            if kind == 2
+            else memoryview(bytearray(chunk))
         )
         got = reframer.push(piece)
         pushed += len(chunk)
-        assert all(type(f) is bytes and len(f) == frame_bytes for f in got)
+        # Immutable: bytes, or a view of bytes; never a view of the caller's mutable buffer.
+        assert all(len(f) == frame_bytes for f in got)
+        assert all(isinstance(f, bytes) or type(f.obj) is bytes for f in got)
+        if isinstance(piece, bytearray):
+            piece[:] = bytes(len(piece))  # the caller reuses its buffer: no frame may change
+        elif isinstance(piece, memoryview) and isinstance(piece.obj, bytearray):
+            piece.obj[:] = bytes(len(piece.obj))
         frames += got
         assert reframer.pending == pushed - len(frames) * frame_bytes
         assert 0 <= reframer.pending < frame_bytes
@@ -206,6 +218,20 @@ def test_reframer_reproduces_the_stream_in_exact_frames(
     assert len(frames) == len(data) // frame_bytes
     assert reframer.pending == 0
     assert reframer.flush() == b""
+
+
+def test_reframer_cuts_bytes_into_views_without_copying() -> None:
+    data = bytes(range(256)) * 100  # 8 frames of 3200 bytes
+    reframer = Reframer(3200, 2)
+    head = data[:-100]
+    frames = reframer.push(head)
+    assert len(frames) == 7
+    assert all(type(f) is memoryview and f.obj is head for f in frames)
+    views = reframer.push(memoryview(data)[-100:])  # completes frame 8: a copy, no view
+    assert [type(f) for f in views] == [bytes]
+    whole = Reframer(3200, 2).push(data)
+    assert all(type(f) is memoryview and f.obj is data for f in whole)
+    assert b"".join(whole) == data
 
 
 def test_reframer_splits_samples_across_pushes() -> None:
