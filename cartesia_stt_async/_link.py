@@ -4,9 +4,11 @@
   wire order, paced on the deadline schedule, at once when an item is due and otherwise when
   the event loop's shared clock says so; it has no task of its own. A slow network backs up
   into the outbox, where the buffer policy applies.
-* The **reader** reads the socket, decodes each message, feeds the session, resolves
-  ``finalize()`` waiters and publishes the event. When the socket ends before ``done`` it asks
-  the :class:`~cartesia_stt_async._supervisor.Supervisor` for the next socket, rewinds the
+* **Messages** are handled inline: the socket (:class:`~cartesia_stt_async._socket.Socket`)
+  hands each to :meth:`Link._on_message` from inside ``data_received``, which decodes it, feeds
+  the session, resolves ``finalize()`` waiters and publishes the event; it never waits.
+* The **reader** task waits for each socket to end. When one ends before ``done`` it asks the
+  :class:`~cartesia_stt_async._supervisor.Supervisor` for the next socket, rewinds the
   session (the replay goes first) and points the writer at it; or records why the session
   failed.
 
