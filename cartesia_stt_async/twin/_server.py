@@ -154,9 +154,8 @@ async def serve(
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        twin.port = server.sockets[0].getsockname()[1]
+        # The bound port (port 0 picks one); on asyncio's loop or uvloop alike.
+        twin.port = runner.addresses[0][1]
         yield twin
     finally:
         await runner.cleanup()
