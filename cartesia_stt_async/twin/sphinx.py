@@ -13,9 +13,23 @@ Costs and limits (measured on a 2-core x86 machine; see ``docs/twin.md``):
   (``max_sessions``, default 4): the twin answers HTTP 429 at the handshake over the cap.
 * Decoding runs in worker processes (``workers``, default 1), never on the event loop:
   pocketsphinx holds the GIL for the whole of a call (``end_utt`` alone takes ~0.1 s for a
-  3 s utterance), so in-process threads would stall the loop. The loop only pickles small
-  messages; waiting for the worker happens on a thread that releases the GIL. Pings, other
-  sessions' frames and ``flush_done`` keep flowing while a worker decodes.
+  3 s utterance), so in-process threads would stall the loop. Requests and replies are
+  pickled and written or read on a helper thread, one call at a time per worker; a thread
+  waiting for its worker holds no GIL. Pings, other sessions' frames and ``flush_done`` keep
+  flowing while a worker decodes.
+* A worker is a program of its own, not a ``multiprocessing`` child: ``sys.executable -c``
+  importing :mod:`._sphinx_worker` with the server's ``sys.path``, talking over a private
+  pair of pipes (length-prefixed pickle frames; the protocol is in that module). It never
+  imports the server's ``__main__``, so the twin runs from a script without a main guard,
+  ``python -c``, a notebook or a REPL. Its stdin is ``/dev/null`` and its stdout and stderr
+  go to a temporary file, so nothing it prints reaches the pipes or the user's terminal.
+* Lifecycle: a worker starts at its first call and again after it died. A dead worker's
+  sessions fail (:class:`RecognizerError`, which the twin turns into close 1011) and never
+  reach its successor (``generation``); the twin logs how it ended and the end of its output.
+  A worker runs in its own session (Ctrl-C is the server's to handle), quits at EOF on its
+  request pipe (the server closed it or died), and is stopped with the engine: ``aclose()``,
+  or at interpreter exit for an engine nobody closed. Stopping waits for a running call,
+  then kills the worker if it has not quit.
 * Every encoding and sample rate the protocol allows is converted to 16 kHz 16-bit mono first.
 * ``keyterm`` words found in the dictionary are added to that session's language model as
   unigrams; such a decoder is not returned to the pool. Words with no dictionary
