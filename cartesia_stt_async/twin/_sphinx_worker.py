@@ -1,24 +1,36 @@
 """The worker-process side of :class:`~.sphinx.SphinxEngine`: decoders and their sessions.
 
 A worker process holds a pool of pocketsphinx decoders and one :class:`_WorkerSession` per
-connection; :func:`worker_main` answers ``(op, args)`` requests from the server process over
-a pipe. Nothing here runs on the server's event loop.
+connection. It is a program of its own (``sphinx.py`` starts it with ``python -c``, never with
+``multiprocessing``, so the server's ``__main__`` is never imported again): :func:`main`
+answers ``(op, args)`` requests from the server process, one at a time, over two pipes.
+Nothing here runs on the server's event loop.
+
+The channel is a pair of pipes of its own, not stdin and stdout: the worker's stdin is
+``/dev/null`` and its stdout and stderr go to a log file the server reads when the worker
+dies, so nothing the interpreter, an import or the model code prints can ever corrupt a frame.
+Each message is a frame, a 4-byte big-endian length then a pickle (both ends are this
+package, in processes the server started). The first request frame is the worker's
+configuration; each later one a request ``(op, args)``, answered by one ``("ok", value)`` or
+``("err", message)`` frame. EOF on the request pipe means quit: the server closed it, or died.
 """
 
 from __future__ import annotations
 
+import faulthandler
+import pickle
 import re
 import resource
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from ..protocol.audio import BYTES_PER_SAMPLE
 from . import _dsp
 from .engines import Segment
 
-__all__ = ["DECODER_RATE", "worker_main"]
+__all__ = ["DECODER_RATE", "frame", "main", "read_frame", "write_frame"]
 
 DECODER_RATE: Final = 16000
 # 20 ms of 16-bit audio per process_raw call. The block size slightly changes pocketsphinx's
@@ -219,18 +231,72 @@ def _rss_kib() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def worker_main(conn: Connection, max_idle: int, interims: bool, keyterm_weight: float) -> None:
-    """A worker process: answer ``(op, args)`` requests until ``quit`` or EOF."""
+_HEADER: Final = struct.Struct(">I")
+
+
+def frame(message: object) -> bytes:
+    """``message`` as one frame: its pickle's length, then the pickle.
+
+    Raises:
+        pickle.PicklingError: ``message`` cannot be pickled (or ``TypeError``, ``AttributeError``).
+    """
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(payload)) + payload
+
+
+def write_frame(stream: IO[bytes], message: object) -> None:
+    """Send ``message`` as one frame and flush it.
+
+    Raises:
+        OSError: The reader is gone (``BrokenPipeError``).
+    """
+    stream.write(frame(message))
+    stream.flush()
+
+
+def read_frame(stream: IO[bytes]) -> Any:
+    """The next frame's message.
+
+    Raises:
+        EOFError: The writer closed the channel (mid-frame or between frames).
+        pickle.UnpicklingError: The frame is not a pickle (the channel is corrupt).
+    """
+    (size,) = _HEADER.unpack(_read_exactly(stream, _HEADER.size))
+    return pickle.loads(_read_exactly(stream, size))
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    data = stream.read(size)  # a buffered read returns short only at EOF
+    if data is None or len(data) != size:
+        raise EOFError("the channel closed")
+    return data
+
+
+def serve_requests(requests: IO[bytes], replies: IO[bytes]) -> None:
+    """Read the configuration, then answer requests until EOF on ``requests``."""
+    try:
+        max_idle, interims, keyterm_weight = read_frame(requests)
+    except EOFError:
+        return
     recognizer = _Recognizer(max_idle, interims, keyterm_weight)
     while True:
         try:
-            op, args = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
-            return
-        if op == "quit":
-            conn.send(("ok", None))
+            op, args = read_frame(requests)
+        except EOFError:
             return
         try:
-            conn.send(("ok", getattr(recognizer, op)(*args)))
+            reply = frame(("ok", getattr(recognizer, op)(*args)))
         except Exception as exc:  # reported to the caller, the worker goes on
-            conn.send(("err", f"{op} failed: {type(exc).__name__}: {exc}"))
+            reply = frame(("err", f"{op} failed: {type(exc).__name__}: {exc}"))
+        try:
+            replies.write(reply)
+            replies.flush()
+        except BrokenPipeError:  # the server is gone
+            return
+
+
+def main(requests_fd: int, replies_fd: int) -> None:
+    """A worker process's program: requests on ``requests_fd``, replies on ``replies_fd``."""
+    faulthandler.enable()  # a crash in the C library leaves a traceback on stderr
+    with open(requests_fd, "rb") as requests, open(replies_fd, "wb") as replies:
+        serve_requests(requests, replies)

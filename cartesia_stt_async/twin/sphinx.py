@@ -13,9 +13,23 @@ Costs and limits (measured on a 2-core x86 machine; see ``docs/twin.md``):
   (``max_sessions``, default 4): the twin answers HTTP 429 at the handshake over the cap.
 * Decoding runs in worker processes (``workers``, default 1), never on the event loop:
   pocketsphinx holds the GIL for the whole of a call (``end_utt`` alone takes ~0.1 s for a
-  3 s utterance), so in-process threads would stall the loop. The loop only pickles small
-  messages; waiting for the worker happens on a thread that releases the GIL. Pings, other
-  sessions' frames and ``flush_done`` keep flowing while a worker decodes.
+  3 s utterance), so in-process threads would stall the loop. Requests and replies are
+  pickled and written or read on a helper thread, one call at a time per worker; a thread
+  waiting for its worker holds no GIL. Pings, other sessions' frames and ``flush_done`` keep
+  flowing while a worker decodes.
+* A worker is a program of its own, not a ``multiprocessing`` child: ``sys.executable -c``
+  importing :mod:`._sphinx_worker` with the server's ``sys.path``, talking over a private
+  pair of pipes (length-prefixed pickle frames; the protocol is in that module). It never
+  imports the server's ``__main__``, so the twin runs from a script without a main guard,
+  ``python -c``, a notebook or a REPL. Its stdin is ``/dev/null`` and its stdout and stderr
+  go to a temporary file, so nothing it prints reaches the pipes or the user's terminal.
+* Lifecycle: a worker starts at its first call and again after it died. A dead worker's
+  sessions fail (:class:`RecognizerError`, which the twin turns into close 1011) and never
+  reach its successor (``generation``); the twin logs how it ended and the end of its output.
+  A worker runs in its own session (Ctrl-C is the server's to handle), quits at EOF on its
+  request pipe (the server closed it or died), and is stopped with the engine: ``aclose()``,
+  or at interpreter exit for an engine nobody closed. Stopping waits for a running call,
+  then kills the worker if it has not quit.
 * Every encoding and sample rate the protocol allows is converted to 16 kHz 16-bit mono first.
 * ``keyterm`` words found in the dictionary are added to that session's language model as
   unigrams; such a decoder is not returned to the pool. Words with no dictionary
@@ -26,19 +40,24 @@ Costs and limits (measured on a 2-core x86 machine; see ``docs/twin.md``):
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import itertools
 import logging
-import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import IO, Any, Final
 
-from ._sphinx_worker import worker_main
+from ._sphinx_worker import read_frame, write_frame
 from .engines import FinalOrder, RecognizerSession, Segment, SessionParams
 
 __all__ = ["SphinxEngine"]
@@ -50,48 +69,130 @@ class RecognizerError(RuntimeError):
     """The recognizer worker failed (its message names the cause)."""
 
 
-class _Worker:
-    """A recognizer process and the pipe to it; one request at a time."""
+# The worker's program: argv is its two channel fds, then our sys.path (as multiprocessing's
+# spawn does), so it imports this very package even when a script, a test runner or a
+# notebook put it on the path.
+_BOOT: Final = (
+    "import sys; sys.path[:] = sys.argv[3:]; "
+    f"from {__package__}._sphinx_worker import main; main(int(sys.argv[1]), int(sys.argv[2]))"
+)
+_OUTPUT_TAIL: Final = 2000  # characters of a dead worker's output put in the log
 
-    def __init__(self, args: tuple[int, bool, float]) -> None:
-        self._args = args
+
+@dataclass
+class _Process:
+    """A running worker: the process, its ends of the channel, and its output."""
+
+    popen: subprocess.Popen[bytes]
+    requests: IO[bytes]  # the pipe it reads requests from
+    replies: IO[bytes]  # the pipe it writes replies to
+    log: IO[bytes]  # its stdout and stderr: an unnamed temporary file, read when it dies
+
+
+class _Worker:
+    """A recognizer process and the pipes to it; one request at a time.
+
+    Every method blocks: call them from a thread, never from the event loop.
+    """
+
+    def __init__(self, config: tuple[int, bool, float]) -> None:
+        self._config = config
         self._lock = threading.Lock()
-        self._process: Any = None
-        self._conn: Connection | None = None
+        self._process: _Process | None = None
+        self._stopping = False
+        self._death = ""  # how the last process ended, for the errors of its sessions
         self.sessions = 0
         self.generation = 0  # one more at every (re)start: sessions of older ones are gone
 
-    def _start(self) -> Connection:
-        ctx = multiprocessing.get_context("spawn")  # never fork a process running threads
-        parent, child = ctx.Pipe()
-        process = ctx.Process(
-            target=worker_main, args=(child, *self._args), name="twin-sphinx", daemon=True
-        )
-        process.start()
-        child.close()
-        self._process, self._conn = process, parent
+    def _start(self) -> _Process:
+        log_file = tempfile.TemporaryFile()  # noqa: SIM115  # closed by _discard
+        requests_read, requests_write = os.pipe()
+        replies_read, replies_write = os.pipe()
+        try:
+            popen = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(requests_read), str(replies_write), *sys.path],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                pass_fds=(requests_read, replies_write),
+                # Its own session: Ctrl-C in the terminal (a REPL's KeyboardInterrupt) is
+                # the server's to handle; the worker quits when its request pipe closes.
+                start_new_session=True,
+            )
+        except BaseException:
+            for fd in (requests_write, replies_read):
+                os.close(fd)
+            log_file.close()
+            raise
+        finally:
+            os.close(requests_read)
+            os.close(replies_write)
+        requests = open(requests_write, "wb")  # noqa: SIM115  # closed by _discard
+        replies = open(replies_read, "rb")  # noqa: SIM115
+        self._process = _Process(popen, requests, replies, log_file)
         self.generation += 1
-        return parent
+        _live_workers.add(self)
+        return self._process
+
+    def _discard(self, timeout: float) -> str:
+        """Close the pipes and reap the process (killed after ``timeout``); how it ended."""
+        process, self._process = self._process, None
+        if process is None:
+            return ""
+        for stream in (process.requests, process.replies):
+            with contextlib.suppress(OSError):  # flushing to a dead process
+                stream.close()
+        try:
+            process.popen.wait(timeout)  # EOF on its request pipe: the worker quits
+        except subprocess.TimeoutExpired:
+            process.popen.kill()
+            process.popen.wait()
+        how = _describe_exit(process.popen.returncode)
+        with process.log as log_file:
+            log_file.seek(0, os.SEEK_END)
+            log_file.seek(max(0, log_file.tell() - _OUTPUT_TAIL))
+            tail = log_file.read().decode("utf-8", "replace").strip()
+        if not self._stopping:
+            log.warning(
+                "twin: the recognizer process (pid %d) ended unexpectedly (%s)%s",
+                process.popen.pid,
+                how,
+                f"; the end of its output:\n{tail}" if tail else "",
+            )
+        return f"{how}: {tail.splitlines()[-1]}" if tail else how
 
     def call(self, op: str, *args: Any, generation: int | None = None) -> Any:
-        """Run ``op`` in the worker and return its result (blocking: call from a thread).
+        """Run ``op`` in the worker and return its result.
 
         With ``generation`` (a session's), fail instead of starting a new worker: the
         session's decoder died with the old one.
+
+        Raises:
+            RecognizerError: The worker died (or could not start), or ``op`` failed in it.
         """
         with self._lock:
-            conn = self._conn
-            alive = conn is not None and self._process.is_alive()
-            if generation is not None and (not alive or generation != self.generation):
-                raise RecognizerError(f"the recognizer process died before {op}")
-            if conn is None or not alive:
-                conn = self._start()
+            process = self._process
+            if process is not None and process.popen.poll() is not None:
+                self._death = self._discard(0.0)  # died between calls
+                process = None
+            if generation is not None and (process is None or generation != self.generation):
+                raise RecognizerError(f"the recognizer process died before {op} ({self._death})")
+            fresh = process is None
+            if process is None:
+                try:
+                    process = self._start()
+                except OSError as exc:
+                    raise RecognizerError(f"could not start the recognizer process: {exc}") from exc
             try:
-                conn.send((op, args))
-                status, value = conn.recv()
-            except (EOFError, OSError) as exc:
-                self._conn = None
-                raise RecognizerError(f"the recognizer process died during {op}") from exc
+                if fresh:
+                    write_frame(process.requests, self._config)
+                write_frame(process.requests, (op, args))
+                status, value = read_frame(process.replies)
+            except Exception as exc:  # EOF, a broken pipe, a corrupt frame: the worker is lost
+                self._death = self._discard(2.0)
+                raise RecognizerError(
+                    f"the recognizer process died during {op} ({self._death})"
+                ) from exc
         if status != "ok":
             raise RecognizerError(value)
         return value
@@ -100,26 +201,52 @@ class _Worker:
         """Kill the worker process now (for tests of recognizer failure)."""
         process = self._process
         if process is not None:
-            process.kill()
-            await asyncio.to_thread(process.join, 5.0)
+            process.popen.kill()
+            await asyncio.to_thread(process.popen.wait, 5.0)
+
+    @property
+    def pid(self) -> int | None:
+        """The running worker process's id (``None`` before the first call and after stop)."""
+        process = self._process
+        return process.popen.pid if process is not None else None
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Ask the worker to quit; kill it if it does not within ``timeout``."""
-        with self._lock:
-            conn, process, self._conn = self._conn, self._process, None
-            if conn is None:
-                return
-            try:
-                conn.send(("quit", ()))
-                if conn.poll(timeout):
-                    conn.recv()
-            except (EOFError, OSError):
-                pass
-            conn.close()
-            process.join(timeout)
-            if process.is_alive():
-                process.kill()
-                process.join(timeout)
+        """Close the worker's request pipe (it quits); kill it if not gone within ``timeout``.
+
+        A call still running after ``timeout`` is ended by killing the worker.
+        """
+        self._stopping = True
+        if not self._lock.acquire(timeout=timeout):
+            process = self._process
+            if process is not None:
+                process.popen.kill()  # the stuck call sees EOF and lets go of the lock
+            self._lock.acquire()
+        try:
+            self._discard(timeout)
+        finally:
+            self._stopping = False
+            self._lock.release()
+        _live_workers.discard(self)
+
+
+def _describe_exit(code: int) -> str:
+    """A process's return code in words: ``exit code 1``, ``killed by SIGKILL``."""
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
+
+
+_live_workers: weakref.WeakSet[_Worker] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_workers() -> None:
+    """At interpreter exit, stop workers of engines nobody closed (no orphan processes)."""
+    for worker in list(_live_workers):
+        worker.stop(timeout=1.0)
 
 
 class SphinxEngine:
