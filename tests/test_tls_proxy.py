@@ -18,12 +18,14 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
 
 import cartesia_stt_async as stt
+from cartesia_stt_async.cli import _server_tls, main
 from cartesia_stt_async.twin import Fault, Faults, ScriptedEngine, Twin, serve, start_twin
 
 from .conftest import API_KEY, SLACK, client_for, pcm, ws
@@ -525,3 +527,30 @@ async def test_an_untrusted_certificate_through_the_proxy_is_a_tls_error(
         with pytest.raises(stt.TLSError, match="certificate verification failed"):
             await client.tts.generate(**TTS_BODY)
     assert len(proxy.tunnels) == 2 and twin.handshakes == 0
+
+
+@pytest.mark.asyncio
+async def test_the_cli_loads_a_certificate_for_the_twin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "twin.pem", tmp_path / "twin.key"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    server_context = _server_tls(str(cert), str(key))
+    assert server_context is not None
+    async with (
+        serve(engine(), ssl=server_context) as twin,
+        client_for(twin, ssl=client_context) as client,
+    ):
+        await session(client)
+    # Refused before anything starts: one line on stderr, exit status 2.
+    assert main(["twin", "--keyfile", str(key)]) == 2
+    assert "--keyfile needs --certfile" in capsys.readouterr().err
+    assert main(["twin", "--certfile", str(tmp_path / "missing.pem")]) == 2
+    assert "cannot load --certfile" in capsys.readouterr().err
+    assert main(["twin", "--certfile", str(key)]) == 2  # a key is no certificate
+    assert "cannot load --certfile" in capsys.readouterr().err
