@@ -145,7 +145,8 @@ def ws_proxy(url: str, option: ProxyOption) -> str | None:
 
 def http_proxy(url: str, option: ProxyOption) -> str | None:
     """The proxy for an HTTP URL: the option, or aiohttp's ``trust_env`` rule without netrc
-    (``proxy_bypass(host)``, else ``getproxies()[scheme]`` for ``http``/``https``)."""
+    (``proxy_bypass(host)``, else ``getproxies()[scheme]`` for ``http``/``https``, used only
+    when it is an ``http://`` proxy, as aiohttp's ``proxies_from_env`` does)."""
     if option is False:
         return None
     if option is not None:
@@ -156,7 +157,11 @@ def http_proxy(url: str, option: ProxyOption) -> str | None:
         return None
     if urllib.request.proxy_bypass(parts.hostname):
         return None
-    return urllib.request.getproxies().get(scheme)
+    proxy = urllib.request.getproxies().get(scheme)
+    if proxy is None or urlsplit(proxy).scheme.lower() != "http":
+        # aiohttp's proxies_from_env skips https:// proxies too; SOCKS it cannot use.
+        return None
+    return proxy
 
 
 def proxy_secrets(proxy: str | None) -> list[str]:
@@ -177,9 +182,11 @@ def proxy_secrets(proxy: str | None) -> list[str]:
         for pair in {f"{user}:{password}", f"{unquote(user)}:{unquote(password)}"}:
             found.append(pair)
             found.append(base64.b64encode(pair.encode()).decode())
-    userinfo = parts.netloc.rpartition("@")[0]
+    # Also a URL written without its scheme (``user:pass@host:3128``), which urlsplit misreads.
+    userinfo = proxy.split("://", 1)[-1].rpartition("@")[0]
     if userinfo:
         found.append(userinfo)
+        found.extend(userinfo.split(":", 1))
     return found
 
 

@@ -25,6 +25,7 @@ import pytest
 import trustme
 
 import cartesia_stt_async as stt
+from cartesia_stt_async._transport import http_proxy, proxy_secrets, ws_proxy
 from cartesia_stt_async.cli import _server_tls, main
 from cartesia_stt_async.twin import Fault, Faults, ScriptedEngine, Twin, serve, start_twin
 
@@ -554,3 +555,17 @@ async def test_the_cli_loads_a_certificate_for_the_twin(
     assert "cannot load --certfile" in capsys.readouterr().err
     assert main(["twin", "--certfile", str(key)]) == 2  # a key is no certificate
     assert "cannot load --certfile" in capsys.readouterr().err
+
+
+def test_proxy_resolution_from_the_environment(proxy_env: pytest.MonkeyPatch) -> None:
+    api, sock = "https://api.cartesia.ai/tts/bytes", "wss://api.cartesia.ai/stt/websocket"
+    proxy_env.setenv("HTTPS_PROXY", "https://proxy.invalid:443")
+    assert http_proxy(api, None) is None  # aiohttp's rule: no https:// proxies from the env
+    proxy_env.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert http_proxy(api, None) == ws_proxy(sock, None) == "http://proxy.invalid:3128"
+    assert http_proxy(api, False) is None and ws_proxy(sock, False) is None
+    assert http_proxy(api, "http://other.invalid") == "http://other.invalid"
+    proxy_env.setenv("NO_PROXY", "cartesia.ai")
+    assert http_proxy(api, None) is None and ws_proxy(sock, None) is None
+    # Credentials of a URL written without its scheme are still known secrets.
+    assert PROXY_PASSWORD in proxy_secrets(f"{PROXY_USER}:{PROXY_PASSWORD}@proxy.invalid:3128")
