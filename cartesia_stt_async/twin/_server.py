@@ -164,9 +164,9 @@ async def serve(
     try:
         site = web.TCPSite(runner, host, port, ssl_context=ssl)
         await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        twin.port = server.sockets[0].getsockname()[1]
+        # The bound port, through aiohttp's public ``AppRunner.addresses`` (``site._server`` is
+        # a uvloop Server, not an asyncio.Server, under uvicorn with uvloop).
+        twin.port = runner.addresses[0][1]
         yield twin
     finally:
         await runner.cleanup()
