@@ -43,9 +43,11 @@ from .errors import (
     NotFoundError,
     PermissionDeniedError,
     ProtocolError,
+    ProxyError,
     RateLimitError,
     ReconnectError,
     ServerError,
+    TLSError,
     UsageError,
 )
 from .protocol.audio import ENCODINGS, AudioFormat, Encoding
@@ -95,6 +97,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "ProtocolError",
+    "ProxyError",
     "RateLimitError",
     "ReconnectError",
     "ReconnectingEvent",
@@ -104,6 +107,7 @@ __all__ = [
     "SyncConnection",
     "SyncConnectionManager",
     "SyncSpeechResponse",
+    "TLSError",
     "Transcript",
     "TranscriptEvent",
     "UnknownEvent",

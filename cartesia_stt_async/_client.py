@@ -25,6 +25,14 @@ from ._events import HandlerMethods, Handlers
 from ._http import HTTPClient
 from ._socket import Socket
 from ._translate import Secrets, handshake_error
+from ._transport import (
+    ProxyOption,
+    SSLOption,
+    check_proxy,
+    check_ssl,
+    proxy_secrets,
+    ws_proxy,
+)
 from ._tts import TTS
 from ._version import __version__
 from .errors import ConfigurationError, UsageError
@@ -89,6 +97,7 @@ class ConnectionManager(HandlerMethods):
         self._settings = settings
         self._secrets = Secrets(settings.api_key)
         self._secrets.add(*secrets_in(settings.default_headers))
+        self._secrets.add(*proxy_secrets(settings.proxy or None))
         self._secrets.add(*secrets_in(config.params.extra_query, config.extra_headers))
         self._url = self._url_for(config.params.extra_query)
         self._handlers = Handlers()
@@ -131,7 +140,16 @@ class ConnectionManager(HandlerMethods):
         secrets = self._secrets
         secrets.add(*secrets_in(pairs, extra_headers))  # on_reconnecting may bring new ones
         timeout = config.open_timeout
+        proxy: str | None = None
         try:
+            # Resolved on every handshake (reconnects included), so the error can name it.
+            proxy = ws_proxy(url, settings.proxy)
+            secrets.add(*proxy_secrets(proxy))
+            tls: dict[str, Any] = {}
+            if settings.ssl and url[:4].lower() == "wss:":
+                # websockets refuses an ``ssl`` argument with a ws:// URL; for wss:// it
+                # otherwise makes ssl.create_default_context() (the system trust store).
+                tls["ssl"] = settings.ssl
             ws = await ws_connect(
                 url,
                 create_connection=Socket,  # server messages handled inline (see _socket.py)
@@ -142,11 +160,14 @@ class ConnectionManager(HandlerMethods):
                 close_timeout=min(config.close_timeout, 5.0),
                 max_size=config.max_message_size,
                 logger=_RedactingLogger(logging.getLogger("cartesia_stt_async.ws"), secrets),
+                # websockets >= 15: an HTTP CONNECT (or SOCKS) tunnel; None: direct.
+                proxy=proxy,
+                **tls,
             )
             assert isinstance(ws, Socket)
             return ws
         except Exception as exc:
-            error = handshake_error(exc, secrets.url(url), secrets, timeout)
+            error = handshake_error(exc, secrets.url(url), secrets, timeout, proxy)
             if error is None:
                 raise
         raise error  # outside the except block: the foreign exception is not kept
@@ -188,7 +209,15 @@ class ConnectionManager(HandlerMethods):
 class _Settings:
     """Resolved client configuration (the API key is kept out of every repr)."""
 
-    __slots__ = ("api_key", "base_url", "cartesia_version", "default_headers", "websocket_base_url")
+    __slots__ = (
+        "api_key",
+        "base_url",
+        "cartesia_version",
+        "default_headers",
+        "proxy",
+        "ssl",
+        "websocket_base_url",
+    )
 
     def __init__(
         self,
@@ -197,6 +226,8 @@ class _Settings:
         websocket_base_url: str | None,
         cartesia_version: str,
         default_headers: Mapping[str, str] | None,
+        ssl: object = None,
+        proxy: object = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("CARTESIA_API_KEY")
         if not key:
@@ -217,7 +248,9 @@ class _Settings:
         self.cartesia_version = cartesia_version
         self.default_headers = dict(default_headers or {})
         # Fail early on a URL that cannot work.
-        build_ws_url((), base_url=self.base_url, websocket_base_url=websocket_base_url)
+        ws_url = build_ws_url((), base_url=self.base_url, websocket_base_url=websocket_base_url)
+        self.ssl: SSLOption = check_ssl(ssl, (ws_url, self.base_url))
+        self.proxy: ProxyOption = check_proxy(proxy)
 
     def manager(
         self, model: str, encoding: str, sample_rate: int, options: Mapping[str, Any]
@@ -284,9 +317,22 @@ class AsyncCartesia:
         websocket_base_url: A ``ws(s)://`` base that wins over ``base_url``.
         cartesia_version: The ``cartesia-version`` header (default ``2025-11-04``).
         default_headers: Extra handshake headers for every session.
+        ssl: TLS for ``wss://`` sessions and ``https://`` requests: an
+            :class:`ssl.SSLContext` (for example one that trusts a private CA:
+            ``ssl.create_default_context(cafile="ca.pem")``), or ``None`` (default: the
+            system's trust store, full verification). ``False`` is accepted only when every
+            URL is plain ``http://``/``ws://``; certificate verification is never turned off.
+            Used by every handshake, reconnects included, and by ``tts``/``access_token``.
+        proxy: ``None`` (default): the proxy from the environment (``HTTPS_PROXY``,
+            ``HTTP_PROXY``, ``NO_PROXY``, ... as websockets and aiohttp read them); an
+            ``http://[user:password@]host:port`` URL: that proxy (an HTTP CONNECT tunnel) for
+            every session and request; ``False``: never a proxy. Its credentials are
+            redacted from every error, log and repr.
 
     Raises:
-        ConfigurationError: Without an API key, or with an unusable URL.
+        ConfigurationError: Without an API key, with an unusable URL, ``ssl=False`` with an
+            ``https://``/``wss://`` URL, or an ``ssl``/``proxy`` value of the wrong type or
+            form.
     """
 
     def __init__(
@@ -297,9 +343,11 @@ class AsyncCartesia:
         websocket_base_url: str | None = None,
         cartesia_version: str = DEFAULT_CARTESIA_VERSION,
         default_headers: Mapping[str, str] | None = None,
+        ssl: SSLOption = None,
+        proxy: ProxyOption = None,
     ) -> None:
         self._settings = _Settings(
-            api_key, base_url, websocket_base_url, cartesia_version, default_headers
+            api_key, base_url, websocket_base_url, cartesia_version, default_headers, ssl, proxy
         )
         self.stt = STT(self._settings)
         self._http = HTTPClient(
@@ -307,6 +355,8 @@ class AsyncCartesia:
             base_url=self._settings.base_url,
             cartesia_version=cartesia_version,
             default_headers=self._settings.default_headers,
+            ssl=self._settings.ssl,
+            proxy=self._settings.proxy,
         )
         self.tts = TTS(self._http)
         self.access_token = AccessTokenResource(self._http)
@@ -344,12 +394,15 @@ def connect(
     base_url: str | None = None,
     websocket_base_url: str | None = None,
     cartesia_version: str = DEFAULT_CARTESIA_VERSION,
+    ssl: SSLOption = None,
+    proxy: ProxyOption = None,
     **options: Unpack[SessionOptions],
 ) -> ConnectionManager:
     """Shortcut: ``async with cartesia_stt_async.connect(model=..., ...) as conn``.
 
     Takes the arguments of ``client.stt.manual_finalize.websocket`` plus the client's
-    ``api_key``, ``base_url``, ``websocket_base_url`` and ``cartesia_version``.
+    ``api_key``, ``base_url``, ``websocket_base_url``, ``cartesia_version``, ``ssl`` and
+    ``proxy`` (see :class:`AsyncCartesia`).
     """
-    settings = _Settings(api_key, base_url, websocket_base_url, cartesia_version, None)
+    settings = _Settings(api_key, base_url, websocket_base_url, cartesia_version, None, ssl, proxy)
     return settings.manager(model, encoding, sample_rate, options)

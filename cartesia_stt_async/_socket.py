@@ -81,6 +81,23 @@ class Socket(ClientConnection):
         self._on_message, self._on_error = _ignore, None
         self._early = None
 
+    # Through an HTTP proxy, websockets (15.0.1 to 17.0.1) hands the tunnel to the connection
+    # and then runs ``loop.start_tls``; when that fails (a certificate that does not verify),
+    # asyncio calls ``connection_lost`` on a connection whose ``connection_made`` never ran,
+    # which raises ``AttributeError`` inside an event-loop callback (logged by asyncio as an
+    # error; python-websockets/websockets#1629). The handshake's own error (the ``SSLError``)
+    # still reaches us; there is nothing to tear down.
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not hasattr(self, "transport"):  # never made
+            return
+        super().connection_lost(exc)
+
+    def eof_received(self) -> None:
+        if not hasattr(self, "transport"):  # never made
+            return
+        super().eof_received()
+
     def start_closing(self, code: int, reason: str) -> None:
         """Send a close frame now, from synchronous code (``await close()`` then waits for the
         closing handshake)."""

@@ -8,6 +8,8 @@ raises the error that ends the session:
   turned off (``max_retries=0``): the close itself (:class:`ConnectionClosedError`);
 * more unanswered audio than ``max_replay_ms`` (an exact replay is impossible);
 * a permanent refusal of a new handshake (400, 401, 403, 404): that :class:`APIStatusError`;
+  likewise a certificate that does not verify (:class:`TLSError`) and a proxy refusing the
+  tunnel with 403 or 407 (:class:`ProxyError`): retrying cannot change them;
 * ``max_retries`` attempts in a row without progress, or ``on_reconnecting`` aborting or
   raising: :class:`ReconnectError`.
 
@@ -32,7 +34,9 @@ from .errors import (
     APIStatusError,
     CartesiaSTTError,
     ConnectionClosedError,
+    ProxyError,
     ReconnectError,
+    TLSError,
 )
 from .protocol.pacing import backoff_delay
 from .protocol.session import Session
@@ -45,6 +49,8 @@ logger = logging.getLogger("cartesia_stt_async")
 RECOVERABLE_CLOSE_CODES: Final = frozenset({1001, 1006, 1011, 1012, 1013})
 # Handshake statuses that will not change by retrying.
 _PERMANENT_STATUSES: Final = frozenset({400, 401, 403, 404})
+# A proxy's refusals that will not change by retrying (forbidden, authentication required).
+_PERMANENT_PROXY_STATUSES: Final = frozenset({403, 407})
 # A socket that dies sooner than this after its handshake counts as a quick failure.
 _QUICK_FAILURE_S: Final = 1.0
 # A socket that lived this long restores the retry budget.
@@ -189,6 +195,10 @@ class Supervisor:
     @staticmethod
     def _check_permanent(exc: CartesiaSTTError) -> None:
         if isinstance(exc, APIStatusError) and exc.status_code in _PERMANENT_STATUSES:
+            raise exc
+        if isinstance(exc, TLSError):
+            raise exc
+        if isinstance(exc, ProxyError) and exc.status_code in _PERMANENT_PROXY_STATUSES:
             raise exc
 
     def _give_up(self, last: CartesiaSTTError, quick: bool) -> ReconnectError:

@@ -42,6 +42,7 @@ from ._client import AsyncCartesia, ConnectionManager
 from ._config import SessionOptions
 from ._connection import AsyncConnection
 from ._portal import DEFAULT, Default, HandlerMethods, Handlers, Portal, Runtime
+from ._transport import ProxyOption, SSLOption
 from ._tts import SpeechResponse
 from .errors import CartesiaSTTError, UsageError
 from .protocol.commands import DEFAULT_CARTESIA_VERSION
@@ -529,9 +530,15 @@ class Cartesia:
         websocket_base_url: A ``ws(s)://`` base that wins over ``base_url``.
         cartesia_version: The ``cartesia-version`` header.
         default_headers: Extra headers for every session and request.
+        ssl: An :class:`ssl.SSLContext` for ``wss://``/``https://`` (e.g. trusting a private
+            CA), ``None`` (default: system verification), or ``False`` for plain URLs only
+            (see :class:`AsyncCartesia`).
+        proxy: A proxy URL, ``None`` (default: from the environment) or ``False`` (never).
 
     Raises:
-        ConfigurationError: Without an API key, or with an unusable URL.
+        ConfigurationError: Without an API key, with an unusable URL, ``ssl=False`` with an
+            ``https://``/``wss://`` URL, or an ``ssl``/``proxy`` value of the wrong type or
+            form.
     """
 
     def __init__(
@@ -542,6 +549,8 @@ class Cartesia:
         websocket_base_url: str | None = None,
         cartesia_version: str = DEFAULT_CARTESIA_VERSION,
         default_headers: Mapping[str, str] | None = None,
+        ssl: SSLOption = None,
+        proxy: ProxyOption = None,
     ) -> None:
         aclient = AsyncCartesia(
             api_key=api_key,
@@ -549,6 +558,8 @@ class Cartesia:
             websocket_base_url=websocket_base_url,
             cartesia_version=cartesia_version,
             default_headers=default_headers,
+            ssl=ssl,
+            proxy=proxy,
         )
         self._runtime = Runtime(aclient)
         self._finalizer = weakref.finalize(self, self._runtime.close)

@@ -14,13 +14,24 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import socket
+import ssl
 import time
 from collections.abc import Iterator, Mapping
 from typing import Final
 
 import aiohttp
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidProxy,
+    InvalidProxyStatus,
+    InvalidStatus,
+    InvalidURI,
+)
+from websockets.exceptions import ProxyError as WSProxyError
 
+from ._transport import shown_proxy
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -29,6 +40,8 @@ from .errors import (
     ConfigurationError,
     ConnectionClosedError,
     ProtocolError,
+    ProxyError,
+    TLSError,
     error_for_status,
 )
 from .protocol.commands import redact, redact_url
@@ -40,7 +53,9 @@ __all__ = [
     "handshake_error",
     "http_error",
     "parse_retry_after",
+    "proxy_status_error",
     "status_error",
+    "tls_error",
 ]
 
 
@@ -138,15 +153,30 @@ def status_error(
 
 
 def handshake_error(
-    exc: BaseException, shown_url: str, secrets: Secrets, open_timeout: float | None
+    exc: BaseException,
+    shown_url: str,
+    secrets: Secrets,
+    open_timeout: float | None,
+    proxy: str | None = None,
 ) -> CartesiaSTTError | None:
     """Our error for what opening a WebSocket raised, or ``None`` for an unexpected type.
 
+    Args:
+        exc: What ``websockets.asyncio.client.connect`` raised.
+        shown_url: The URL, redacted.
+        secrets: Credentials to redact.
+        open_timeout: The handshake's limit, for the timeout message.
+        proxy: The proxy the connection went through (its credentials must be in
+            ``secrets``), or ``None``.
+
     Returns:
         An :class:`APIStatusError` (typed by status) for a refused upgrade, a
-        :class:`ConfigurationError` for a URL that cannot work, an :class:`APITimeoutError`
-        after ``open_timeout``, an :class:`APIConnectionError` when the server could not be
-        reached or broke the handshake.
+        :class:`ProxyError` when the proxy refused the tunnel (websockets'
+        ``InvalidProxyStatus``: ``.status_code`` 407, 403, ...) or could not be reached, a
+        :class:`TLSError` when the certificate did not verify or TLS failed, a
+        :class:`ConfigurationError` for a URL (or proxy URL) that cannot work, an
+        :class:`APITimeoutError` after ``open_timeout``, an :class:`APIConnectionError` when
+        the server could not be reached or broke the handshake.
     """
     if isinstance(exc, InvalidStatus):
         response = exc.response
@@ -158,14 +188,71 @@ def handshake_error(
             secrets,
             what="handshake refused with ",
         )
+    via = f" through the proxy {shown_proxy(proxy)}" if proxy else ""
+    if isinstance(exc, InvalidProxyStatus):
+        response = exc.response
+        return _proxy_refused(proxy, response.status_code, response.reason_phrase, secrets)
+    if isinstance(exc, WSProxyError):
+        # A malformed answer from an HTTP proxy, or a SOCKS proxy that failed. The text is
+        # websockets' own words; it never holds the proxy URL.
+        msg = secrets.redact(f"{type(exc).__name__}: {exc}")
+        return ProxyError(f"could not connect to {shown_url}{via}: {msg}")
+    if isinstance(exc, InvalidProxy):
+        # Its text repeats the proxy URL (a password): use the reason only.
+        shown = shown_proxy(exc.proxy)
+        return ConfigurationError(f"invalid proxy {shown}: {secrets.redact(exc.msg)}")
     if isinstance(exc, InvalidURI):
         return ConfigurationError(f"invalid WebSocket URL: {secrets.url(exc.uri)}")
     if isinstance(exc, TimeoutError):
-        return APITimeoutError(f"opening the WebSocket took longer than {open_timeout} s")
+        return APITimeoutError(f"opening the WebSocket{via} took longer than {open_timeout} s")
+    if isinstance(exc, ssl.SSLError):
+        return tls_error(exc, shown_url)
+    if proxy and isinstance(exc, ConnectionRefusedError | socket.gaierror):
+        # With a proxy, the one TCP connection made goes to the proxy.
+        msg = secrets.redact(f"{type(exc).__name__}: {exc}")
+        return ProxyError(f"could not reach the proxy {shown_proxy(proxy)}: {msg}")
     if isinstance(exc, InvalidHandshake | OSError):
         msg = secrets.redact(f"{type(exc).__name__}: {exc}")
-        return APIConnectionError(f"could not connect to {shown_url}: {msg}")
+        return APIConnectionError(f"could not connect to {shown_url}{via}: {msg}")
+    if isinstance(exc, ImportError) and "python-socks" in str(exc):
+        return ConfigurationError(
+            f"the proxy {shown_proxy(proxy or '')} is a SOCKS proxy, which needs python-socks "
+            "(pip install python-socks); or set proxy=False or an http:// proxy"
+        )
     return None
+
+
+def tls_error(exc: ssl.SSLError, shown_url: str) -> TLSError:
+    """The :class:`TLSError` for a failed TLS handshake with ``shown_url``.
+
+    A certificate that did not verify says why (``verify_message``: self-signed, unknown
+    issuer, host name mismatch) and how to trust it. The ``ssl`` module's texts hold no
+    credentials.
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or exc.reason or str(exc)
+        return TLSError(
+            f"certificate verification failed for {shown_url}: {why}. If the server uses a "
+            "private CA or a self-signed certificate, trust it with "
+            "ssl=ssl.create_default_context(cafile='ca.pem') on the client "
+            "(verification is never turned off)"
+        )
+    why = exc.reason or str(exc)
+    return TLSError(
+        f"the TLS handshake with {shown_url} failed: {why} (is the server speaking TLS on "
+        "this port? use http:// / ws:// for a plain server)"
+    )
+
+
+def _proxy_refused(proxy: str | None, status: int, reason: str, secrets: Secrets) -> ProxyError:
+    shown = shown_proxy(proxy) if proxy else "the proxy"
+    hint = ""
+    if status == 407:
+        hint = ": check the user name and password in the proxy URL"
+    elif status == 403:
+        hint = ": the proxy does not allow this destination"
+    text = secrets.redact(f"HTTP {status} {reason}".rstrip())
+    return ProxyError(f"the proxy {shown} refused the tunnel with {text}{hint}", status_code=status)
 
 
 # Close codes our side sends when the server broke the WebSocket protocol itself.
@@ -212,17 +299,54 @@ def ended_error(code: int | None, reason: str | None, secrets: Secrets) -> Conne
 
 
 def http_error(
-    exc: BaseException, shown_url: str, secrets: Secrets, timeout: float
+    exc: BaseException,
+    shown_url: str,
+    secrets: Secrets,
+    timeout: float,
+    proxy: str | None = None,
 ) -> CartesiaSTTError | None:
     """Our error for what an HTTP request through aiohttp raised, or ``None``.
 
+    Args:
+        exc: What aiohttp raised.
+        shown_url: The URL, redacted.
+        secrets: Credentials to redact.
+        timeout: The request's limit, for the timeout message.
+        proxy: The proxy the request went through (its credentials in ``secrets``), or
+            ``None``.
+
     Returns:
-        :class:`APITimeoutError` after ``timeout``; :class:`APIConnectionError` when the server
-        could not be reached.
+        :class:`APITimeoutError` after ``timeout``; :class:`TLSError` when the certificate
+        did not verify or TLS failed (``ClientSSLError``); :class:`ProxyError` when the
+        proxy refused the tunnel (``ClientHttpProxyError``, with its status) or could not be
+        reached
+        (``ClientProxyConnectionError``); :class:`APIConnectionError` when the server could
+        not be reached.
     """
+    via = f" through the proxy {shown_proxy(proxy)}" if proxy else ""
     if isinstance(exc, TimeoutError):
-        return APITimeoutError(f"{shown_url} took longer than {timeout} s")
+        return APITimeoutError(f"{shown_url}{via} took longer than {timeout} s")
+    if isinstance(exc, aiohttp.ClientSSLError):
+        # ClientConnectorCertificateError (a certificate that did not verify) and
+        # ClientConnectorSSLError both keep the ssl module's error as ``os_error``.
+        cause = exc.os_error
+        if isinstance(cause, ssl.SSLError):
+            return tls_error(cause, shown_url)
+        return TLSError(f"the TLS handshake with {shown_url} failed")
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        # Its text repeats the proxy URL: build ours from the status only.
+        return _proxy_refused(proxy, exc.status, exc.message or "", secrets)
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        msg = secrets.redact(f"{type(exc.os_error).__name__}: {exc.os_error}")
+        shown = shown_proxy(proxy) if proxy else "the proxy"
+        return ProxyError(f"could not reach the proxy {shown}: {msg}")
     if isinstance(exc, aiohttp.ClientError):
         msg = secrets.redact(f"{type(exc).__name__}: {exc}")
-        return APIConnectionError(f"could not reach {shown_url}: {msg}")
+        return APIConnectionError(f"could not reach {shown_url}{via}: {msg}")
     return None
+
+
+def proxy_status_error(proxy: str | None, status: int, reason: str, secrets: Secrets) -> ProxyError:
+    """The :class:`ProxyError` for a ``407`` answer to a plain ``http://`` request sent through
+    a forwarding proxy (no tunnel: the proxy's refusal arrives as the response)."""
+    return _proxy_refused(proxy, status, reason, secrets)

@@ -4,7 +4,8 @@
   ``finalize`` after each, ``close``, print each final delta and the full transcript.
 * ``cartesia-stt transcribe FILE.wav [--speed X] [--finalize-every S | --vad] [--json]``.
 * ``cartesia-stt mic [--vad]``: push-to-talk from the microphone (the ``mic`` extra).
-* ``cartesia-stt twin [--host H] [--port P]``: serve the local twin.
+* ``cartesia-stt twin [--host H] [--port P] [--certfile F [--keyfile K]]``: serve the local twin
+  (over TLS with a certificate).
 
 ``demo``, ``transcribe`` and ``mic`` use the Cartesia API when ``CARTESIA_API_KEY`` is set,
 and otherwise start the local twin in-process (offline recognizer) and say so.
@@ -21,6 +22,7 @@ import contextlib
 import json
 import os
 import re
+import ssl
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -76,7 +78,7 @@ def _parser() -> _Parser:
         "twin",
         help="serve the local twin of the Cartesia STT WebSocket API",
         description="Serve /stt/websocket and /tts/bytes locally. Point a client at it with "
-        "base_url=http://HOST:PORT (or CARTESIA_BASE_URL).",
+        "base_url=http://HOST:PORT (or CARTESIA_BASE_URL); with --certfile, https://HOST:PORT.",
     )
     twin.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     twin.add_argument("--port", type=int, default=8765, help="port to bind (default 8765; 0 = any)")
@@ -98,6 +100,16 @@ def _parser() -> _Parser:
         type=int,
         default=1,
         help="recognizer processes, each up to one core (default 1)",
+    )
+    twin.add_argument(
+        "--certfile",
+        default=None,
+        help="serve TLS (https:// and wss://) with this PEM certificate chain",
+    )
+    twin.add_argument(
+        "--keyfile",
+        default=None,
+        help="the certificate's private key (default: in --certfile)",
     )
 
     demo = add(
@@ -409,7 +421,15 @@ def main(
         parser.error("a command is required")
     try:
         if args.command == "twin":
-            return _twin(args.host, args.port, args.api_keys, args.max_sessions, args.workers)
+            return _twin(
+                args.host,
+                args.port,
+                args.api_keys,
+                args.max_sessions,
+                args.workers,
+                args.certfile,
+                args.keyfile,
+            )
         if args.command == "demo":
             return asyncio.run(_demo(args.text, _speed(args.speed), sys.stdout))
         if args.command == "transcribe":
@@ -455,10 +475,42 @@ def _device(value: str | None) -> str | int | None:
     return value
 
 
-def _twin(host: str, port: int, api_keys: list[str] | None, max_sessions: int, workers: int) -> int:
+def _server_tls(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | None:
+    """The twin's TLS context from ``--certfile``/``--keyfile``, or ``None`` (plain).
+
+    Raises:
+        UsageError: For ``--keyfile`` without ``--certfile``, or files that cannot be loaded
+            as a certificate chain and its key (naming the file and why).
+    """
+    if certfile is None:
+        if keyfile is not None:
+            raise UsageError("--keyfile needs --certfile")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load --certfile {certfile!r}: {exc}") from None
+    return context
+
+
+def _twin(
+    host: str,
+    port: int,
+    api_keys: list[str] | None,
+    max_sessions: int,
+    workers: int,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+) -> int:
     """``cartesia-stt twin``: serve until interrupted; one-line errors, never a traceback."""
     if not 0 <= port <= 65535:
         print(f"cartesia-stt twin: --port must be between 0 and 65535, got {port}", file=sys.stderr)
+        return 2
+    try:
+        tls = _server_tls(certfile, keyfile)
+    except UsageError as exc:
+        print(f"cartesia-stt twin: {exc}", file=sys.stderr)
         return 2
     from .twin import SphinxEngine, run_forever
 
@@ -478,7 +530,7 @@ def _twin(host: str, port: int, api_keys: list[str] | None, max_sessions: int, w
     async def serve_twin() -> None:
         try:
             await engine.prewarm(1)  # the first session need not wait for a decoder
-            await run_forever(host, port, engine, api_keys=api_keys)
+            await run_forever(host, port, engine, api_keys=api_keys, ssl=tls)
         finally:
             await engine.aclose()
 

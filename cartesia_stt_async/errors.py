@@ -12,7 +12,11 @@ Every exception this package raises on purpose derives from :class:`CartesiaSTTE
     ├── APIConnectionError            the network failed us (could not connect, dropped)
     │   ├── ConnectionClosedError     the socket closed before the session ended cleanly
     │   │   └── ReconnectError        ... and reconnecting gave up (``.attempts``)
-    │   └── APITimeoutError           a bounded wait ran out (also a builtin TimeoutError)
+    │   ├── APITimeoutError           a bounded wait ran out (also a builtin TimeoutError)
+    │   ├── TLSError                  the server's certificate failed verification, or the TLS
+    │   │                             handshake failed (never retried: pass ``ssl=context``)
+    │   └── ProxyError                the proxy refused the tunnel (``.status_code``: 407, 403)
+    │                                 or could not be reached
     ├── BufferFullError               the send queue is full (``buffer_policy="raise"``)
     ├── ProtocolError                 the server broke the wire contract (malformed JSON,
     │                                 binary frames) ("remote" errors)
@@ -53,9 +57,11 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "ProtocolError",
+    "ProxyError",
     "RateLimitError",
     "ReconnectError",
     "ServerError",
+    "TLSError",
     "UsageError",
     "error_for_status",
 ]
@@ -128,6 +134,31 @@ class BufferFullError(CartesiaSTTError):
 
 class APITimeoutError(APIConnectionError, TimeoutError):
     """A bounded wait (connect, finalize, close) ran out of time."""
+
+
+class TLSError(APIConnectionError):
+    """TLS failed: the server's certificate did not verify (self-signed, a private CA the
+    client does not trust, a wrong host name), or the TLS handshake itself failed.
+
+    Not transient: the reconnect supervisor never retries it. To trust a private CA, pass
+    ``ssl=ssl.create_default_context(cafile=...)`` to the client.
+    """
+
+
+class ProxyError(APIConnectionError):
+    """The proxy in use refused to open a tunnel, or could not be reached.
+
+    The message names the proxy, with any credentials in its URL redacted.
+
+    Attributes:
+        status_code: The proxy's HTTP status (407: proxy authentication required, 403:
+            forbidden), or ``None`` when the proxy could not be reached or did not answer in
+            HTTP. A 403 or 407 is never retried by the reconnect supervisor.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class ProtocolError(CartesiaSTTError):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl as ssl_module
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection
@@ -115,6 +116,7 @@ async def serve(
     faults: Faults | None = None,
     cors_origins: str | Collection[str] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    ssl: ssl_module.SSLContext | None = None,
 ) -> AsyncIterator[Twin]:
     """Run the twin for the duration of an ``async with`` block.
 
@@ -131,16 +133,24 @@ async def serve(
         cors_origins: Origins a browser page may call the HTTP routes from (exact
             ``scheme://host[:port]`` strings, ``"*"`` for any); ``None``: any loopback origin.
         clock: Monotonic seconds for access-token expiry (tests pass a clock they move).
+        ssl: A server-side :class:`ssl.SSLContext` (its certificate chain loaded) to serve
+            TLS: ``twin.base_url`` is then ``https://...`` and sessions are ``wss://``.
+            Clients must trust the certificate (``AsyncCartesia(ssl=context)``).
 
     Yields:
         The running :class:`Twin`.
+
+    Raises:
+        TypeError: If ``ssl`` is not an :class:`ssl.SSLContext` or ``None``.
     """
+    if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
+        raise TypeError(f"ssl must be an ssl.SSLContext or None, got {type(ssl).__name__}")
     owned = engine is None
     if engine is None:
         from .sphinx import SphinxEngine
 
         engine = SphinxEngine()
-    twin = Twin(host, port, engine, AccessTokens(clock))
+    twin = Twin(host, port, engine, AccessTokens(clock), tls=ssl is not None)
     opts = Options(
         engine=engine,
         api_keys=frozenset(api_keys) if api_keys is not None else None,
@@ -152,9 +162,10 @@ async def serve(
     runner = web.AppRunner(_app(twin, opts), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl)
         await site.start()
-        # The bound port (port 0 picks one); on asyncio's loop or uvloop alike.
+        # The bound port, through aiohttp's public ``AppRunner.addresses`` (``site._server`` is
+        # a uvloop Server, not an asyncio.Server, under uvicorn with uvloop).
         twin.port = runner.addresses[0][1]
         yield twin
     finally:
@@ -169,8 +180,9 @@ async def run_forever(
     port: int,
     engine: Engine | None = None,
     api_keys: Collection[str] | None = None,
+    ssl: ssl_module.SSLContext | None = None,
 ) -> None:
-    """Serve until cancelled, printing ``twin listening on http://HOST:PORT`` once bound."""
-    async with serve(engine, host=host, port=port, api_keys=api_keys) as twin:
+    """Serve until cancelled, printing ``twin listening on http(s)://HOST:PORT`` once bound."""
+    async with serve(engine, host=host, port=port, api_keys=api_keys, ssl=ssl) as twin:
         print(f"twin listening on {twin.base_url}", flush=True)
         await asyncio.Event().wait()

@@ -70,10 +70,14 @@ class Twin:
         sessions: A :class:`SessionRecord` per accepted WebSocket connection, in order.
         handshakes: Upgrade requests received, refused ones included.
         tokens: The access tokens this twin minted (``POST /access-token``).
+        tls: Whether it serves TLS (``serve(ssl=...)``): ``https://`` and ``wss://`` URLs.
     """
 
-    def __init__(self, host: str, port: int, engine: Engine, tokens: AccessTokens) -> None:
+    def __init__(
+        self, host: str, port: int, engine: Engine, tokens: AccessTokens, tls: bool = False
+    ) -> None:
         self.host = host
+        self.tls = tls
         self.port = port
         self.engine = engine
         self.tokens = tokens
@@ -84,14 +88,15 @@ class Twin:
 
     @property
     def base_url(self) -> str:
-        """``http://host:port``: pass it as ``base_url`` to a client."""
+        """``http://host:port`` (``https://`` when serving TLS): pass it as ``base_url`` to a
+        client."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        """The full ``ws://host:port/stt/websocket`` URL."""
-        return self.base_url.replace("http://", "ws://", 1) + "/stt/websocket"
+        """The full ``ws://host:port/stt/websocket`` URL (``wss://`` when serving TLS)."""
+        return self.base_url.replace("http", "ws", 1) + "/stt/websocket"
 
     @property
     def active_sessions(self) -> int:

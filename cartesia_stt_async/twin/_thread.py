@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl as ssl_module
 import threading
 import time
 from collections.abc import Collection, Coroutine
@@ -55,12 +56,13 @@ class TwinServer:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``: pass it as ``base_url`` (or ``CARTESIA_BASE_URL``)."""
+        """``http://127.0.0.1:PORT`` (``https://`` over TLS): pass it as ``base_url`` (or
+        ``CARTESIA_BASE_URL``)."""
         return self.twin.base_url
 
     @property
     def ws_url(self) -> str:
-        """The full ``ws://127.0.0.1:PORT/stt/websocket`` URL."""
+        """The full ``ws://127.0.0.1:PORT/stt/websocket`` URL (``wss://`` over TLS)."""
         return self.twin.ws_url
 
     @property
@@ -181,6 +183,7 @@ def start_twin(
     api_keys: Collection[str] | None = None,
     idle_timeout: float = 180.0,
     host: str = "127.0.0.1",
+    ssl: ssl_module.SSLContext | None = None,
 ) -> TwinServer:
     """Start a twin on a new background thread and return once it listens.
 
@@ -192,6 +195,7 @@ def start_twin(
         api_keys: Valid keys; ``None`` accepts any non-empty key.
         idle_timeout: Seconds without a message before the twin closes a session (1001).
         host: Address to bind; the port is always a free one.
+        ssl: A server-side context to serve TLS (``base_url`` is then ``https://``).
 
     Returns:
         The running :class:`TwinServer`; call ``stop()`` (or use ``with``) when done.
@@ -214,6 +218,7 @@ def start_twin(
                 idle_timeout=idle_timeout,
                 max_sessions=max_sessions,
                 faults=faults,
+                ssl=ssl,
             )
         )
 
