@@ -148,7 +148,9 @@ class Link:
         self._connected_at = self._loop.time()
         self._waiters: dict[Utterance, asyncio.Future[Utterance]] = {}
         self._commit_waiters: list[asyncio.Future[None]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        # uvloop returns a plain Handle (no when()) for a time already past: keep it here.
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
         # Our callbacks (timers, finalize futures) run in the context the connection was
         # opened in, copied once: by default every call_at and add_done_callback copies the
         # current one. One per connection, not one per module: a Context cannot be entered
@@ -254,12 +256,13 @@ class Link:
     def _arm_timer(self) -> None:
         deadline = self.session.next_deadline
         if self._timer is not None:
-            if deadline is not None and self._timer.when() == deadline:
+            if deadline is not None and self._timer_at == deadline:
                 return
             self._timer.cancel()
             self._timer = None
         if deadline is not None and not self.down:
             self._timer = self._loop.call_at(deadline, self._on_timer, context=self.context)
+            self._timer_at = deadline
 
     def _disarm_timer(self) -> None:
         if self._timer is not None:

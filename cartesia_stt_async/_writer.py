@@ -97,7 +97,9 @@ class Clock:
         self._loop = loop
         self.frames = FrameWriter()
         self._queue: WakeQueue[Writer] = WakeQueue(_SLOP)
-        self._timer: asyncio.TimerHandle | None = None
+        # uvloop returns a plain Handle (no when()) for a time already past: keep it here.
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
 
     def wake(self, writer: Writer, when: float) -> None:
         """Call ``writer.pump()`` at ``when`` (or earlier, if already armed earlier)."""
@@ -112,12 +114,13 @@ class Clock:
         due = self._queue.next_due()
         timer = self._timer
         if timer is not None:
-            if due is not None and timer.when() <= due:
+            if due is not None and self._timer_at <= due:
                 return
             timer.cancel()
             self._timer = None
         if due is not None:
             self._timer = self._loop.call_at(due, self._fire)
+            self._timer_at = due
 
     def _fire(self) -> None:
         self._timer = None
