@@ -11,31 +11,49 @@ What is measured (docs/performance.md explains each figure). One minimal server 
   ``send_raw`` + sleep to the deadline, a reader task on ``async for event in conn``;
 * ``bare``: ``websockets`` without deflate, sleep to the deadline, ``ws.send(frame)``: the floor;
 * ``official-deflate`` (full run only): ``official`` against the server port that accepts the
-  permessage-deflate the official client offers by default.
+  permessage-deflate the official client offers by default;
+* ``bare``, ``ours-relay`` and ``ours-stream`` again with the suffix ``-uvloop`` (the client
+  process runs on ``uvloop.run``), ``-tls`` (``wss://`` to the server's TLS port, a
+  self-signed certificate made at startup with ``trustme``, trusted through an
+  ``ssl.SSLContext``) and ``-uvloop-tls``: the same session code, so that one run compares
+  ours with the bare loop on both loops and over TLS. In the default plan these run at
+  N >= 100 only, two runs each, with no search for the largest N, no throughput and no
+  one-session latency; ``--quick`` leaves out ``-uvloop-tls``.
 
 Workload: N concurrent sessions of 16 kHz pcm_s16le in 100 ms frames at real time (phases spread
 over one frame period), ``--seconds`` of audio each (10 s), a ``finalize`` every 2.5 s (its
 ``flush_done`` awaited or handled), then ``close`` and ``done``. Reported per client and N:
 
 * client-process CPU (user + sys) during the streaming window / audio seconds sent;
-* frame lateness p50/p99/max: when each binary frame is handed to the socket (one wrapper on
-  asyncio's socket transport ``write``, the same for every client), minus (the session's first
-  frame + n x 100 ms);
-* RSS per open idle session and per streaming session;
+* frame lateness p50/p99/max: when each binary frame's bytes reach the connection's transport
+  (every websockets connection's ``transport`` is a stand-in whose ``write`` stamps and
+  forwards, installed in ``connection_made`` for every client, on either loop; over TLS it
+  is the SSL layer's application-side ``write``), minus (the session's first frame + n x
+  100 ms);
+* RSS per open idle session and per streaming session (peak), reported at every N >= 100;
 * finalize -> flush_done as the caller sees it, split into the server's own time and the rest;
 * the server's CPU in the window (it must stay far from one core) and the machine's load;
 
 and, once per client: the largest N with p99 lateness under 20 ms (a short search; full run
 only), unpaced throughput of one connection (MB/s), and finalize latency of one idle session.
 
-Output: ``<out>/steady_state[_quick].json`` (machine, CPU, versions, date, git commit, every
-run), ``.md`` (tables), and a plot of CPU per audio second and p99 lateness against N
-(``docs/img/steady_state.png`` for a full run).
+Output: ``<out>/steady_state[_quick][_loops].json`` (machine, CPU, versions, date, git commit,
+every run), ``.md`` (tables: every run of the default-loop clients; every run of the uvloop/TLS
+clients; ours against the bare loop by loop and transport, with the ratio to the bare loop's
+run of the same repetition; RSS per session; one connection), and a plot of CPU per audio
+second and p99 lateness against N for the default-loop clients (``docs/img/steady_state.png``
+for a full run of the whole suite into the default ``--out``).
 
-Needs the official package (``pip install 'cartesia[websockets]==3.2.0'``) and matplotlib for
-the plot (``pip install matplotlib``; skipped with a note when missing). Linux only (/proc).
+``--suite main`` runs only the five default-loop clients (the run before the uvloop/TLS
+clients existed); ``--suite loops`` runs only bare, ours-relay and ours-stream on the four
+loop/transport combinations at N = 100 and 500 (steady runs only).
 
-Run: ``python benchmarks/steady_state.py --quick`` (under 3 minutes) or
+Needs the official package (``pip install 'cartesia[websockets]==3.2.0'``), ``uvloop`` and
+``trustme`` (all in the ``bench`` extra), and matplotlib for the plot (skipped with a note when
+missing). Linux only (/proc).
+
+Run: ``python benchmarks/steady_state.py --quick`` (about 4 minutes),
+``python benchmarks/steady_state.py --suite loops`` (about 9 minutes) or
 ``python benchmarks/steady_state.py`` (the full run, about 20 minutes).
 """
 
@@ -73,6 +91,7 @@ KINDS = ["bare", "official", "ours-relay", "ours-stream"]
 LOOP_BASES = ["bare", "ours-relay", "ours-stream"]
 VARIANTS = {"": "default loop", "-uvloop": "uvloop", "-tls": "TLS", "-uvloop-tls": "uvloop + TLS"}
 VARIANT_KINDS = [base + v for v in VARIANTS if v for base in LOOP_BASES]
+QUICK_VARIANT_KINDS = [k for k in VARIANT_KINDS if not k.endswith("-uvloop-tls")]
 VARIANT_MIN_N = 100  # in the default plans, the variant kinds run at N >= 100 only
 ONE_CONNECTION = ["bare", "official", "ours"]
 THROUGHPUT = [*ONE_CONNECTION, "ours-10s-utterances"]
@@ -723,8 +742,11 @@ def plot(report: dict[str, Any], path: Path) -> str | None:
         plt: Any = importlib.import_module("matplotlib.pyplot")
     except ImportError:
         return "matplotlib is not installed: no plot (pip install matplotlib)"
+    kinds = [k for k in report["kinds"] if not is_variant(k)]  # default loop, plain
+    if not kinds:
+        return "no default-loop plain client in this run: no plot"
     fig, (ax_cpu, ax_late) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for kind in [k for k in report["kinds"] if not is_variant(k)]:  # default loop, plain
+    for kind in kinds:
         xs, cpu, p99 = [], [], []
         for n in report["ns"]:
             runs = [
@@ -837,7 +859,7 @@ def main() -> int:
         kinds = LOOP_BASES + VARIANT_KINDS
     else:
         kinds = KINDS + ([] if quick else ["official-deflate"])
-        kinds += VARIANT_KINDS if suite == "all" else []
+        kinds += (QUICK_VARIANT_KINDS if quick else VARIANT_KINDS) if suite == "all" else []
     big = [n for n in ns if n >= VARIANT_MIN_N] or ns
 
     def runs_at(kind: str) -> list[int]:
