@@ -52,8 +52,8 @@ Needs the official package (``pip install 'cartesia[websockets]==3.2.0'``), ``uv
 ``trustme`` (all in the ``bench`` extra), and matplotlib for the plot (skipped with a note when
 missing). Linux only (/proc).
 
-Run: ``python benchmarks/steady_state.py --quick`` (about 4 minutes),
-``python benchmarks/steady_state.py --suite loops`` (about 9 minutes) or
+Run: ``python benchmarks/steady_state.py --quick`` (about 3 minutes),
+``python benchmarks/steady_state.py --suite loops`` (about 10 minutes) or
 ``python benchmarks/steady_state.py`` (the full run, about 20 minutes).
 """
 
@@ -793,7 +793,7 @@ def plot(report: dict[str, Any], path: Path) -> str | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="N = 10, 100; one run; < 4 min")
+    parser.add_argument("--quick", action="store_true", help="N = 10, 100; one run; about 3 min")
     parser.add_argument(
         "--suite",
         choices=["all", "main", "loops"],
