@@ -49,8 +49,8 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks vs the official SDK and a bare websockets loop (not run by default).
 
-    ``nox -s bench``: the quick steady-state run (under 3 minutes) and a short decode run.
-    ``nox -s bench -- full``: the full steady-state run (about 17 minutes), which rewrites
+    ``nox -s bench``: the quick steady-state run (about 3 minutes) and a short decode run.
+    ``nox -s bench -- full``: the full steady-state run (about 20 minutes), which rewrites
     benchmarks/results/steady_state.* and docs/img/steady_state.png. Further arguments go to
     benchmarks/steady_state.py.
     """

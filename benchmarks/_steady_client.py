@@ -24,11 +24,23 @@ the results last. Kinds:
   deadline, ``await ws.send(frame)``, ``ws.send("finalize")``, ``ws.send("close")``; a reader
   task runs ``async for message in ws`` with ``json.loads`` until ``done``. The floor.
 
-Frame lateness is measured the same way for every kind: the class-level ``write`` of asyncio's
-socket transport is wrapped, and every binary WebSocket frame (opcode 2 in the first byte; one
-``transport.write`` per frame in websockets) is stamped with ``time.monotonic()`` when it is
-handed to the socket. Lateness of frame n of a session = its stamp - (stamp of the session's
-first frame + n x 100 ms).
+Any kind but ``official`` can take the suffix ``-uvloop`` (this process runs on
+``uvloop.run(...)`` instead of ``asyncio.run(...)``), ``-tls`` (``wss://`` to the server's TLS
+port, trusting its certificate through an ``ssl.SSLContext`` made from ``--ca``: ``bare``
+passes ``ssl=ctx`` to ``connect``, ours passes ``ssl=ctx`` to ``AsyncCartesia``, or, if the
+installed package has no such argument, sets ``SSL_CERT_FILE``), or both
+(``-uvloop-tls``); ``official-uvloop`` also exists. The code of each session is the same.
+
+Frame lateness is measured the same way for every kind and loop: websockets'
+``Connection.connection_made`` is wrapped once, at class level, so every connection's
+``transport`` attribute is a :class:`StampingTransport` that stamps each binary WebSocket
+frame (opcode 2 in the first byte; one ``write`` per frame) with ``time.monotonic()`` and
+forwards it. Every client here writes through ``connection.transport.write`` looked up at
+write time (websockets' ``send_data``; this package's writer), so the stamp is where the
+frame's bytes reach the transport: asyncio's socket transport, uvloop's C ``TCPTransport``
+(which cannot be patched at class level), or, over TLS, the SSL layer's application-side
+``write`` (before encryption). Lateness of frame n of a session = its stamp - (stamp of the
+session's first frame + n x 100 ms).
 
 Modes: ``steady`` (the above), ``throughput`` (one connection, unpaced), ``latency`` (one
 connection, one frame then a timed ``finalize``, repeated). Arguments are documented in
@@ -41,49 +53,75 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import inspect
 import json
 import math
 import os
 import random
 import resource
+import ssl
 import sys
 import time
 from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 RATE = 16000
 FRAME_BYTES = 3200  # 100 ms of 16 kHz pcm_s16le
 FRAME_S = 0.1
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
-# transport -> monotonic stamps of the binary frames handed to it
-STAMPS: dict[object, list[float]] = {}
+# the stamps of each connection's binary frames, one list per connection
+STAMPS: list[list[float]] = []
+
+
+class StampingTransport:
+    """Stands in for a WebSocket connection's transport: stamps each binary frame handed to
+    ``write`` with ``time.monotonic()``, then forwards it; everything else is the transport's.
+
+    It wraps whatever transport the connection was given: asyncio's socket transport, uvloop's
+    ``TCPTransport`` (a C type, whose ``write`` cannot be replaced), or, over TLS, the SSL
+    protocol's application-side transport (so the stamped bytes are the frame before
+    encryption, on both loops).
+    """
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._stamps: list[float] = []
+        STAMPS.append(self._stamps)
+        self._write: Callable[[bytes], None] = transport.write
+        # Looked up on every frame by this package's writer: the transport's own bound method.
+        self.is_closing: Callable[[], bool] = transport.is_closing
+
+    def write(self, data: bytes, _now: Callable[[], float] = time.monotonic) -> None:
+        """Stamp a binary frame (opcode 2 in the first byte; one ``write`` per frame in
+        websockets and in this package), then hand ``data`` to the transport."""
+        if data and data[0] & 0x0F == 2:  # FIN/RSV bits aside, opcode 2: a binary frame
+            self._stamps.append(_now())
+        self._write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def install_write_hook() -> None:
-    """Stamp every binary WebSocket frame handed to an asyncio socket transport."""
-    from asyncio import selector_events
+    """Give every websockets asyncio connection a :class:`StampingTransport`.
 
-    cls: Any = getattr(selector_events, "_SelectorSocketTransport")  # noqa: B009
-    original = cls.write
+    ``Connection.connection_made`` (websockets' asyncio implementation, which every client
+    here uses) is wrapped once, at class level: the connection keeps the stand-in as its
+    ``transport`` from the start, and both websockets (``self.transport.write`` in
+    ``send_data``) and this package's writer (``ws.transport.write``) look the attribute up
+    at each write, so every frame of every client passes through it, on any event loop.
+    """
+    from websockets.asyncio.connection import Connection
 
-    def write(
-        self: object,
-        data: bytes,
-        _original: Callable[[object, bytes], None] = original,
-        _now: Callable[[], float] = time.monotonic,
-        _stamps: dict[object, list[float]] = STAMPS,
-    ) -> None:
-        if data and data[0] & 0x0F == 2:  # FIN/RSV bits aside, opcode 2: a binary frame
-            stamps = _stamps.get(self)
-            if stamps is None:
-                stamps = _stamps[self] = []
-            stamps.append(_now())
-        _original(self, data)
+    original = Connection.connection_made
 
-    cls.write = write
+    def connection_made(self: Connection, transport: asyncio.BaseTransport) -> None:
+        original(self, cast(asyncio.BaseTransport, StampingTransport(transport)))
+
+    Connection.connection_made = connection_made  # type: ignore[method-assign]
 
 
 def make_audio(seconds: float) -> bytes:
@@ -146,12 +184,13 @@ async def sleep_until(deadline: float) -> None:
 class Plan:
     """The workload shared by every session of a run."""
 
-    url: str  # ws://host:port (the plain or the deflate port)
+    url: str  # ws://host:port (the plain or the deflate port) or wss://host:port (TLS)
     run: str
     n: int
     frames: int
     finalize_every: int
     audio: bytes
+    ssl: ssl.SSLContext | None = None  # trusts the server's certificate (TLS kinds)
     opened: asyncio.Event = field(default_factory=asyncio.Event)
     start: asyncio.Event = field(default_factory=asyncio.Event)
     t0: float = 0.0
@@ -214,11 +253,30 @@ async def opened(plan: Plan, manager: Any) -> AsyncIterator[Any]:
 # -- the four clients ---------------------------------------------------------------------
 
 
+def http_base(url: str) -> str:
+    """``ws://`` -> ``http://``, ``wss://`` -> ``https://`` (the clients' ``base_url``)."""
+    return "http" + url[2:]
+
+
+def ours_trust() -> str:
+    """How this package's client is made to trust the bench server's certificate.
+
+    ``ssl=ctx`` when ``AsyncCartesia`` takes an ``ssl`` argument; otherwise (an older
+    package) ``SSL_CERT_FILE``, which ``ssl.create_default_context()`` reads: then every
+    connection makes its own context (more memory per session than one shared context).
+    """
+    import cartesia_stt_async as stt
+
+    return "ssl" if "ssl" in inspect.signature(stt.AsyncCartesia).parameters else "SSL_CERT_FILE"
+
+
 def ours_client(plan: Plan) -> Any:
     import cartesia_stt_async as stt
 
-    http = plan.url.replace("ws://", "http://", 1)
-    return stt.AsyncCartesia(api_key="bench-key", base_url=http)
+    options: dict[str, Any] = {}
+    if plan.ssl is not None and ours_trust() == "ssl":
+        options["ssl"] = plan.ssl
+    return stt.AsyncCartesia(api_key="bench-key", base_url=http_base(plan.url), **options)
 
 
 async def ours_relay(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
@@ -274,7 +332,9 @@ async def ours_stream(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
 def official_client(plan: Plan) -> Any:
     from cartesia import AsyncCartesia
 
-    return AsyncCartesia(api_key="bench-key", base_url=plan.url.replace("ws://", "http://", 1))
+    if plan.ssl is not None:
+        raise SystemExit("the official client is not run over TLS here")
+    return AsyncCartesia(api_key="bench-key", base_url=http_base(plan.url))
 
 
 async def official(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
@@ -314,7 +374,8 @@ async def bare(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
         f"{plan.url}/stt/websocket?model=ink-2&encoding=pcm_s16le&sample_rate={RATE}"
         f"&bench={log.tag}"
     )
-    async with opened(plan, connect(url, compression=None)) as ws:
+    tls: dict[str, Any] = {} if plan.ssl is None else {"ssl": plan.ssl}
+    async with opened(plan, connect(url, compression=None, **tls)) as ws:
 
         async def reader() -> None:
             async for message in ws:
@@ -338,13 +399,24 @@ async def bare(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
         await task
 
 
-KINDS: dict[str, tuple[Callable[[Plan], Any], Callable[[Any, Plan, int, SessionLog], Any]]] = {
+BASES: dict[str, tuple[Callable[[Plan], Any], Callable[[Any, Plan, int, SessionLog], Any]]] = {
     "ours-relay": (ours_client, ours_relay),
     "ours-relay-unpaced": (ours_client, ours_relay_unpaced),
     "ours-stream": (ours_client, ours_stream),
     "official": (official_client, official),
     "bare": (bare_client, bare),
 }
+# A kind is a base, optionally run on uvloop and/or over TLS: "ours-relay-uvloop-tls".
+VARIANTS = ["", "-uvloop", "-tls", "-uvloop-tls"]
+KINDS = [base + v for base in BASES for v in VARIANTS if not (base == "official" and "tls" in v)]
+
+
+def split_kind(kind: str) -> tuple[str, bool, bool]:
+    """``kind`` -> (base, runs on uvloop, over TLS)."""
+    tls = kind.endswith("-tls")
+    base = kind.removesuffix("-tls")
+    uvloop = base.endswith("-uvloop")
+    return base.removesuffix("-uvloop"), uvloop, tls
 
 
 async def close_client(client: Any) -> None:
@@ -363,8 +435,24 @@ def mark(what: str) -> None:
 
 
 async def steady(args: argparse.Namespace) -> dict[str, Any]:
-    make, session = KINDS[args.kind]
+    base, _, tls = split_kind(args.kind)
+    make, session = BASES[base]
     frames = round(args.seconds / FRAME_S)
+    context: ssl.SSLContext | None = None
+    trust = None
+    if tls:
+        if not args.ca:
+            raise SystemExit(f"{args.kind} needs --ca")
+        context = ssl.create_default_context(cafile=args.ca)
+        trust = "ssl"
+        if base.startswith("ours") and ours_trust() != "ssl":
+            os.environ["SSL_CERT_FILE"] = args.ca  # read by each connection's default context
+            trust = "SSL_CERT_FILE"
+            print(
+                "note: AsyncCartesia takes no ssl argument yet: trusting the bench CA through "
+                "SSL_CERT_FILE (one SSL context per connection)",
+                file=sys.stderr,
+            )
     plan = Plan(
         url=args.url,
         run=args.run,
@@ -372,6 +460,7 @@ async def steady(args: argparse.Namespace) -> dict[str, Any]:
         frames=frames,
         finalize_every=max(1, round(args.finalize_every / FRAME_S)),
         audio=make_audio(frames * FRAME_S),
+        ssl=context,
     )
     client = make(plan)
     plan.utterances  # noqa: B018 - shared audio is made before the memory baseline
@@ -433,7 +522,9 @@ async def steady(args: argparse.Namespace) -> dict[str, Any]:
 
     late: list[float] = []
     written = 0
-    for stamps in STAMPS.values():
+    for stamps in STAMPS:
+        if not stamps:
+            continue
         written += len(stamps)
         first = stamps[0]
         late.extend(t - (first + k * FRAME_S) for k, t in enumerate(stamps))
@@ -442,6 +533,9 @@ async def steady(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "kind": args.kind,
         "n": plan.n,
+        "loop": f"{type(loop).__module__}.{type(loop).__qualname__}",
+        "tls": tls,
+        "tls_trust": trust,
         "seconds": frames * FRAME_S,
         "finalize_every_s": plan.finalize_every * FRAME_S,
         "frames_expected": plan.n * frames,
@@ -615,9 +709,18 @@ def main() -> int:
     parser.add_argument("--finalize-every", type=float, default=3.0, help="seconds (steady)")
     parser.add_argument("--mb", type=float, default=16.0, help="megabytes (throughput)")
     parser.add_argument("--count", type=int, default=100, help="finalizes (latency)")
+    parser.add_argument("--ca", help="PEM file of the CA that signed the server's certificate")
     args = parser.parse_args()
+    _, on_uvloop, tls = split_kind(args.kind)
+    if args.mode != "steady" and (on_uvloop or tls):
+        parser.error(f"{args.mode} runs the default-loop, plain kinds only")
     mode = {"steady": steady, "throughput": throughput, "latency": latency}[args.mode]
-    result = asyncio.run(mode(args))
+    if on_uvloop:
+        import uvloop
+
+        result = uvloop.run(mode(args))
+    else:
+        result = asyncio.run(mode(args))
     print(json.dumps(result), flush=True)
     return 0
 

@@ -9,7 +9,11 @@ It is built on websockets' sans-I/O ``ServerProtocol`` driven from a plain
 ``asyncio.Protocol``: no task, future or queue per message, so thousands of frames per second
 cost little CPU. It listens on two ports: one that declines permessage-deflate (like this
 package's twin) and one that accepts it with websockets' default server settings (so the
-official client's default offer is negotiated there).
+official client's default offer is negotiated there). With ``--ca PATH`` it also listens with
+TLS (no deflate): a self-signed CA and a certificate for ``127.0.0.1`` made at startup with
+``trustme``; the CA's PEM is written to ``PATH`` for the clients to trust. The server runs on
+asyncio's default loop for every port, so the TLS port adds the server's own decryption cost
+(reported as its CPU).
 
 It records, per session tagged with the query parameter ``bench=<run>-<index>``, the monotonic
 time (``time.monotonic()``, system-wide on Linux, so comparable with the clients' stamps) each
@@ -18,14 +22,16 @@ handed to the socket: the server's own share of the finalize round trip.
 
 Control is on stdin, one command a line, answers one JSON line on stdout:
 ``stats <run>`` (the sessions of that run, then forgotten), ``quit``.
-The first line printed is ``PORTS <plain> <deflate>``.
+The first line printed is ``PORTS <plain> <deflate> <tls>`` (``<tls>`` is 0 without ``--ca``).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import resource
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -176,7 +182,19 @@ def stats(run: str) -> dict[str, Any]:
     }
 
 
-async def main() -> None:
+def tls_context(ca_path: str) -> ssl.SSLContext:
+    """A server context with a fresh certificate for 127.0.0.1; its CA's PEM goes to
+    ``ca_path``."""
+    import trustme
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(ca_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+async def main(ca_path: str | None) -> None:
     loop = asyncio.get_running_loop()
     counter = [0]
     plain = await loop.create_server(
@@ -185,8 +203,19 @@ async def main() -> None:
     deflate = await loop.create_server(
         lambda: BenchProtocol(True, counter), "127.0.0.1", 0, backlog=4096
     )
-    ports = [s.sockets[0].getsockname()[1] for s in (plain, deflate)]
-    print(f"PORTS {ports[0]} {ports[1]}", flush=True)
+    servers = [plain, deflate]
+    if ca_path:
+        servers.append(
+            await loop.create_server(
+                lambda: BenchProtocol(False, counter),
+                "127.0.0.1",
+                0,
+                backlog=4096,
+                ssl=tls_context(ca_path),
+            )
+        )
+    ports = [s.sockets[0].getsockname()[1] for s in servers] + [0]
+    print(f"PORTS {ports[0]} {ports[1]} {ports[2]}", flush=True)
     while True:
         line = await asyncio.to_thread(sys.stdin.readline)
         words = line.split()
@@ -196,9 +225,11 @@ async def main() -> None:
             print(json.dumps(stats(words[1])), flush=True)
         else:
             print(json.dumps({"error": f"unknown command {line.strip()!r}"}), flush=True)
-    plain.close()
-    deflate.close()
+    for server in servers:
+        server.close()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--ca", help="also listen with TLS; write the CA's PEM here")
+    asyncio.run(main(parser.parse_args().ca))

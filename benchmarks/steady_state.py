@@ -11,31 +11,49 @@ What is measured (docs/performance.md explains each figure). One minimal server 
   ``send_raw`` + sleep to the deadline, a reader task on ``async for event in conn``;
 * ``bare``: ``websockets`` without deflate, sleep to the deadline, ``ws.send(frame)``: the floor;
 * ``official-deflate`` (full run only): ``official`` against the server port that accepts the
-  permessage-deflate the official client offers by default.
+  permessage-deflate the official client offers by default;
+* ``bare``, ``ours-relay`` and ``ours-stream`` again with the suffix ``-uvloop`` (the client
+  process runs on ``uvloop.run``), ``-tls`` (``wss://`` to the server's TLS port, a
+  self-signed certificate made at startup with ``trustme``, trusted through an
+  ``ssl.SSLContext``) and ``-uvloop-tls``: the same session code, so that one run compares
+  ours with the bare loop on both loops and over TLS. In the default plan these run at
+  N >= 100 only, two runs each, with no search for the largest N, no throughput and no
+  one-session latency; ``--quick`` leaves out ``-uvloop-tls``.
 
 Workload: N concurrent sessions of 16 kHz pcm_s16le in 100 ms frames at real time (phases spread
 over one frame period), ``--seconds`` of audio each (10 s), a ``finalize`` every 2.5 s (its
 ``flush_done`` awaited or handled), then ``close`` and ``done``. Reported per client and N:
 
 * client-process CPU (user + sys) during the streaming window / audio seconds sent;
-* frame lateness p50/p99/max: when each binary frame is handed to the socket (one wrapper on
-  asyncio's socket transport ``write``, the same for every client), minus (the session's first
-  frame + n x 100 ms);
-* RSS per open idle session and per streaming session;
+* frame lateness p50/p99/max: when each binary frame's bytes reach the connection's transport
+  (every websockets connection's ``transport`` is a stand-in whose ``write`` stamps and
+  forwards, installed in ``connection_made`` for every client, on either loop; over TLS it
+  is the SSL layer's application-side ``write``), minus (the session's first frame + n x
+  100 ms);
+* RSS per open idle session and per streaming session (peak), reported at every N >= 100;
 * finalize -> flush_done as the caller sees it, split into the server's own time and the rest;
 * the server's CPU in the window (it must stay far from one core) and the machine's load;
 
 and, once per client: the largest N with p99 lateness under 20 ms (a short search; full run
 only), unpaced throughput of one connection (MB/s), and finalize latency of one idle session.
 
-Output: ``<out>/steady_state[_quick].json`` (machine, CPU, versions, date, git commit, every
-run), ``.md`` (tables), and a plot of CPU per audio second and p99 lateness against N
-(``docs/img/steady_state.png`` for a full run).
+Output: ``<out>/steady_state[_quick][_loops].json`` (machine, CPU, versions, date, git commit,
+every run), ``.md`` (tables: every run of the default-loop clients; every run of the uvloop/TLS
+clients; ours against the bare loop by loop and transport, with the ratio to the bare loop's
+run of the same repetition; RSS per session; one connection), and a plot of CPU per audio
+second and p99 lateness against N for the default-loop clients (``docs/img/steady_state.png``
+for a full run of the whole suite into the default ``--out``).
 
-Needs the official package (``pip install 'cartesia[websockets]==3.2.0'``) and matplotlib for
-the plot (``pip install matplotlib``; skipped with a note when missing). Linux only (/proc).
+``--suite main`` runs only the five default-loop clients (the run before the uvloop/TLS
+clients existed); ``--suite loops`` runs only bare, ours-relay and ours-stream on the four
+loop/transport combinations at N = 100 and 500 (steady runs only).
 
-Run: ``python benchmarks/steady_state.py --quick`` (under 3 minutes) or
+Needs the official package (``pip install 'cartesia[websockets]==3.2.0'``), ``uvloop`` and
+``trustme`` (all in the ``bench`` extra), and matplotlib for the plot (skipped with a note when
+missing). Linux only (/proc).
+
+Run: ``python benchmarks/steady_state.py --quick`` (about 3 minutes),
+``python benchmarks/steady_state.py --suite loops`` (about 10 minutes) or
 ``python benchmarks/steady_state.py`` (the full run, about 20 minutes).
 """
 
@@ -51,8 +69,9 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -67,6 +86,13 @@ LATENESS_LIMIT_MS = 20.0
 SERVER_BOUND = 0.8  # server busy fraction of one core above which a probe is not trusted
 
 KINDS = ["bare", "official", "ours-relay", "ours-stream"]
+# ours vs bare on other event loops and transports: the same session code, the client process
+# on uvloop and/or over TLS (see _steady_client.py).
+LOOP_BASES = ["bare", "ours-relay", "ours-stream"]
+VARIANTS = {"": "default loop", "-uvloop": "uvloop", "-tls": "TLS", "-uvloop-tls": "uvloop + TLS"}
+VARIANT_KINDS = [base + v for v in VARIANTS if v for base in LOOP_BASES]
+QUICK_VARIANT_KINDS = [k for k in VARIANT_KINDS if not k.endswith("-uvloop-tls")]
+VARIANT_MIN_N = 100  # in the default plans, the variant kinds run at N >= 100 only
 ONE_CONNECTION = ["bare", "official", "ours"]
 THROUGHPUT = [*ONE_CONNECTION, "ours-10s-utterances"]
 LABELS = {
@@ -77,6 +103,22 @@ LABELS = {
     "ours-relay-unpaced": "cartesia_stt_async, send_audio relay, speed=None",
     "ours-stream": "cartesia_stt_async, stream()",
 }
+
+
+ALL_KINDS = [
+    *(
+        base + v
+        for base in ["bare", "official", "ours-relay", "ours-relay-unpaced", "ours-stream"]
+        for v in VARIANTS
+        if not (base == "official" and "tls" in v)
+    ),
+    "official-deflate",
+]
+
+
+def is_variant(kind: str) -> bool:
+    """Runs on uvloop or over TLS."""
+    return kind.endswith(("-uvloop", "-tls"))
 
 
 # -- machine and versions ------------------------------------------------------------------
@@ -176,11 +218,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Server:
-    """The server process, its two ports and its stdin/stdout control channel."""
+    """The server process, its three ports (plain, deflate, TLS) and its stdin/stdout control
+    channel; the CA that signed its TLS certificate is in ``self.ca`` (a PEM file)."""
 
     def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="steady-state-")
+        self.ca = str(Path(self._tmp.name) / "ca.pem")
         self.proc = subprocess.Popen(
-            [sys.executable, str(SERVER)],
+            [sys.executable, str(SERVER), "--ca", self.ca],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -188,9 +233,16 @@ class Server:
         line = self._readline()
         if not line.startswith("PORTS "):
             raise RuntimeError(f"the server did not start: {line!r}")
-        plain, deflate = line.split()[1:]
+        plain, deflate, tls = line.split()[1:]
         self.plain = f"ws://127.0.0.1:{plain}"
         self.deflate = f"ws://127.0.0.1:{deflate}"
+        self.tls = f"wss://127.0.0.1:{tls}"
+
+    def url(self, kind: str) -> str:
+        """The port a client kind connects to."""
+        if kind == "official-deflate":
+            return self.deflate
+        return self.tls if kind.endswith("-tls") else self.plain
 
     def _readline(self) -> str:
         assert self.proc.stdout is not None
@@ -213,6 +265,7 @@ class Server:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
+        self._tmp.cleanup()
 
 
 class Bench:
@@ -239,6 +292,8 @@ class Bench:
         }.get(kind, kind)
         cmd = [sys.executable, str(CLIENT), mode, "--kind", client_kind, "--url", url]
         cmd += ["--run", run, *extra]
+        if kind.endswith("-tls"):
+            cmd += ["--ca", self.server.ca]
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -259,7 +314,7 @@ class Bench:
         return result, samples, run
 
     def steady(self, kind: str, n: int) -> dict[str, Any]:
-        url = self.server.deflate if kind == "official-deflate" else self.server.plain
+        url = self.server.url(kind)
         extra = ["--n", str(n), "--seconds", str(self.seconds)]
         extra += ["--finalize-every", str(self.finalize_every)]
         result, samples, run = self._client("steady", kind, url, extra)
@@ -469,24 +524,24 @@ def load_line(report: dict[str, Any]) -> str:
     )
 
 
-def markdown(report: dict[str, Any]) -> str:
-    m = report["machine"]
-    dirty = " (dirty)" if "uncommitted" in m["git_commit"] else ""
-    packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+def runs_of(report: dict[str, Any], kind: str, n: int) -> list[dict[str, Any]]:
+    """The steady runs of ``kind`` at ``n`` that produced figures."""
+    return [
+        r
+        for r in report["steady"]
+        if r["kind"] == kind and r.get("n") == n and "cpu_ms_per_audio_s" in r
+    ]
+
+
+def steady_table(report: dict[str, Any], kinds: list[str]) -> list[str]:
+    """One row per client and N: every figure of the steady runs."""
     lines = [
-        f"Run {m['date']} ({report['mode']} mode), {m['cpu_model']}, {m['cpus']} CPUs, "
-        f"Python {m['python']}, {packages}, commit {m['git_commit'][:12]}{dirty}.",
-        f"Load average at start {m['loadavg_start']}, at end {report['loadavg_end']}; "
-        f"{report['seconds']:.0f} s of audio per session, finalize every "
-        f"{report['finalize_every']:g} s, {report['repeats']} run(s) per cell (ranges are "
-        "min-max over runs).",
-        load_line(report),
-        "",
         "| client | N | CPU ms per audio s | lateness p50 / p99 / max ms | server CPU | "
         "other load (cores) | finalize total p50 / p99 ms | ok |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for kind in report["kinds"]:
+    for kind in kinds:
+        stream = kind.startswith("ours-stream")
         for n in report["ns"]:
             runs = [r for r in report["steady"] if r["kind"] == kind and r.get("n") == n]
             if not runs:
@@ -494,7 +549,7 @@ def markdown(report: dict[str, Any]) -> str:
             good = [r for r in runs if "cpu_ms_per_audio_s" in r]
             late = [r["lateness_ms"] for r in good]
             fin = [r["finalize_latency"]["total_ms"] for r in good]
-            if kind == "ours-stream":
+            if stream:
                 fin = [r["finalize_latency"].get("sdk_reported_ms", {}) for r in good]
             other = [r.get("machine_load", {}).get("other_cores", 0) for r in good]
             lines.append(
@@ -506,27 +561,143 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{fmt_range(other, 2)} | "
                 f"{fmt_range([f.get('p50', 0) for f in fin])} / "
                 f"{fmt_range([f.get('p99', 0) for f in fin])}"
-                f"{' (SDK-reported)' if kind == 'ours-stream' else ''} | "
+                f"{' (SDK-reported)' if stream else ''} | "
                 f"{'yes' if all(r['ok'] for r in runs) else 'NO'} |"
             )
-    lines += [
-        "",
-        "| client | RSS per idle session (KiB) | RSS per streaming session (KiB) | at N |",
-        "|---|---|---|---|",
+    return lines
+
+
+def rss_ns(report: dict[str, Any]) -> list[int]:
+    """The N at which memory per session is reported: 100 and up (else the largest)."""
+    return [n for n in report["ns"] if n >= 100] or [max(report["ns"])]
+
+
+def rss_table(report: dict[str, Any]) -> list[str]:
+    """Memory per open idle session and per streaming session (peak), per client and N."""
+    columns = rss_ns(report)
+    lines = [
+        "| client | "
+        + " | ".join(f"RSS KiB per session, N = {n}: idle / streaming peak" for n in columns)
+        + " |",
+        "|---|" + "---|" * len(columns),
     ]
-    top = max(report["ns"])
     for kind in report["kinds"]:
-        runs = [
-            r
-            for r in report["steady"]
-            if r["kind"] == kind and r.get("n") == top and "idle_kib_per_session" in r
-        ]
-        if runs:
-            lines.append(
-                f"| {kind} | {fmt_range([r['idle_kib_per_session'] for r in runs], 0)} | "
-                f"{fmt_range([r['stream_kib_per_session'] for r in runs], 0)} | {top} |"
+        cells = []
+        for n in columns:
+            runs = [r for r in runs_of(report, kind, n) if "idle_kib_per_session" in r]
+            cells.append(
+                f"{fmt_range([r['idle_kib_per_session'] for r in runs], 0)} / "
+                f"{fmt_range([r['stream_kib_per_session'] for r in runs], 0)}"
+                if runs
+                else "-"
             )
-    lines += [
+        if any(c != "-" for c in cells):
+            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def paired(
+    report: dict[str, Any],
+    kind: str,
+    bare: str,
+    n: int,
+    figure: Callable[[dict[str, Any]], float],
+) -> tuple[list[float], list[float]]:
+    """``figure`` of each run of ``kind`` at ``n``, and its ratio to the run of ``bare`` (the
+    bare loop on the same loop and transport) of the same repetition of the same benchmark."""
+
+    def by_rep(k: str) -> dict[int, dict[str, Any]]:
+        return {r.get("rep", i): r for i, r in enumerate(runs_of(report, k, n))}
+
+    ours, floor = by_rep(kind), by_rep(bare)
+    values = [figure(r) for r in ours.values()]
+    ratios = [
+        figure(r) / figure(floor[i]) for i, r in ours.items() if i in floor and figure(floor[i])
+    ]
+    return values, ratios
+
+
+def cpu_ms(r: dict[str, Any]) -> float:
+    return float(r["cpu_ms_per_audio_s"])
+
+
+def p99_ms(r: dict[str, Any]) -> float:
+    return float(r["lateness_ms"]["p99"])
+
+
+def stream_kib(r: dict[str, Any]) -> float:
+    return float(r["stream_kib_per_session"])
+
+
+def loops_table(report: dict[str, Any]) -> list[str]:
+    """Ours against the bare loop on each event loop and transport, at N >= 100."""
+    lines: list[str] = []
+    for suffix, label in VARIANTS.items():
+        for n in rss_ns(report):
+            kinds = [base + suffix for base in LOOP_BASES]
+            if not runs_of(report, kinds[0], n):
+                continue
+            runs = [r for r in report["steady"] if r["kind"] in kinds and r.get("n") == n]
+            cells = []
+            for figure, digits in ((cpu_ms, 2), (p99_ms, 1), (stream_kib, 0)):
+                parts = [fmt_range([figure(r) for r in runs_of(report, kinds[0], n)], digits)]
+                for kind in kinds[1:]:
+                    values, ratios = paired(report, kind, kinds[0], n, figure)
+                    ratio = f" ({fmt_range(ratios)}x)" if ratios else ""
+                    parts.append(fmt_range(values, digits) + ratio)
+                cells.append(" / ".join(parts))
+            busy = [r["server"].get("cpu_busy", 0) * 100 for r in runs if "server" in r]
+            trust = {r.get("tls_trust") for r in runs} - {None, "ssl"}
+            note = " (ours trusted the CA via SSL_CERT_FILE)" if trust else ""
+            lines.append(
+                f"| {label}{note} | {n} | {cells[0]} | {cells[1]} | {cells[2]} | "
+                f"{fmt_range(busy, 0)} % | {'yes' if all(r['ok'] for r in runs) else 'NO'} |"
+            )
+    if not lines:
+        return []
+    return [
+        "ours against the bare loop by event loop and transport; the ratio (x bare) pairs each "
+        "run with the bare loop's run of the same repetition.",
+        "",
+        "| loop, transport | N | CPU ms per audio s: bare / relay / stream | "
+        "p99 lateness ms: bare / relay / stream | "
+        "RSS KiB per streaming session: bare / relay / stream | server CPU | ok |",
+        "|---|---|---|---|---|---|---|",
+        *lines,
+    ]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    dirty = " (dirty)" if "uncommitted" in m["git_commit"] else ""
+    packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+    main_kinds = [k for k in report["kinds"] if not is_variant(k)]
+    variant_kinds = [k for k in report["kinds"] if is_variant(k)]
+    lines = [
+        f"Run {m['date']} ({report['mode']} mode), {m['cpu_model']}, {m['cpus']} CPUs, "
+        f"Python {m['python']}, {packages}, commit {m['git_commit'][:12]}{dirty}.",
+        f"Load average at start {m['loadavg_start']}, at end {report['loadavg_end']}; "
+        f"{report['seconds']:.0f} s of audio per session, finalize every "
+        f"{report['finalize_every']:g} s, {report['repeats']} run(s) per cell (ranges are "
+        "min-max over runs).",
+        load_line(report),
+        "",
+    ]
+    if main_kinds:
+        lines += [*steady_table(report, main_kinds), ""]
+    if variant_kinds:
+        lines += [
+            "The same on uvloop and over TLS (client process on uvloop; wss:// to the "
+            "server's TLS port):",
+            "",
+            *steady_table(report, variant_kinds),
+            "",
+        ]
+    loops = loops_table(report)
+    if loops:
+        lines += [*loops, ""]
+    lines += rss_table(report)
+    one = [
         "",
         "| client | unpaced MB/s, one connection | client CPU s | server CPU s | "
         "finalize -> flush_done, one idle session: total p50 / p99 ms | server's own p50 ms | "
@@ -545,7 +716,9 @@ def markdown(report: dict[str, Any]) -> str:
         row += f"{fmt_range([r['total_ms']['p99'] for r in lat])} | "
         row += f"{fmt_range([r['server_own_ms']['p50'] for r in lat], 3)} | "
         row += f"{fmt_range([r['outside_server_ms']['p50'] for r in lat])} |"
-        lines.append(row)
+        one.append(row)
+    if report["throughput"] or report["latency"]:
+        lines += one
     if report["search"]:
         lines += [
             "",
@@ -569,8 +742,11 @@ def plot(report: dict[str, Any], path: Path) -> str | None:
         plt: Any = importlib.import_module("matplotlib.pyplot")
     except ImportError:
         return "matplotlib is not installed: no plot (pip install matplotlib)"
+    kinds = [k for k in report["kinds"] if not is_variant(k)]  # default loop, plain
+    if not kinds:
+        return "no default-loop plain client in this run: no plot"
     fig, (ax_cpu, ax_late) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for kind in report["kinds"]:
+    for kind in kinds:
         xs, cpu, p99 = [], [], []
         for n in report["ns"]:
             runs = [
@@ -617,9 +793,22 @@ def plot(report: dict[str, Any], path: Path) -> str | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="N = 10, 100; one run; < 3 min")
+    parser.add_argument("--quick", action="store_true", help="N = 10, 100; one run; about 3 min")
+    parser.add_argument(
+        "--suite",
+        choices=["all", "main", "loops"],
+        default="all",
+        help="main: the five default-loop clients; loops: bare, ours-relay and ours-stream on "
+        "the default loop, uvloop, TLS and uvloop + TLS (N = 100, 500; steady runs only); "
+        "all (default): both, the uvloop/TLS clients at N >= 100 only",
+    )
     parser.add_argument("--ns", help="comma-separated N values (default 10,100,500)")
-    parser.add_argument("--kinds", help=f"comma-separated clients (default {','.join(KINDS)})")
+    parser.add_argument(
+        "--kinds",
+        help=f"comma-separated clients, each at every N (default {','.join(KINDS)}, "
+        "official-deflate and, for --suite all, the uvloop and TLS variants: "
+        f"{','.join(VARIANT_KINDS)})",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per session (>= 10)")
     parser.add_argument("--finalize-every", type=float, default=2.5, help="seconds of audio")
     parser.add_argument("--repeats", type=int, help="runs per client and N (full: 2)")
@@ -654,25 +843,48 @@ def main() -> int:
     except ImportError:
         print("needs the official SDK: pip install 'cartesia[websockets]==3.2.0'", file=sys.stderr)
         return 2
-    quick = args.quick
-    ns = (
-        [int(x) for x in args.ns.split(",")]
-        if args.ns
-        else ([10, 100] if quick else [10, 100, 500])
-    )
-    kinds = args.kinds.split(",") if args.kinds else KINDS + ([] if quick else ["official-deflate"])
+    quick, suite = args.quick, args.suite
+    if args.ns:
+        ns = [int(x) for x in args.ns.split(",")]
+    elif suite == "loops":
+        ns = [100] if quick else [100, 500]
+    else:
+        ns = [10, 100] if quick else [10, 100, 500]
+    if args.kinds:
+        kinds = args.kinds.split(",")
+        unknown = [k for k in kinds if k not in ALL_KINDS]
+        if unknown:
+            parser.error(f"unknown clients {unknown}; known: {', '.join(ALL_KINDS)}")
+    elif suite == "loops":
+        kinds = LOOP_BASES + VARIANT_KINDS
+    else:
+        kinds = KINDS + ([] if quick else ["official-deflate"])
+        kinds += (QUICK_VARIANT_KINDS if quick else VARIANT_KINDS) if suite == "all" else []
+    big = [n for n in ns if n >= VARIANT_MIN_N] or ns
+
+    def runs_at(kind: str) -> list[int]:
+        """The N a client runs at: every N, but the variants of a default plan at N >= 100."""
+        return big if is_variant(kind) and not args.kinds else ns
+
+    steady_only = args.steady_only or suite == "loops"
+    no_search = args.no_search or suite == "loops"
     repeats = args.repeats or (1 if quick else 2)
     name = "steady_state_quick" if quick else "steady_state"
+    if suite == "loops":
+        name += "_loops"
+    recorded = not quick and suite == "all" and args.out == HERE / "results"
     plot_path = args.plot or (
-        args.out / f"{name}.png" if quick else ROOT / "docs" / "img" / "steady_state.png"
+        ROOT / "docs" / "img" / "steady_state.png" if recorded else args.out / f"{name}.png"
     )
     raise_fd_limit(ns)
     started = time.monotonic()
     report: dict[str, Any] = {
         "mode": "quick" if quick else "full",
+        "suite": suite,
         "machine": machine(),
         "ns": ns,
         "kinds": kinds,
+        "runs_at": {kind: runs_at(kind) for kind in kinds},
         "seconds": args.seconds,
         "finalize_every": args.finalize_every,
         "repeats": repeats,
@@ -685,26 +897,30 @@ def main() -> int:
     server = Server()
     try:
         bench = Bench(server, args.seconds, args.finalize_every)
-        print(f"server on {server.plain} (deflate on {server.deflate}), pid {server.proc.pid}")
+        print(
+            f"server on {server.plain} (deflate on {server.deflate}, TLS on {server.tls}), "
+            f"pid {server.proc.pid}"
+        )
         bench.throughput("bare", 1.0)  # warm the server up; not recorded
         for rep in range(repeats):
             for i, n in enumerate(ns):
-                for kind in rotate(kinds, i + rep):
+                for kind in rotate([k for k in kinds if n in runs_at(k)], i + rep):
                     r = bench.steady(kind, n)
+                    r["rep"] = rep
                     report["steady"].append(r)
                     print(f"steady {kind:16s} N={n:4d} {json.dumps(brief(r))}", flush=True)
-        for kind in [] if args.steady_only else THROUGHPUT:
+        for kind in [] if steady_only else THROUGHPUT:
             for _ in range(1 if quick else 3):
                 r = bench.throughput(kind, 32.0 if quick else 128.0)
                 report["throughput"].append(r)
                 print(f"throughput {kind:9s} {r.get('mb_per_s', 0):.1f} MB/s ok={r['ok']}")
         # One connection, ours once: send_audio(speed=None) then finalize() in both ours-*.
-        for kind in [] if args.steady_only else ONE_CONNECTION:
+        for kind in [] if steady_only else ONE_CONNECTION:
             r = bench.latency(kind, 50 if quick else 200)
             report["latency"].append(r)
             print(f"latency {kind:9s} {json.dumps(r['total_ms'])}", flush=True)
-        if not quick and not args.no_search:
-            for kind in [k for k in kinds if k != "official-deflate"]:
+        if not quick and not no_search:
+            for kind in [k for k in kinds if k != "official-deflate" and not is_variant(k)]:
                 known = {r["n"]: r for r in report["steady"] if r["kind"] == kind and "n" in r}
                 report["search"][kind] = search(bench, kind, known, probes=5)
                 print(f"search {kind}: {json.dumps(report['search'][kind])}", flush=True)
