@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import os
+import selectors
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -80,15 +81,59 @@ def uvloop_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """asyncio's loop on a clock that jumps ahead when the loop is idle.
+
+    When nothing is ready and the next timer is ``t`` seconds away, the loop waits
+    ``IDLE_REAL`` seconds of real time for I/O (loopback data in flight) and, if none comes,
+    moves its clock to the timer instead of sleeping the rest. Only for tests whose I/O is all
+    in this loop (the scripted twin over loopback; no threads or processes) and which measure
+    time with ``loop.time()``, as the SDK and the twin do.
+    """
+
+    IDLE_REAL = 0.003
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped = 0.0  # seconds the clock jumped in all
+        inner: selectors.BaseSelector = self.__dict__["_selector"]  # asyncio's own
+        loop = self
+
+        class Jumping:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(inner, name)
+
+            def select(self, timeout: float | None = None) -> Any:
+                events = inner.select(0)
+                if events or timeout is None or timeout <= 0:
+                    return events if events or timeout is not None else inner.select(None)
+                events = inner.select(min(timeout, loop.IDLE_REAL))
+                if not events and timeout > loop.IDLE_REAL:
+                    loop.skipped += timeout - loop.IDLE_REAL
+                return events
+
+        self.__dict__["_selector"] = Jumping()
+
+    def time(self) -> float:
+        return super().time() + self.skipped
+
+
+def virtual_time_loop() -> asyncio.AbstractEventLoop:
+    """A new :class:`VirtualTimeLoop`."""
+    return VirtualTimeLoop()
+
+
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio_loop,
     "uvloop": uvloop_loop,
+    "virtual_time": virtual_time_loop,
 }
 # The loop class each name must give (checked in every test, so a misconfigured
 # parametrization fails loudly instead of running twice on one loop).
 LOOP_TYPES: dict[str, type[asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.SelectorEventLoop,  # the default loop on Linux and macOS
     "uvloop": uvloop.Loop,
+    "virtual_time": VirtualTimeLoop,
 }
 BOTH_LOOPS = (
     "test_connection.py",
@@ -115,7 +160,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def selected_loops(config: pytest.Config) -> list[str]:
     """The loop names ``--loops`` asks for, checked."""
     names = [n.strip() for n in str(config.getoption("--loops")).split(",") if n.strip()]
-    unknown = sorted(set(names) - set(LOOPS))
+    unknown = sorted(set(names) - {"asyncio", "uvloop"})
     if unknown or not names:
         raise pytest.UsageError(f"--loops: unknown or no loop names {unknown}; know {list(LOOPS)}")
     return names
@@ -132,6 +177,10 @@ def pytest_asyncio_loop_factories(
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """pytest-asyncio's hook: the loops an async test runs on (one test item per loop)."""
     names = selected_loops(config) if runs_on_both_loops(str(item.path)) else ["asyncio"]
+    if item.get_closest_marker("virtual_time") is not None:
+        # asyncio's loop on a jumping clock; uvloop's clock cannot jump, so on uvloop the
+        # test runs in real time.
+        names = ["virtual_time" if name == "asyncio" else name for name in names]
     return {name: LOOPS[name] for name in names}
 
 
