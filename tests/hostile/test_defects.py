@@ -255,6 +255,7 @@ MAX_DELAY = 2.5  # the reconnect backoff cap in these tests
 
 
 @pytest.mark.asyncio
+@pytest.mark.virtual_time  # the Retry-After wait of the in-loop peer: the clock jumps
 @pytest.mark.parametrize(
     ("status", "retry_after", "at_least", "at_most"),
     [
