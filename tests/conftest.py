@@ -148,6 +148,13 @@ BOTH_LOOPS = (
 UVLOOP_SEEDS = 100
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (the default, see pyproject.toml): two workers per CPU. Much of the suite
+    waits on real-time pacing, timeouts and subprocesses, so a CPU runs two workers' tests
+    side by side (on 2 CPUs, 4 workers: 2338 tests in 50 s against 87 s with 2)."""
+    return 2 * (os.cpu_count() or 1)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--loops",
