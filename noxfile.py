@@ -10,7 +10,11 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """Run the test suite against the local twin over loopback (``-- -m "not speech"``: fast)."""
+    """Run the test suite against the local twin over loopback (``-- -m "not speech"``: fast).
+
+    Workers: two per CPU (pyproject's ``-n auto``); ``-- -n0`` runs in one process. The
+    connection suites run on asyncio's loop and on uvloop (``-- --loops=asyncio``: one).
+    """
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
 

@@ -6,12 +6,14 @@ import asyncio
 import gc
 import logging
 import os
+import selectors
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
 import pytest_asyncio
+import uvloop
 
 import cartesia_stt_async as stt
 from cartesia_stt_async.twin import ScriptedEngine, Twin, serve
@@ -66,6 +68,145 @@ class _AsyncioErrors(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+# The event loops the connection suites run on: asyncio's own and uvloop (which uvicorn[standard]
+# picks, so a FastAPI app runs the client on it). Each test of those suites runs once per loop,
+# its id naming the loop (``test_x[uvloop]``); everything else runs on asyncio's loop only.
+def asyncio_loop() -> asyncio.AbstractEventLoop:
+    """A new loop of asyncio's default policy."""
+    return asyncio.new_event_loop()
+
+
+def uvloop_loop() -> asyncio.AbstractEventLoop:
+    """A new uvloop loop."""
+    return uvloop.new_event_loop()
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """asyncio's loop on a clock that jumps ahead when the loop is idle.
+
+    When nothing is ready and the next timer is ``t`` seconds away, the loop waits
+    ``IDLE_REAL`` seconds of real time for I/O (loopback data in flight) and, if none comes,
+    moves its clock to the timer instead of sleeping the rest. Only for tests whose I/O is all
+    in this loop (the scripted twin over loopback; no threads or processes) and which measure
+    time with ``loop.time()``, as the SDK and the twin do.
+    """
+
+    IDLE_REAL = 0.003
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped = 0.0  # seconds the clock jumped in all
+        inner: selectors.BaseSelector = self.__dict__["_selector"]  # asyncio's own
+        loop = self
+
+        class Jumping:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(inner, name)
+
+            def select(self, timeout: float | None = None) -> Any:
+                events = inner.select(0)
+                if events or timeout is None or timeout <= 0:
+                    return events if events or timeout is not None else inner.select(None)
+                events = inner.select(min(timeout, loop.IDLE_REAL))
+                if not events and timeout > loop.IDLE_REAL:
+                    loop.skipped += timeout - loop.IDLE_REAL
+                return events
+
+        self.__dict__["_selector"] = Jumping()
+
+    def time(self) -> float:
+        return super().time() + self.skipped
+
+
+def virtual_time_loop() -> asyncio.AbstractEventLoop:
+    """A new :class:`VirtualTimeLoop`."""
+    return VirtualTimeLoop()
+
+
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio_loop,
+    "uvloop": uvloop_loop,
+    "virtual_time": virtual_time_loop,
+}
+# The loop class each name must give (checked in every test, so a misconfigured
+# parametrization fails loudly instead of running twice on one loop).
+LOOP_TYPES: dict[str, type[asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.SelectorEventLoop,  # the default loop on Linux and macOS
+    "uvloop": uvloop.Loop,
+    "virtual_time": VirtualTimeLoop,
+}
+BOTH_LOOPS = (
+    "test_connection.py",
+    "test_reconnect.py",
+    "test_replay_edges.py",
+    "test_flow_control.py",
+    "test_writer.py",
+    "test_finals.py",
+    "hostile/",
+)
+# Seeds of the hostile property test on uvloop (of SEEDS on asyncio's loop).
+UVLOOP_SEEDS = 100
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (the default, see pyproject.toml): two workers per CPU. Much of the suite
+    waits on real-time pacing, timeouts and subprocesses, so a CPU runs two workers' tests
+    side by side (on 2 CPUs, 4 workers: 2338 tests in 50 s against 87 s with 2)."""
+    return 2 * (os.cpu_count() or 1)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--loops",
+        default="asyncio,uvloop",
+        help="event loops the connection suites run on, comma-separated (default: "
+        "asyncio,uvloop; the other suites always run on asyncio's loop)",
+    )
+
+
+def selected_loops(config: pytest.Config) -> list[str]:
+    """The loop names ``--loops`` asks for, checked."""
+    names = [n.strip() for n in str(config.getoption("--loops")).split(",") if n.strip()]
+    unknown = sorted(set(names) - {"asyncio", "uvloop"})
+    if unknown or not names:
+        raise pytest.UsageError(f"--loops: unknown or no loop names {unknown}; know {list(LOOPS)}")
+    return names
+
+
+def runs_on_both_loops(path: str) -> bool:
+    """Whether the test file at ``path`` is one of the connection suites run on every loop."""
+    rel = path.replace(os.sep, "/").split("/tests/", 1)[-1]
+    return rel in BOTH_LOOPS or any(rel.startswith(d) for d in BOTH_LOOPS if d.endswith("/"))
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """pytest-asyncio's hook: the loops an async test runs on (one test item per loop)."""
+    names = selected_loops(config) if runs_on_both_loops(str(item.path)) else ["asyncio"]
+    if item.get_closest_marker("virtual_time") is not None:
+        # asyncio's loop on a jumping clock; uvloop's clock cannot jump, so on uvloop the
+        # test runs in real time.
+        names = ["virtual_time" if name == "asyncio" else name for name in names]
+    return {name: LOOPS[name] for name in names}
+
+
+def loop_name(item: pytest.Item) -> str | None:
+    """The loop name an async test item was parametrized with, if any."""
+    callspec = getattr(item, "callspec", None)
+    factory = callspec.params.get("_asyncio_loop_factory") if callspec is not None else None
+    return next((name for name, f in LOOPS.items() if f is factory), None)
+
+
+@pytest_asyncio.fixture
+async def _runs_on_its_loop(request: pytest.FixtureRequest) -> None:
+    """Fail unless the test runs on the loop its id names."""
+    name = loop_name(request.node)
+    assert name is not None
+    running = type(asyncio.get_running_loop())
+    assert running is LOOP_TYPES[name], f"{request.node.nodeid} runs on {running}, not {name}"
+
+
 # Test modules that run the real recognizer throughout, and fixtures that start it.
 SPEECH_MODULES = frozenset({"test_sphinx", "test_conformance", "test_sync_conformance"})
 SPEECH_FIXTURES = frozenset({"cartesia_speech_twin", "cartesia_recognizer"})
@@ -78,14 +219,30 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark recognizer-heavy tests ``speech``, so ``-m "not speech"`` is a fast everyday run."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark recognizer-heavy tests ``speech``, so ``-m "not speech"`` is a fast everyday run;
+    check the loop of every loop-parametrized test; run fewer hostile seeds on uvloop."""
+    deselected = []
     for item in items:
+        if loop_name(item) is not None:
+            item.fixturenames.append("_runs_on_its_loop")  # type: ignore[attr-defined]
+            callspec = item.callspec  # type: ignore[attr-defined]
+            start = callspec.params.get("start")
+            if (
+                loop_name(item) == "uvloop"
+                and item.name.startswith("test_seeded_schedules_keep_the_transcript_exact")
+                and isinstance(start, int)
+                and start >= UVLOOP_SEEDS
+            ):
+                deselected.append(item)
         module = getattr(item, "module", None)
         name = module.__name__.rsplit(".", 1)[-1] if module is not None else ""
         fixtures = set(getattr(item, "fixturenames", ()))
         if name in SPEECH_MODULES or fixtures & SPEECH_FIXTURES:
             item.add_marker(pytest.mark.speech)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in set(deselected)]
 
 
 @pytest.fixture(autouse=True)

@@ -159,7 +159,7 @@ async def test_backpressure_when_server_stops_reading(twin_factory: TwinFactory)
     async with twin_factory(
         engine=ScriptedEngine([]), faults=Faults([Fault("stop_reading", after_frames=5)])
     ) as twin:
-        conn = await ws(client_for(twin), close_timeout=1.0, max_buffered_ms=1000).enter()
+        conn = await ws(client_for(twin), close_timeout=0.3, max_buffered_ms=1000).enter()
         tracemalloc.start()
         try:
             chunk = pcm(1.0)  # 32 kB
@@ -172,9 +172,10 @@ async def test_backpressure_when_server_stops_reading(twin_factory: TwinFactory)
                     sent += len(chunk)
 
             pusher = asyncio.create_task(push())
-            await asyncio.sleep(1.0 * SLACK)
+            # Unbounded, the pusher would queue all 128 MB well within the first wait.
+            await asyncio.sleep(0.5 * SLACK)
             before, _ = tracemalloc.get_traced_memory()
-            await asyncio.sleep(1.0 * SLACK)
+            await asyncio.sleep(0.5 * SLACK)
             after, _ = tracemalloc.get_traced_memory()
             assert not pusher.done()
             # Kernel socket buffers (4.6 MB seen here) + a 1 s queue, never 128 MB.

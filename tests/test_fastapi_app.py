@@ -7,6 +7,7 @@ the socket, and a Cartesia session never outlives its browser.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -33,7 +34,7 @@ from cartesia_stt_async.testing import TwinFactory, TwinServer
 from cartesia_stt_async.twin import Fault, FaultAction, Faults
 from examples.fastapi_app import Settings, create_app
 
-from .conftest import SLACK
+from .conftest import LOOP_TYPES, LOOPS, SLACK, selected_loops
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,14 +60,32 @@ EXPECTED = [
 ]
 
 
-def app_for(twin: TwinServer, final_order: FinalOrderOption = "finals_first") -> TestClient:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Relay tests run the app on each loop of ``--loops`` (asyncio's and uvloop, which
+    uvicorn[standard] serves it on)."""
+    if "relay_loop" in metafunc.fixturenames:
+        metafunc.parametrize("relay_loop", selected_loops(metafunc.config))
+
+
+async def running_loop_type() -> type[asyncio.AbstractEventLoop]:
+    return type(asyncio.get_running_loop())
+
+
+@contextmanager
+def app_for(
+    twin: TwinServer, final_order: FinalOrderOption = "finals_first", loop: str = "asyncio"
+) -> Iterator[TestClient]:
+    """The app on ``loop``, in a test client (which runs it on a loop of its own thread)."""
     settings = Settings(
         api_key="server-side-key",
         base_url=twin.base_url,
         # Unpaced, quick reconnects, and the order in which the twin sends finals.
         session_options={"speed": None, "initial_delay": 0.01, "final_order": final_order},
     )
-    return TestClient(create_app(settings))
+    with TestClient(create_app(settings), backend_options={"loop_factory": LOOPS[loop]}) as http:
+        assert http.portal is not None
+        assert http.portal.call(running_loop_type) is LOOP_TYPES[loop]
+        yield http
 
 
 def talk(ws: Any, *messages: bytes | str) -> list[dict[str, Any]]:
@@ -91,8 +110,13 @@ def finals(messages: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.mark.cartesia_twin(by_audio=ANSWERS)
-def test_relay_forwards_final_deltas_and_marks_each_turn(cartesia_twin: TwinServer) -> None:
-    with app_for(cartesia_twin) as http, http.websocket_connect("/ws/transcribe") as ws:
+def test_relay_forwards_final_deltas_and_marks_each_turn(
+    cartesia_twin: TwinServer, relay_loop: str
+) -> None:
+    with (
+        app_for(cartesia_twin, loop=relay_loop) as http,
+        http.websocket_connect("/ws/transcribe") as ws,
+    ):
         got = talk(ws, HELLO, "finalize", BYE, "finalize", LAST, "close")
     assert got == EXPECTED
     cartesia_twin.wait_idle(5 * SLACK)
@@ -110,12 +134,13 @@ def test_relay_is_exact_through_a_drop_at_every_event(
     order: FinalOrderOption,
     action: FaultAction,
     after_events: int,
+    relay_loop: str,
 ) -> None:
     # after_events=2 with finals_first: the drop comes right after the first utterance's
     # finals, before its flush_done; the utterance is replayed and answered again.
     fault = Fault(action, connection=0, after_events=after_events, code=1011)
     twin = cartesia_twin_factory(by_audio=ANSWERS, order=order, faults=Faults([fault]))
-    with app_for(twin, final_order=order) as http, http.websocket_connect("/ws/transcribe") as ws:
+    with app_for(twin, order, relay_loop) as http, http.websocket_connect("/ws/transcribe") as ws:
         got = talk(ws, HELLO, "finalize", BYE, "finalize", LAST, "close")
     assert finals(got) == FINALS
     assert [m for m in got if m.get("type") in ("turn", "error")] == [
@@ -136,9 +161,12 @@ def test_relay_is_exact_through_a_drop_at_every_event(
 
 @pytest.mark.cartesia_twin(by_audio=ANSWERS)
 def test_bad_input_gets_a_clear_error_and_the_session_goes_on(
-    cartesia_twin: TwinServer,
+    cartesia_twin: TwinServer, relay_loop: str
 ) -> None:
-    with app_for(cartesia_twin) as http, http.websocket_connect("/ws/transcribe") as ws:
+    with (
+        app_for(cartesia_twin, loop=relay_loop) as http,
+        http.websocket_connect("/ws/transcribe") as ws,
+    ):
         got = talk(
             ws,
             "hello?",
@@ -183,9 +211,12 @@ def test_bad_input_gets_a_clear_error_and_the_session_goes_on(
 @pytest.mark.parametrize("last", ["audio", "finalize", "close"])
 @pytest.mark.cartesia_twin(by_audio=ANSWERS, faults=Faults(flush_done_delay=0.3))
 def test_a_vanished_browser_never_leaks_a_cartesia_session(
-    cartesia_twin: TwinServer, last: str
+    cartesia_twin: TwinServer, last: str, relay_loop: str
 ) -> None:
-    with app_for(cartesia_twin) as http, http.websocket_connect("/ws/transcribe") as ws:
+    with (
+        app_for(cartesia_twin, loop=relay_loop) as http,
+        http.websocket_connect("/ws/transcribe") as ws,
+    ):
         assert ws.receive_json() == {"type": "ready"}
         ws.send_bytes(HELLO)
         if last != "audio":
@@ -207,9 +238,12 @@ def test_a_vanished_browser_never_leaks_a_cartesia_session(
 
 @pytest.mark.cartesia_twin(faults=Faults([Fault("error_event", after_frames=1, code=500)]))
 def test_a_cartesia_error_is_reported_and_closes_the_browser_socket(
-    cartesia_twin: TwinServer,
+    cartesia_twin: TwinServer, relay_loop: str
 ) -> None:
-    with app_for(cartesia_twin) as http, http.websocket_connect("/ws/transcribe") as ws:
+    with (
+        app_for(cartesia_twin, loop=relay_loop) as http,
+        http.websocket_connect("/ws/transcribe") as ws,
+    ):
         got = talk(ws, HELLO, "finalize")
     assert got[-2]["type"] == "error" and got[-2]["fatal"] is True
     assert got[-2]["message"] == "transcription failed: 500 Injected: injected server error"
@@ -218,8 +252,13 @@ def test_a_cartesia_error_is_reported_and_closes_the_browser_socket(
 
 
 @pytest.mark.cartesia_twin(api_keys=["the-real-key"])
-def test_a_refused_session_is_reported_to_the_browser(cartesia_twin: TwinServer) -> None:
-    with app_for(cartesia_twin) as http, http.websocket_connect("/ws/transcribe") as ws:
+def test_a_refused_session_is_reported_to_the_browser(
+    cartesia_twin: TwinServer, relay_loop: str
+) -> None:
+    with (
+        app_for(cartesia_twin, loop=relay_loop) as http,
+        http.websocket_connect("/ws/transcribe") as ws,
+    ):
         message = ws.receive_json()
         assert message["type"] == "error" and message["fatal"] is True
         assert message["message"].startswith("transcription failed: ")

@@ -101,6 +101,7 @@ async def run(
 
 
 @pytest.mark.asyncio
+@pytest.mark.virtual_time  # backoffs and grace windows of the in-loop twin: the clock jumps
 @pytest.mark.parametrize("seed", range(SCHEDULES))
 async def test_fault_schedule_keeps_the_transcript_exact(
     twin_factory: TwinFactory, seed: int

@@ -261,6 +261,7 @@ async def test_cancelling_the_whole_block_at_any_point_leaves_nothing(
 
 
 @pytest.mark.asyncio
+@pytest.mark.virtual_time  # 3.5 s of real-time pacing, in-loop twin: the clock jumps
 @pytest.mark.parametrize("catch_up", [1.5, 1.0])
 async def test_a_network_stall_is_made_up_at_the_catch_up_speed(
     twin_factory: TwinFactory, catch_up: float

@@ -284,6 +284,7 @@ async def test_interim_and_reply_objects_survive_a_replay(twin_factory: TwinFact
 
 
 @pytest.mark.asyncio
+@pytest.mark.virtual_time  # idle timeouts and sleeps of the in-loop twin: the clock jumps
 async def test_idle_close_is_routine_and_repaired_lazily(twin_factory: TwinFactory) -> None:
     engine = engine_for(REPLIES)
     async with twin_factory(engine=engine, idle_timeout=0.2 * SLACK) as twin:
@@ -308,6 +309,7 @@ async def test_idle_close_is_routine_and_repaired_lazily(twin_factory: TwinFacto
 
 
 @pytest.mark.asyncio
+@pytest.mark.virtual_time  # idle timeouts and sleeps of the in-loop twin: the clock jumps
 async def test_keepalive_keeps_an_idle_socket_open(twin_factory: TwinFactory) -> None:
     async with twin_factory(engine=ScriptedEngine([]), idle_timeout=0.3 * SLACK) as twin:
         async with ws(client_for(twin), keepalive=0.1 * SLACK) as conn:
@@ -322,6 +324,7 @@ async def test_keepalive_keeps_an_idle_socket_open(twin_factory: TwinFactory) ->
 
 
 @pytest.mark.asyncio
+@pytest.mark.virtual_time  # idle timeouts and sleeps of the in-loop twin: the clock jumps
 async def test_without_keepalive_the_same_socket_is_idle_closed(twin_factory: TwinFactory) -> None:
     # The control for the keepalive test: the twin really does close idle sockets.
     async with twin_factory(engine=ScriptedEngine([]), idle_timeout=0.3 * SLACK) as twin:

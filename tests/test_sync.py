@@ -71,10 +71,30 @@ def loop_tasks(client: Cartesia) -> list[str]:
     return client._runtime.portal().call(names)
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Python's own SIGINT handler (KeyboardInterrupt) for the test, restored after it.
+
+    A process started in the background by a non-interactive shell (``cmd &``, as CI runners
+    and xdist workers under them may be) inherits SIGINT ignored, and Python keeps it so.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def interrupt_main_after(seconds: float) -> threading.Timer:
     """Deliver SIGINT to the main thread (as Ctrl-C does) after ``seconds``."""
     main = threading.main_thread().ident
     assert main is not None and threading.get_ident() == main
+    # Ctrl-C must reach this thread as KeyboardInterrupt (else the test would hang): see the
+    # ``ctrl_c_raises`` fixture.
+    handler = signal.getsignal(signal.SIGINT)
+    assert handler is signal.default_int_handler, f"SIGINT handled by {handler!r}"
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert signal.SIGINT not in blocked, f"SIGINT blocked in the main thread: {blocked}"
     timer = threading.Timer(seconds, signal.pthread_kill, (main, signal.SIGINT))
     timer.start()
     return timer
@@ -286,6 +306,7 @@ def test_blocking_call_on_the_clients_loop_is_usage_error(client: Cartesia) -> N
 # -- Ctrl-C ----------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_cancels_the_blocked_call_and_the_connection_goes_on(
     client: Cartesia, twin: Twin
 ) -> None:
@@ -303,6 +324,7 @@ def test_ctrl_c_cancels_the_blocked_call_and_the_connection_goes_on(
         assert [e.type for e in connection] == ["transcript", "transcript", "flush_done", "done"]
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_leaving_with_closes_the_socket_promptly(client: Cartesia, twin: Twin) -> None:
     started = time.monotonic()
     with (
@@ -323,6 +345,7 @@ def test_ctrl_c_leaving_with_closes_the_socket_promptly(client: Cartesia, twin: 
     assert record.close_code is not None
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_during_dispatch_events_cancels_it(client: Cartesia) -> None:
     with client.stt.manual_finalize.websocket(**MODEL) as connection:
         before = loop_tasks(client)

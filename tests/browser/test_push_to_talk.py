@@ -46,7 +46,9 @@ CHROMIUM_ARGS = [
 ]
 
 SENTENCE = "Thank you very much for your help"
-LEAD_SILENCE = 1.0  # seconds before the speech: the page opens the microphone on first press
+LEAD_SILENCE = 2.0  # seconds before the speech: the page opens the microphone on first press
+# (the fake microphone plays from getUserMedia on; the worklet loads after it: on a loaded
+# machine 1 s was not always enough, and the first word was lost)
 TAIL_SILENCE = 2.0  # after it: the button is released in here
 
 

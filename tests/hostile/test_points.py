@@ -121,6 +121,7 @@ def describe(order: Order, fault: Fault) -> str:
 
 
 @pytest.mark.asyncio
+@pytest.mark.virtual_time  # holds, delays and grace windows of in-loop peers: the clock jumps
 @pytest.mark.parametrize(("order", "faults"), params())
 async def test_a_fault_at_every_point_keeps_the_transcript_exact(
     order: Order, faults: list[Fault]

@@ -55,6 +55,7 @@ ORDERS = [
 
 
 @pytest.mark.asyncio
+@pytest.mark.virtual_time  # holds, delays and grace windows of in-loop peers: the clock jumps
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("start", STARTS)
 @pytest.mark.parametrize("order", ORDERS)
@@ -67,6 +68,7 @@ async def test_seeded_schedules_keep_the_transcript_exact(order: Order, start: i
 
 
 @pytest.mark.asyncio
+@pytest.mark.virtual_time
 @pytest.mark.timeout(120)
 async def test_seeded_schedules_starting_with_a_pipelined_silent_utterance() -> None:
     batch = [p for p in plans("finals_first", 0, SEEDS) if silent_first_pipelined(p)]
