@@ -210,6 +210,25 @@ def test_wait_idle_names_a_session_left_open() -> None:
         assert twin.sessions[0].close_code == 1000
 
 
+def test_an_open_session_is_active_as_soon_as_the_client_has_its_socket() -> None:
+    # The threaded twin counts a session before its 101 goes out, so a client that holds an
+    # open socket is never missed by active_sessions, wait_idle() or the session limit.
+    async def open_and_count(twin: TwinServer) -> list[int]:
+        seen = []
+        async with stt.AsyncCartesia(api_key="k", base_url=twin.base_url) as client:
+            for _ in range(40):
+                conn = await client.stt.manual_finalize.websocket(
+                    model="ink-2", encoding="pcm_s16le", sample_rate=16000
+                ).enter()
+                seen.append(twin.active_sessions)
+                await conn.aclose()
+                await twin.idle(timeout=5 * SLACK)
+        return seen
+
+    with start_twin() as twin:
+        assert asyncio.run(open_and_count(twin)) == [1] * 40
+
+
 def python_blocks(markdown: str) -> list[str]:
     """The ```python blocks of a Markdown file."""
     return re.findall(r"^```python\n(.*?)^```$", markdown, re.DOTALL | re.MULTILINE)

@@ -61,7 +61,14 @@ async def _websocket_route(request: web.Request) -> web.StreamResponse:
         )
     ws = web.WebSocketResponse(max_msg_size=4 << 20, timeout=2.0, compress=False)
     ws.headers["X-Request-Id"] = request_id
-    await ws.prepare(request)
+    # Active from before the 101 goes out: a client that has its socket open is always
+    # counted (idle() and the session limit see it, even before this task resumes).
+    twin._active.add(ws)
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        twin._active.discard(ws)
+        raise
     record = SessionRecord(
         request_id=request_id,
         headers={k.lower(): v for k, v in request.headers.items()},
@@ -69,7 +76,6 @@ async def _websocket_route(request: web.Request) -> web.StreamResponse:
     )
     wire = Wire(ws, record, twin, opts.faults, len(twin.sessions), request)
     twin.sessions.append(record)
-    twin._active.add(ws)
     try:
         await run_session(wire, opts, request.headers.get("cartesia-version"))
     except (ConnectionError, asyncio.CancelledError, EndSession):
