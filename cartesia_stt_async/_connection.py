@@ -198,24 +198,24 @@ class AsyncConnection(HandlerMethods):
                 f"the send queue holds {stats.queued_bytes} bytes ({self.lag:.3f} s) of "
                 f"audio; {len(data)} more would exceed max_buffered_ms ({limit} bytes)"
             )
-        # Slices of a view share the caller's bytes (frames of bytes are zero-copy views).
-        view = memoryview(data)
+        # Parts of the chunk are queued by position: frames of bytes are spans of it, no copy.
+        size = len(data)
         if policy == "drop_oldest":
-            session.audio(view[session.make_room(len(view), limit) :], pace, now)
+            session.audio(data, pace, now, session.make_room(size, limit))
             link.kick()
             return
         # Queue as the writer makes room: memory stays bounded by max_buffered_ms (plus one
         # frame) and a reference to the caller's chunk, whatever its size.
         frame = session.frame_bytes
         pos = 0
-        while pos < len(view):
+        while pos < size:
             queued = stats.queued_bytes
             if queued and queued + frame > limit:
                 await link.wait_for_room()
                 self._check_usable()
                 continue
-            end = pos + max(limit - queued, frame)
-            session.audio(view[pos:end], pace, now)
+            end = min(pos + max(limit - queued, frame), size)
+            session.audio(data, pace, now, pos, end)
             link.kick()
             pos = end
 

@@ -32,6 +32,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.protocol import State as WSState
 
 from ._config import SessionConfig
+from .protocol.audio import Span
 from .protocol.clock import WakeQueue
 from .protocol.outbox import Entry
 from .protocol.pacing import Pacer
@@ -238,10 +239,12 @@ class Writer:
             if protocol.state is not WSState.OPEN or ws.transport.is_closing():
                 return  # the reader sees the end and repairs or fails the session
             item = entry.item
-            if type(item) is str:
-                ws.transport.write(self._frames.text(item.encode()))
+            if type(item) is bytes:
+                ws.transport.write(self._frames.binary(item))
+            elif type(item) is Span:
+                ws.transport.write(self._frames.binary(item.view()))
             else:
-                ws.transport.write(self._frames.binary(item))  # type: ignore[arg-type]
+                ws.transport.write(self._frames.text(item.encode()))  # type: ignore[union-attr]
                 if logger.isEnabledFor(logging.DEBUG):
                     stats = session.stats
                     logger.debug(

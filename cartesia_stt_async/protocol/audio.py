@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
+import msgspec
+
 from ..errors import InvalidAudioError, UsageError
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "AudioFormat",
     "Encoding",
     "Reframer",
+    "Span",
     "WavInfo",
     "as_bytes_view",
     "parse_wav_header",
@@ -120,6 +123,42 @@ def as_bytes_view(data: bytes | bytearray | memoryview) -> bytes | bytearray | m
     return data
 
 
+class Span(msgspec.Struct, frozen=True, gc=False):
+    """A zero-copy frame: ``data[start:stop]`` of an immutable ``bytes`` object.
+
+    Audio handed over as ``bytes`` is queued and kept for replay as spans of it, never copied.
+    A span is not tracked by the garbage collector (a ``memoryview`` per frame would be:
+    thousands of them alive in send queues and replay journals made full collections frequent
+    and long). ``len(span)`` is its size, ``bytes(span)`` a copy, :meth:`view` a zero-copy view
+    for the moment of writing; a span equals the bytes it holds.
+    """
+
+    data: bytes
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __bytes__(self) -> bytes:
+        return self.data[self.start : self.stop]
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any frame (bytes-like or span) with the same bytes."""
+        if type(other) is Span:
+            other = bytes(other)
+        if not isinstance(other, bytes | bytearray | memoryview):
+            return NotImplemented
+        return self.data[self.start : self.stop] == other
+
+    def __hash__(self) -> int:
+        return hash(self.data[self.start : self.stop])
+
+    def view(self) -> memoryview:
+        """A zero-copy view of the frame (do not keep it: it is GC-tracked)."""
+        return memoryview(self.data)[self.start : self.stop]
+
+
 class Reframer:
     """Cut a stream of arbitrary chunks into exact, equal frames.
 
@@ -148,21 +187,40 @@ class Reframer:
         """Bytes held back, waiting for the rest of their frame."""
         return len(self._buf)
 
-    def push(self, chunk: bytes | bytearray | memoryview) -> list[bytes | memoryview]:
-        """Add a chunk; return the complete frames it makes available (possibly none).
+    def push(
+        self, chunk: bytes | bytearray | memoryview, start: int = 0, stop: int | None = None
+    ) -> list[bytes | Span]:
+        """Add ``chunk[start:stop]``; return the complete frames it makes available (possibly
+        none).
 
-        Frames cut from a ``bytes`` object (or a view of one) are zero-copy views of it:
-        ``bytes`` never changes, so the caller cannot alter audio that is queued or kept for
-        replay. Frames of mutable buffers (``bytearray``, a view of one, numpy arrays) are
-        copies. A frame that spans two chunks is always a copy.
+        Frames cut from a ``bytes`` object are :class:`Span` s of it (zero-copy: ``bytes`` never
+        changes, so the caller cannot alter audio that is queued or kept for replay). Frames of
+        anything else (``bytearray``, ``memoryview``, numpy arrays) are copies, and so is a
+        frame that spans two chunks.
         """
         buf = self._buf
         size = self.frame_bytes
-        if not buf and type(chunk) is bytes and len(chunk) == size:
-            return [chunk]  # one whole frame, immutable: no copy at all
-        view = memoryview(as_bytes_view(chunk))
-        frames: list[bytes | memoryview] = []
-        start = 0
+        frames: list[bytes | Span] = []
+        if type(chunk) is bytes:
+            stop = len(chunk) if stop is None else stop
+            if not buf and start == 0 and stop == size == len(chunk):
+                return [chunk]  # one whole frame, immutable: no copy at all
+            pos = start
+            if buf:
+                take = min(size - len(buf), stop - pos)
+                buf += chunk[pos : pos + take]
+                pos += take
+                if len(buf) < size:
+                    return frames
+                frames.append(bytes(buf))
+                buf.clear()
+            end = pos + (stop - pos) // size * size
+            frames.extend(Span(chunk, i, i + size) for i in range(pos, end, size))
+            if end < stop:
+                buf += chunk[end:stop]
+            return frames
+        view = memoryview(as_bytes_view(chunk))[start:stop]
+        pos = 0
         if buf:
             need = size - len(buf)
             if len(view) < need:
@@ -171,12 +229,9 @@ class Reframer:
             buf += view[:need]
             frames.append(bytes(buf))
             buf.clear()
-            start = need
-        end = start + (len(view) - start) // size * size
-        if type(view.obj) is bytes:
-            frames.extend(view[i : i + size] for i in range(start, end, size))
-        else:
-            frames.extend(view[i : i + size].tobytes() for i in range(start, end, size))
+            pos = need
+        end = pos + (len(view) - pos) // size * size
+        frames.extend(view[i : i + size].tobytes() for i in range(pos, end, size))
         if end < len(view):
             buf += view[end:]
         return frames

@@ -1,7 +1,7 @@
 """The outbox: everything a connection will write, and what it wrote but may need again (pure).
 
 In the style of websockets' sans-I/O ``data_to_send()``: the session appends items (audio frames
-as ``bytes`` or zero-copy views of ``bytes``, commands as ``str``) and the I/O layer takes them
+as ``bytes`` or zero-copy spans of ``bytes``, commands as ``str``) and the I/O layer takes them
 one at a time with :meth:`Outbox.take`, in wire order, and tells it nothing else. A taken item
 is *written* as far as the outbox is concerned: it moves from the queue to the journal, where it
 stays until the utterance it belongs to is answered (:meth:`Outbox.trim_through`). When the
@@ -27,14 +27,16 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from .audio import Span
+
 if TYPE_CHECKING:
     from .transcript import Utterance
 
 __all__ = ["ConnectionStats", "Entry", "Outbox", "Outgoing"]
 
-Outgoing = bytes | memoryview | str
+Outgoing = bytes | Span | str
 """One message to write: ``str`` is a text command; anything else is a binary audio frame
-(``bytes``, or a zero-copy ``memoryview`` of a ``bytes`` object)."""
+(``bytes``, or a zero-copy :class:`~.audio.Span` of the caller's ``bytes``)."""
 
 
 class Entry(msgspec.Struct, frozen=True, gc=False):

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 The I/O layer *commands* the session (``audio``, ``raw_audio``, ``finalize``, ``close``), which
 returns the exact :data:`Outgoing` items to write, in order: audio frames as ``bytes`` (or
-zero-copy views of the caller's ``bytes``), commands as ``str``. It *feeds* every decoded server
+zero-copy spans of the caller's ``bytes``), commands as ``str``. It *feeds* every decoded server
 event to :meth:`Session.receive` and every timer expiry to :meth:`Session.poll`; both return the
 utterances that just became complete, so the I/O layer can resolve whoever awaits them. Time is
 always a parameter (``now``), never read here.
@@ -187,6 +187,8 @@ class Session:
         chunk: bytes | bytearray | memoryview,
         speed: float | None = None,
         at: float | None = None,
+        start: int = 0,
+        stop: int | None = None,
     ) -> int:
         """Queue audio of any size, cut into exact frames (the remainder is held back).
 
@@ -194,6 +196,8 @@ class Session:
             chunk: Audio in the session's encoding.
             speed: Pacing of these frames (1.0 real time), ``None`` unpaced.
             at: When the caller handed it over (monotonic time): live audio is paced by it.
+            start: Queue ``chunk[start:stop]`` only (a ``bytes`` chunk is not copied).
+            stop: See ``start``; ``None``: to the end.
 
         Returns:
             How many frames were queued.
@@ -206,10 +210,16 @@ class Session:
             self._check_open("send audio")
         self._speed = speed
         reframer = self._reframer
-        if type(chunk) is bytes and len(chunk) == reframer.frame_bytes and not reframer.pending:
+        if (
+            type(chunk) is bytes
+            and len(chunk) == reframer.frame_bytes
+            and not start
+            and stop is None
+            and not reframer.pending
+        ):
             self.outbox.append(Entry(chunk, speed, None, at))  # one whole frame, as it is
             return 1
-        frames = reframer.push(self._check_bytes(chunk))
+        frames = reframer.push(self._check_bytes(chunk), start, stop)
         append = self.outbox.append
         for frame in frames:
             append(Entry(frame, speed, None, at))

@@ -166,7 +166,7 @@ def test_audio_random_chunking_reproduces_the_stream(seed: int) -> None:
     assert items[-1] == "finalize"
     rest = items[:-1]
     assert len(rest) == (1 if len(data) % 3200 else 0)
-    assert b"".join(f for f in out + rest if not isinstance(f, str)) == data
+    assert b"".join(bytes(f) for f in out + rest if not isinstance(f, str)) == data
     assert s.stats.audio_bytes_sent == len(data)
 
 
