@@ -18,7 +18,10 @@ import uvloop
 import cartesia_stt_async as stt
 from cartesia_stt_async.twin import ScriptedEngine, Twin, serve
 
-# Every test loop runs in asyncio debug mode (never-retrieved exceptions, slow callbacks).
+# Loops that tests start themselves (threaded twins, subprocesses, asyncio.run in sync tests)
+# run in asyncio debug mode. pytest-asyncio builds its own loops with debug off (its
+# ``asyncio_debug`` setting is not enabled here); the no_asyncio_errors fixture below still
+# fails any test during which asyncio logged an error.
 os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
 
 API_KEY = "sk_test_0123456789abcdefSECRET"
