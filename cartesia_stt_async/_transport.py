@@ -11,7 +11,8 @@ Both options are checked once, when the client is made (:func:`check_ssl`,
   host:port``, or ``False`` (never a proxy). The environment is read the way each library
   documents it, resolved here so that errors can name the proxy in use:
 
-  - the socket: websockets 15 ``connect(proxy=True)`` calls ``websockets.uri.get_proxy``
+  - the socket: websockets' ``connect(proxy=True)`` calls ``get_proxy`` (``websockets.uri``
+    in 15, ``websockets.proxy`` from 16)
     (``no_proxy`` first, then ``wss_proxy``/``ws_proxy``, a SOCKS proxy, ``https_proxy`` for
     both schemes, ``http_proxy`` for ``ws://`` only; see websockets' "Proxies" topic). We call
     that same function and pass its answer as ``proxy=``.
@@ -30,12 +31,14 @@ A proxy URL's credentials are secrets: :func:`proxy_secrets` lists them for reda
 from __future__ import annotations
 
 import base64
+import importlib
 import ssl as ssl_module
 import urllib.request
-from typing import Literal, TypeAlias
+from collections.abc import Callable
+from typing import Final, Literal, TypeAlias, cast
 from urllib.parse import unquote, urlsplit
 
-from websockets.uri import get_proxy, parse_uri
+from websockets.uri import WebSocketURI, parse_uri
 
 from .errors import ConfigurationError
 
@@ -133,14 +136,29 @@ def check_proxy(value: object) -> ProxyOption:
     return value
 
 
+def _websockets_get_proxy() -> Callable[[WebSocketURI], str | None]:
+    """websockets' ``get_proxy``: in ``websockets.proxy`` from 16, ``websockets.uri`` in 15."""
+    for module in ("websockets.proxy", "websockets.uri"):
+        try:
+            found = getattr(importlib.import_module(module), "get_proxy", None)
+        except ImportError:
+            continue
+        if callable(found):
+            return cast(Callable[[WebSocketURI], "str | None"], found)
+    raise ImportError("websockets >= 15 is required: it has no get_proxy")  # pragma: no cover
+
+
+_get_proxy: Final = _websockets_get_proxy()
+
+
 def ws_proxy(url: str, option: ProxyOption) -> str | None:
     """The proxy for a WebSocket URL: the option, or websockets' own choice from the
-    environment (``websockets.uri.get_proxy``, what ``connect(proxy=True)`` does)."""
+    environment (websockets' ``get_proxy``, what ``connect(proxy=True)`` does)."""
     if option is False:
         return None
     if option is not None:
         return option
-    return get_proxy(parse_uri(url))
+    return _get_proxy(parse_uri(url))
 
 
 def http_proxy(url: str, option: ProxyOption) -> str | None:
