@@ -201,39 +201,30 @@ class Reframer:
         buf = self._buf
         size = self.frame_bytes
         frames: list[bytes | Span] = []
+        data: bytes | memoryview
         if type(chunk) is bytes:
             stop = len(chunk) if stop is None else stop
             if not buf and start == 0 and stop == size == len(chunk):
                 return [chunk]  # one whole frame, immutable: no copy at all
-            pos = start
-            if buf:
-                take = min(size - len(buf), stop - pos)
-                buf += chunk[pos : pos + take]
-                pos += take
-                if len(buf) < size:
-                    return frames
-                frames.append(bytes(buf))
-                buf.clear()
-            end = pos + (stop - pos) // size * size
-            frames.extend(Span(chunk, i, i + size) for i in range(pos, end, size))
-            if end < stop:
-                buf += chunk[end:stop]
-            return frames
-        view = memoryview(as_bytes_view(chunk))[start:stop]
-        pos = 0
-        if buf:
-            need = size - len(buf)
-            if len(view) < need:
-                buf += view
+            data, pos = chunk, start
+        else:
+            data = memoryview(as_bytes_view(chunk))[start:stop]
+            pos, stop = 0, len(data)
+        if buf:  # complete the held-back frame first (a copy)
+            take = min(size - len(buf), stop - pos)
+            buf += data[pos : pos + take]
+            pos += take
+            if len(buf) < size:
                 return frames
-            buf += view[:need]
             frames.append(bytes(buf))
             buf.clear()
-            pos = need
-        end = pos + (len(view) - pos) // size * size
-        frames.extend(view[i : i + size].tobytes() for i in range(pos, end, size))
-        if end < len(view):
-            buf += view[end:]
+        end = pos + (stop - pos) // size * size
+        if isinstance(data, bytes):
+            frames.extend(Span(data, i, i + size) for i in range(pos, end, size))
+        else:
+            frames.extend(data[i : i + size].tobytes() for i in range(pos, end, size))
+        if end < stop:
+            buf += data[end:stop]
         return frames
 
     def discard(self) -> int:
