@@ -81,7 +81,7 @@ class Failure:
         """The error that ends ``async for event in conn``; ``None`` for a clean end.
 
         Clean: after ``done``, after an ``error`` event was yielded, or after a clean close
-        (1000/1001) that was not a failed reconnect.
+        (1000/1001) that was not a failed reconnect and left no turn unanswered.
         """
         error = self.error
         if error is None or self.in_band:
@@ -90,9 +90,27 @@ class Failure:
             isinstance(error, ConnectionClosedError)
             and not isinstance(error, ReconnectError)
             and error.code in _CLEAN_CLOSE_CODES
+            and not error.unanswered
         ):
             return None
         return error
+
+
+def with_lost_turns(exc: CartesiaSTTError, session: Session) -> CartesiaSTTError:
+    """``exc`` naming the turns whose text the session lost, when it is a close that ends
+    the session while the server owes text (``unanswered`` and the message say which)."""
+    if not isinstance(exc, ConnectionClosedError):
+        return exc
+    turns = session.unanswered_turns()
+    if not turns:
+        return exc
+    listed = ", ".join(f"#{index}" for index in turns)
+    noun, its = ("turn", "its") if len(turns) == 1 else ("turns", "their")
+    exc.unanswered = turns
+    exc.args = (
+        f"{exc.args[0] if exc.args else exc}; {noun} {listed} unanswered: {its} text never came",
+    )
+    return exc
 
 
 def api_error(event: ErrorEvent, secrets: Secrets) -> APIError:
@@ -290,7 +308,7 @@ class Link:
             while (drop := await self._read_socket(self.ws)) is not None:
                 await self._repair(drop)
         except CartesiaSTTError as exc:
-            self.fail(exc)
+            self.fail(with_lost_turns(exc, session))
         except Exception as exc:  # a bug: fail the session rather than hang its callers
             logger.exception("reader failed")
             self.fail(APIConnectionError(f"receiving failed: {exc!r}"))

@@ -102,12 +102,24 @@ class ConnectionClosedError(APIConnectionError):
         code: The close code received from the server, or 1006 when the connection dropped
             without a close frame.
         reason: The close reason sent by the server ("" when none).
+        unanswered: The turns (utterance indices, oldest first) whose text the server still
+            owed when the session ended: finalized turns without their answer, then the open
+            turn if audio was sent for it. Empty when nothing was lost. A close with any code,
+            1000 included, is a failure when this is not empty.
     """
 
-    def __init__(self, message: str, *, code: int | None = None, reason: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        reason: str = "",
+        unanswered: tuple[int, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
+        self.unanswered = unanswered
 
 
 class ReconnectError(ConnectionClosedError):
@@ -121,9 +133,15 @@ class ReconnectError(ConnectionClosedError):
     """
 
     def __init__(
-        self, message: str, *, code: int | None = None, reason: str = "", attempts: int = 0
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        reason: str = "",
+        attempts: int = 0,
+        unanswered: tuple[int, ...] = (),
     ) -> None:
-        super().__init__(message, code=code, reason=reason)
+        super().__init__(message, code=code, reason=reason, unanswered=unanswered)
         self.attempts = attempts
 
 

@@ -503,6 +503,27 @@ class Session:
         """Tickets still waiting for an answer (late window included), oldest first."""
         return ([self._late] if self._late else []) + list(self._pending)
 
+    def unanswered_turns(self) -> tuple[int, ...]:
+        """The turns whose text the server still owes, oldest first: for a session that ends
+        now, what is lost.
+
+        Every finalized turn without its complete answer (a late window included), then the
+        open turn when audio was sent or queued for it (its answer is owed on ``finalize`` or
+        ``close``). Empty once the session is DONE.
+        """
+        if self.state is State.DONE:
+            return ()
+        turns = [utt.index for utt in self.unfinished()]
+        tail = self._open
+        if (
+            tail.audio_seconds
+            or tail.final_chunks
+            or self._reframer.pending
+            or (self.stats.queued_bytes and not self._unwritten)
+        ):
+            turns.append(tail.index)
+        return tuple(turns)
+
     def _seal(self, utt: Utterance) -> Utterance:
         utt.complete = True
         if not utt.request_id:

@@ -844,3 +844,30 @@ def test_auto_learns_finals_first_from_finals_before_their_flush_done() -> None:
     _, first = fin(s)
     assert feed(s, [final("a"), FLUSH]) == [first]
     assert order(s) is FinalOrder.FINALS_FIRST
+
+
+def test_unanswered_turns_name_what_a_session_ending_now_would_lose() -> None:
+    """Issue 20 #1: a close that ends the session names these turns as lost."""
+    s = Session(FMT, final_order="flush_first")
+    assert s.unanswered_turns() == ()
+    s.audio(b"\x01\x00" * 1600)
+    assert s.unanswered_turns() == (0,)  # queued audio of the open turn
+    out(s)
+    s.finalize()
+    s.audio(b"\x01\x00" * 1600)
+    s.finalize()
+    out(s)
+    assert s.unanswered_turns() == (0, 1)
+    s.receive(FLUSH, 0.0)  # flush-first: turn 0 in its late window, its final may follow
+    assert s.unanswered_turns() == (0, 1)
+    s.receive(final(" a"), 0.0)
+    s.receive(FLUSH, 0.0)  # seals turn 0; turn 1 in its late window
+    assert s.unanswered_turns() == (1,)
+    assert s.poll(1.0) and s.unanswered_turns() == ()  # the window ended
+    s.audio(b"\x00\x01")  # held back mid-frame: still audio of the open turn
+    assert s.unanswered_turns() == (2,)
+    s.close()
+    out(s)
+    assert s.unanswered_turns() == (2,)  # the answer to close is owed
+    s.receive(DONE, 1.0)
+    assert s.unanswered_turns() == ()
