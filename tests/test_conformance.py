@@ -3,7 +3,8 @@
 Both clients run the seed's async example unchanged (``tests/seed_example.py``): text to
 speech through ``/tts/bytes``, 100 ms chunks at real-time pace, ``finalize`` after each
 sentence, ``close``, concatenate the ``is_final`` deltas. The official client is the PyPI
-``cartesia`` package pinned in the ``test`` extra (3.2.0), pointed at the twin by base URL.
+``cartesia`` package (3.2.0), in a virtual environment of its own (``tests/official.py``: its
+websockets pin is not ours), run as a subprocess pointed at the twin by base URL.
 
 On the wire the two clients agree wherever protocol.md speaks: both send bare ``finalize``
 and ``close`` text frames and 3200-byte binary frames; the official client also sends its
@@ -14,8 +15,8 @@ twin follows protocol.md (§11): finals before each ``flush_done``, ``done`` the
 from __future__ import annotations
 
 import ast
+import asyncio
 import re
-from typing import Any
 
 import pytest
 
@@ -23,6 +24,7 @@ import cartesia_stt_async as stt
 from cartesia_stt_async.twin import Twin, serve
 from cartesia_stt_async.twin.wer import word_error_rate
 
+from .official import OFFICIAL_VERSION, RUNNER, official_python
 from .seed_example import stt_manual_finalize_websocket_async
 from .speech import SEED, shared_engine
 
@@ -38,10 +40,27 @@ def full_transcript(printed: str) -> str:
     return value
 
 
-def official_client(twin: Twin) -> Any:
-    cartesia = pytest.importorskip("cartesia", reason="the test extra pins cartesia==3.2.0")
-    assert cartesia.__version__ == "3.2.0"
-    return cartesia.AsyncCartesia(api_key="twin-key", base_url=twin.base_url)
+async def run_official(flavour: str, twin: Twin) -> str:
+    """Run the seed's ``flavour`` ("async" or "sync") example with the official client in its
+    own environment, against ``twin``; return what it printed."""
+    python = await asyncio.to_thread(official_python)
+    proc = await asyncio.create_subprocess_exec(
+        str(python),
+        str(RUNNER),
+        flavour,
+        twin.base_url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 90)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert f"official cartesia {OFFICIAL_VERSION}" in err.decode()
+    return out.decode()
 
 
 def check_wire(twin: Twin) -> list[int]:
@@ -60,13 +79,8 @@ async def test_seed_example_with_both_clients_transcribes_the_sentences(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     async with serve(engine=shared_engine()) as twin:
-        official = official_client(twin)
-        try:
-            await stt_manual_finalize_websocket_async(official)
-        finally:
-            await official.close()
+        theirs = full_transcript(await run_official("async", twin))
     their_frames = check_wire(twin)  # after the server has wound down: close code recorded
-    theirs = full_transcript(capsys.readouterr().out)
 
     async with (
         serve(engine=shared_engine()) as twin,

@@ -4,17 +4,17 @@ Both clients run the seed's sync function unchanged (``tests/seed_sync_example.p
 speech through ``/tts/bytes``, ``send_raw`` of 100 ms chunks with ``time.sleep(0.1)``,
 ``finalize`` after each sentence, ``close``, then ``for event in connection`` concatenating the
 ``is_final`` deltas. Ours is imported as a user would: ``from cartesia_stt_async import
-Cartesia``. The official client is the PyPI ``cartesia`` package pinned in the ``test`` extra
-(3.2.0), pointed at the twin by base URL. The twin serves from its own event loop in a
-background thread, since a sync program has none.
+Cartesia``. The official client is the PyPI ``cartesia`` package (3.2.0) in a virtual
+environment of its own (``tests/official.py``), run as a subprocess pointed at the twin. The
+twin serves from its own event loop in a background thread, since a sync program has none.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import subprocess
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from anyio.from_thread import start_blocking_portal
@@ -23,6 +23,7 @@ from cartesia_stt_async import Cartesia
 from cartesia_stt_async.twin import Twin, serve
 from cartesia_stt_async.twin.wer import word_error_rate
 
+from .official import OFFICIAL_VERSION, RUNNER, official_python
 from .seed_sync_example import stt_manual_finalize_websocket
 from .speech import shared_engine
 from .test_conformance import MAX_WER, REFERENCE, check_wire, full_transcript
@@ -38,10 +39,18 @@ def twin_thread() -> Iterator[Twin]:
         yield twin
 
 
-def official_sync_client(twin: Twin) -> Any:
-    cartesia = pytest.importorskip("cartesia", reason="the test extra pins cartesia==3.2.0")
-    assert cartesia.__version__ == "3.2.0"
-    return cartesia.Cartesia(api_key="twin-key", base_url=twin.base_url)
+def run_official_sync(twin: Twin) -> str:
+    """The seed's sync example with the official client in its own environment."""
+    result = subprocess.run(
+        [str(official_python()), str(RUNNER), "sync", twin.base_url],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"official cartesia {OFFICIAL_VERSION}" in result.stderr
+    return result.stdout
 
 
 @pytest.mark.timeout(120)
@@ -49,13 +58,8 @@ def test_seed_sync_example_with_both_clients_transcribes_the_sentences(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with twin_thread() as twin:
-        official = official_sync_client(twin)
-        try:
-            stt_manual_finalize_websocket(official)
-        finally:
-            official.close()
+        theirs = full_transcript(run_official_sync(twin))
     their_frames = check_wire(twin)  # after the twin has wound down: close code recorded
-    theirs = full_transcript(capsys.readouterr().out)
 
     with twin_thread() as twin, Cartesia(api_key="twin-key", base_url=twin.base_url) as ours:
         stt_manual_finalize_websocket(ours)
