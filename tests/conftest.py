@@ -138,15 +138,6 @@ LOOP_TYPES: dict[str, type[asyncio.AbstractEventLoop]] = {
     "uvloop": uvloop.Loop,
     "virtual_time": VirtualTimeLoop,
 }
-BOTH_LOOPS = (
-    "test_connection.py",
-    "test_reconnect.py",
-    "test_replay_edges.py",
-    "test_flow_control.py",
-    "test_writer.py",
-    "test_finals.py",
-    "hostile/",
-)
 # Seeds of the hostile property test on uvloop (of SEEDS on asyncio's loop).
 UVLOOP_SEEDS = 100
 
@@ -176,17 +167,12 @@ def selected_loops(config: pytest.Config) -> list[str]:
     return names
 
 
-def runs_on_both_loops(path: str) -> bool:
-    """Whether the test file at ``path`` is one of the connection suites run on every loop."""
-    rel = path.replace(os.sep, "/").split("/tests/", 1)[-1]
-    return rel in BOTH_LOOPS or any(rel.startswith(d) for d in BOTH_LOOPS if d.endswith("/"))
-
-
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """pytest-asyncio's hook: the loops an async test runs on (one test item per loop)."""
-    names = selected_loops(config) if runs_on_both_loops(str(item.path)) else ["asyncio"]
+    both = item.get_closest_marker("both_loops") is not None
+    names = selected_loops(config) if both else ["asyncio"]
     if item.get_closest_marker("virtual_time") is not None:
         # asyncio's loop on a jumping clock; uvloop's clock cannot jump, so on uvloop the
         # test runs in real time.
@@ -210,11 +196,6 @@ async def _runs_on_its_loop(request: pytest.FixtureRequest) -> None:
     assert running is LOOP_TYPES[name], f"{request.node.nodeid} runs on {running}, not {name}"
 
 
-# Test modules that run the real recognizer throughout, and fixtures that start it.
-SPEECH_MODULES = frozenset({"test_sphinx", "test_conformance", "test_sync_conformance"})
-SPEECH_FIXTURES = frozenset({"cartesia_speech_twin", "cartesia_recognizer"})
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Move everything alive after collection (imported modules, test tables) out of the
     collector's sight, so the ``gc.collect()`` after each test only walks what tests made."""
@@ -223,8 +204,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark recognizer-heavy tests ``speech``, so ``-m "not speech"`` is a fast everyday run;
-    check the loop of every loop-parametrized test; run fewer hostile seeds on uvloop."""
+    """Check the loop of every loop-parametrized test; run fewer hostile seeds on uvloop."""
     deselected = []
     for item in items:
         if loop_name(item) is not None:
@@ -238,11 +218,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 and start >= UVLOOP_SEEDS
             ):
                 deselected.append(item)
-        module = getattr(item, "module", None)
-        name = module.__name__.rsplit(".", 1)[-1] if module is not None else ""
-        fixtures = set(getattr(item, "fixturenames", ()))
-        if name in SPEECH_MODULES or fixtures & SPEECH_FIXTURES:
-            item.add_marker(pytest.mark.speech)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if item not in set(deselected)]
@@ -262,6 +237,54 @@ def no_asyncio_errors(request: pytest.FixtureRequest) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
     assert not handler.messages, handler.messages
+
+
+# Recognizer use, recorded by the probe below: a test that opens a recognizer session (or
+# prewarms one) must carry the ``speech`` marker, which the test itself states (a decorator, a
+# module's ``pytestmark``, or a parameter's marks), so that ``-m "not speech"`` is a fast
+# everyday run that no renamed file or fixture can silently slow down.
+_RECOGNIZER_USED: list[str] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _recognizer_probe() -> Iterator[None]:
+    """Record every use of the offline recognizer (SphinxEngine.open and .prewarm)."""
+    try:
+        from cartesia_stt_async.twin.sphinx import SphinxEngine
+    except ImportError:  # pragma: no cover - the test extra installs the twin
+        yield
+        return
+    originals = {name: getattr(SphinxEngine, name) for name in ("open", "prewarm")}
+
+    def probe(name: str) -> Callable[..., Any]:
+        original = originals[name]
+
+        def recorded(self: SphinxEngine, *args: Any, **kwargs: Any) -> Any:
+            _RECOGNIZER_USED.append(name)
+            return original(self, *args, **kwargs)
+
+        return recorded
+
+    for name in originals:
+        setattr(SphinxEngine, name, probe(name))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(SphinxEngine, name, original)
+
+
+@pytest.fixture(autouse=True)
+def _speech_is_marked(request: pytest.FixtureRequest, _recognizer_probe: None) -> Iterator[None]:
+    """Fail a test that ran the recognizer without the ``speech`` marker."""
+    _RECOGNIZER_USED.clear()
+    yield
+    if _RECOGNIZER_USED and request.node.get_closest_marker("speech") is None:
+        pytest.fail(
+            f"{request.node.nodeid} ran the offline recognizer "
+            f"({', '.join(sorted(set(_RECOGNIZER_USED)))}) but is not marked speech: add "
+            "@pytest.mark.speech (or the module's pytestmark) so -m 'not speech' leaves it out"
+        )
 
 
 @pytest.fixture

@@ -28,6 +28,9 @@ from .official import OFFICIAL_VERSION, RUNNER, official_python
 from .seed_example import stt_manual_finalize_websocket_async
 from .speech import SEED, shared_engine
 
+# Every test here runs the offline recognizer.
+pytestmark = pytest.mark.speech
+
 REFERENCE = ". ".join(SEED) + "."
 MAX_WER = 0.35
 

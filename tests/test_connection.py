@@ -18,6 +18,9 @@ from cartesia_stt_async.twin import Fault, Faults, Reply, ScriptedEngine
 
 from .conftest import SLACK, TwinFactory, client_for, other_tasks, pcm, ws
 
+# Every test here runs on asyncio's loop and on uvloop (--loops).
+pytestmark = pytest.mark.both_loops
+
 TRICKY = [["Hello", " world,", " ", "", " naïve café ✓ 日本語"], [" Second", " one. "]]
 
 

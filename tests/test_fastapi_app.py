@@ -295,6 +295,7 @@ def test_upload_route_transcribes_a_wav_file(cartesia_twin: TwinServer) -> None:
     assert [s.audio_bytes for s in cartesia_twin.sessions] == [len(HELLO)] * 2
 
 
+@pytest.mark.speech
 def test_upload_route_recognizes_real_speech(cartesia_speech_twin: TwinServer) -> None:
     speech = httpx2.post(
         f"{cartesia_speech_twin.base_url}/tts/bytes",

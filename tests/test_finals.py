@@ -12,6 +12,9 @@ from cartesia_stt_async.twin import Fault, Faults, ScriptedEngine
 from .conftest import SLACK, TwinFactory, client_for, other_tasks
 from .test_reconnect import FULL, REPLIES, audio, engine_for, ws
 
+# Every test here runs on asyncio's loop and on uvloop (--loops).
+pytestmark = pytest.mark.both_loops
+
 
 async def relay(conn: stt.AsyncConnection, out: list[str]) -> None:
     async for delta in conn.finals():

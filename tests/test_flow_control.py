@@ -16,6 +16,9 @@ from cartesia_stt_async.twin.faults import Fault, Faults
 from . import conftest
 from .conftest import SLACK, TwinFactory, client_for, other_tasks, pcm
 
+# Every test here runs on asyncio's loop and on uvloop (--loops).
+pytestmark = pytest.mark.both_loops
+
 # A stuck server must not hold a test up: leaving waits at most half a second for 'done'.
 ws = functools.partial(conftest.ws, close_timeout=0.5 * SLACK)
 

@@ -15,6 +15,9 @@ from cartesia_stt_async.twin.faults import Fault, Faults
 from . import conftest
 from .conftest import SLACK, TwinFactory, client_for, other_tasks, pcm
 
+# Every test here runs on asyncio's loop and on uvloop (--loops).
+pytestmark = pytest.mark.both_loops
+
 
 def audio(k: int, seconds: float = 0.25) -> bytes:
     """Utterance k's audio: distinct content, so the twin answers it by content."""

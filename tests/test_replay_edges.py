@@ -14,6 +14,9 @@ from cartesia_stt_async.twin.faults import Fault, Faults
 from .conftest import SLACK, TwinFactory, client_for, other_tasks, pcm
 from .test_reconnect import ws
 
+# Every test here runs on asyncio's loop and on uvloop (--loops).
+pytestmark = pytest.mark.both_loops
+
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 5 * SLACK) -> None:
     for _ in range(int(timeout / 0.005)):

@@ -19,6 +19,9 @@ from cartesia_stt_async.twin.wer import word_error_rate
 from .conftest import SLACK, client_for
 from .speech import SEED, convert, shared_engine, speech
 
+# Every test here runs the offline recognizer.
+pytestmark = pytest.mark.speech
+
 MAX_WER = 0.35
 
 

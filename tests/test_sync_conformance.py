@@ -28,6 +28,9 @@ from .seed_sync_example import stt_manual_finalize_websocket
 from .speech import shared_engine
 from .test_conformance import MAX_WER, REFERENCE, check_wire, full_transcript
 
+# Every test here runs the offline recognizer.
+pytestmark = pytest.mark.speech
+
 
 @contextlib.contextmanager
 def twin_thread() -> Iterator[Twin]:

@@ -143,6 +143,7 @@ async def test_marker_scripts_the_twin_of_an_async_test(cartesia_client: stt.Asy
     assert conn.transcript.text == "Ab"
 
 
+@pytest.mark.speech
 @pytest.mark.asyncio
 async def test_speech_twin_fixture_recognizes_what_it_synthesized(
     cartesia_speech_twin: TwinServer,

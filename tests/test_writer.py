@@ -10,6 +10,9 @@ from websockets.streams import StreamReader
 
 from cartesia_stt_async._writer import FrameWriter
 
+# Every test here runs on asyncio's loop and on uvloop (--loops).
+pytestmark = pytest.mark.both_loops
+
 
 def parse_as_server(data: bytes) -> Frame:
     """Parse one client frame the way a server does (it must be masked)."""

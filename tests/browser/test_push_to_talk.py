@@ -112,6 +112,7 @@ def speech_wav(twin: TwinServer, path: Path) -> float:
     return len(audio) / 32000
 
 
+@pytest.mark.speech
 @pytest.mark.timeout(180)
 def test_push_to_talk_page_transcribes_the_microphone(
     cartesia_speech_twin: TwinServer, tmp_path: Path

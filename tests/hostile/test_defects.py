@@ -20,6 +20,9 @@ import cartesia_stt_async as stt
 from .conftest import SLACK, bounded, final_order_kw, open_ws, pcm
 from .peer import Fault, Peer, PeerConn, Refusal
 
+# Every test here runs on asyncio's loop and on uvloop (--loops).
+pytestmark = pytest.mark.both_loops
+
 # -- text lost or duplicated ---------------------------------------------------------------
 
 

@@ -32,6 +32,9 @@ import cartesia_stt_async as stt
 from .conftest import SLACK, bounded, open_ws
 from .peer import Peer
 
+# Every test here runs on asyncio's loop and on uvloop (--loops).
+pytestmark = pytest.mark.both_loops
+
 CHUNK_BYTES = int(os.environ.get("HOSTILE_CHUNK_BYTES", str(128 * 2**20)))
 MAX_BUFFERED_MS = 2000
 BUFFERED_BYTES = 32000 * MAX_BUFFERED_MS // 1000  # 16 kHz pcm_s16le

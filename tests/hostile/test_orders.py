@@ -13,6 +13,9 @@ import cartesia_stt_async as stt
 from .conftest import SLACK, bounded, final_order_kw, open_ws, pcm
 from .peer import Fault, Order, Peer, PeerConn
 
+# Every test here runs on asyncio's loop and on uvloop (--loops).
+pytestmark = pytest.mark.both_loops
+
 UTTERANCES = [pcm(6400, 1), pcm(3200, 2), pcm(640, 0), pcm(9600, 3)]  # the third is silent
 TEXTS = [" <6400>", " <3200>", "", " <9600>"]
 ORDERS = ["finals_first", "flush_first"]

@@ -21,6 +21,9 @@ from .conftest import leftover_tasks, pcm
 from .peer import Action, Fault, Order
 from .schedules import Plan, check, run_plan
 
+# Every test here runs on asyncio's loop and on uvloop (--loops).
+pytestmark = pytest.mark.both_loops
+
 UTTERANCES = (pcm(6400, 1), pcm(3200, 2), pcm(640, 0))
 AWAITED = (True, False, False)
 TAIL = pcm(640, 3)

@@ -23,6 +23,9 @@ import cartesia_stt_async as stt
 from .conftest import SLACK, bounded, open_ws, pcm
 from .peer import Fault, Peer
 
+# Every test here runs on asyncio's loop and on uvloop (--loops).
+pytestmark = pytest.mark.both_loops
+
 A, B = pcm(3200, 1), pcm(3200, 2)
 
 # Count-mode peer: each client message counts (audio frames and commands alike). With A (one

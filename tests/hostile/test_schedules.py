@@ -22,6 +22,9 @@ from .conftest import SEEDS, leftover_tasks
 from .peer import Order
 from .schedules import GRACE, SLOW_HOLD, Plan, make_plan, run_plans, silent_first_pipelined
 
+# Every test here runs on asyncio's loop and on uvloop (--loops).
+pytestmark = pytest.mark.both_loops
+
 BATCH = 100
 STARTS = range(0, SEEDS, BATCH)
 

@@ -23,6 +23,9 @@ import cartesia_stt_async as stt
 from .conftest import CANARY, SLACK, bounded, client_for, open_ws, pcm
 from .peer import Fault, Peer, PeerConn, Refusal
 
+# Every test here runs on asyncio's loop and on uvloop (--loops).
+pytestmark = pytest.mark.both_loops
+
 TOKEN = "at_canary_4e81b07c93d2f5a6"  # an access token passed in the query string
 TOKEN2 = "at_canary_refreshed_51d0c8e2"  # the one on_reconnecting hands out
 

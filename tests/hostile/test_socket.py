@@ -25,6 +25,9 @@ import cartesia_stt_async as stt
 from .conftest import bounded, leftover_tasks, open_ws, pcm
 from .peer import Closed, Peer, PeerConn
 
+# Every test here runs on asyncio's loop and on uvloop (--loops).
+pytestmark = pytest.mark.both_loops
+
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
