@@ -45,6 +45,9 @@ async def test_twin_command_serves_the_protocol() -> None:
         line = (await asyncio.wait_for(proc.stdout.readline(), 20 * SLACK)).decode()
         match = re.search(r"twin listening on (http://127\.0\.0\.1:\d+)", line)
         assert match, line
+        # The form pipecat's service wants (it refuses http://), on the next line.
+        ws_line = (await asyncio.wait_for(proc.stdout.readline(), 5 * SLACK)).decode()
+        assert ws_line.split()[-1] == match.group(1).replace("http://", "ws://"), ws_line
         client = stt.AsyncCartesia(api_key=API_KEY, base_url=match.group(1))
         async with client.stt.manual_finalize.websocket(
             model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None

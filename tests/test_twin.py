@@ -120,6 +120,7 @@ async def test_unknown_command_is_an_error_event_and_session_goes_on(
         assert error["type"] == "error"
         assert error["status_code"] == 400
         assert error["error_code"] == "invalid_command"
+        assert error["done"] is False  # the session goes on
         await conn.send(pcm(0.1))
         await conn.send("finalize")
         events = await events_until(conn, "flush_done")
@@ -159,6 +160,7 @@ async def test_bad_parameters_give_one_400_error_event_then_close(
     assert error["error_code"]
     assert needle in error["message"]
     assert error["request_id"] == twin.sessions[0].request_id
+    assert error["done"] is True  # Cartesia's error format: the session ends with it
     assert conn.close_code == 1008
 
 

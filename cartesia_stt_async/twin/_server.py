@@ -188,7 +188,12 @@ async def run_forever(
     api_keys: Collection[str] | None = None,
     ssl: ssl_module.SSLContext | None = None,
 ) -> None:
-    """Serve until cancelled, printing ``twin listening on http(s)://HOST:PORT`` once bound."""
+    """Serve until cancelled, printing ``twin listening on http(s)://HOST:PORT`` once bound,
+    and the ``ws(s)://HOST:PORT`` form that clients taking a WebSocket base URL want."""
     async with serve(engine, host=host, port=port, api_keys=api_keys, ssl=ssl) as twin:
         print(f"twin listening on {twin.base_url}", flush=True)
+        print(
+            f"  as a WebSocket base URL (pipecat's CartesiaSTTService url=): {twin.ws_base_url}",
+            flush=True,
+        )
         await asyncio.Event().wait()

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import msgspec
 from aiohttp import WSMsgType
 
-from ..protocol.events import DoneEvent, ErrorEvent, TranscriptEvent
+from ..protocol.events import DoneEvent, TranscriptEvent
 from ._params import ParamError, validate_params
 from ._state import Options
 from ._wire import EndSession, Wire
@@ -57,14 +57,7 @@ async def run_session(wire: Wire, opts: Options, version: str | None) -> None:
     try:
         params = validate_params(wire.record.query, version)
     except ParamError as err:
-        error = ErrorEvent(
-            message=err.message,
-            status_code=400,
-            title=err.title,
-            error_code=err.error_code,
-            request_id=wire.request_id,
-        )
-        await wire.send(error)
+        await wire.send(wire.error(err.message, 400, err.title, err.error_code))
         await wire.ws.close(code=1008, message=b"invalid parameters")
         return
     wire.record.params = params
@@ -134,13 +127,9 @@ async def _serve(wire: Wire, opts: Options, rec: RecognizerSession) -> None:
                 await ws.close(code=1000)
                 return
             else:
-                error = ErrorEvent(
-                    message=f"unknown command {text[:40]!r}: use 'finalize' or 'close'",
-                    status_code=400,
-                    title="Invalid command",
-                    error_code="invalid_command",
-                    request_id=wire.request_id,
-                )
+                message = f"unknown command {text[:40]!r}: use 'finalize' or 'close'"
+                # The session goes on after it ("done": false).
+                error = wire.error(message, 400, "Invalid command", "invalid_command", done=False)
                 await wire.send(error)
         else:  # CLOSE, CLOSING, CLOSED, ERROR: the client is gone
             return

@@ -94,9 +94,15 @@ class Twin:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
+    def ws_base_url(self) -> str:
+        """``ws://host:port`` (``wss://`` when serving TLS): the base URL for clients that take
+        a WebSocket URL, such as pipecat's Cartesia STT service."""
+        return self.base_url.replace("http", "ws", 1)
+
+    @property
     def ws_url(self) -> str:
         """The full ``ws://host:port/stt/websocket`` URL (``wss://`` when serving TLS)."""
-        return self.base_url.replace("http", "ws", 1) + "/stt/websocket"
+        return self.ws_base_url + "/stt/websocket"
 
     @property
     def active_sessions(self) -> int:

@@ -71,6 +71,20 @@ class Wire:
         self.events += 1
         await self._fire(lambda f: f.after_events == self.events)
 
+    def error(
+        self, message: str, status_code: int, title: str, error_code: str, *, done: bool = True
+    ) -> ErrorEvent:
+        """An ``error`` event in Cartesia's error format; ``done`` says whether the session
+        ends with it (``"done": true``, as Cartesia's errors do) or goes on."""
+        return ErrorEvent(
+            message=message,
+            status_code=status_code,
+            title=title,
+            error_code=error_code,
+            request_id=self.request_id,
+            done=done,
+        )
+
     async def send_flush_done(self) -> None:
         """Send ``flush_done``, unless the plan delays or withholds it."""
         if self._plan.withholds(self.index):
@@ -109,13 +123,7 @@ class Wire:
         elif fault.action == "binary":
             await ws.send_bytes(b"\x00\x01")
         elif fault.action == "error_event":
-            error = ErrorEvent(
-                message="injected server error",
-                status_code=fault.code,
-                title="Injected",
-                error_code="injected",
-                request_id=rid,
-            )
+            error = self.error("injected server error", fault.code, "Injected", "injected")
             await ws.send_str(encode_event(error).decode())
             await ws.close(code=1011, message=b"injected error")
             raise EndSession
