@@ -166,8 +166,10 @@ async def until(predicate: Callable[[], bool], seconds: float) -> bool:
 
 
 def assert_not_in(text: str, *secrets: str) -> None:
+    """No secret in ``text``, in any case (``urlsplit`` lower-cases what it takes for a
+    scheme, which may be a user name)."""
     for secret in secrets:
-        assert secret not in text, f"{secret!r} in {text!r}"
+        assert secret.lower() not in text.lower(), f"{secret!r} in {text!r}"
 
 
 # -- 5: a proxy that never answers ------------------------------------------------------------
