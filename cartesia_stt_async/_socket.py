@@ -25,8 +25,8 @@ fragmented message as a whole, in the protocol), pings and pongs, the closing ha
 :class:`ws_connect` is websockets' ``connect`` with one change: the ``CONNECT`` tunnel through
 an ``http://`` proxy is opened here (:func:`open_tunnel`), on a socket of our own, which
 websockets then uses as a given ``sock`` (TLS to the server and the WebSocket handshake stay
-websockets'). websockets' own tunnel (15.0.1 to 16.x, ``connect_http_proxy``) does three
-things a session must not:
+websockets'). websockets' own tunnel (``connect_http_proxy``) does three things a session
+must not (the first two in 15.0.1 to 16.1.1, the third up to 17.0.1 at least):
 
 * a proxy that never answers: when ``open_timeout`` cancels the wait for its answer, the
   socket to the proxy is never closed (only an ``Exception`` closes it, and a cancellation is
