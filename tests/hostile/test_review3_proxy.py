@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -361,10 +362,8 @@ async def test_short_credentials_never_appear_in_a_message(
 
 
 @contextlib.contextmanager
-def socket_port() -> Any:
+def socket_port() -> Iterator[int]:
     """A loopback port nothing listens on (bound, not listening, while the block runs)."""
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
