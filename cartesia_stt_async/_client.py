@@ -16,14 +16,12 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Unpack
 
-from websockets.asyncio.client import connect as ws_connect
-
 from ._access_token import AccessTokenResource
 from ._config import SessionConfig, SessionOptions
 from ._connection import AsyncConnection
 from ._events import HandlerMethods, Handlers
 from ._http import HTTPClient
-from ._socket import Socket
+from ._socket import Socket, ws_connect
 from ._translate import Secrets, handshake_error
 from ._transport import (
     ProxyOption,

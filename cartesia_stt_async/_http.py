@@ -13,7 +13,6 @@ aiohttp 3.14 recommends over the deprecated ``proxy_auth=``).
 
 from __future__ import annotations
 
-import base64
 import ssl as ssl_module
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +22,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ._translate import Secrets, http_error, proxy_status_error, status_error
-from ._transport import ProxyOption, SSLOption, http_proxy, proxy_secrets
+from ._transport import ProxyOption, SSLOption, http_proxy, proxy_authorization, proxy_secrets
 from ._version import __version__
 from .protocol.commands import build_headers, secrets_in
 
@@ -96,6 +95,10 @@ class HTTPClient:
         url = self._base + path
         proxy = http_proxy(url, self._proxy)
         proxy_url, proxy_headers = self._proxy_args(proxy)
+        if proxy_headers and not url.startswith("https:"):
+            # A forwarding proxy (plain http://, no tunnel): aiohttp sends proxy_headers with
+            # a CONNECT only, so the credentials go with the request itself.
+            headers.update(proxy_headers)
         try:
             async with session.post(
                 url,
@@ -130,11 +133,9 @@ class HTTPClient:
             return None, None
         self.secrets.add(*proxy_secrets(proxy))
         parsed = URL(proxy)
-        if parsed.user is None:
+        auth = proxy_authorization(proxy)  # the rule the socket's tunnel follows too
+        if auth is None:
             return parsed, None
-        # RFC 7617 Basic, UTF-8, as websockets builds it (aiohttp 3.14 deprecates BasicAuth).
-        pair = f"{parsed.user}:{parsed.password or ''}".encode()
-        auth = "Basic " + base64.b64encode(pair).decode()
         self.secrets.add(auth)
         return parsed.with_user(None), {"Proxy-Authorization": auth}
 

@@ -21,18 +21,46 @@ fragmented message as a whole, in the protocol), pings and pongs, the closing ha
   response) are kept and handed over on :meth:`Socket.attach`, in order.
 * The consumer must not raise; whatever it raises is caught, logged and reported through
   ``on_error`` (a bug: the link fails the session), never thrown into asyncio's transport.
+
+:class:`ws_connect` is websockets' ``connect`` with one change: the ``CONNECT`` tunnel through
+an ``http://`` proxy is opened here (:func:`open_tunnel`), on a socket of our own, which
+websockets then uses as a given ``sock`` (TLS to the server and the WebSocket handshake stay
+websockets'). websockets' own tunnel (``connect_http_proxy``) does three things a session
+must not (the first two in 15.0.1 to 16.1.1, the third up to 17.0.1 at least):
+
+* a proxy that never answers: when ``open_timeout`` cancels the wait for its answer, the
+  socket to the proxy is never closed (only an ``Exception`` closes it, and a cancellation is
+  not one), so one file descriptor per attempt stays open until the proxy closes it;
+* a proxy that closes without answering: ``HTTPProxyConnection.connection_lost`` feeds EOF to
+  a reader that already had it, and an ``EOFError`` is raised inside an event-loop callback
+  (logged by asyncio as an error) besides the right exception;
+* credentials: ``Proxy-Authorization`` is built from the user name and password as written in
+  the URL, still percent-encoded (``a%40b``), where HTTP clients (aiohttp) decode them first.
+
+``https://`` and SOCKS proxies (from the environment only) still go through websockets.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
+import socket
 from collections.abc import Callable
+from typing import Final
+from urllib.parse import urlsplit
 
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidProxyMessage, InvalidProxyStatus
 from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import Response
 from websockets.protocol import Event, State
+from websockets.uri import WebSocketURI, parse_uri
 
-__all__ = ["Socket"]
+from ._transport import proxy_authorization
+
+__all__ = ["Socket", "open_tunnel", "ws_connect"]
 
 logger = logging.getLogger("cartesia_stt_async")
 
@@ -81,7 +109,8 @@ class Socket(ClientConnection):
         self._on_message, self._on_error = _ignore, None
         self._early = None
 
-    # Through an HTTP proxy, websockets (15.0.1 to 17.0.1) hands the tunnel to the connection
+    # Through an https:// proxy (ours opens http:// tunnels itself: ws_connect below),
+    # websockets (15.0.1 to 17.0.1) hands the tunnel to the connection
     # and then runs ``loop.start_tls``; when that fails (a certificate that does not verify),
     # asyncio calls ``connection_lost`` on a connection whose ``connection_made`` never ran,
     # which raises ``AttributeError`` inside an event-loop callback (logged by asyncio as an
@@ -155,3 +184,110 @@ class Socket(ClientConnection):
             if on_error is None:  # pragma: no cover - detached while running
                 raise
             on_error(exc)
+
+
+# -- the tunnel through an http:// proxy ----------------------------------------------------------
+
+# The proxy's answer to CONNECT: a status line and headers, nothing more (no body on 2xx).
+_MAX_ANSWER: Final = 16384
+_STATUS_LINE: Final = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: ([^\r\n]*))?")
+
+
+async def open_tunnel(
+    proxy: str, uri: WebSocketURI, user_agent: str | None = None
+) -> socket.socket:
+    """A socket connected through the ``http://`` proxy to ``uri``'s host and port.
+
+    Sends ``CONNECT host:port`` (with ``Proxy-Authorization`` when the URL has credentials,
+    :func:`~._transport.proxy_authorization`) and reads the answer. The socket is closed
+    whenever this does not return it, cancellation included.
+
+    Raises:
+        OSError: The proxy could not be reached (``ConnectionRefusedError``, ``gaierror``).
+        websockets.exceptions.InvalidProxyStatus: The proxy refused (407, 403, ...).
+        websockets.exceptions.InvalidProxyMessage: It closed without an answer, or its answer
+            was not HTTP, too long, or followed by data.
+    """
+    loop = asyncio.get_running_loop()
+    parts = urlsplit(proxy)
+    infos = await loop.getaddrinfo(parts.hostname, parts.port or 80, type=socket.SOCK_STREAM)
+    sock: socket.socket | None = None
+    error: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        candidate = socket.socket(family, kind, proto)
+        try:
+            candidate.setblocking(False)
+            await loop.sock_connect(candidate, address)
+        except OSError as exc:
+            candidate.close()
+            error = exc
+            continue
+        except BaseException:
+            candidate.close()
+            raise
+        sock = candidate
+        break
+    if sock is None:
+        raise error or OSError("the proxy's host name has no address")
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        host = f"[{uri.host}]" if ":" in uri.host else uri.host
+        target = f"{host}:{uri.port}"
+        lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+        if user_agent is not None:
+            lines.append(f"User-Agent: {user_agent}")
+        authorization = proxy_authorization(proxy)
+        if authorization is not None:
+            lines.append(f"Proxy-Authorization: {authorization}")
+        await loop.sock_sendall(sock, "\r\n".join([*lines, "", ""]).encode("ascii"))
+        await _read_answer(loop, sock)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _read_answer(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Read the proxy's answer to CONNECT; return on 2xx, raise websockets' exceptions."""
+    answer = bytearray()
+    while (end := answer.find(b"\r\n\r\n")) < 0:
+        if len(answer) > _MAX_ANSWER:
+            raise InvalidProxyMessage(f"the proxy's answer is over {_MAX_ANSWER} bytes")
+        data = await loop.sock_recv(sock, 4096)
+        if not data:
+            raise InvalidProxyMessage(
+                "the proxy closed the connection in the middle of its answer"
+                if answer
+                else "the proxy closed the connection without answering"
+            )
+        answer += data
+    match = _STATUS_LINE.fullmatch(answer[: answer.find(b"\r\n")])
+    if match is None:
+        raise InvalidProxyMessage("the proxy's answer is not an HTTP/1.x status line")
+    status = int(match[1])
+    if not 200 <= status < 300:
+        reason = (match[2] or b"").decode("ascii", "replace")
+        raise InvalidProxyStatus(Response(status, reason, Headers()))
+    if len(answer) > end + 4:
+        raise InvalidProxyMessage("the proxy sent data through the tunnel before the client")
+
+
+class ws_connect(connect):  # used as websockets' connect(), in its place
+    """websockets' ``connect``, with the tunnel through an ``http://`` proxy opened by
+    :func:`open_tunnel` (see the module docstring); everything else is websockets' own."""
+
+    async def create_connection(self) -> ClientConnection:
+        proxy = self.proxy
+        if not isinstance(proxy, str) or urlsplit(proxy).scheme.lower() != "http":
+            return await super().create_connection()
+        sock = await open_tunnel(proxy, parse_uri(self.uri), self.user_agent_header)
+        # websockets ignores the proxy when given a socket. Only for this call: a redirect
+        # (websockets follows them) opens a new tunnel to the new host.
+        self.connection_kwargs["sock"] = sock
+        try:
+            return await super().create_connection()
+        except BaseException:
+            sock.close()  # a no-op once a transport has closed it
+            raise
+        finally:
+            del self.connection_kwargs["sock"]

@@ -8,8 +8,12 @@ Both options are checked once, when the client is made (:func:`check_ssl`,
   ``http://``/``ws://`` setup accepts: verification is never turned off silently. A context is
   used for ``wss://`` and ``https://`` only (a plain URL has no TLS to configure).
 * ``proxy``: ``None`` (the default: from the environment), a proxy URL ``http://[user:pass@]
-  host:port``, or ``False`` (never a proxy). The environment is read the way each library
-  documents it, resolved here so that errors can name the proxy in use:
+  host:port``, or ``False`` (never a proxy). A URL written without its scheme
+  (``host:3128``, ``user:pass@host:3128``) is an ``http://`` one, as curl, requests and
+  urllib take it (:func:`with_scheme`), in the option and in the environment alike. The
+  environment is read the way each library documents it, resolved here so that errors can
+  name the proxy in use, and checked as the option is (a bad port is a
+  :class:`ConfigurationError` naming the variable):
 
   - the socket: websockets' ``connect(proxy=True)`` calls ``get_proxy`` (``websockets.uri``
     in 15, ``websockets.proxy`` from 16)
@@ -25,18 +29,23 @@ Both options are checked once, when the client is made (:func:`check_ssl`,
   Neither library reads ``ALL_PROXY`` for these schemes; ``NO_PROXY`` is honoured by both.
 
 A proxy URL's credentials are secrets: :func:`proxy_secrets` lists them for redaction and
-:func:`shown_proxy` is the URL as it may appear in errors and logs.
+:func:`shown_proxy` is the URL as it may appear in errors and logs. Messages never repeat a
+proxy URL or any part of it but through :func:`shown_proxy`: a short user name cannot be
+redacted as a substring. :func:`proxy_authorization` is the one rule for sending them (both
+percent-decoded as UTF-8), for the socket's tunnel and for HTTP requests alike.
 """
 
 from __future__ import annotations
 
 import base64
 import importlib
+import os
+import re
 import ssl as ssl_module
 import urllib.request
 from collections.abc import Callable
 from typing import Final, Literal, TypeAlias, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from websockets.uri import WebSocketURI, parse_uri
 
@@ -48,8 +57,10 @@ __all__ = [
     "check_proxy",
     "check_ssl",
     "http_proxy",
+    "proxy_authorization",
     "proxy_secrets",
     "shown_proxy",
+    "with_scheme",
     "ws_proxy",
 ]
 
@@ -99,16 +110,64 @@ def check_ssl(value: object, urls: tuple[str, ...]) -> SSLOption:
     )
 
 
+_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+# Proxy schemes websockets knows (parse_proxy); shown in a message only when one of these.
+_PROXY_SCHEMES: Final = ("http", "https", "socks5h", "socks5", "socks4a", "socks4")
+
+
+def with_scheme(proxy: str, default: str = "http") -> str:
+    """``proxy`` with ``default://`` put in front when it has no scheme (``host:3128``,
+    ``user:pass@host:3128``): what curl, requests and urllib do. Without it ``urlsplit``
+    would take the host, or the user name, for the scheme."""
+    return proxy if _SCHEME.match(proxy) else f"{default}://{proxy}"
+
+
+def _split(proxy: str) -> SplitResult | str:
+    """``urlsplit(proxy)``, its port checked; or what is wrong with it, in our words."""
+    try:
+        parts = urlsplit(proxy)
+    except ValueError:  # an unclosed "[", a bracketed host that is no IP address
+        return "its host is not valid"
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        return "its port must be a number from 0 to 65535"
+    return parts
+
+
+def _checked(proxy: str, what: str, schemes: tuple[str, ...]) -> str:
+    """``proxy`` (its scheme put in front) if it is ``scheme://[user:password@]host[:port]``
+    with one of ``schemes``; else a :class:`ConfigurationError` that says what is wrong with
+    ``what`` ("proxy", "the proxy in HTTPS_PROXY") and never repeats any part of the URL."""
+    proxy = with_scheme(proxy)
+    parts = _split(proxy)
+    if isinstance(parts, str):  # raised here: no context (a ValueError repeats the URL)
+        raise ConfigurationError(f"{what} is not a valid URL: {parts}")
+    scheme = parts.scheme.lower()
+    if scheme not in schemes:
+        shown = f"scheme {scheme!r}" if scheme in _PROXY_SCHEMES else "another scheme"
+        wanted = "an http:// URL (a CONNECT proxy)" if schemes == ("http",) else "a proxy URL"
+        raise ConfigurationError(f"{what} must be {wanted}, got {shown}")
+    if not parts.hostname:
+        raise ConfigurationError(f"{what} URL has no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigurationError(f"{what} URL must be {scheme}://[user:password@]host[:port]")
+    if parts.username is not None and parts.password is None:
+        raise ConfigurationError(f"{what} URL has a user name but no password")
+    return proxy
+
+
 def check_proxy(value: object) -> ProxyOption:
     """Check the ``proxy`` option.
 
     Returns:
-        The option unchanged.
+        The option; a URL without a scheme with ``http://`` put in front.
 
     Raises:
         ConfigurationError: For a value that is not a string, ``None`` or ``False``, or a URL
-            that is not ``http://host[:port]`` (the message never repeats the URL: it may hold
-            a password).
+            that is not ``http://[user:password@]host[:port]`` (the message never repeats the
+            URL: it may hold a password).
     """
     if value is None or value is False:
         return value
@@ -117,23 +176,17 @@ def check_proxy(value: object) -> ProxyOption:
             f"proxy must be a URL string, None (from the environment) or False (no proxy), "
             f"got {type(value).__name__}"
         )
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
-    except ValueError:
-        raise ConfigurationError("proxy is not a valid URL") from None
-    if parts.scheme.lower() != "http":
-        # The one proxy scheme both websockets and aiohttp tunnel through.
-        raise ConfigurationError(
-            f"proxy must be an http:// URL (a CONNECT proxy), got scheme {parts.scheme!r}"
-        )
-    if not parts.hostname:
-        raise ConfigurationError("proxy URL has no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigurationError("proxy URL must be http://[user:password@]host[:port]")
-    if parts.username is not None and parts.password is None:
-        raise ConfigurationError("proxy URL has a user name but no password")
-    return value
+    # The one proxy scheme both websockets and aiohttp tunnel through.
+    return _checked(value, "proxy", ("http",))
+
+
+def _variable(key: str) -> str:
+    """The environment variable ``urllib.request.getproxies()[key]`` came from (its lower-case
+    spelling wins, as there), for a message."""
+    for name in (f"{key}_proxy", f"{key.upper()}_PROXY"):
+        if os.environ.get(name):
+            return f"the proxy in {name}"
+    return f"the system's {key} proxy"
 
 
 def _websockets_get_proxy() -> Callable[[WebSocketURI], str | None]:
@@ -153,18 +206,37 @@ _get_proxy: Final = _websockets_get_proxy()
 
 def ws_proxy(url: str, option: ProxyOption) -> str | None:
     """The proxy for a WebSocket URL: the option, or websockets' own choice from the
-    environment (websockets' ``get_proxy``, what ``connect(proxy=True)`` does)."""
+    environment (websockets' ``get_proxy``, what ``connect(proxy=True)`` does), checked.
+
+    Raises:
+        ConfigurationError: The environment's proxy is not a valid URL (the message names
+            the variable).
+    """
     if option is False:
         return None
     if option is not None:
         return option
-    return _get_proxy(parse_uri(url))
+    uri = parse_uri(url)
+    proxy = _get_proxy(uri)
+    if proxy is None:
+        return None
+    # Which of the keys get_proxy tries (in its order) gave it: to name the variable.
+    keys = ("wss", "socks", "https") if uri.secure else ("ws", "socks", "https", "http")
+    found = urllib.request.getproxies()
+    key = next((k for k in keys if found.get(k) == proxy), "socks")
+    default = "socks5h" if key == "socks" else "http"
+    return _checked(with_scheme(proxy, default), _variable(key), _PROXY_SCHEMES)
 
 
 def http_proxy(url: str, option: ProxyOption) -> str | None:
     """The proxy for an HTTP URL: the option, or aiohttp's ``trust_env`` rule without netrc
     (``proxy_bypass(host)``, else ``getproxies()[scheme]`` for ``http``/``https``, used only
-    when it is an ``http://`` proxy, as aiohttp's ``proxies_from_env`` does)."""
+    when it is an ``http://`` proxy, as aiohttp's ``proxies_from_env`` does), checked.
+
+    Raises:
+        ConfigurationError: The environment's proxy is not a valid URL (the message names
+            the variable).
+    """
     if option is False:
         return None
     if option is not None:
@@ -176,10 +248,25 @@ def http_proxy(url: str, option: ProxyOption) -> str | None:
     if urllib.request.proxy_bypass(parts.hostname):
         return None
     proxy = urllib.request.getproxies().get(scheme)
-    if proxy is None or urlsplit(proxy).scheme.lower() != "http":
+    if proxy is None:
+        return None
+    proxy = with_scheme(proxy)
+    if proxy.split("://", 1)[0].lower() != "http":
         # aiohttp's proxies_from_env skips https:// proxies too; SOCKS it cannot use.
         return None
-    return proxy
+    return _checked(proxy, _variable(scheme), ("http",))
+
+
+def proxy_authorization(proxy: str) -> str | None:
+    """The ``Proxy-Authorization`` value for a proxy URL with credentials, ``None`` without:
+    Basic (RFC 7617) over the user name and password percent-decoded as UTF-8 (a URL
+    carries ``@``, ``:``, ``/``, ``%`` and non-ASCII characters encoded). The one rule for the
+    socket's tunnel and for HTTP requests."""
+    parts = urlsplit(with_scheme(proxy))
+    if parts.username is None:
+        return None
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
 
 
 def proxy_secrets(proxy: str | None) -> list[str]:
@@ -187,6 +274,7 @@ def proxy_secrets(proxy: str | None) -> list[str]:
     as written and decoded, ``user:password`` and its Basic-auth base64."""
     if not proxy:
         return []
+    written, proxy = proxy, with_scheme(proxy)
     try:
         parts = urlsplit(proxy)
         user, password = parts.username, parts.password
@@ -200,8 +288,8 @@ def proxy_secrets(proxy: str | None) -> list[str]:
         for pair in {f"{user}:{password}", f"{unquote(user)}:{unquote(password)}"}:
             found.append(pair)
             found.append(base64.b64encode(pair.encode()).decode())
-    # Also a URL written without its scheme (``user:pass@host:3128``), which urlsplit misreads.
-    userinfo = proxy.split("://", 1)[-1].rpartition("@")[0]
+    # Also whatever precedes the last "@", in case urlsplit reads the URL otherwise.
+    userinfo = written.split("://", 1)[-1].rpartition("@")[0]
     if userinfo:
         found.append(userinfo)
         found.extend(userinfo.split(":", 1))
@@ -211,7 +299,7 @@ def proxy_secrets(proxy: str | None) -> list[str]:
 def shown_proxy(proxy: str) -> str:
     """The proxy URL as it may be shown: ``scheme://host:port``, credentials replaced."""
     try:
-        parts = urlsplit(proxy)
+        parts = urlsplit(with_scheme(proxy))
         host = parts.hostname or "?"
         port = parts.port
     except ValueError:

@@ -332,7 +332,9 @@ def test_ssl_of_a_wrong_type_is_a_configuration_error(value: object) -> None:
         (8080, "proxy must be a URL string"),
         (True, "proxy must be a URL string"),
         ("socks5://127.0.0.1:1080", "http://"),
-        ("127.0.0.1:8080", "http://"),
+        ("ftp://127.0.0.1:21", "http://"),
+        (f"{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:99999", "not a valid URL"),  # no scheme
+        (f"http://{PROXY_USER}:{PROXY_PASSWORD}@[127.0.0.1:3128", "not a valid URL"),
         ("http://", "no host"),
         (f"http://{PROXY_USER}@127.0.0.1:3128", "no password"),
         (f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:3128/path", "host"),
@@ -569,3 +571,10 @@ def test_proxy_resolution_from_the_environment(proxy_env: pytest.MonkeyPatch) ->
     assert http_proxy(api, None) is None and ws_proxy(sock, None) is None
     # Credentials of a URL written without its scheme are still known secrets.
     assert PROXY_PASSWORD in proxy_secrets(f"{PROXY_USER}:{PROXY_PASSWORD}@proxy.invalid:3128")
+    # Written without its scheme, a proxy is an http:// one (as curl, requests and urllib
+    # take it), from the environment and in the option alike.
+    proxy_env.delenv("NO_PROXY")
+    proxy_env.setenv("HTTPS_PROXY", "proxy.invalid:3128")
+    assert http_proxy(api, None) == ws_proxy(sock, None) == "http://proxy.invalid:3128"
+    client = stt.AsyncCartesia(api_key=API_KEY, proxy="u:p@proxy.invalid:3128")
+    assert ws_proxy(sock, client._settings.proxy) == "http://u:p@proxy.invalid:3128"
