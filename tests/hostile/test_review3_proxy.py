@@ -35,6 +35,9 @@ from cartesia_stt_async.twin import Fault, Faults, ScriptedEngine, serve
 from ..test_tls_proxy import PROXY_ENV, TTS_BODY, Proxy
 from .conftest import CANARY, FAST, SLACK, bounded
 
+# Every test here runs on asyncio's loop and on uvloop (--loops).
+pytestmark = pytest.mark.both_loops
+
 HELLO = (300).to_bytes(2, "little", signed=True) * 3200  # 0.2 s of pcm_s16le
 
 
