@@ -529,8 +529,7 @@ def _twin(
 
     async def serve_twin() -> None:
         try:
-            await engine.prewarm(1)  # the first session need not wait for a decoder
-            await run_forever(host, port, engine, api_keys=api_keys, ssl=tls)
+            await run_forever(host, port, engine, api_keys=api_keys, ssl=tls, prewarm=1)
         finally:
             await engine.aclose()
 

@@ -295,4 +295,4 @@ async def test_a_network_stall_is_made_up_at_the_catch_up_speed(
     if catch_up > 1.0:
         assert max(lateness[25:]) < 0.1 * SLACK  # made up within ~1 s (10 frames)
     else:
-        assert min(lateness[25:]) > 0.3  # never made up
+        assert min(lateness[25:]) > 0.2  # never made up (made up: < 0.1, above)

@@ -203,7 +203,9 @@ async def test_other_auth_forms_are_accepted(
 
 @pytest.mark.asyncio
 async def test_handshake_refusals(twin_factory: TwinFactory) -> None:
-    async with twin_factory(api_keys=["good-key"], max_sessions=1) as twin:
+    async with twin_factory(
+        engine=ScriptedEngine([]), api_keys=["good-key"], max_sessions=1
+    ) as twin:
         for headers in ({}, {"Authorization": "Bearer wrong-key"}):
             with pytest.raises(InvalidStatus) as info:
                 async with raw(twin, headers=headers):

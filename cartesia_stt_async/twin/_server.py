@@ -187,10 +187,15 @@ async def run_forever(
     engine: Engine | None = None,
     api_keys: Collection[str] | None = None,
     ssl: ssl_module.SSLContext | None = None,
+    prewarm: int = 0,
 ) -> None:
-    """Serve until cancelled, printing ``twin listening on http(s)://HOST:PORT`` once bound,
-    and the ``ws(s)://HOST:PORT`` form that clients taking a WebSocket base URL want."""
+    """Serve until cancelled, printing ``twin listening on http(s)://HOST:PORT`` once bound
+    (and ``prewarm`` recognizer sessions made ready), and the ``ws(s)://HOST:PORT`` form that
+    clients taking a WebSocket base URL want. A port in use fails before anything is warmed."""
     async with serve(engine, host=host, port=port, api_keys=api_keys, ssl=ssl) as twin:
+        warm = getattr(twin.engine, "prewarm", None)
+        if prewarm and warm is not None:
+            await warm(prewarm)  # the first session need not wait for a decoder
         print(f"twin listening on {twin.base_url}", flush=True)
         print(
             f"  as a WebSocket base URL (pipecat's CartesiaSTTService url=): {twin.ws_base_url}",
