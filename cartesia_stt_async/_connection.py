@@ -151,12 +151,6 @@ class AsyncConnection(HandlerMethods):
 
     # -- sending -----------------------------------------------------------------------------
 
-    def _check_usable(self) -> None:
-        failure = self._link.failure
-        if failure.error is not None and self._session.state is not State.DONE:
-            failure.told = True
-            raise failure.error
-
     async def send_audio(
         self, chunk: bytes | bytearray | memoryview, *, speed: float | _Unset | None = _UNSET
     ) -> None:
@@ -182,7 +176,7 @@ class AsyncConnection(HandlerMethods):
         """
         link = self._link
         if link.failure.error is not None:
-            self._check_usable()
+            link.check_usable()
         pace = self._speed if speed is _UNSET else check_speed(speed)
         session, stats = self._session, self.stats
         data = chunk if type(chunk) is bytes else memoryview(session._check_bytes(chunk)).cast("B")
@@ -212,7 +206,7 @@ class AsyncConnection(HandlerMethods):
             queued = stats.queued_bytes
             if queued and queued + frame > limit:
                 await link.wait_for_room()
-                self._check_usable()
+                link.check_usable()
                 continue
             end = min(pos + max(limit - queued, frame), size)
             session.audio(data, pace, now, pos, end)
@@ -232,7 +226,7 @@ class AsyncConnection(HandlerMethods):
         if isinstance(data, str):
             await self.send(data)
             return
-        self._check_usable()
+        self._link.check_usable()
         self._session.raw_audio(data)
         self._link.kick()
 
@@ -247,7 +241,7 @@ class AsyncConnection(HandlerMethods):
             ConnectionStateError: After ``close``.
         """
         name = normalize_command(command)
-        self._check_usable()
+        self._link.check_usable()
         if name == "finalize":
             self._session.finalize()
         else:
@@ -272,7 +266,7 @@ class AsyncConnection(HandlerMethods):
         Raises:
             ConnectionStateError: After ``close``.
         """
-        self._check_usable()
+        self._link.check_usable()
         ticket = self._session.finalize()
         self._link.kick()
         fut = self._link.waiter(ticket)
@@ -295,7 +289,7 @@ class AsyncConnection(HandlerMethods):
             ConnectionStateError: After ``close``.
         """
         _check_timeout("timeout", timeout)
-        self._check_usable()
+        self._link.check_usable()
         ticket = self._session.finalize()
         self._link.kick()
         fut = self._link.waiter(ticket)
@@ -303,7 +297,7 @@ class AsyncConnection(HandlerMethods):
             async with asyncio.timeout(timeout):
                 return await fut
         except CartesiaSTTError:
-            self._link.failure.told = True
+            self._link.failure.mark_told()
             raise
         except TimeoutError:
             raise APITimeoutError(
@@ -317,13 +311,6 @@ class AsyncConnection(HandlerMethods):
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def _end_error(self) -> CartesiaSTTError | None:
-        """The error that ends iteration, or ``None`` for a clean end."""
-        self._link.failure.told = True
-        if self._session.state is State.DONE:
-            return None
-        return self._link.failure.end_of_iteration()
-
     async def recv(self) -> Event:
         """Return the next server event.
 
@@ -333,11 +320,11 @@ class AsyncConnection(HandlerMethods):
         """
         event = await self._events.next()
         if event is None:
-            raise self._end_error() or ConnectionClosedError(
+            raise self._link.end_error() or ConnectionClosedError(
                 "the session is over: no more events", code=self._link.ws.close_code
             )
         if isinstance(event, ErrorEvent):
-            self._link.failure.told = True
+            self._link.failure.mark_told()
         return event
 
     @staticmethod
@@ -357,10 +344,10 @@ class AsyncConnection(HandlerMethods):
     async def _iterate(self) -> AsyncIterator[Event]:
         while (event := await self._events.next()) is not None:
             if isinstance(event, ErrorEvent):
-                self._link.failure.told = True
+                self._link.failure.mark_told()
             yield event
         # The caller sees the end of the stream: a clean end, or the error raised here.
-        err = self._end_error()
+        err = self._link.end_error()
         if err is not None:
             raise err
 
@@ -376,17 +363,17 @@ class AsyncConnection(HandlerMethods):
             CartesiaSTTError: Why the session ended early, as iteration does.
         """
         session, link = self._session, self._link
-        parts = session.transcript._parts
+        transcript = session.transcript
         sent = 0
         while True:
             # Re-read after every yield: more may be committed while the consumer is busy.
             while sent < session.committed_chunks:
-                yield parts[sent]
+                yield transcript.delta(sent)
                 sent += 1
             if session.state is State.DONE:
                 return
             if link.finished.is_set() or link.failure.error is not None:
-                err = self._end_error()
+                err = link.end_error()
                 if err is not None:
                     raise err
                 return
@@ -470,8 +457,7 @@ class AsyncConnection(HandlerMethods):
         await self._link.shutdown(code=code, reason=reason, timeout=self._config.close_timeout)
 
     async def _abort(self) -> None:
-        # Prompt: an exception is leaving; wait at most a second for the closing handshake.
-        await self._link.shutdown(code=1000, reason="client aborted", timeout=1.0)
+        await self._link.abort()
 
     async def __aenter__(self) -> AsyncConnection:
         return self

@@ -25,7 +25,7 @@ import contextvars
 import logging
 from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
-from typing import Final
+from typing import Final, NoReturn
 
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.protocol import State as WSState
@@ -62,6 +62,10 @@ _CLEAN_CLOSE_CODES: Final = frozenset({1000, 1001})
 class Failure:
     """Why a session cannot go on, and whether the caller has been told.
 
+    Written only through its methods: :meth:`record` keeps the first reason; :meth:`raise_it`,
+    :meth:`mark_told` and :meth:`end_of_iteration` note that the caller has seen it, so that
+    leaving ``async with`` raises it only when nobody has (:meth:`untold`).
+
     Attributes:
         error: The first reason, or ``None`` while the session is healthy.
         told: True once a call has raised it, or iteration has shown it (as an ``error``
@@ -77,12 +81,45 @@ class Failure:
         self.told = False
         self.in_band = False
 
+    def record(self, exc: CartesiaSTTError, *, in_band: bool = False, told: bool = False) -> bool:
+        """Keep ``exc`` as the reason unless there is one already; True when it was kept.
+
+        Args:
+            exc: Why the session cannot go on.
+            in_band: It is a server ``error`` event (iteration yields it).
+            told: The caller needs no telling (our own close).
+        """
+        if self.error is not None:
+            return False
+        self.error, self.in_band, self.told = exc, in_band, told
+        return True
+
+    def mark_told(self) -> None:
+        """The caller has seen the failure (a call raised it, or an event showed it)."""
+        self.told = True
+
+    def raise_it(self) -> NoReturn:
+        """Raise the recorded reason to the caller (who is then told)."""
+        assert self.error is not None
+        self.told = True
+        raise self.error
+
+    def untold(self) -> CartesiaSTTError | None:
+        """The reason, if the caller has not been told yet (then they are, by the caller of
+        this method raising it)."""
+        if self.error is None or self.told:
+            return None
+        self.told = True
+        return self.error
+
     def end_of_iteration(self) -> CartesiaSTTError | None:
         """The error that ends ``async for event in conn``; ``None`` for a clean end.
 
         Clean: after ``done``, after an ``error`` event was yielded, or after a clean close
-        (1000/1001) that was not a failed reconnect and left no turn unanswered.
+        (1000/1001) that was not a failed reconnect and left no turn unanswered. Either way the
+        caller is told.
         """
+        self.told = True
         error = self.error
         if error is None or self.in_band:
             return None
@@ -213,6 +250,32 @@ class Link:
         self._room.clear()
         await self._room.wait()
 
+    def check_usable(self) -> None:
+        """Raise the session's failure (the caller is then told), unless it ended with
+        ``done``."""
+        if self.failure.error is not None and self.session.state is not State.DONE:
+            self.failure.raise_it()
+
+    def end_error(self) -> CartesiaSTTError | None:
+        """The error that ends the event stream or ``finals()``, ``None`` for a clean end
+        (``done``, or see :meth:`Failure.end_of_iteration`); the caller is told either way."""
+        if self.session.state is State.DONE:
+            self.failure.mark_told()
+            return None
+        return self.failure.end_of_iteration()
+
+    async def wait_done(self) -> None:
+        """Return at ``done``; raise why the session ended without it."""
+        await self.settled.wait()
+        if self.session.state is State.DONE:
+            return
+        raise self.failure.error or ConnectionClosedError("connection ended before 'done'")
+
+    async def abort(self) -> None:
+        """Close promptly because an exception is leaving the caller's code: at most a second
+        for the closing handshake."""
+        await self.shutdown(code=1000, reason="client aborted", timeout=1.0)
+
     def waiter(self, ticket: Utterance) -> asyncio.Future[Utterance]:
         """A future resolved with ``ticket`` once it is complete (or failed with the reason)."""
         fut: asyncio.Future[Utterance] = self._loop.create_future()
@@ -236,14 +299,19 @@ class Link:
             if waiter in self._commit_waiters:
                 self._commit_waiters.remove(waiter)
 
-    def fail(self, exc: CartesiaSTTError, *, quiet: bool = False) -> None:
-        """Record why the session cannot go on and fail everyone waiting on it."""
+    def fail(self, exc: CartesiaSTTError, *, quiet: bool = False, in_band: bool = False) -> None:
+        """Record why the session cannot go on and fail everyone waiting on it.
+
+        Args:
+            exc: The reason (only the first one is kept).
+            quiet: Our own close: not logged, and nothing the caller must be told.
+            in_band: A server ``error`` event (iteration yields it instead of raising).
+        """
         failure = self.failure
-        if failure.error is None:
-            failure.error = exc
-            if not quiet:
-                logger.debug("connection failed: %s", type(exc).__name__)
+        if failure.record(exc, in_band=in_band, told=quiet) and not quiet:
+            logger.debug("connection failed: %s", type(exc).__name__)
         error = failure.error
+        assert error is not None
         waiters, self._waiters = self._waiters, {}
         for fut in waiters.values():
             if not fut.done():
@@ -375,8 +443,7 @@ class Link:
         if not self.request_id and session.request_id:
             self.request_id = self.secrets.redact(session.request_id)
         if isinstance(event, ErrorEvent):
-            self.failure.in_band = self.failure.error is None
-            self.fail(api_error(event, self.secrets))
+            self.fail(api_error(event, self.secrets), in_band=True)
         if completed and logger.isEnabledFor(logging.DEBUG):
             self._log_completed(completed)
         elif self._config.log_transcripts and isinstance(event, TranscriptEvent) and event.is_final:
@@ -492,26 +559,22 @@ class Link:
                 f"the server did not answer 'close' with 'done' within {timeout} s"
             ) from None
         except BaseException:
-            await self.shutdown(code=1000, reason="client aborted", timeout=1.0)
+            await self.abort()
             raise
-        failure = self.failure
-        error, told = failure.error, failure.told
+        # Read before shutting down, which records our own close as the reason otherwise.
+        untold = self.failure.untold() if session.state is not State.DONE else None
         await self.shutdown(timeout=max(deadline - loop.time(), 0.0))
         if pending_error is not None:
             raise pending_error
-        if error is not None and not told and session.state is not State.DONE:
+        if untold is not None:
             # The session failed and nobody was told: final transcripts may be missing.
-            failure.told = True
-            raise error
+            raise untold
 
     async def shutdown(self, *, code: int = 1000, reason: str = "", timeout: float) -> None:
         """Stop both tasks and close the socket, bounded by ``timeout``; idempotent."""
         # Recorded first, so the reader does not blame the server for our own close, and
         # does not reconnect. Our own close is nothing the caller must be told about.
-        healthy = self.failure.error is None
         self.fail(ConnectionStateError("the connection is closed"), quiet=True)
-        if healthy:
-            self.failure.told = True
         self.writer.detach()
         ws = self.ws
         try:

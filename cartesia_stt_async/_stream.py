@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ._sources import AudioSource, iter_audio
-from .errors import ConnectionClosedError, UsageError
-from .protocol.session import State
+from .errors import UsageError
 from .protocol.transcript import Transcript
 from .vad import VadFinalizer
 
 if TYPE_CHECKING:
-    from ._connection import AsyncConnection
     from ._link import Link
 
-__all__ = ["run_stream"]
+__all__ = ["Sender", "run_stream"]
+
+
+class Sender(Protocol):
+    """What :func:`run_stream` sends through: a connection's public send methods."""
+
+    async def send_audio(self, chunk: bytes, *, speed: float | None) -> None: ...
+
+    async def send(self, command: str) -> None: ...
 
 
 async def run_stream(
-    conn: AsyncConnection,
+    conn: Sender,
     link: Link,
     utterances: Iterable[AudioSource] | AsyncIterable[AudioSource],
     *,
@@ -40,7 +46,7 @@ async def run_stream(
         raise UsageError(f"finalize_each must be a bool, got {finalize_each!r}")
     if vad is not None and not isinstance(vad, VadFinalizer):
         raise UsageError(f"vad must be a VadFinalizer, got {type(vad).__name__}")
-    conn._check_usable()
+    link.check_usable()
     session = link.session
     fmt = session.format
 
@@ -68,10 +74,7 @@ async def run_stream(
         await conn.send("close")
 
     async def receiver() -> None:
-        await link.settled.wait()
-        if session.state is State.DONE:
-            return
-        raise link.failure.error or ConnectionClosedError("connection ended before 'done'")
+        await link.wait_done()
 
     tasks = [
         asyncio.create_task(sender(), name="cartesia-stt-sender"),
@@ -80,10 +83,10 @@ async def run_stream(
     try:
         await asyncio.gather(*tasks)
     except BaseException:
-        link.failure.told = True
+        link.failure.mark_told()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await conn._abort()
+        await link.abort()
         raise
     return session.transcript

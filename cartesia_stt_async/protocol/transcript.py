@@ -101,6 +101,10 @@ class Transcript:
         """How many final chunks have been received."""
         return len(self._parts)
 
+    def delta(self, index: int) -> str:
+        """The ``index``-th final delta (0: the first), exactly as received."""
+        return self._parts[index]
+
     def add_final(self, text: str) -> None:
         """Append one final delta exactly as received and clear the interim view."""
         self._parts.append(text)
