@@ -210,8 +210,8 @@ class Supervisor:
         closed = last if isinstance(last, ConnectionClosedError) else None
         err = ReconnectError(
             f"gave up reconnecting after {attempts} attempt(s) in a row without progress; {why}",
-            code=closed.code if closed else None,
-            reason=closed.reason if closed else "",
+            code=closed.code if closed is not None else None,
+            reason=closed.reason if closed is not None else "",
             attempts=attempts,
         )
         err.__cause__ = last
@@ -228,7 +228,6 @@ class Supervisor:
         callback = self._config.on_reconnecting
         if callback is None:
             return
-        closed = drop
         event = ReconnectingEvent(
             attempt=self.attempt,
             max_attempts=self._max_retries,
@@ -244,8 +243,8 @@ class Supervisor:
         except Exception as exc:  # the user's callback: its failure ends reconnecting
             err = ReconnectError(
                 f"on_reconnecting raised {type(exc).__name__}: {exc}",
-                code=closed.code if closed else None,
-                reason=closed.reason if closed else "",
+                code=drop.code,
+                reason=drop.reason,
                 attempts=self.attempt - 1,
             )
             err.__cause__ = exc
@@ -254,8 +253,8 @@ class Supervisor:
             if result.get("abort"):
                 raise ReconnectError(
                     f"reconnecting aborted by on_reconnecting after: {last}",
-                    code=closed.code if closed else None,
-                    reason=closed.reason if closed else "",
+                    code=drop.code,
+                    reason=drop.reason,
                     attempts=self.attempt - 1,
                 )
             if result.get("extra_query") is not None:

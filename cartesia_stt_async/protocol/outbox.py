@@ -12,7 +12,7 @@ the new socket hears it again, unpaced (``Entry.replay``), before anything new::
     [ f0 f1 "finalize" f2 f3 ] ──rewind──▶ [ f0 f1 "finalize" f2 f3 | f4 f5 "close" ]
                                   ◀──take──
 
-Buffer policies act on the queue: :attr:`Outbox.queued_bytes` is the audio waiting to be written
+Buffer policies act on the queue: ``stats.queued_bytes`` is the audio waiting to be written
 for the first time, :meth:`Outbox.drop_oldest` drops the oldest of it (never a command, never a
 replay). Every counter of :class:`ConnectionStats` that concerns written bytes lives here, so it
 is counted in one place.
@@ -129,19 +129,9 @@ class Outbox:
             stats.queued_bytes += len(entry.item)
 
     @property
-    def queued_bytes(self) -> int:
-        """Audio bytes waiting to be written for the first time."""
-        return self.stats.queued_bytes
-
-    @property
     def pending(self) -> bool:
         """True when something (new or replayed) waits to be written."""
         return bool(self._queue)
-
-    @property
-    def replaying(self) -> bool:
-        """True while the head of the queue is replayed journal."""
-        return self._replay_left > 0
 
     def take(self) -> Entry | None:
         """The next item to write; ``None`` when nothing waits. :attr:`replayed` says whether

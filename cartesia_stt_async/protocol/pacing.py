@@ -87,11 +87,6 @@ class Pacer:
         self._arrived = 0.0
         self._last_duration = 0.0
 
-    def reset(self) -> None:
-        """Forget the schedule; the next frame anchors a new one."""
-        self._anchor = None
-        self._sent = 0.0
-
     def schedule(
         self, now: float, duration: float, backlog: float = 0.0, arrived: float | None = None
     ) -> float:
