@@ -574,7 +574,13 @@ class Link:
         """Stop both tasks and close the socket, bounded by ``timeout``; idempotent."""
         # Recorded first, so the reader does not blame the server for our own close, and
         # does not reconnect. Our own close is nothing the caller must be told about.
-        self.fail(ConnectionStateError("the connection is closed"), quiet=True)
+        self.fail(
+            ConnectionStateError(
+                "the connection is closed (by close(), aclose() or leaving `async with`); "
+                "to send more, open a new session (client.stt.manual_finalize.websocket(...))"
+            ),
+            quiet=True,
+        )
         self.writer.detach()
         ws = self.ws
         try:

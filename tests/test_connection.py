@@ -445,3 +445,25 @@ async def test_stream_uses_the_connections_own_speed(twin_factory: TwinFactory) 
         arrivals = [t for t, _ in twin.sessions[0].frames]
     assert len(arrivals) == 30
     assert arrivals[-1] - arrivals[0] < 1.0 * SLACK  # paced, it would take 2.9 s
+
+
+@pytest.mark.asyncio
+async def test_sending_after_close_says_what_to_do_instead(twin_factory: TwinFactory) -> None:
+    """Issue 21, first hour #7: the error says what happened and how to go on."""
+    async with twin_factory(engine=ScriptedEngine([])) as twin:
+        async with ws(client_for(twin)) as conn:
+            await conn.send("close")
+            with pytest.raises(stt.ConnectionStateError) as after_command:
+                await conn.send_audio(pcm(0.1))
+        with pytest.raises(stt.ConnectionStateError) as after_exit:
+            await conn.send_audio(pcm(0.1))
+        async with ws(client_for(twin)) as conn:
+            await conn.close()
+            with pytest.raises(stt.ConnectionStateError) as after_close:
+                conn.finalize_nowait()
+    assert "after 'close' was sent" in str(after_command.value)
+    assert "the connection is closed" in str(after_close.value)
+    for info in (after_command, after_exit, after_close):
+        assert "open a new session (client.stt.manual_finalize.websocket(...))" in str(
+            info.value
+        )

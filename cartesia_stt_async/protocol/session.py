@@ -167,7 +167,10 @@ class Session:
                 State.DONE: "after the session ended",
                 State.FAILED: "after the server reported an error",
             }[self.state]
-            raise ConnectionStateError(f"cannot {what} {reason}")
+            raise ConnectionStateError(
+                f"cannot {what} {reason}; to send more, open a new session "
+                "(client.stt.manual_finalize.websocket(...))"
+            )
 
     def _new_utterance(self) -> Utterance:
         utt = Utterance(index=self._next_index)
