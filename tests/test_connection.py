@@ -464,6 +464,4 @@ async def test_sending_after_close_says_what_to_do_instead(twin_factory: TwinFac
     assert "after 'close' was sent" in str(after_command.value)
     assert "the connection is closed" in str(after_close.value)
     for info in (after_command, after_exit, after_close):
-        assert "open a new session (client.stt.manual_finalize.websocket(...))" in str(
-            info.value
-        )
+        assert "open a new session (client.stt.manual_finalize.websocket(...))" in str(info.value)
