@@ -41,7 +41,7 @@ COVERED: dict[str, tuple[str, str]] = {
     "docs/fastapi.md": ("tests/test_fastapi_app.py", "test_docs_fastapi_md_shows_the_app_verbatim"),
     "docs/testing.md": (
         "tests/test_testing_plugin.py",
-        "test_docs_testing_md_shows_only_code_the_user_suite_runs",
+        "test_docs_testing_md_runs_as_copied",
     ),
     "docs/twin.md": ("tests/test_twin.py", "test_twin_md_examples_run_as_written"),
 }

@@ -235,11 +235,23 @@ def python_blocks(markdown: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```$", markdown, re.DOTALL | re.MULTILINE)
 
 
-def test_docs_testing_md_shows_only_code_the_user_suite_runs() -> None:
-    blocks = python_blocks((ROOT / "docs" / "testing.md").read_text())
-    sources = {f: (USER_SUITE / f).read_text() for f in USER_FILES}
+@pytest.mark.speech  # the FastAPI example's second test runs the recognizing twin
+@pytest.mark.timeout(300)
+def test_docs_testing_md_runs_as_copied(tmp_path: Path) -> None:
+    """Every Python block of docs/testing.md, each saved as a test file beside the page's
+    pytest.ini, runs with -W error and no conftest: what a user copying the page gets."""
+    page = (ROOT / "docs" / "testing.md").read_text()
+    inis = re.findall(r"^```ini\n(.*?)^```$", page, re.DOTALL | re.MULTILINE)
+    (ini,) = [block for block in inis if "asyncio_default_fixture_loop_scope" in block]
+    (tmp_path / "pytest.ini").write_text(ini)
+    blocks = python_blocks(page)
     assert len(blocks) >= 5
-    for block in blocks:
-        assert any(block in source for source in sources.values()), block[:200]  # verbatim excerpts
-    # The complete FastAPI example is the whole file.
-    assert sources["suite_fastapi.py"] in blocks
+    for index, block in enumerate(blocks):
+        (tmp_path / f"test_docs_block_{index}.py").write_text(block)
+    tests = sum(len(re.findall(r"^(?:async )?def test_", block, re.MULTILINE)) for block in blocks)
+    code, out = run_pytest(cwd=tmp_path)
+    assert code == 0, out
+    assert f"rootdir: {tmp_path}" in out
+    assert summary(out) == f"{tests} passed", out
+    # The complete FastAPI example is also the user suite's file.
+    assert (USER_SUITE / "suite_fastapi.py").read_text() in blocks
