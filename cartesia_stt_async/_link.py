@@ -33,10 +33,9 @@ from websockets.protocol import State as WSState
 from ._config import SessionConfig
 from ._socket import Socket
 from ._supervisor import Supervisor
-from ._translate import Secrets, closed_error, ended_error
+from ._translate import Secrets, closed_error, ended_error, io_error
 from ._writer import Writer
 from .errors import (
-    APIConnectionError,
     APIError,
     APITimeoutError,
     CartesiaSTTError,
@@ -240,7 +239,7 @@ class Link:
             self.writer.pump()
 
     def _write_failed(self, exc: Exception) -> None:
-        self.fail(APIConnectionError(f"sending failed: {exc!r}"))
+        self.fail(io_error("sending", exc, self.secrets))
         self.ws.transport.abort()
 
     async def wait_for_room(self) -> None:
@@ -379,7 +378,7 @@ class Link:
             self.fail(with_lost_turns(exc, session))
         except Exception as exc:  # a bug: fail the session rather than hang its callers
             logger.exception("reader failed")
-            self.fail(APIConnectionError(f"receiving failed: {exc!r}"))
+            self.fail(io_error("receiving", exc, self.secrets))
         finally:
             self.down = False
             self._disarm_timer()
@@ -457,7 +456,7 @@ class Link:
     def _on_bug(self, exc: Exception) -> None:
         """Handling a message raised something unexpected: fail the session, not the loop."""
         logger.error("reader failed", exc_info=exc)
-        self.fail(APIConnectionError(f"receiving failed: {exc!r}"))
+        self.fail(io_error("receiving", exc, self.secrets))
         if not self._broken.done():
             self._broken.set_result(None)
 

@@ -64,10 +64,14 @@ def _check_chunk(chunk: object) -> bytes:
 
 
 def _open_wav(path: str, fmt: AudioFormat) -> tuple[BinaryIO, int]:
+    opened: BinaryIO | str
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed by the caller
+        opened = open(path, "rb")  # noqa: SIM115 - closed by the caller
     except OSError as exc:
-        raise UsageError(f"cannot open audio file {path!r}: {exc.strerror}") from exc
+        opened = f"cannot open audio file {path!r}: {exc.strerror}"
+    if isinstance(opened, str):  # raised outside the except block: no foreign __context__
+        raise UsageError(opened)
+    f = opened
     try:
         info = parse_wav_header(f.read(_HEADER_SIZE))
         info.check_matches(fmt, name=f"WAV file {os.path.basename(path)!r}")

@@ -52,6 +52,7 @@ __all__ = [
     "ended_error",
     "handshake_error",
     "http_error",
+    "io_error",
     "parse_retry_after",
     "proxy_status_error",
     "status_error",
@@ -286,6 +287,16 @@ def closed_error(exc: ConnectionClosed, secrets: Secrets) -> ConnectionClosedErr
             "the connection dropped without a close frame (1006)", code=1006
         )
     return ended_error(rcvd.code, rcvd.reason, secrets)
+
+
+def io_error(what: str, exc: BaseException, secrets: Secrets) -> APIConnectionError:
+    """Our error for an unexpected exception while ``what`` ("sending", "receiving"): a failed
+    write, or a bug in our own handling. Its type and its text, redacted; never its ``repr``
+    (which may hold arguments, a URL or a header the text leaves out)."""
+    text = secrets.redact(str(exc))
+    return APIConnectionError(
+        f"{what} failed: {type(exc).__name__}" + (f": {text}" if text else "")
+    )
 
 
 def ended_error(code: int | None, reason: str | None, secrets: Secrets) -> ConnectionClosedError:
