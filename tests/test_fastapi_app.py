@@ -370,6 +370,21 @@ def test_upload_route_transcribes_a_wav_file(cartesia_twin: TwinServer) -> None:
     assert [s.audio_bytes for s in cartesia_twin.sessions] == [len(HELLO)] * 2
 
 
+@pytest.mark.cartesia_twin(by_audio=ANSWERS)
+def test_upload_route_refuses_a_file_over_the_limit_with_413(cartesia_twin: TwinServer) -> None:
+    limit = len(wav(HELLO))
+    with app_for(cartesia_twin, max_upload_bytes=limit) as http:
+        fits = http.post("/api/transcribe", files={"file": ("hello.wav", wav(HELLO))})
+        big = http.post("/api/transcribe", files={"file": ("big.wav", wav(HELLO + b"\0\0"))})
+    assert fits.status_code == 200, fits.text
+    assert big.status_code == 413
+    assert big.json()["detail"] == (
+        f"the file is larger than {limit} bytes, the most this server takes"
+    )
+    cartesia_twin.wait_idle(5 * SLACK)
+    assert len(cartesia_twin.sessions) == 1  # the big file never opened a session
+
+
 def test_upload_route_recognizes_real_speech(cartesia_speech_twin: TwinServer) -> None:
     speech = httpx2.post(
         f"{cartesia_speech_twin.base_url}/tts/bytes",

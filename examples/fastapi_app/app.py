@@ -135,11 +135,17 @@ async def transcribe_file(request: Request, file: UploadFile = File()) -> dict[s
     """Transcribe an uploaded WAV file (any common format: it is converted as needed)."""
     client: stt.AsyncCartesia = request.app.state.cartesia
     settings: Settings = request.app.state.settings
+    # The form parser keeps the upload in a temporary file; at most the limit is read.
     data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
-        raise HTTPException(413, f"the file is larger than {settings.max_upload_bytes} bytes")
+        raise HTTPException(
+            413,
+            f"the file is larger than {settings.max_upload_bytes} bytes, the most this "
+            "server takes",
+        )
     try:
-        # Mono, in an encoding the protocol carries, at the file's own rate (CPU work: a thread).
+        # Mono, in an encoding the protocol carries, at the file's own rate (CPU work: a
+        # thread). It converts a block at a time: memory is the result plus a few MB.
         wav = await asyncio.to_thread(load_wav, data)
         async with client.stt.manual_finalize.websocket(
             model=settings.model,
