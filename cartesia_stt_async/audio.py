@@ -16,6 +16,8 @@ Channels are averaged to mono. Resampling uses libsoxr and needs the ``audio`` e
 needs resampling raises :class:`ResamplingUnavailableError` and every other conversion works
 (in pure Python, slower: numpy is used whenever it is installed). Conversion is CPU work; in
 a server, run it off the event loop (``await asyncio.to_thread(convert_wav, upload, ...)``).
+It works a block at a time, so its memory is the converted audio plus a few MB, whatever the
+file's size.
 
 Example (a fragment: ``conn`` is an open session)::
 
@@ -26,20 +28,15 @@ Example (a fragment: ``conn`` is an open session)::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ._wavconvert import (
     ResamplingUnavailableError,
     WavBody,
     WavSource,
-    mono_samples,
-    np_encode,
+    encode_mono,
     numpy_available,
     parse_wav,
-    py_encode,
     read_source,
-    require_resampler,
-    resample,
     sample_format_name,
 )
 from .protocol.audio import AudioFormat, Encoding, WavInfo
@@ -87,10 +84,6 @@ def _read(source: WavSource) -> tuple[WavBody, str]:
     return parse_wav(raw, name), name
 
 
-def _encode(samples: Any, encoding: str, use_numpy: bool) -> bytes:
-    return np_encode(samples, encoding) if use_numpy else py_encode(samples, encoding)
-
-
 def _notes(wav: WavBody) -> str:
     """What :func:`load_wav` changes, in words."""
     info, notes = wav.info, []
@@ -122,9 +115,8 @@ def load_wav(source: WavSource) -> WavAudio:
     wav, _ = _read(source)
     info = wav.info
     if info.encoding is not None and info.channels == 1:
-        return WavAudio(wav.body, info.encoding, info.sample_rate, info)
-    use_numpy = numpy_available()
-    data = _encode(mono_samples(wav, use_numpy), "pcm_s16le", use_numpy)
+        return WavAudio(bytes(wav.body), info.encoding, info.sample_rate, info)
+    data = encode_mono(wav, "pcm_s16le", numpy_available())
     return WavAudio(data, "pcm_s16le", info.sample_rate, info, _notes(wav))
 
 
@@ -151,10 +143,7 @@ def convert_wav(source: WavSource, *, encoding: str, sample_rate: int) -> bytes:
     wav, _ = _read(source)
     info = wav.info
     if info.channels == 1 and info.encoding == encoding and info.sample_rate == sample_rate:
-        return wav.body
+        return bytes(wav.body)
     if info.sample_rate != sample_rate:
-        require_resampler(info.sample_rate, sample_rate)
-        samples = mono_samples(wav, use_numpy=True)
-        return np_encode(resample(samples, info.sample_rate, sample_rate), target.encoding)
-    use_numpy = numpy_available()
-    return _encode(mono_samples(wav, use_numpy), target.encoding, use_numpy)
+        return encode_mono(wav, target.encoding, True, sample_rate)
+    return encode_mono(wav, target.encoding, numpy_available())

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any, Final, Literal
 
-from .errors import UsageError
+from .errors import InvalidAudioError, UsageError
 from .protocol.audio import AudioFormat, as_bytes_view
 
 __all__ = ["VadBackend", "VadFinalizer"]
@@ -78,9 +78,23 @@ _ALAW: Final = tuple(_alaw(c) for c in range(256))
 
 
 def _clip(value: float) -> int:
-    if value != value:  # NaN
-        return 0
+    """A float sample (finite: :meth:`VadFinalizer.feed` checks) as a 16-bit one, clipped."""
     return max(-32768, min(32767, int(value * 32767.0)))
+
+
+_FLOAT_CODES: Final = {"pcm_f32le": "f", "pcm_f16le": "e"}
+_CHECK_BLOCK: Final = 4096  # samples unpacked at a time by the finiteness check
+
+
+def _first_non_finite(buf: bytearray, start: int, stop: int, code: str, width: int) -> int | None:
+    """The byte position in ``buf[start:stop]`` (whole samples) of the first NaN or infinity."""
+    for block in range(start, stop, _CHECK_BLOCK * width):
+        n = min(_CHECK_BLOCK, (stop - block) // width)
+        values = struct.unpack_from(f"<{n}{code}", buf, block)
+        if not math.isfinite(sum(values)):  # a sum of finite float32s cannot overflow
+            bad = next(i for i, v in enumerate(values) if not math.isfinite(v))
+            return block + bad * width
+    return None
 
 
 def _decoder(encoding: str) -> Callable[[bytes | bytearray, int, int], list[int]]:
@@ -184,6 +198,7 @@ class VadFinalizer:
         self._out_n = self._rate * frame_ms // 1000  # classifier samples per frame
         self._frame = Fraction(sample_rate * frame_ms, 1000)  # source samples per frame
         self._decode = _decoder(encoding)
+        self._float_code = _FLOAT_CODES.get(encoding)
         self._native = (
             encoding == "pcm_s16le" and self._rate == sample_rate and sys.byteorder == "little"
         )
@@ -220,16 +235,26 @@ class VadFinalizer:
             Byte offsets within ``chunk``, increasing, each ``0 < offset <= len(chunk)``:
             send ``chunk[:offset]``, then ``finalize``, then the rest. Usually empty.
 
+        A ``memoryview`` counts in bytes; a non-contiguous one is taken as the bytes of
+        ``view.tobytes()``, as ``send_audio`` takes it.
+
         Raises:
             UsageError: If ``chunk`` is not bytes-like.
+            InvalidAudioError: A float sample (``pcm_f32le``, ``pcm_f16le``) that is NaN or
+                infinite, named with its byte offset in the stream; nothing of ``chunk`` is
+                taken (the finalizer is as it was before the call). Also a released
+                ``memoryview``.
         """
         if not isinstance(chunk, bytes | bytearray | memoryview):
             raise UsageError(f"audio must be bytes-like, got {type(chunk).__name__}")
         view = as_bytes_view(chunk)
+        buf = self._buf
+        held = len(buf)
+        buf += view
+        if self._float_code is not None:
+            self._check_finite(held)
         start = self._fed
         self._fed += len(view)
-        buf = self._buf
-        buf += view
         width, pos, offsets = self._width, 0, []
         while True:
             first = self._buf_sample
@@ -244,6 +269,24 @@ class VadFinalizer:
             self._k += 1
         del buf[:pos]
         return offsets
+
+    def _check_finite(self, held: int) -> None:
+        """Raise :class:`InvalidAudioError` if a sample completed by the bytes added after
+        ``_buf[:held]`` is a NaN or an infinity; those bytes are then removed again."""
+        assert self._float_code is not None
+        buf, width = self._buf, self._width
+        end = len(buf) - len(buf) % width
+        bad = _first_non_finite(buf, held - held % width, end, self._float_code, width)
+        if bad is None:
+            return
+        (value,) = struct.unpack_from(f"<{self._float_code}", buf, bad)
+        at = self._buf_sample * width + bad
+        del buf[held:]
+        raise InvalidAudioError(
+            f"{self.format.encoding} audio holds a non-finite sample ({value}) at byte {at} "
+            "of the stream: float samples must be finite numbers (full scale is -1 to 1); "
+            "this chunk was not taken"
+        )
 
     def _step(self, speech: bool) -> bool:
         """Advance the utterance rule by one frame; True when a finalize is due at its end."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import pytest
 import cartesia_stt_async as stt
 from cartesia_stt_async.twin import Reply, ScriptedEngine, Twin, serve
 from cartesia_stt_async.twin.faults import Fault, Faults
+from cartesia_stt_async.vad import VadFinalizer
 
 from . import conftest
 from .conftest import API_KEY, SLACK, other_tasks, pcm
@@ -130,6 +132,12 @@ async def _on_bad_type(env: Env) -> None:
         conn.on(3, print)  # type: ignore[call-overload]
 
 
+def released() -> memoryview:
+    view = memoryview(pcm(0.1))
+    view.release()
+    return view
+
+
 LONG = " " + "word " * 100
 
 CASES: dict[str, Case] = {
@@ -139,6 +147,12 @@ CASES: dict[str, Case] = {
     "audio_none": Case(session(lambda c: c.send_audio(None)), stt.InvalidAudioError),  # type: ignore[arg-type]
     "raw_odd_bytes": Case(session(lambda c: c.send_raw(b"\x00\x01\x02")), stt.InvalidAudioError),
     "raw_list": Case(session(lambda c: c.send_raw([1, 2])), stt.InvalidAudioError),  # type: ignore[arg-type]
+    "audio_released_view": Case(
+        session(lambda c: c.send_audio(released())), stt.InvalidAudioError, "released"
+    ),
+    "raw_released_view": Case(
+        session(lambda c: c.send_raw(released())), stt.InvalidAudioError, "released"
+    ),
     "unknown_command": Case(session(lambda c: c.send("flush")), stt.InvalidCommandError),
     "command_not_str": Case(session(lambda c: c.send(7)), stt.InvalidCommandError),  # type: ignore[arg-type]
     "audio_after_close": Case(
@@ -279,4 +293,37 @@ async def test_bad_input_ends_in_a_typed_error(name: str, caplog: pytest.LogCapt
         assert API_KEY not in str(exc) and API_KEY not in repr(exc)
         exc = exc.__cause__ or exc.__context__
     assert API_KEY not in caplog.text
+    assert not other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_a_non_contiguous_view_is_sent_as_its_bytes_by_every_entry_point() -> None:
+    """``memoryview(buf)[::2]`` and typed strided views: send_audio, send_raw and
+    VadFinalizer.feed take them alike (copied, in order: the bytes of ``view.tobytes()``),
+    where send_audio and feed raised a bare TypeError before."""
+    heard: list[bytes] = []
+
+    def answer(audio: bytes) -> list[str]:
+        heard.append(audio)
+        return [" ok"]
+
+    byte_view = memoryview(bytes(range(256)) * 25)[::2]  # 3200 bytes, non-contiguous
+    typed_view = memoryview(array("h", range(-1600, 1600)))[::2]  # 1600 samples
+    views = [byte_view, typed_view]
+    async with (
+        serve(engine=ScriptedEngine([], by_audio=answer)) as twin,
+        Env(twin.base_url).ws() as conn,
+    ):
+        for view in views:
+            await conn.send_audio(view)
+            await conn.finalize(timeout=5 * SLACK)
+            await conn.send_raw(view)
+            await conn.finalize(timeout=5 * SLACK)
+    assert heard == [v.tobytes() for v in views for _ in (1, 2)]
+    # Half a second of room tone, a second of buzz, then two of silence.
+    loud = array("h", [0] * 8000 + [12000, -12000] * 8000 + [0] * 32000)
+    strided = memoryview(array("h", [s for s in loud for _ in (1, 2)]))[::2]
+    expected = VadFinalizer("pcm_s16le", 16000, backend="energy").feed(loud.tobytes())
+    assert expected  # the pause asks for a finalize
+    assert VadFinalizer("pcm_s16le", 16000, backend="energy").feed(strided) == expected
     assert not other_tasks()

@@ -15,11 +15,13 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import httpx2
@@ -37,6 +39,7 @@ from examples.fastapi_app import Settings, create_app
 from .conftest import LOOP_TYPES, LOOPS, SLACK, selected_loops
 
 ROOT = Path(__file__).resolve().parent.parent
+APP_SOURCE = str(ROOT / "examples" / "fastapi_app" / "app.py")
 
 # Three utterances' audio (0.1 s each at 16 kHz pcm_s16le) and the twin's answers to them,
 # keyed by audio as a recognizer would answer: a replayed utterance gets the same text.
@@ -73,14 +76,19 @@ async def running_loop_type() -> type[asyncio.AbstractEventLoop]:
 
 @contextmanager
 def app_for(
-    twin: TwinServer, final_order: FinalOrderOption = "finals_first", loop: str = "asyncio"
+    twin: TwinServer,
+    final_order: FinalOrderOption = "finals_first",
+    loop: str = "asyncio",
+    **options: Any,
 ) -> Iterator[TestClient]:
-    """The app on ``loop``, in a test client (which runs it on a loop of its own thread)."""
+    """The app on ``loop``, in a test client (which runs it on a loop of its own thread);
+    ``options`` are more :class:`Settings`."""
     settings = Settings(
         api_key="server-side-key",
         base_url=twin.base_url,
         # Unpaced, quick reconnects, and the order in which the twin sends finals.
         session_options={"speed": None, "initial_delay": 0.01, "final_order": final_order},
+        **options,
     )
     with TestClient(create_app(settings), backend_options={"loop_factory": LOOPS[loop]}) as http:
         assert http.portal is not None
@@ -268,6 +276,73 @@ def test_a_refused_session_is_reported_to_the_browser(
     assert closed.value.code == 1011
 
 
+@pytest.mark.cartesia_twin(by_audio=ANSWERS)
+def test_a_finalize_flood_gets_a_clear_error_and_a_1008_close(
+    cartesia_twin: TwinServer, relay_loop: str
+) -> None:
+    # 20,000 finalize messages (300 KB) once cost seconds of CPU and froze the event loop
+    # for every user of the process; now a session takes max_turns turns, then closes.
+    with (
+        app_for(cartesia_twin, loop=relay_loop, max_turns=50) as http,
+        http.websocket_connect("/ws/transcribe") as ws,
+    ):
+        got = talk(ws, HELLO, *["finalize"] * 2000, "close")
+    assert got[-2:] == [
+        {
+            "type": "error",
+            "message": "too many turns: a session takes at most 50 finalize commands; this "
+            "one is closed (1008), open a new one to go on",
+            "fatal": True,
+        },
+        {"closed": 1008},
+    ]
+    assert finals(got) in (FINALS[:2], [])  # turn 0's text, if it was answered in time
+    assert len([m for m in got if m.get("type") == "turn"]) <= 50
+    cartesia_twin.wait_idle(5 * SLACK)  # its Cartesia session is over
+    commands = [c for _, c in cartesia_twin.sessions[0].commands]
+    assert set(commands) <= {"finalize"} and len(commands) <= 50  # the 51st never left
+
+
+def relay_lines(http_factory: Callable[[], Any], turns: int) -> int:
+    """Lines of examples/fastapi_app/app.py run while a browser sends ``turns`` finalizes.
+
+    Counted by a trace function on the test client's thread (where the app runs): a
+    structural measure of the relay's work, not a timing.
+    """
+    count = 0
+
+    def local(frame: FrameType, event: str, arg: object) -> Any:
+        nonlocal count
+        if event == "line":
+            count += 1
+        return local
+
+    def on_call(frame: FrameType, event: str, arg: object) -> Any:
+        return local if frame.f_code.co_filename == APP_SOURCE else None
+
+    previous = threading.gettrace()
+    threading.settrace(on_call)  # for threads started from here: the test client's
+    try:
+        with http_factory() as http, http.websocket_connect("/ws/transcribe") as ws:
+            threading.settrace(previous)
+            got = talk(ws, *["finalize"] * turns, "close")
+    finally:
+        threading.settrace(previous)
+    assert [m["index"] for m in got if m.get("type") == "turn"] == list(range(turns))
+    assert got[-1] == {"closed": 1000}
+    return count
+
+
+@pytest.mark.cartesia_twin(script=[[f" {n}."] for n in range(400)])
+def test_forwarding_a_turn_does_not_rescan_the_earlier_ones(cartesia_twin: TwinServer) -> None:
+    # The relay summed the final chunks of every earlier utterance for each turn it
+    # forwarded: work grew with the square of the turns. It is linear now: four times the
+    # turns, four times the lines of the app run (the old code ran about 13 times as many).
+    few = relay_lines(lambda: app_for(cartesia_twin), 100)
+    many = relay_lines(lambda: app_for(cartesia_twin), 400)
+    assert many < 5 * few, (few, many)
+
+
 def wav(audio: bytes, rate: int = 16000, channels: int = 1, width: int = 2) -> bytes:
     out = io.BytesIO()
     with wave.open(out, "wb") as w:
@@ -293,6 +368,21 @@ def test_upload_route_transcribes_a_wav_file(cartesia_twin: TwinServer) -> None:
     cartesia_twin.wait_idle(5 * SLACK)
     assert len(cartesia_twin.sessions) == 2  # the bad file never opened a session
     assert [s.audio_bytes for s in cartesia_twin.sessions] == [len(HELLO)] * 2
+
+
+@pytest.mark.cartesia_twin(by_audio=ANSWERS)
+def test_upload_route_refuses_a_file_over_the_limit_with_413(cartesia_twin: TwinServer) -> None:
+    limit = len(wav(HELLO))
+    with app_for(cartesia_twin, max_upload_bytes=limit) as http:
+        fits = http.post("/api/transcribe", files={"file": ("hello.wav", wav(HELLO))})
+        big = http.post("/api/transcribe", files={"file": ("big.wav", wav(HELLO + b"\0\0"))})
+    assert fits.status_code == 200, fits.text
+    assert big.status_code == 413
+    assert big.json()["detail"] == (
+        f"the file is larger than {limit} bytes, the most this server takes"
+    )
+    cartesia_twin.wait_idle(5 * SLACK)
+    assert len(cartesia_twin.sessions) == 1  # the big file never opened a session
 
 
 @pytest.mark.speech

@@ -11,16 +11,20 @@ import array
 import functools
 import math
 import random
+import struct
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cartesia_stt_async as stt
-from cartesia_stt_async.errors import UsageError
+from cartesia_stt_async.cli import main
+from cartesia_stt_async.errors import InvalidAudioError, UsageError
 from cartesia_stt_async.protocol.audio import ENCODINGS, AudioFormat
+from cartesia_stt_async.testing import TwinServer
 from cartesia_stt_async.twin import ScriptedEngine
 from cartesia_stt_async.vad import VadBackend, VadFinalizer
 
@@ -218,6 +222,92 @@ def test_bad_options_are_usage_errors(
 def test_non_bytes_audio_is_a_usage_error() -> None:
     with pytest.raises(stt.UsageError, match="bytes-like"):
         VadFinalizer("pcm_s16le", 16000).feed("hello")  # type: ignore[arg-type]
+
+
+FLOATS = {"pcm_f32le": "<f4", "pcm_f16le": "<f2"}
+
+
+def floats(samples: Sequence[int], encoding: str) -> bytes:
+    """16-bit samples as float samples of ``encoding`` (full scale 1.0)."""
+    code = "f" if encoding == "pcm_f32le" else "e"
+    return struct.pack(f"<{len(samples)}{code}", *(v / 32768 for v in samples))
+
+
+@pytest.mark.parametrize("encoding", sorted(FLOATS))
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+@pytest.mark.parametrize("split", [False, True])
+def test_a_non_finite_float_sample_is_an_invalid_audio_error(
+    encoding: str, bad: float, split: bool
+) -> None:
+    """Infinity raised a bare OverflowError; NaN passed as silence. Both name the sample and
+    its offset now, and the chunk is not taken: the stream goes on as if it never came."""
+    width = AudioFormat(encoding, 16000).sample_width
+    good = floats(TWO_UTTERANCES, encoding)
+    at = 12000 * width  # in the first utterance's buzz
+    code = "f" if encoding == "pcm_f32le" else "e"
+    broken = good[:at] + struct.pack(f"<{code}", bad) + good[at + width :]
+    vad = VadFinalizer(encoding, 16000, backend="energy")
+    head = 10000 * width
+    assert vad.feed(good[:head]) == []
+    # With split, the bad sample's first byte comes in one chunk and the rest in the next.
+    cut = at + 1 if split else at + 3200 * width
+    if split:
+        assert vad.feed(broken[head:cut]) == []
+    with pytest.raises(InvalidAudioError) as info:
+        vad.feed(broken[cut if split else head : at + 3200 * width])
+    value = "nan" if bad != bad else str(bad)
+    assert str(info.value) == (
+        f"{encoding} audio holds a non-finite sample ({value}) at byte {at} of the stream: "
+        "float samples must be finite numbers (full scale is -1 to 1); this chunk was not taken"
+    )
+    # The refused chunk left no trace: the good audio from there gives the same finalizes.
+    resume = cut if split else head
+    assert feed_all(vad, good[resume:]) == [
+        o - resume for o in feed_all(VadFinalizer(encoding, 16000, backend="energy"), good)
+    ]
+
+
+def test_transcribe_vad_on_a_file_with_infinity_is_one_line(
+    cartesia_twin: TwinServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``cartesia-stt transcribe FILE.wav --vad`` printed a traceback for float audio holding
+    an infinity; it prints one line and exits with 2 (bad input) now."""
+    monkeypatch.setenv("CARTESIA_API_KEY", "cli-test-key")
+    monkeypatch.setenv("CARTESIA_BASE_URL", cartesia_twin.base_url)
+    samples = floats(TWO_UTTERANCES, "pcm_f32le")
+    samples = samples[:40000] + struct.pack("<f", math.inf) + samples[40004:]
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + len(samples),
+        b"WAVE",
+        b"fmt ",
+        16,
+        3,
+        1,
+        16000,
+        64000,
+        4,
+        32,
+        b"data",
+        len(samples),
+    )
+    path = tmp_path / "inf.wav"
+    path.write_bytes(header + samples)
+    code = main(["transcribe", str(path), "--speed", "0", "--vad", "--vad-backend", "energy"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("cartesia-stt")]
+    assert line == (
+        "cartesia-stt transcribe: pcm_f32le audio holds a non-finite sample (inf) at byte "
+        "40000 of the stream: float samples must be finite numbers (full scale is -1 to 1); "
+        "this chunk was not taken"
+    )
+    assert err.splitlines()[-1] == line
 
 
 # -- real speech from the twin's voice --------------------------------------------------------

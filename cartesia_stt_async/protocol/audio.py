@@ -111,16 +111,33 @@ class AudioFormat:
 
 
 def as_bytes_view(data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
-    """View ``data`` as bytes: a typed memoryview (int16 array, numpy) is measured in bytes.
+    """The bytes of an audio chunk: the one rule for every audio entry point.
+
+    ``send_audio``, ``send_raw``, ``stream`` and :meth:`VadFinalizer.feed
+    <cartesia_stt_async.vad.VadFinalizer.feed>` all take audio through here, so they agree:
+
+    * ``bytes`` and ``bytearray`` are their bytes;
+    * a contiguous ``memoryview`` of any item type and shape (an int16 ``array``, a numpy
+      array) is viewed as its bytes, without a copy;
+    * a non-contiguous ``memoryview`` (a strided slice such as ``view[::2]``, one column of a
+      numpy array) is copied: its bytes are those of ``view.tobytes()``, the items in logical
+      (row-major) order, as ``bytes(view)`` gives them.
+
+    Returns:
+        ``data`` itself, a byte view of it, or (non-contiguous) a ``bytes`` copy.
 
     Raises:
-        InvalidAudioError: For a non-contiguous memoryview.
+        InvalidAudioError: For a released ``memoryview``.
     """
-    if isinstance(data, memoryview) and (data.itemsize != 1 or data.ndim != 1):
-        if not data.c_contiguous:
-            raise InvalidAudioError("audio memoryview must be C-contiguous")
-        return data.cast("B")
-    return data
+    if not isinstance(data, memoryview):
+        return data
+    try:
+        contiguous, flat = data.c_contiguous, data.itemsize == 1 and data.ndim == 1
+    except ValueError:  # "operation forbidden on released memoryview object"
+        raise InvalidAudioError("audio memoryview has been released") from None
+    if not contiguous:
+        return data.tobytes()
+    return data if flat else data.cast("B")
 
 
 class Span(msgspec.Struct, frozen=True, gc=False):

@@ -10,6 +10,8 @@ Routes:
   (exactly once, in order, even across a reconnect), ``{"type": "turn", "index": i}`` once
   turn ``i``'s text has been sent, ``{"type": "error", "message": ..., "fatal": bool}``, and
   after ``close`` ``{"type": "done", "transcript": ...}``. The API key stays on the server.
+  A session takes at most ``Settings.max_turns`` turns: one more is a fatal error, and the
+  socket closes with 1008.
 * ``POST /api/token``: a short-lived access token, for browsers that talk to Cartesia directly.
 * ``POST /api/transcribe``: transcribe an uploaded WAV file (form field ``file``).
 
@@ -60,6 +62,9 @@ class Settings:
         local_twin: Serve a local twin with the offline recognizer and use it (no API key).
         token_ttl: Lifetime in seconds of the access tokens ``/api/token`` hands out.
         max_upload_bytes: Largest file ``/api/transcribe`` accepts.
+        max_turns: Most turns (``finalize`` commands) one relay session takes; one more
+            gets a fatal error and the socket closes with 1008 (a browser flooding
+            ``finalize`` cannot keep Cartesia and this process busy).
     """
 
     api_key: str | None = None
@@ -71,6 +76,7 @@ class Settings:
     local_twin: bool = False
     token_ttl: int = 60
     max_upload_bytes: int = 50 * 1024 * 1024
+    max_turns: int = 1000
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -129,11 +135,17 @@ async def transcribe_file(request: Request, file: UploadFile = File()) -> dict[s
     """Transcribe an uploaded WAV file (any common format: it is converted as needed)."""
     client: stt.AsyncCartesia = request.app.state.cartesia
     settings: Settings = request.app.state.settings
+    # The form parser keeps the upload in a temporary file; at most the limit is read.
     data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
-        raise HTTPException(413, f"the file is larger than {settings.max_upload_bytes} bytes")
+        raise HTTPException(
+            413,
+            f"the file is larger than {settings.max_upload_bytes} bytes, the most this "
+            "server takes",
+        )
     try:
-        # Mono, in an encoding the protocol carries, at the file's own rate (CPU work: a thread).
+        # Mono, in an encoding the protocol carries, at the file's own rate (CPU work: a
+        # thread). It converts a block at a time: memory is the result plus a few MB.
         wav = await asyncio.to_thread(load_wav, data)
         async with client.stt.manual_finalize.websocket(
             model=settings.model,
@@ -155,6 +167,16 @@ async def transcribe_file(request: Request, file: UploadFile = File()) -> dict[s
 
 class _ClientGone(Exception):
     """The browser disconnected."""
+
+
+class _TooManyTurns(Exception):
+    """The browser sent more ``finalize`` commands than ``Settings.max_turns``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"too many turns: a session takes at most {limit} finalize commands; this one "
+            "is closed (1008), open a new one to go on"
+        )
 
 
 class _Browser:
@@ -209,7 +231,7 @@ async def relay(ws: WebSocket) -> None:
             # anyio's task group rather than asyncio.TaskGroup, which on Python 3.11 can leave
             # a cancellation request on this task when a task fails after the body ended.
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(_from_browser, browser, conn, turns)
+                tasks.start_soon(_from_browser, browser, conn, turns, settings.max_turns)
                 tasks.start_soon(_to_browser, browser, conn, turns)
         # Leaving `async with` waited for `done`: the transcript is complete.
         await browser.send({"type": "done", "transcript": conn.transcript.text})
@@ -217,6 +239,11 @@ async def relay(ws: WebSocket) -> None:
     except* _ClientGone:
         # Leaving `async with` on an exception closed the Cartesia socket at once.
         log.info("the browser left; its Cartesia session is closed")
+    except* _TooManyTurns as group:
+        log.warning("relay closed: %s", group.exceptions[0])
+        with contextlib.suppress(_ClientGone):
+            await browser.error(str(group.exceptions[0]), fatal=True)
+        await browser.close(1008)  # policy violation
     except* stt.CartesiaSTTError as group:
         error = group.exceptions[0]
         log.warning("relay failed: %s", error)
@@ -225,8 +252,11 @@ async def relay(ws: WebSocket) -> None:
         await browser.close(1011)
 
 
-async def _from_browser(browser: _Browser, conn: stt.AsyncConnection, turns: TurnQueue) -> None:
+async def _from_browser(
+    browser: _Browser, conn: stt.AsyncConnection, turns: TurnQueue, max_turns: int
+) -> None:
     """Audio and commands from the browser to Cartesia; mistakes are reported, not fatal."""
+    count = 0
     while True:
         message = await browser.receive()
         audio: bytes | None = message.get("bytes")
@@ -247,6 +277,9 @@ async def _from_browser(browser: _Browser, conn: stt.AsyncConnection, turns: Tur
             else:
                 await conn.send_audio(audio)
         elif text == "finalize":
+            count += 1
+            if count > max_turns:
+                raise _TooManyTurns(max_turns)  # fatal: the relay closes the socket (1008)
             # Queued now, after the audio before it; its answer is awaited by _to_browser.
             turns.put_nowait(conn.finalize_nowait())
         elif text == "close":
@@ -263,15 +296,18 @@ async def _from_browser(browser: _Browser, conn: stt.AsyncConnection, turns: Tur
 
 async def _to_browser(browser: _Browser, conn: stt.AsyncConnection, turns: TurnQueue) -> None:
     """Committed final deltas to the browser, each once, in order; a ``turn`` after each turn."""
-    sent = 0
+    sent = through = counted = 0
+    # Completed utterances, in order; their final_chunks no longer change.
+    done = conn.transcript.utterances
     # finals() is an async generator: aclosing() ends it if this task is cancelled.
     async with contextlib.aclosing(conn.finals()) as finals:
         while (turn := await turns.get()) is not None:
             utterance = await turn
-            # Deltas up to the end of this turn (committed when its answer was complete).
-            through = sum(
-                u.final_chunks for u in conn.transcript.utterances if u.index <= utterance.index
-            )
+            # Deltas up to the end of this turn (committed when its answer was complete):
+            # add those of the utterances completed since the last turn, each counted once.
+            while counted < len(done) and done[counted].index <= utterance.index:
+                through += done[counted].final_chunks
+                counted += 1
             while sent < through:
                 await browser.send({"type": "final", "text": await anext(finals)})
                 sent += 1

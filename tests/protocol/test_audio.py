@@ -20,6 +20,7 @@ from cartesia_stt_async.protocol.audio import (
     Reframer,
     Span,
     WavInfo,
+    as_bytes_view,
     parse_wav_header,
 )
 
@@ -328,6 +329,43 @@ def test_reframer_takes_an_unaligned_typed_memoryview_by_its_bytes() -> None:
     reframer = Reframer(3200, 2)
     assert reframer.push(memoryview(samples)) == [samples.tobytes()[:3200]]
     assert reframer.flush() == samples.tobytes()[3200:]
+
+
+def strided_views() -> list[memoryview]:
+    """Non-contiguous views: a byte slice with a step, typed ones."""
+    data = bytes(range(256)) * 4
+    return [
+        memoryview(data)[::2],
+        memoryview(array("h", range(400)))[::2],
+        memoryview(array("i", range(400)))[1::3],
+    ]
+
+
+@pytest.mark.parametrize("view", strided_views(), ids=["bytes", "int16", "int32"])
+def test_a_non_contiguous_view_is_its_bytes_in_order(view: memoryview) -> None:
+    # One rule for send_audio, send_raw, stream and VadFinalizer.feed: a strided view is
+    # copied, its bytes those of view.tobytes(); the reframer cuts the same bytes.
+    assert not view.c_contiguous
+    assert as_bytes_view(view) == view.tobytes()
+    reframer = Reframer(100, view.itemsize)
+    frames = reframer.push(view)
+    assert b"".join(map(bytes, frames)) + reframer.flush() == view.tobytes()
+
+
+def test_contiguous_views_are_not_copied() -> None:
+    data = bytearray(range(100))
+    assert as_bytes_view(data) is data
+    flat = memoryview(data)
+    assert as_bytes_view(flat) is flat
+    typed = as_bytes_view(memoryview(array("h", range(50))))
+    assert isinstance(typed, memoryview) and typed.format == "B" and len(typed) == 100
+
+
+def test_a_released_view_is_an_invalid_audio_error() -> None:
+    view = memoryview(b"abcd")
+    view.release()
+    with pytest.raises(InvalidAudioError, match="memoryview has been released"):
+        as_bytes_view(view)
 
 
 # -- WAV headers ---------------------------------------------------------------------------------
