@@ -36,11 +36,9 @@ if TYPE_CHECKING:
     Float = npt.NDArray[np.float32]
 
 __all__ = [
-    "LoadedAudio",
     "ResamplingUnavailableError",
     "WavSource",
     "encode_mono",
-    "load_wav",
     "np_decode",
     "np_encode",
     "py_decode",
@@ -53,8 +51,6 @@ __all__ = [
 WavSource: TypeAlias = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]
 """A WAV file: its bytes, a path, or a binary file object (read to the end)."""
 
-MIN_RATE: Final = 8000
-MAX_RATE: Final = 48000
 AUDIO_EXTRA: Final = "pip install 'cartesia-stt-async[audio]'"
 
 _PCM, _FLOAT, _ALAW, _MULAW = 1, 3, 6, 7
@@ -439,42 +435,3 @@ def encode_mono(
             samples = stream.resample_chunk(samples, last=i + step >= len(body))
         out.write(encode(samples, encoding))
     return out.getvalue()
-
-
-# --- the CLI's loader ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LoadedAudio:
-    """Audio ready to stream.
-
-    Attributes:
-        data: The samples, in ``encoding``.
-        encoding: A protocol encoding.
-        sample_rate: Samples per second.
-        converted: What was converted, in words (empty when streamed as-is).
-    """
-
-    data: bytes
-    encoding: str
-    sample_rate: int
-    converted: str = ""
-
-
-def load_wav(path: str | Path) -> LoadedAudio:
-    """Read a WAV file, converting it when the protocol cannot carry it as it is.
-
-    Raises:
-        InvalidAudioError: Not a WAV file, an unreadable format, or a sample rate outside
-            8000-48000 Hz.
-        OSError: The file cannot be read.
-    """
-    from .audio import load_wav as load
-
-    audio = load(path)
-    if not MIN_RATE <= audio.sample_rate <= MAX_RATE:
-        raise InvalidAudioError(
-            f"{path}: {audio.sample_rate} Hz is outside the {MIN_RATE}-{MAX_RATE} Hz the API "
-            "takes; resample it first"
-        )
-    return LoadedAudio(audio.data, audio.encoding, audio.sample_rate, audio.converted)

@@ -26,12 +26,15 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from ._mic import KeySource, MicOptions, StreamFactory, sounddevice_stream, stdin_keys
 from ._version import __version__
-from .errors import CartesiaSTTError, UsageError
+from .errors import CartesiaSTTError, InvalidAudioError, UsageError
 from .vad import VadBackend, VadFinalizer
+
+if TYPE_CHECKING:
+    from .audio import WavAudio
 
 __all__ = ["main"]
 
@@ -195,6 +198,26 @@ def _speed(value: float) -> float | None:
     return None if value == 0 else value
 
 
+def _load_wav(path: str) -> WavAudio:
+    """A WAV file as ``transcribe`` streams it: mono, in an encoding the API takes (see
+    :func:`cartesia_stt_async.audio.load_wav`), at a sample rate the API takes.
+
+    Raises:
+        InvalidAudioError: Not a WAV file, an unreadable format, or a sample rate outside
+            8000-48000 Hz.
+    """
+    from .audio import load_wav
+    from .protocol.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+    audio = load_wav(path)
+    if not MIN_SAMPLE_RATE <= audio.sample_rate <= MAX_SAMPLE_RATE:
+        raise InvalidAudioError(
+            f"{path}: {audio.sample_rate} Hz is outside the {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} "
+            "Hz the API takes; resample it first (cartesia_stt_async.audio.convert_wav)"
+        )
+    return audio
+
+
 @contextlib.asynccontextmanager
 async def _client(note: TextIO) -> AsyncIterator[object]:
     """The real API with ``CARTESIA_API_KEY``; otherwise an in-process twin (and say so)."""
@@ -289,7 +312,6 @@ async def _transcribe(
     vad: VadOptions | None = None,
 ) -> int:
     from ._client import AsyncCartesia
-    from ._wavconvert import load_wav
     from .protocol.audio import AudioFormat
     from .protocol.events import UnknownEvent, encode_event
     from .vad import VadFinalizer
@@ -298,7 +320,7 @@ async def _transcribe(
         raise UsageError(f"--finalize-every must be a positive number of seconds, got {every}")
     if every is not None and vad is not None:
         raise UsageError("--vad and --finalize-every are two ways to finalize: choose one")
-    audio = load_wav(path)
+    audio = _load_wav(path)
     finalizer = (
         VadFinalizer(
             audio.encoding, audio.sample_rate, silence_ms=vad.silence_ms, backend=vad.backend

@@ -17,6 +17,7 @@ import pytest
 
 import cartesia_stt_async as stt
 from cartesia_stt_async import _wavconvert as engine
+from cartesia_stt_async import cli
 from cartesia_stt_async.audio import ResamplingUnavailableError, convert_wav, load_wav
 from cartesia_stt_async.errors import UsageError
 from cartesia_stt_async.protocol.audio import ENCODINGS
@@ -354,13 +355,13 @@ def test_resampling_unavailable_error_is_in_both_trees() -> None:
 def test_the_clis_loader_keeps_its_contract(tmp_path: Path) -> None:
     path = tmp_path / "stereo24.wav"
     path.write_bytes(wav_of("s24", PCM, 24, channels=2))
-    loaded = engine.load_wav(path)
+    loaded = cli._load_wav(str(path))
     assert (loaded.encoding, loaded.sample_rate) == ("pcm_s16le", 16000)
     assert "24-bit PCM to 16-bit PCM" in loaded.converted
     assert "2 channels averaged to mono" in loaded.converted
     path.write_bytes(wav_of("s16", PCM, 16, channels=1, rate=96000))
     with pytest.raises(stt.InvalidAudioError, match="96000 Hz is outside"):
-        engine.load_wav(path)
+        cli._load_wav(str(path))
 
 
 @pytest.mark.speech

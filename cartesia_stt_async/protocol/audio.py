@@ -20,6 +20,8 @@ from ..errors import InvalidAudioError, UsageError
 __all__ = [
     "BYTES_PER_SAMPLE",
     "ENCODINGS",
+    "MAX_SAMPLE_RATE",
+    "MIN_SAMPLE_RATE",
     "AudioFormat",
     "Encoding",
     "Reframer",
@@ -42,6 +44,10 @@ BYTES_PER_SAMPLE: Final[dict[str, int]] = {
     "pcm_mulaw": 1,
     "pcm_alaw": 1,
 }
+
+# The sample rates Cartesia's realtime endpoints take (docs/protocol.md).
+MIN_SAMPLE_RATE: Final = 8000
+MAX_SAMPLE_RATE: Final = 48000
 
 DEFAULT_FRAME_MS: Final = 100
 

@@ -11,15 +11,13 @@ from collections.abc import Sequence
 from typing import Final
 
 from ..errors import UsageError
-from ..protocol.audio import ENCODINGS
+from ..protocol.audio import ENCODINGS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from ..protocol.commands import MAX_KEYTERM_CHARS, MAX_KEYTERMS
 from .engines import SessionParams
 
 __all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "MODELS", "ParamError", "validate_params"]
 
 MODELS: Final = frozenset({"ink-2", "ink-whisper", "ink-whisper-2025-06-04"})
-MIN_SAMPLE_RATE: Final = 8000
-MAX_SAMPLE_RATE: Final = 48000
 
 
 class ParamError(UsageError):
