@@ -30,7 +30,6 @@ Rules:
 from __future__ import annotations
 
 import contextlib
-import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -336,11 +335,14 @@ class SyncConnectionManager(HandlerMethods):
             AuthenticationError, RateLimitError, ...: The handshake was refused.
             APIConnectionError: The server could not be reached.
         """
-        runtime = self._client._runtime
-        portal = runtime.portal()
-        aconn = portal.call(self._manager.enter)
-        conn = SyncConnection(self._client, portal, aconn, self._handlers)
-        runtime.connections.add(conn)
+        portal = self._client._runtime.portal()
+
+        async def enter() -> AsyncConnection:
+            aconn = await self._manager.enter()
+            portal.track(aconn)  # the client's close (or collection) closes it
+            return aconn
+
+        conn = SyncConnection(self._client, portal, portal.call(enter), self._handlers)
         self._entered = (portal, conn)
         return conn
 
@@ -562,7 +564,7 @@ class Cartesia:
             proxy=proxy,
         )
         self._runtime = Runtime(aclient)
-        self._finalizer = weakref.finalize(self, self._runtime.close)
+        self._finalizer = weakref.finalize(self, self._runtime.finalize)
         self.stt = SyncSTT(self)
         self.tts = SyncTTS(self)
         self.access_token = SyncAccessToken(self)
@@ -581,10 +583,6 @@ class Cartesia:
         Raises:
             UsageError: When called on the client's own thread (from an async handler).
         """
-        if self._runtime.thread_alive:
-            portal = self._runtime.portal()
-            if threading.get_ident() == portal.thread_id:
-                raise UsageError("client.close() cannot run on the client's own event loop")
         self._runtime.close()
 
     def __enter__(self) -> Cartesia:
