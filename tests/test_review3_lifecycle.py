@@ -176,7 +176,14 @@ def test_a_forked_child_has_a_working_client_and_leaves_the_parents_alone(
     wait_closed(twin)
 
 
-def test_a_forked_child_that_never_uses_the_client_exits_at_once(twin: TwinServer) -> None:
+@pytest.mark.parametrize(
+    "in_child",
+    ["pass", "client.access_token.create(expires_in=60)"],
+    ids=["unused", "used"],
+)
+def test_a_forked_child_exits_normally_and_the_parent_keeps_working(
+    twin: TwinServer, in_child: str
+) -> None:
     script = textwrap.dedent(
         f"""
         import os, sys, time, warnings
@@ -191,6 +198,7 @@ def test_a_forked_child_that_never_uses_the_client_exits_at_once(twin: TwinServe
             warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork")
             pid = os.fork()
         if pid == 0:
+            {in_child}
             sys.exit(0)  # a normal exit: atexit, the client's finalizer, module teardown
         deadline = time.monotonic() + {20 * SLACK}
         while os.waitpid(pid, os.WNOHANG)[0] == 0:
