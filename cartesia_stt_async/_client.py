@@ -370,7 +370,8 @@ class AsyncCartesia:
 
     async def close(self) -> None:
         """Release client resources: the HTTP connection pool of ``client.tts`` and
-        ``client.access_token``.
+        ``client.access_token`` on the running event loop (a pool of another loop closes when
+        that loop shuts down). The client stays usable: a later request opens a new pool.
 
         WebSocket sessions close themselves when their ``async with`` ends.
         """

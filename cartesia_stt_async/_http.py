@@ -9,12 +9,29 @@ TLS and proxies (see :mod:`._transport`): the client's ``ssl`` context goes to e
 verifies against the system trust store); the proxy is resolved per request and passed as
 ``proxy=``, its credentials as a ``Proxy-Authorization`` header (``proxy_headers=``, what
 aiohttp 3.14 recommends over the deprecated ``proxy_auth=``).
+
+Event loops. An aiohttp session belongs to the loop it was made on, so the client keeps one
+pool per loop (:class:`_Pool`), made on that loop's first request. Each pool closes itself when
+its loop shuts down: an async generator first iterated on the loop, whose ``finally`` closes
+the session, is closed by ``loop.shutdown_asyncgens()`` (what ``asyncio.run`` and
+``asyncio.Runner`` do before closing the loop). So a client reused under a second
+``asyncio.run`` gets a new pool, and the old one was closed while its loop could still do it.
+
+Forks. A forked child inherits the parent's pools, but not the threads or loops that serve
+them, and shares their sockets and the loop's selector with the parent: closing a pool there
+would unregister the parent's sockets. The child abandons them (:meth:`_Pool.abandon`: no I/O,
+nothing left that would warn or close on collection) and makes new ones as it needs them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import ssl as ssl_module
-from collections.abc import Mapping
+import warnings
+import weakref
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import aiohttp
@@ -27,6 +44,71 @@ from ._version import __version__
 from .protocol.commands import build_headers, secrets_in
 
 __all__ = ["HTTPClient"]
+
+
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp's connector, which a forked child can drop without touching the parent's
+    sockets (aiohttp's own ``__del__`` would close them, unregistering them from the shared
+    selector)."""
+
+    abandoned = False
+
+    def __del__(self, _warnings: Any = warnings) -> None:
+        if not self.abandoned:
+            super().__del__(_warnings)
+
+
+class _Pool:
+    """One event loop's aiohttp session; closed when that loop shuts down (see the module
+    docstring), by :meth:`close`, or abandoned in a forked child."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self._connector = _Connector()
+        self.session = aiohttp.ClientSession(
+            connector=self._connector, timeout=aiohttp.ClientTimeout(total=timeout)
+        )
+        self._abandoned = False
+        self._keeper = self._keep()
+
+    async def _keep(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            if not self._abandoned:
+                await self.session.close()
+
+    async def start(self) -> None:
+        """Tie the pool to the running loop's shutdown (its first iteration registers the
+        keeper with the loop)."""
+        await anext(self._keeper)
+
+    async def close(self) -> None:
+        """Close the session (at once if its loop is already closed: nothing is left to do
+        on it)."""
+        await self._keeper.aclose()
+
+    def abandon(self) -> None:
+        """In a forked child: let go of the parent's pool without any I/O."""
+        self._abandoned = self._connector.abandoned = True
+        self.session.detach()  # the session counts as closed: no "Unclosed" warning
+        closing = self._keeper.aclose()  # finishes at once: the keeper has nothing to await
+        with contextlib.suppress(StopIteration):
+            closing.send(None)
+
+
+_CLIENTS: weakref.WeakSet[HTTPClient] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_CLIENTS):
+        pools, client._pools = client._pools, {}
+        for pool in pools.values():
+            pool.abandon()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class HTTPClient:
@@ -68,7 +150,8 @@ class HTTPClient:
         self._ssl: ssl_module.SSLContext | bool = ssl if ssl is not None else True
         self._proxy = proxy
         self.secrets.add(*proxy_secrets(proxy or None))
-        self._session: aiohttp.ClientSession | None = None
+        self._pools: dict[asyncio.AbstractEventLoop, _Pool] = {}
+        _CLIENTS.add(self)
 
     def url(self, path: str) -> str:
         """The shown (redacted) URL of ``path``."""
@@ -86,11 +169,7 @@ class HTTPClient:
                 ``timeout``, ``TLSError`` when its certificate did not verify, ``ProxyError``
                 when the proxy refused or could not be reached).
         """
-        session = self._session
-        if session is None or session.closed:
-            session = self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout)
-            )
+        session = await self._session()
         headers = {**self._headers, "Accept": accept}
         url = self._base + path
         proxy = http_proxy(url, self._proxy)
@@ -139,8 +218,27 @@ class HTTPClient:
         self.secrets.add(auth)
         return parsed.with_user(None), {"Proxy-Authorization": auth}
 
+    async def _session(self) -> aiohttp.ClientSession:
+        """The running loop's session, made on its first request."""
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None or pool.session.closed:
+            await self._release_closed_loops()
+            pool = self._pools[loop] = _Pool(loop, self.timeout)
+            await pool.start()
+        return pool.session
+
+    async def _release_closed_loops(self) -> None:
+        for loop in [loop for loop in self._pools if loop.is_closed()]:
+            pool = self._pools.pop(loop, None)
+            if pool is not None:
+                await pool.close()
+
     async def aclose(self) -> None:
-        """Close the connection pool (a later request opens a new one)."""
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            await session.close()
+        """Close the running loop's connection pool (a later request opens a new one), and
+        forget those of closed loops. A pool of another loop that is still open closes when
+        that loop shuts down."""
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.close()
+        await self._release_closed_loops()

@@ -1,5 +1,15 @@
 """The sync client's machinery: one event-loop thread per client, and handlers run in the
-caller's thread (rules 1-4 of :mod:`cartesia_stt_async._sync`)."""
+caller's thread (rules 1-4 of :mod:`cartesia_stt_async._sync`).
+
+Lifetimes. A :class:`Runtime` starts its loop thread (a :class:`Portal`) on first use and
+stops it on ``close()``. A client that is collected without ``close()`` is closed by its
+finalizer (:meth:`Runtime.finalize`): from a thread that runs an event loop (the client's own
+thread, when the last reference died there, or any other loop's), another thread does the
+closing, since a thread cannot join itself and a loop must not be blocked. A forked child
+gets none of the parent's threads: every runtime forgets its portal in the child
+(:func:`_after_fork_in_child`), without touching it (its sockets are the parent's), and
+starts a new thread on its next call; connections opened before the fork raise there.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +18,22 @@ import concurrent.futures
 import contextlib
 import enum
 import inspect
+import os
 import queue
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar, overload
 
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+import anyio
+from anyio.from_thread import BlockingPortal
 
 from ._client import AsyncCartesia
 from .errors import ConnectionStateError, UsageError
 from .protocol.events import Event
 
 if TYPE_CHECKING:
-    from ._sync import SyncConnection
+    from ._connection import AsyncConnection
 
 __all__ = ["DEFAULT", "Default", "Handler", "HandlerMethods", "Handlers", "Portal", "Runtime"]
 
@@ -39,6 +50,8 @@ _Call = tuple[Handler, Event, "concurrent.futures.Future[object]"]
 # How long a cancelled call may take to unwind before the interrupt propagates anyway.
 _CANCEL_WAIT_S: Final = 5.0
 
+_LIVE: Final = ("open", "closing")
+
 
 class Default(enum.Enum):
     DEFAULT = 0
@@ -47,23 +60,52 @@ class Default(enum.Enum):
 DEFAULT: Final = Default.DEFAULT
 
 
-def _name_thread() -> int:
-    thread = threading.current_thread()
-    thread.name = f"cartesia-stt-sync-{thread.ident}"
-    return threading.get_ident()
+def _run_portal(ready: concurrent.futures.Future[BlockingPortal]) -> None:
+    """The loop thread: run a blocking portal until it is stopped."""
+
+    async def main() -> None:
+        async with BlockingPortal() as portal:
+            ready.set_result(portal)
+            await portal.sleep_until_stopped()
+
+    try:
+        anyio.run(main)
+    except BaseException as exc:
+        if not ready.done():
+            ready.set_exception(exc)
 
 
 class Portal:
-    """One lifetime of a client's loop thread; calls after :meth:`stop` raise."""
+    """One lifetime of a client's loop thread; calls after :meth:`stop` raise.
+
+    The thread is started here rather than with anyio's ``start_blocking_portal``, whose
+    context manager joins the thread when it is collected: in a forked child, where that
+    thread does not exist, the join would wait forever.
+
+    Attributes:
+        connections: The async connections opened on this loop (read and changed on it only).
+        forked: True in a forked child: the loop is the parent's, gone with its thread.
+    """
 
     def __init__(self) -> None:
-        # anyio >= 4.5 runs the portal in a daemon thread: it never holds up interpreter exit.
-        self._cm: AbstractContextManager[BlockingPortal] = start_blocking_portal()
-        self._portal = self._cm.__enter__()
-        self.thread_id: int = self._portal.call(_name_thread)
+        ready: concurrent.futures.Future[BlockingPortal] = concurrent.futures.Future()
+        # A daemon thread: it never holds up interpreter exit.
+        self._thread = threading.Thread(target=_run_portal, args=(ready,), daemon=True)
+        self._thread.start()
+        self._portal = ready.result()
+        assert self._thread.ident is not None
+        self.thread_id: int = self._thread.ident
+        self._thread.name = f"cartesia-stt-sync-{self.thread_id}"
         self.stopped = False
+        self.forked = False
+        self.connections: set[AsyncConnection] = set()
 
     def _check_caller(self) -> None:
+        if self.forked:
+            raise ConnectionStateError(
+                "this connection was opened before os.fork(): it belongs to the parent "
+                "process (its thread did not come along); open a new one in this process"
+            )
         if self.stopped:
             raise ConnectionStateError("the client is closed: this connection's thread has ended")
         if threading.get_ident() == self.thread_id:
@@ -110,14 +152,28 @@ class Portal:
         future, finished = self.submit(fn, *args, **kwargs)
         return self.wait(future, finished, future.result)
 
+    def track(self, connection: AsyncConnection) -> None:
+        """Remember an open connection, for :meth:`Runtime.close` (on the loop thread)."""
+        self.connections = {c for c in self.connections if c.state in _LIVE}
+        self.connections.add(connection)
+
     def stop(self) -> None:
-        """Cancel what still runs on the loop, end it and join the thread."""
+        """Cancel what still runs on the loop, end it and join the thread (from another)."""
         if self.stopped:
             return
         self.stopped = True
         with contextlib.suppress(RuntimeError):
             self._portal.call(self._portal.stop, True)
-        self._cm.__exit__(None, None, None)
+        self._thread.join()
+
+
+def _in_event_loop() -> bool:
+    """Whether this thread is running an event loop (a blocking wait here would stall it)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class Runtime:
@@ -127,7 +183,7 @@ class Runtime:
         self.aclient = aclient
         self._lock = threading.Lock()
         self._portal: Portal | None = None
-        self.connections: weakref.WeakSet[SyncConnection] = weakref.WeakSet()
+        _RUNTIMES.add(self)
 
     def portal(self) -> Portal:
         with self._lock:
@@ -135,24 +191,23 @@ class Runtime:
                 self._portal = Portal()
             return self._portal
 
-    @property
-    def thread_alive(self) -> bool:
-        return self._portal is not None and not self._portal.stopped
-
     def close(self) -> None:
-        """Rule 3; idempotent. A no-op when called on the loop thread (from a finalizer)."""
+        """Rule 3; idempotent.
+
+        Raises:
+            UsageError: When called on the client's own loop thread (see :meth:`finalize`).
+        """
+        running = self._portal
+        if running is not None and threading.get_ident() == running.thread_id:
+            raise UsageError("client.close() cannot run on the client's own event loop")
         with self._lock:
             portal, self._portal = self._portal, None
             if portal is None:
                 return
-            if threading.get_ident() == portal.thread_id:
-                self._portal = portal  # cannot join our own thread: leave it be
-                return
-            conns = [c._aconn for c in self.connections if c._portal is portal]
 
             async def shutdown() -> None:
                 try:
-                    for conn in conns:
+                    for conn in [c for c in portal.connections if c.state in _LIVE]:
                         await conn.close(reason="client closed")
                 finally:
                     await self.aclient.close()
@@ -161,6 +216,44 @@ class Runtime:
                 portal.call(shutdown)
             finally:
                 portal.stop()
+
+    def finalize(self) -> None:
+        """:meth:`close` for a client that was collected, or at interpreter exit.
+
+        The collection may run on any thread. On one running an event loop (the client's
+        own, when its last reference died there), a new thread closes the client: a thread
+        cannot join itself, and another loop must not be blocked.
+        """
+        if not _in_event_loop():
+            self.close()
+            return
+        closer = threading.Thread(target=self.close, name="cartesia-stt-sync-close", daemon=True)
+        with contextlib.suppress(RuntimeError):  # no new threads at interpreter shutdown
+            closer.start()
+
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's loop thread, which did not come along.
+
+        Nothing of it is touched (its sockets and selector are shared with the parent); its
+        connections raise :class:`ConnectionStateError` from now on. The next call starts a
+        new thread.
+        """
+        self._lock = threading.Lock()  # another thread of the parent may have held it
+        portal, self._portal = self._portal, None
+        if portal is not None:
+            portal.forked = portal.stopped = True
+
+
+_RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for runtime in list(_RUNTIMES):
+        runtime.after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Handlers:

@@ -1,7 +1,7 @@
 """``Cartesia``: the synchronous client, the official SDK's sync surface on the async one.
 
 Theory of operation. A :class:`Cartesia` client owns one background thread running an event
-loop, reached through anyio's blocking portal (:func:`anyio.from_thread.start_blocking_portal`).
+loop, reached through anyio's blocking portal (:class:`anyio.from_thread.BlockingPortal`).
 Every blocking method here submits one coroutine of the async implementation
 (:class:`~cartesia_stt_async.AsyncCartesia`, :class:`~cartesia_stt_async.AsyncConnection`)
 to that loop and waits for its result in the calling thread, so the protocol, pacing,
@@ -21,8 +21,12 @@ Rules:
 3. ``client.close()`` closes the client's open connections (at once, like
    :meth:`SyncConnection.close`), its HTTP pool, and stops its thread. Using the client again
    starts a new thread; connections of the closed thread raise :class:`ConnectionStateError`.
-   A client that is never closed is closed when it is garbage-collected or at interpreter exit
-   (the thread is a daemon thread, so it never holds up the exit).
+   A client that is never closed is closed, its open connections included, when it is
+   garbage-collected (from another thread when that happens on a thread running an event
+   loop, its own included) or at interpreter exit (the thread is a daemon thread, so it never
+   holds up the exit). In a process forked from one that used the client, the client starts
+   a new thread on its next call; connections opened before the fork raise
+   :class:`ConnectionStateError` there (see :mod:`cartesia_stt_async._portal`).
 4. Code running on the loop thread (an ``on_reconnecting`` callback, an ``async def`` handler)
    must not call the blocking methods: that would wait on itself; it raises :class:`UsageError`.
 """
@@ -30,7 +34,6 @@ Rules:
 from __future__ import annotations
 
 import contextlib
-import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -336,11 +339,14 @@ class SyncConnectionManager(HandlerMethods):
             AuthenticationError, RateLimitError, ...: The handshake was refused.
             APIConnectionError: The server could not be reached.
         """
-        runtime = self._client._runtime
-        portal = runtime.portal()
-        aconn = portal.call(self._manager.enter)
-        conn = SyncConnection(self._client, portal, aconn, self._handlers)
-        runtime.connections.add(conn)
+        portal = self._client._runtime.portal()
+
+        async def enter() -> AsyncConnection:
+            aconn = await self._manager.enter()
+            portal.track(aconn)  # the client's close (or collection) closes it
+            return aconn
+
+        conn = SyncConnection(self._client, portal, portal.call(enter), self._handlers)
         self._entered = (portal, conn)
         return conn
 
@@ -562,7 +568,7 @@ class Cartesia:
             proxy=proxy,
         )
         self._runtime = Runtime(aclient)
-        self._finalizer = weakref.finalize(self, self._runtime.close)
+        self._finalizer = weakref.finalize(self, self._runtime.finalize)
         self.stt = SyncSTT(self)
         self.tts = SyncTTS(self)
         self.access_token = SyncAccessToken(self)
@@ -581,10 +587,6 @@ class Cartesia:
         Raises:
             UsageError: When called on the client's own thread (from an async handler).
         """
-        if self._runtime.thread_alive:
-            portal = self._runtime.portal()
-            if threading.get_ident() == portal.thread_id:
-                raise UsageError("client.close() cannot run on the client's own event loop")
         self._runtime.close()
 
     def __enter__(self) -> Cartesia:
