@@ -100,7 +100,7 @@ class Portal:
         self.forked = False
         self.connections: set[AsyncConnection] = set()
 
-    def _check_caller(self) -> None:
+    def _check_caller(self, closing: bool = False) -> None:
         if self.forked:
             raise ConnectionStateError(
                 "this connection was opened before os.fork(): it belongs to the parent "
@@ -113,12 +113,22 @@ class Portal:
                 "a blocking method of the sync client was called on the client's own event loop "
                 "(from an on_reconnecting callback or an async handler): it would wait on itself"
             )
+        if not closing:
+            _refuse_in_event_loop()
 
     def submit(
-        self, fn: Callable[_P, Awaitable[_T]], *args: _P.args, **kwargs: _P.kwargs
+        self,
+        fn: Callable[_P, Awaitable[_T]],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
     ) -> tuple[concurrent.futures.Future[_T], threading.Event]:
         """Start ``fn(*args, **kwargs)`` on the loop; the event is set once it has unwound."""
         self._check_caller()
+        return self._start(fn, *args, **kwargs)
+
+    def _start(
+        self, fn: Callable[_P, Awaitable[_T]], *args: _P.args, **kwargs: _P.kwargs
+    ) -> tuple[concurrent.futures.Future[_T], threading.Event]:
         finished = threading.Event()
 
         async def run() -> _T:
@@ -152,6 +162,13 @@ class Portal:
         future, finished = self.submit(fn, *args, **kwargs)
         return self.wait(future, finished, future.result)
 
+    def call_closing(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """:meth:`call` for closing: allowed from a thread that runs an event loop too (a
+        client left by ``with`` in async code must still close; closing is bounded)."""
+        self._check_caller(closing=True)
+        future, finished = self._start(fn)
+        self.wait(future, finished, future.result)
+
     def track(self, connection: AsyncConnection) -> None:
         """Remember an open connection, for :meth:`Runtime.close` (on the loop thread)."""
         self.connections = {c for c in self.connections if c.state in _LIVE}
@@ -176,6 +193,18 @@ def _in_event_loop() -> bool:
     return True
 
 
+def _refuse_in_event_loop() -> None:
+    """Refuse a blocking call from a thread that runs an event loop: it would stall that loop,
+    and whatever serves on it (a twin from ``serve()``, a web app) could never answer (it
+    used to end in a misleading open timeout)."""
+    if _in_event_loop():
+        raise UsageError(
+            "the sync client (Cartesia) was called from inside a running event loop: a "
+            "blocking call would stall that loop. In async code use AsyncCartesia and await "
+            "its calls (in a notebook, top-level await works)"
+        )
+
+
 class Runtime:
     """A client's loop thread (started on first use) and the connections open on it."""
 
@@ -186,6 +215,7 @@ class Runtime:
         _RUNTIMES.add(self)
 
     def portal(self) -> Portal:
+        _refuse_in_event_loop()  # before a thread is started for nothing
         with self._lock:
             if self._portal is None:
                 self._portal = Portal()
@@ -213,7 +243,7 @@ class Runtime:
                     await self.aclient.close()
 
             try:
-                portal.call(shutdown)
+                portal.call_closing(shutdown)
             finally:
                 portal.stop()
 

@@ -456,3 +456,23 @@ def test_the_sync_client_mints_access_tokens(client: Cartesia) -> None:
         assert token.token and token.expires_in == 60
         with pytest.raises(stt.UsageError, match="expires_in"):
             client.access_token.create(expires_in=0)
+
+
+@pytest.mark.asyncio
+async def test_the_sync_client_refuses_at_once_inside_a_running_loop() -> None:
+    """Issue 21, first hour #2: a twin on this very loop could never answer a blocking call
+    (it timed out after 10 s with a misleading open timeout); refused at once, pointing at
+    AsyncCartesia."""
+    async with serve(engine=ScriptedEngine([])) as twin:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with Cartesia(api_key=API_KEY, base_url=twin.base_url) as client:
+            with pytest.raises(stt.UsageError, match="use AsyncCartesia") as session_info:
+                client.stt.manual_finalize.websocket(
+                    model="ink-2", encoding="pcm_s16le", sample_rate=16000
+                ).__enter__()
+            with pytest.raises(stt.UsageError, match="running event loop"):
+                client.access_token.create(grants={"stt": True})
+        assert loop.time() - started < 2 * SLACK  # refused, not timed out
+        assert twin.handshakes == 0
+    assert "inside a running event loop" in str(session_info.value)
