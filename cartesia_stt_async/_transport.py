@@ -221,6 +221,10 @@ class EnvProxy(str):
         made.host = host
         return made
 
+    def __getnewargs__(self) -> tuple[str, str | None, str]:  # type: ignore[override]
+        # copy and pickle rebuild it with its origin (str's own gives the URL alone).
+        return str(self), self.variable, self.host
+
     def origin(self) -> str:
         """Where the proxy came from, for a message: ``from HTTPS_PROXY``."""
         if self.variable is None:

@@ -198,6 +198,23 @@ async def test_a_silent_proxy_times_out_and_the_socket_to_it_is_closed(
 
 
 @pytest.mark.asyncio
+async def test_a_silent_proxy_from_the_environment_is_named_with_the_bypass(
+    proxy_env: pytest.MonkeyPatch,
+) -> None:
+    async with bounded(10), HostileProxy(["silent"]).running() as proxy:
+        proxy_env.setenv("HTTPS_PROXY", proxy.url())
+        with pytest.raises(stt.APITimeoutError) as info:
+            async with session(f"http://{ALIAS}:9", open_timeout=0.2):
+                pass
+        assert proxy.accepted == 1  # the environment's proxy was used (ALIAS is not loopback)
+        assert await until(lambda: not proxy.open, 1.0), f"still open: {proxy.open}"
+    assert str(info.value) == (
+        f"opening the WebSocket through the proxy {proxy.url()} (from HTTPS_PROXY) took longer "
+        f"than 0.2 s; to connect to {ALIAS} directly, set NO_PROXY={ALIAS} or pass proxy=False"
+    )
+
+
+@pytest.mark.asyncio
 async def test_reconnects_through_a_proxy_gone_silent_close_every_socket(
     proxy_env: pytest.MonkeyPatch,
 ) -> None:
