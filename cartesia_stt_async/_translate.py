@@ -31,7 +31,7 @@ from websockets.exceptions import (
 )
 from websockets.exceptions import ProxyError as WSProxyError
 
-from ._transport import shown_proxy
+from ._transport import EnvProxy, shown_proxy
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -168,7 +168,8 @@ def handshake_error(
         secrets: Credentials to redact.
         open_timeout: The handshake's limit, for the timeout message.
         proxy: The proxy the connection went through (its credentials must be in
-            ``secrets``), or ``None``.
+            ``secrets``), or ``None``. For the environment's (an ``EnvProxy``) a message
+            also names its variable and how to bypass it.
 
     Returns:
         An :class:`APIStatusError` (typed by status) for a refused upgrade, a
@@ -189,7 +190,7 @@ def handshake_error(
             secrets,
             what="handshake refused with ",
         )
-    via = f" through the proxy {shown_proxy(proxy)}" if proxy else ""
+    via = f" through the proxy {_shown(proxy)}" if proxy else ""
     if isinstance(exc, InvalidProxyStatus):
         response = exc.response
         return _proxy_refused(proxy, response.status_code, response.reason_phrase, secrets)
@@ -197,7 +198,7 @@ def handshake_error(
         # A malformed answer from an HTTP proxy, or a SOCKS proxy that failed. The text is
         # websockets' own words; it never holds the proxy URL.
         msg = secrets.redact(f"{type(exc).__name__}: {exc}")
-        return ProxyError(f"could not connect to {shown_url}{via}: {msg}")
+        return ProxyError(f"could not connect to {shown_url}{via}: {msg}{_hint(proxy)}")
     if isinstance(exc, InvalidProxy):
         # Its text repeats the proxy URL (a password): use the reason only.
         shown = shown_proxy(exc.proxy)
@@ -205,19 +206,21 @@ def handshake_error(
     if isinstance(exc, InvalidURI):
         return ConfigurationError(f"invalid WebSocket URL: {secrets.url(exc.uri)}")
     if isinstance(exc, TimeoutError):
-        return APITimeoutError(f"opening the WebSocket{via} took longer than {open_timeout} s")
+        return APITimeoutError(
+            f"opening the WebSocket{via} took longer than {open_timeout} s{_hint(proxy)}"
+        )
     if isinstance(exc, ssl.SSLError):
         return tls_error(exc, shown_url)
     if proxy and isinstance(exc, ConnectionRefusedError | socket.gaierror):
         # With a proxy, the one TCP connection made goes to the proxy.
         msg = secrets.redact(f"{type(exc).__name__}: {exc}")
-        return ProxyError(f"could not reach the proxy {shown_proxy(proxy)}: {msg}")
+        return ProxyError(f"could not reach the proxy {_shown(proxy)}: {msg}{_hint(proxy)}")
     if isinstance(exc, InvalidHandshake | OSError):
         msg = secrets.redact(f"{type(exc).__name__}: {exc}")
         return APIConnectionError(f"could not connect to {shown_url}{via}: {msg}")
     if isinstance(exc, ImportError) and "python-socks" in str(exc):
         return ConfigurationError(
-            f"the proxy {shown_proxy(proxy or '')} is a SOCKS proxy, which needs python-socks "
+            f"the proxy {_shown(proxy or '')} is a SOCKS proxy, which needs python-socks "
             "(pip install python-socks); or set proxy=False or an http:// proxy"
         )
     return None
@@ -245,15 +248,30 @@ def tls_error(exc: ssl.SSLError, shown_url: str) -> TLSError:
     )
 
 
+def _shown(proxy: str) -> str:
+    """The proxy as a message shows it (:func:`shown_proxy`: no credentials) and, for the
+    environment's, where it came from: ``http://proxy:3128 (from HTTPS_PROXY)``."""
+    shown = shown_proxy(proxy)
+    return f"{shown} ({proxy.origin()})" if isinstance(proxy, EnvProxy) else shown
+
+
+def _hint(proxy: str | None) -> str:
+    """For the environment's proxy, how to go around it (``NO_PROXY=host`` or
+    ``proxy=False``), to end a message; nothing for the option's (the user asked for it)."""
+    return f"; {proxy.bypass()}" if isinstance(proxy, EnvProxy) else ""
+
+
 def _proxy_refused(proxy: str | None, status: int, reason: str, secrets: Secrets) -> ProxyError:
-    shown = shown_proxy(proxy) if proxy else "the proxy"
+    shown = _shown(proxy) if proxy else "the proxy"
     hint = ""
     if status == 407:
         hint = ": check the user name and password in the proxy URL"
     elif status == 403:
         hint = ": the proxy does not allow this destination"
     text = secrets.redact(f"HTTP {status} {reason}".rstrip())
-    return ProxyError(f"the proxy {shown} refused the tunnel with {text}{hint}", status_code=status)
+    return ProxyError(
+        f"the proxy {shown} refused the tunnel with {text}{hint}{_hint(proxy)}", status_code=status
+    )
 
 
 # Close codes our side sends when the server broke the WebSocket protocol itself.
@@ -324,7 +342,8 @@ def http_error(
         secrets: Credentials to redact.
         timeout: The request's limit, for the timeout message.
         proxy: The proxy the request went through (its credentials in ``secrets``), or
-            ``None``.
+            ``None``. For the environment's (an ``EnvProxy``) a message also names its
+            variable and how to bypass it.
 
     Returns:
         :class:`APITimeoutError` after ``timeout``; :class:`TLSError` when the certificate
@@ -334,9 +353,9 @@ def http_error(
         (``ClientProxyConnectionError``); :class:`APIConnectionError` when the server could
         not be reached.
     """
-    via = f" through the proxy {shown_proxy(proxy)}" if proxy else ""
+    via = f" through the proxy {_shown(proxy)}" if proxy else ""
     if isinstance(exc, TimeoutError):
-        return APITimeoutError(f"{shown_url}{via} took longer than {timeout} s")
+        return APITimeoutError(f"{shown_url}{via} took longer than {timeout} s{_hint(proxy)}")
     if isinstance(exc, aiohttp.ClientSSLError):
         # ClientConnectorCertificateError (a certificate that did not verify) and
         # ClientConnectorSSLError both keep the ssl module's error as ``os_error``.
@@ -349,8 +368,8 @@ def http_error(
         return _proxy_refused(proxy, exc.status, exc.message or "", secrets)
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
         msg = secrets.redact(f"{type(exc.os_error).__name__}: {exc.os_error}")
-        shown = shown_proxy(proxy) if proxy else "the proxy"
-        return ProxyError(f"could not reach the proxy {shown}: {msg}")
+        shown = _shown(proxy) if proxy else "the proxy"
+        return ProxyError(f"could not reach the proxy {shown}: {msg}{_hint(proxy)}")
     if isinstance(exc, aiohttp.ClientError):
         msg = secrets.redact(f"{type(exc).__name__}: {exc}")
         return APIConnectionError(f"could not reach {shown_url}{via}: {msg}")

@@ -28,6 +28,19 @@ Both options are checked once, when the client is made (:func:`check_ssl`,
 
   Neither library reads ``ALL_PROXY`` for these schemes; ``NO_PROXY`` is honoured by both.
 
+  A loopback target never goes through the environment's proxy (:func:`is_loopback`:
+  ``localhost`` and ``*.localhost``, 127.0.0.0/8, ``::1`` and IPv4-mapped 127.x): a proxy
+  elsewhere cannot reach this machine's loopback, so the twin, the pytest plugin's fixtures
+  and anything else local keep working behind a corporate proxy. This is Go's rule
+  (``net/http.ProxyFromEnvironment`` and ``httpproxy``, which skip ``localhost`` and loopback
+  IPs whatever ``NO_PROXY`` says), with ``*.localhost`` added (RFC 6761: those names are
+  loopback). An explicit ``proxy="http://..."`` is used for every host, loopback included:
+  it is the way to send loopback traffic through a proxy.
+
+  The answer is an :class:`EnvProxy`, a ``str`` that also says which variable it came from
+  and for which host, so that an error (``_translate``) can name the variable and say how to
+  bypass it (``NO_PROXY=host`` or ``proxy=False``).
+
 A proxy URL's credentials are secrets: :func:`proxy_secrets` lists them for redaction and
 :func:`shown_proxy` is the URL as it may appear in errors and logs. Messages never repeat a
 proxy URL or any part of it but through :func:`shown_proxy`: a short user name cannot be
@@ -39,6 +52,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import ipaddress
 import os
 import re
 import ssl as ssl_module
@@ -52,11 +66,13 @@ from websockets.uri import WebSocketURI, parse_uri
 from .errors import ConfigurationError
 
 __all__ = [
+    "EnvProxy",
     "ProxyOption",
     "SSLOption",
     "check_proxy",
     "check_ssl",
     "http_proxy",
+    "is_loopback",
     "proxy_authorization",
     "proxy_secrets",
     "shown_proxy",
@@ -136,25 +152,28 @@ def _split(proxy: str) -> SplitResult | str:
     return parts
 
 
-def _checked(proxy: str, what: str, schemes: tuple[str, ...]) -> str:
+def _checked(proxy: str, what: str, schemes: tuple[str, ...], hint: str = "") -> str:
     """``proxy`` (its scheme put in front) if it is ``scheme://[user:password@]host[:port]``
     with one of ``schemes``; else a :class:`ConfigurationError` that says what is wrong with
-    ``what`` ("proxy", "the proxy in HTTPS_PROXY") and never repeats any part of the URL."""
+    ``what`` ("proxy", "the proxy in HTTPS_PROXY"), followed by ``hint``, and never repeats
+    any part of the URL."""
     proxy = with_scheme(proxy)
     parts = _split(proxy)
+    problem: str | None = None
     if isinstance(parts, str):  # raised here: no context (a ValueError repeats the URL)
-        raise ConfigurationError(f"{what} is not a valid URL: {parts}")
-    scheme = parts.scheme.lower()
-    if scheme not in schemes:
+        problem = f"{what} is not a valid URL: {parts}"
+    elif (scheme := parts.scheme.lower()) not in schemes:
         shown = f"scheme {scheme!r}" if scheme in _PROXY_SCHEMES else "another scheme"
         wanted = "an http:// URL (a CONNECT proxy)" if schemes == ("http",) else "a proxy URL"
-        raise ConfigurationError(f"{what} must be {wanted}, got {shown}")
-    if not parts.hostname:
-        raise ConfigurationError(f"{what} URL has no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigurationError(f"{what} URL must be {scheme}://[user:password@]host[:port]")
-    if parts.username is not None and parts.password is None:
-        raise ConfigurationError(f"{what} URL has a user name but no password")
+        problem = f"{what} must be {wanted}, got {shown}"
+    elif not parts.hostname:
+        problem = f"{what} URL has no host"
+    elif parts.path not in ("", "/") or parts.query or parts.fragment:
+        problem = f"{what} URL must be {scheme}://[user:password@]host[:port]"
+    elif parts.username is not None and parts.password is None:
+        problem = f"{what} URL has a user name but no password"
+    if problem is not None:
+        raise ConfigurationError(problem + hint)
     return proxy
 
 
@@ -180,13 +199,84 @@ def check_proxy(value: object) -> ProxyOption:
     return _checked(value, "proxy", ("http",))
 
 
-def _variable(key: str) -> str:
+class EnvProxy(str):
+    """A proxy URL taken from the environment (``proxy=None``), not given as the option.
+
+    It is the URL (a ``str``, passed on to websockets and aiohttp as is) and also says where
+    it came from, so that an error can name the variable and say how to go around it.
+
+    Attributes:
+        variable: The environment variable, as spelled there (``"HTTPS_PROXY"``,
+            ``"https_proxy"``), or ``None`` for a proxy from the operating system's settings
+            (``urllib.request.getproxies()`` on macOS and Windows).
+        host: The host it was chosen for (the target of the session or request).
+    """
+
+    variable: str | None
+    host: str
+
+    def __new__(cls, url: str, variable: str | None, host: str) -> EnvProxy:
+        made = super().__new__(cls, url)
+        made.variable = variable
+        made.host = host
+        return made
+
+    def __getnewargs__(self) -> tuple[str, str | None, str]:  # type: ignore[override]
+        # copy and pickle rebuild it with its origin (str's own gives the URL alone).
+        return str(self), self.variable, self.host
+
+    def origin(self) -> str:
+        """Where the proxy came from, for a message: ``from HTTPS_PROXY``."""
+        if self.variable is None:
+            return "from the system's proxy settings"
+        return f"from {self.variable}"
+
+    def bypass(self) -> str:
+        """How to reach :attr:`host` without it, for a message."""
+        return _bypass(self.variable, self.host)
+
+
+def _bypass(variable: str | None, host: str) -> str:
+    if variable is None:
+        return (
+            f"to connect to {host} directly, pass proxy=False or exempt it in the system's "
+            "proxy settings"
+        )
+    return f"to connect to {host} directly, set NO_PROXY={host} or pass proxy=False"
+
+
+def _variable(key: str) -> str | None:
     """The environment variable ``urllib.request.getproxies()[key]`` came from (its lower-case
-    spelling wins, as there), for a message."""
+    spelling wins, as there), or ``None`` for the operating system's settings."""
     for name in (f"{key}_proxy", f"{key.upper()}_PROXY"):
         if os.environ.get(name):
-            return f"the proxy in {name}"
-    return f"the system's {key} proxy"
+            return name
+    return None
+
+
+def _from_env(proxy: str, key: str, host: str, schemes: tuple[str, ...]) -> EnvProxy:
+    """``proxy``, which ``getproxies()[key]`` gave for ``host``, checked and marked as the
+    environment's (a :class:`ConfigurationError` names the variable and the way around it)."""
+    variable = _variable(key)
+    what = f"the proxy in {variable}" if variable else f"the system's {key} proxy"
+    checked = _checked(proxy, what, schemes, f" ({_bypass(variable, host)})")
+    return EnvProxy(checked, variable, host)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a URL's host name, without brackets) is this machine's loopback:
+    ``localhost``, ``*.localhost``, 127.0.0.0/8, ``::1`` or IPv4-mapped 127.x. The
+    environment's proxy is never used for it (Go's rule; see the module's docstring)."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def _websockets_get_proxy() -> Callable[[WebSocketURI], str | None]:
@@ -206,17 +296,23 @@ _get_proxy: Final = _websockets_get_proxy()
 
 def ws_proxy(url: str, option: ProxyOption) -> str | None:
     """The proxy for a WebSocket URL: the option, or websockets' own choice from the
-    environment (websockets' ``get_proxy``, what ``connect(proxy=True)`` does), checked.
+    environment (websockets' ``get_proxy``, what ``connect(proxy=True)`` does), checked; never
+    the environment's for a loopback host (:func:`is_loopback`).
+
+    Returns:
+        ``None`` (direct), the option, or an :class:`EnvProxy`.
 
     Raises:
         ConfigurationError: The environment's proxy is not a valid URL (the message names
-            the variable).
+            the variable and how to bypass it).
     """
     if option is False:
         return None
     if option is not None:
         return option
     uri = parse_uri(url)
+    if is_loopback(uri.host):
+        return None
     proxy = _get_proxy(uri)
     if proxy is None:
         return None
@@ -225,17 +321,21 @@ def ws_proxy(url: str, option: ProxyOption) -> str | None:
     found = urllib.request.getproxies()
     key = next((k for k in keys if found.get(k) == proxy), "socks")
     default = "socks5h" if key == "socks" else "http"
-    return _checked(with_scheme(proxy, default), _variable(key), _PROXY_SCHEMES)
+    return _from_env(with_scheme(proxy, default), key, uri.host, _PROXY_SCHEMES)
 
 
 def http_proxy(url: str, option: ProxyOption) -> str | None:
     """The proxy for an HTTP URL: the option, or aiohttp's ``trust_env`` rule without netrc
     (``proxy_bypass(host)``, else ``getproxies()[scheme]`` for ``http``/``https``, used only
-    when it is an ``http://`` proxy, as aiohttp's ``proxies_from_env`` does), checked.
+    when it is an ``http://`` proxy, as aiohttp's ``proxies_from_env`` does), checked; never
+    the environment's for a loopback host (:func:`is_loopback`).
+
+    Returns:
+        ``None`` (direct), the option, or an :class:`EnvProxy`.
 
     Raises:
         ConfigurationError: The environment's proxy is not a valid URL (the message names
-            the variable).
+            the variable and how to bypass it).
     """
     if option is False:
         return None
@@ -245,7 +345,7 @@ def http_proxy(url: str, option: ProxyOption) -> str | None:
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
         return None
-    if urllib.request.proxy_bypass(parts.hostname):
+    if is_loopback(parts.hostname) or urllib.request.proxy_bypass(parts.hostname):
         return None
     proxy = urllib.request.getproxies().get(scheme)
     if proxy is None:
@@ -254,7 +354,7 @@ def http_proxy(url: str, option: ProxyOption) -> str | None:
     if proxy.split("://", 1)[0].lower() != "http":
         # aiohttp's proxies_from_env skips https:// proxies too; SOCKS it cannot use.
         return None
-    return _checked(proxy, _variable(scheme), ("http",))
+    return _from_env(proxy, scheme, parts.hostname, ("http",))
 
 
 def proxy_authorization(proxy: str) -> str | None:

@@ -1,10 +1,15 @@
 """TLS (``ssl=``) and proxies (``proxy=``, the environment) against the twin over loopback.
 
-The twin serves TLS with a certificate for 127.0.0.1 from a throwaway CA (``trustme``, in
-memory). The proxy is a small HTTP proxy written here: ``CONNECT host:port`` tunnels (what
-websockets and aiohttp use for sockets and ``https://``) and absolute-form forwarding (what
-aiohttp uses for a plain ``http://`` request), with optional Basic credentials. It records
-every tunnel and forwarded request, so a test knows the traffic went through it.
+The twin serves TLS with a certificate for 127.0.0.1 (and ``twin.invalid``) from a throwaway
+CA (``trustme``, in memory). The proxy is a small HTTP proxy written here: ``CONNECT
+host:port`` tunnels (what websockets and aiohttp use for sockets and ``https://``) and
+absolute-form forwarding (what aiohttp uses for a plain ``http://`` request), with optional
+Basic credentials. It records every tunnel and forwarded request, so a test knows the traffic
+went through it.
+
+The environment's proxy is never used for a loopback target, so a test of the environment
+path points the client at ``twin.invalid`` (:func:`aliased`): a name only the test proxy
+resolves (to 127.0.0.1), never looked up by the client.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import pytest
 import trustme
 
 import cartesia_stt_async as stt
+from cartesia_stt_async import _transport
 from cartesia_stt_async._transport import http_proxy, proxy_secrets, ws_proxy
 from cartesia_stt_async.cli import _server_tls, main
 from cartesia_stt_async.twin import Fault, Faults, ScriptedEngine, Twin, serve, start_twin
@@ -34,6 +40,21 @@ from .conftest import API_KEY, SLACK, client_for, pcm, ws
 PROXY_USER = "proxyuser"
 PROXY_PASSWORD = "s3cr3t-Proxy-Pass"
 PROXY_ENV = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "WSS_PROXY", "WS_PROXY")
+
+# A name for 127.0.0.1 that only the test proxies know (RFC 6761: .invalid never resolves):
+# a client pointed at it consults the environment's proxy, which it skips for loopback.
+ALIAS = "twin.invalid"
+
+
+def upstream(host: str) -> str:
+    """Where a test proxy connects for ``host``: 127.0.0.1 for :data:`ALIAS`."""
+    return "127.0.0.1" if host == ALIAS else host
+
+
+def aliased(twin: Twin) -> str:
+    """The twin's base URL with :data:`ALIAS` for 127.0.0.1."""
+    return twin.base_url.replace("127.0.0.1", ALIAS, 1)
+
 
 TTS_BODY: dict[str, Any] = {
     "model_id": "sonic-latest",
@@ -48,7 +69,7 @@ TTS_BODY: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Certs:
-    server: ssl.SSLContext  # serves a certificate for 127.0.0.1 signed by the test CA
+    server: ssl.SSLContext  # serves a certificate for 127.0.0.1 and ALIAS from the test CA
     client: ssl.SSLContext  # trusts the test CA (and nothing else)
     server_cert: trustme.LeafCert  # that certificate
     untrusted: trustme.LeafCert  # a 127.0.0.1 certificate from another CA
@@ -57,7 +78,7 @@ class Certs:
 @pytest.fixture(scope="module")
 def certs() -> Certs:
     ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
+    cert = ca.issue_cert("127.0.0.1", ALIAS)
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(server)
     client = ssl.create_default_context()
@@ -70,7 +91,8 @@ def certs() -> Certs:
 
 @dataclass
 class Proxy:
-    """An HTTP proxy on 127.0.0.1: CONNECT tunnels and absolute-form forwarding."""
+    """An HTTP proxy on 127.0.0.1: CONNECT tunnels and absolute-form forwarding (to
+    127.0.0.1 for :data:`ALIAS`)."""
 
     credentials: tuple[str, str] | None = None
     refuse_from: int | None = None  # tunnels from this index on get 407
@@ -115,7 +137,7 @@ class Proxy:
             if method == "CONNECT":
                 host, port = target.rsplit(":", 1)
                 self.tunnels.append(target)
-                up_reader, up_writer = await asyncio.open_connection(host, int(port))
+                up_reader, up_writer = await asyncio.open_connection(upstream(host), int(port))
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             else:
                 # Absolute form: "POST http://host:port/path HTTP/1.1" -> origin form.
@@ -123,7 +145,7 @@ class Proxy:
                 rest = target.split("://", 1)[1]
                 hostport, _, path = rest.partition("/")
                 host, port = hostport.rsplit(":", 1)
-                up_reader, up_writer = await asyncio.open_connection(host, int(port))
+                up_reader, up_writer = await asyncio.open_connection(upstream(host), int(port))
                 kept = [h for h in head[1:] if not h.lower().startswith("proxy-")]
                 request = "\r\n".join([f"{method} /{path} HTTP/1.1", *kept, "", ""])
                 up_writer.write(request.encode("latin-1"))
@@ -407,31 +429,40 @@ async def test_proxies_from_the_environment(
     ):
         proxy_env.setenv(spelling("HTTP_PROXY"), http_proxy.url())
         proxy_env.setenv(spelling("HTTPS_PROXY"), https_proxy.url())
-        proxy_env.setenv(spelling("NO_PROXY"), "example.invalid")  # not 127.0.0.1
-        async with client_for(plain) as client:
+        proxy_env.setenv(spelling("NO_PROXY"), "example.invalid")  # not twin.invalid
+        plain_url, secure_url = aliased(plain), aliased(secure)
+        async with stt.AsyncCartesia(api_key=API_KEY, base_url=plain_url) as client:
             # websockets prefers HTTPS_PROXY for ws:// too; aiohttp takes HTTP_PROXY for http://.
             await session(client)
             await (await client.tts.generate(**TTS_BODY)).read()
-        async with tls_client(secure, certs) as client:
+        async with stt.AsyncCartesia(
+            api_key=API_KEY, base_url=secure_url, ssl=certs.client
+        ) as client:
             await session(client)
             await (await client.tts.generate(**TTS_BODY)).read()
-        assert http_proxy.forwarded == [f"POST {plain.base_url}/tts/bytes"]
+        assert http_proxy.forwarded == [f"POST {plain_url}/tts/bytes"]
         assert http_proxy.tunnels == []
-        assert https_proxy.tunnels == [f"127.0.0.1:{plain.port}"] + [f"127.0.0.1:{secure.port}"] * 2
+        assert https_proxy.tunnels == [f"{ALIAS}:{plain.port}"] + [f"{ALIAS}:{secure.port}"] * 2
 
-        # NO_PROXY exempts the host; proxy=False ignores the environment.
-        proxy_env.setenv(spelling("NO_PROXY"), "127.0.0.1")
-        async with tls_client(secure, certs) as client:
-            await session(client)
-            await (await client.tts.generate(**TTS_BODY)).read()
-        async with client_for(plain) as client:
-            await (await client.tts.generate(**TTS_BODY)).read()
-        assert len(http_proxy.forwarded) == 1
+        # NO_PROXY exempts the host; proxy=False ignores the environment. (The client would
+        # then connect to twin.invalid itself, which no resolver knows: the choice is checked
+        # with the functions the client makes it with.)
+        routes = [
+            (_transport.ws_proxy, plain_url.replace("http", "ws", 1) + "/stt/websocket"),
+            (_transport.ws_proxy, secure_url.replace("http", "ws", 1) + "/stt/websocket"),
+            (_transport.http_proxy, plain_url + "/tts/bytes"),
+            (_transport.http_proxy, secure_url + "/tts/bytes"),
+        ]
+        assert [choose(url, None) for choose, url in routes] == [
+            https_proxy.url(),
+            https_proxy.url(),
+            http_proxy.url(),
+            https_proxy.url(),
+        ]
+        proxy_env.setenv(spelling("NO_PROXY"), ALIAS)
+        assert [choose(url, None) for choose, url in routes] == [None] * 4
         proxy_env.setenv(spelling("NO_PROXY"), "example.invalid")
-        async with tls_client(secure, certs, proxy=False) as client:
-            await session(client)
-            await (await client.tts.generate(**TTS_BODY)).read()
-        assert len(https_proxy.tunnels) == 3
+        assert [choose(url, False) for choose, url in routes] == [None] * 4
 
 
 @pytest.mark.asyncio
@@ -511,8 +542,41 @@ async def test_an_unreachable_proxy_is_a_proxy_error_naming_it(
             await client.tts.generate(**TTS_BODY)
     for error in (ws_info.value, http_info.value):
         assert error.status_code is None
-        assert f"could not reach the proxy http://***@127.0.0.1:{port}" in str(error)
+        assert f"could not reach the proxy http://***@127.0.0.1:{port}: " in str(error)
+        assert "NO_PROXY" not in str(error)  # the option's proxy: the user asked for it
         assert_no_secret(str(error))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("spelling", [str.upper, str.lower])
+async def test_a_proxy_error_from_the_environment_names_the_variable_and_the_bypass(
+    proxy_env: pytest.MonkeyPatch, spelling: Any
+) -> None:
+    port = closed_port()
+    dead = f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{port}"
+    strict = Proxy(credentials=("someone", "else-entirely"))
+    errors: list[tuple[stt.ProxyError, str]] = []
+    async with serve(engine()) as twin, strict.running() as proxy:
+        for url in (dead, proxy.url(PROXY_USER, PROXY_PASSWORD)):  # unreachable, then 407
+            proxy_env.setenv(spelling("HTTPS_PROXY"), url)  # sessions
+            proxy_env.setenv(spelling("HTTP_PROXY"), url)  # plain http:// requests
+            async with stt.AsyncCartesia(api_key=API_KEY, base_url=aliased(twin)) as client:
+                with pytest.raises(stt.ProxyError) as ws_info:
+                    async with ws(client):
+                        pass
+                with pytest.raises(stt.ProxyError) as http_info:
+                    await client.tts.generate(**TTS_BODY)
+            errors += [(ws_info.value, "HTTPS_PROXY"), (http_info.value, "HTTP_PROXY")]
+    assert twin.handshakes == 0 and proxy.refused == 2
+    assert [e.status_code for e, _ in errors] == [None, None, 407, 407]
+    for error, variable in errors:
+        text = str(error)
+        port_seen = port if error.status_code is None else proxy.port
+        assert f"http://***@127.0.0.1:{port_seen} (from {spelling(variable)})" in text, text
+        assert text.endswith(
+            f"; to connect to {ALIAS} directly, set NO_PROXY={ALIAS} or pass proxy=False"
+        ), text
+        assert_no_secret(text + repr(error))
 
 
 @pytest.mark.asyncio

@@ -8,13 +8,15 @@
 * 7: credentials with reserved and non-ASCII characters, percent-encoded in the URL, are
   decoded the same way for sessions and HTTP requests.
 * 10: a proxy from the environment with a bad port is a :class:`ConfigurationError` naming
-  the variable, credentials redacted.
+  the variable and how to bypass it, credentials redacted.
 * 11: a proxy that closes without answering is a :class:`ProxyError`, and nothing is raised
   inside an event-loop callback (the autouse ``no_asyncio_errors`` fixture fails the test if
   asyncio logs an error).
 
 The proxy that misbehaves is written here; the one that tunnels and checks Basic credentials is
-the TLS suite's (``tests/test_tls_proxy.py``).
+the TLS suite's (``tests/test_tls_proxy.py``). The environment's proxy is never used for a
+loopback target: a test of the environment path points the client at ``twin.invalid``
+(``ALIAS``), which only the test proxies resolve (to 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import pytest
 import cartesia_stt_async as stt
 from cartesia_stt_async.twin import Fault, Faults, ScriptedEngine, serve
 
-from ..test_tls_proxy import PROXY_ENV, TTS_BODY, Proxy
+from ..test_tls_proxy import ALIAS, PROXY_ENV, TTS_BODY, Proxy, aliased, upstream
 from .conftest import CANARY, FAST, SLACK, bounded
 
 # Every test here runs on asyncio's loop and on uvloop (--loops).
@@ -79,7 +81,7 @@ class HostileProxy:
                 await writer.drain()
             elif mode == "tunnel":
                 host, port = head.split(b" ", 2)[1].decode().rsplit(":", 1)
-                up_reader, up_writer = await asyncio.open_connection(host, int(port))
+                up_reader, up_writer = await asyncio.open_connection(upstream(host), int(port))
                 self._writers.add(up_writer)
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
@@ -196,6 +198,23 @@ async def test_a_silent_proxy_times_out_and_the_socket_to_it_is_closed(
 
 
 @pytest.mark.asyncio
+async def test_a_silent_proxy_from_the_environment_is_named_with_the_bypass(
+    proxy_env: pytest.MonkeyPatch,
+) -> None:
+    async with bounded(10), HostileProxy(["silent"]).running() as proxy:
+        proxy_env.setenv("HTTPS_PROXY", proxy.url())
+        with pytest.raises(stt.APITimeoutError) as info:
+            async with session(f"http://{ALIAS}:9", open_timeout=0.2):
+                pass
+        assert proxy.accepted == 1  # the environment's proxy was used (ALIAS is not loopback)
+        assert await until(lambda: not proxy.open, 1.0), f"still open: {proxy.open}"
+    assert str(info.value) == (
+        f"opening the WebSocket through the proxy {proxy.url()} (from HTTPS_PROXY) took longer "
+        f"than 0.2 s; to connect to {ALIAS} directly, set NO_PROXY={ALIAS} or pass proxy=False"
+    )
+
+
+@pytest.mark.asyncio
 async def test_reconnects_through_a_proxy_gone_silent_close_every_socket(
     proxy_env: pytest.MonkeyPatch,
 ) -> None:
@@ -283,16 +302,17 @@ async def test_a_proxy_without_a_scheme_in_the_environment_is_http(
         bare = f"{SHORT_USER}:{SHORT_PASSWORD}@127.0.0.1:{proxy.port}"
         proxy_env.setenv(spelling("HTTPS_PROXY"), bare)  # sessions (ws:// and wss://)
         proxy_env.setenv(spelling("HTTP_PROXY"), bare)  # plain http:// requests
-        await one_utterance(session(twin.base_url))
-        async with stt.AsyncCartesia(api_key=CANARY, base_url=twin.base_url) as client:
+        base_url = aliased(twin)  # not loopback: the environment is consulted
+        await one_utterance(session(base_url))
+        async with stt.AsyncCartesia(api_key=CANARY, base_url=base_url) as client:
             await (await client.tts.generate(**TTS_BODY)).read()
         # The option takes it the same way.
         proxy_env.delenv(spelling("HTTPS_PROXY"))
         proxy_env.delenv(spelling("HTTP_PROXY"))
-        await one_utterance(session(twin.base_url, proxy=bare))
+        await one_utterance(session(base_url, proxy=bare))
     assert proxy.refused == 0
-    assert proxy.tunnels == [f"127.0.0.1:{twin.port}"] * 2
-    assert proxy.forwarded == [f"POST {twin.base_url}/tts/bytes"]
+    assert proxy.tunnels == [f"{ALIAS}:{twin.port}"] * 2
+    assert proxy.forwarded == [f"POST {base_url}/tts/bytes"]
 
 
 async def _failures(
@@ -347,13 +367,13 @@ async def test_short_credentials_never_appear_in_a_message(
             for host in hosts:
                 url = f"{scheme}{userinfo}{host}"
                 http = host != f"127.0.0.1:{silent.port}"
-                if from_env:
+                if from_env:  # a target that is not loopback, so the environment is consulted
                     proxy_env.setenv("HTTPS_PROXY", url)
                     proxy_env.setenv("HTTP_PROXY", url)
-                    errors += await _failures(twin.base_url, None, http=http)
+                    errors += await _failures(aliased(twin), None, http=http)
                 else:
                     try:
-                        errors += await _failures(twin.base_url, url, http=http)
+                        errors += await _failures(aliased(twin), url, http=http)
                     except stt.ConfigurationError as exc:  # the option: when the client is made
                         errors.append(exc)
     assert len(errors) >= len(hosts)
@@ -384,15 +404,17 @@ async def test_a_bad_proxy_port_in_the_environment_is_a_configuration_error_nami
     url = f"http://envuser:envpassword@127.0.0.1:{port}"
     proxy_env.setenv(spelling("HTTPS_PROXY"), url)
     proxy_env.setenv(spelling("HTTP_PROXY"), url)
+    target = f"http://{ALIAS}:9"  # not loopback: the environment is consulted (no I/O happens)
     async with bounded(10):
         with pytest.raises(stt.ConfigurationError) as ws_info:
-            async with session("http://127.0.0.1:9"):
+            async with session(target):
                 pass
-        async with stt.AsyncCartesia(api_key=CANARY, base_url="http://127.0.0.1:9") as client:
+        async with stt.AsyncCartesia(api_key=CANARY, base_url=target) as client:
             with pytest.raises(stt.ConfigurationError) as http_info:
                 await client.tts.generate(**TTS_BODY)
     for error, variable in ((ws_info.value, "HTTPS_PROXY"), (http_info.value, "HTTP_PROXY")):
         text = str(error)
         assert spelling(variable) in text and "port" in text, text
+        assert f"set NO_PROXY={ALIAS} or pass proxy=False" in text, text
         assert error.__cause__ is None and error.__context__ is None
         assert_not_in(text + repr(error), "envuser", "envpassword")
