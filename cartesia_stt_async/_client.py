@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Unpack
@@ -21,14 +20,14 @@ from ._config import SessionConfig, SessionOptions
 from ._connection import AsyncConnection
 from ._events import HandlerMethods, Handlers
 from ._http import HTTPClient
+from ._redact import RedactingLogger, Secrets, proxy_secrets, secrets_in
 from ._socket import Socket, ws_connect
-from ._translate import Secrets, handshake_error
+from ._translate import handshake_error
 from ._transport import (
     ProxyOption,
     SSLOption,
     check_proxy,
     check_ssl,
-    proxy_secrets,
     ws_proxy,
 )
 from ._tts import TTS
@@ -41,8 +40,6 @@ from .protocol.commands import (
     build_headers,
     build_ws_url,
     check_header_value,
-    redact,
-    secrets_in,
 )
 
 __all__ = ["AsyncCartesia", "ConnectionManager", "connect"]
@@ -50,35 +47,6 @@ __all__ = ["AsyncCartesia", "ConnectionManager", "connect"]
 logger = logging.getLogger("cartesia_stt_async")
 
 USER_AGENT = f"cartesia-stt-async/{__version__}"
-
-
-_TEXT_FRAME = re.compile(r"^([<>] TEXT) '.*'(?= \[\d+ bytes\])", re.DOTALL)
-
-
-class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
-    """Hands websockets a logger that never prints the API key, nor transcript text.
-
-    websockets logs every handshake header at DEBUG (``> Authorization: Bearer ...``) and a
-    dump of every frame. The message is formatted here, the Authorization header and every
-    secret replaced, and text frame contents dropped, before it reaches any handler.
-    """
-
-    def __init__(self, base: logging.Logger, secrets: Secrets) -> None:
-        super().__init__(base, {})
-        self._secrets = secrets
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        if not self.isEnabledFor(level):
-            return
-        text = str(msg) % args if args else str(msg)
-        lower = text.lower()
-        if lower.startswith("> authorization:") or lower.startswith("> x-api-key:"):
-            text = text.split(":", 1)[0] + ": [redacted]"
-        else:
-            # Frame dumps carry transcript text: keep the size, drop the content.
-            text = _TEXT_FRAME.sub(r"\1 [text omitted]", text)
-        kwargs.pop("extra", None)
-        self.logger.log(level, "%s", self._secrets.redact(text), **kwargs)
 
 
 class ConnectionManager(HandlerMethods):
@@ -93,9 +61,8 @@ class ConnectionManager(HandlerMethods):
     def __init__(self, config: SessionConfig, settings: _Settings) -> None:
         self._config = config
         self._settings = settings
-        self._secrets = Secrets(settings.api_key)
-        self._secrets.add(*secrets_in(settings.default_headers))
-        self._secrets.add(*proxy_secrets(settings.proxy or None))
+        # The client's registry, plus this session's own credentials.
+        self._secrets = settings.secrets.copy()
         self._secrets.add(*secrets_in(config.params.extra_query, config.extra_headers))
         self._url = self._url_for(config.params.extra_query)
         self._handlers = Handlers()
@@ -157,7 +124,7 @@ class ConnectionManager(HandlerMethods):
                 open_timeout=timeout,
                 close_timeout=min(config.close_timeout, 5.0),
                 max_size=config.max_message_size,
-                logger=_RedactingLogger(logging.getLogger("cartesia_stt_async.ws"), secrets),
+                logger=RedactingLogger(logging.getLogger("cartesia_stt_async.ws"), secrets),
                 # websockets >= 15: an HTTP CONNECT (or SOCKS) tunnel; None: direct.
                 proxy=proxy,
                 **tls,
@@ -213,6 +180,7 @@ class _Settings:
         "cartesia_version",
         "default_headers",
         "proxy",
+        "secrets",
         "ssl",
         "websocket_base_url",
     )
@@ -249,6 +217,8 @@ class _Settings:
         ws_url = build_ws_url((), base_url=self.base_url, websocket_base_url=websocket_base_url)
         self.ssl: SSLOption = check_ssl(ssl, (ws_url, self.base_url))
         self.proxy: ProxyOption = check_proxy(proxy)
+        # The one registry of the client's secrets (sessions copy it, HTTP requests share it).
+        self.secrets = Secrets.for_client(key, self.default_headers, self.proxy or None)
 
     def manager(
         self, model: str, encoding: str, sample_rate: int, options: Mapping[str, Any]
@@ -355,6 +325,7 @@ class AsyncCartesia:
             default_headers=self._settings.default_headers,
             ssl=self._settings.ssl,
             proxy=self._settings.proxy,
+            secrets=self._settings.secrets,
         )
         self.tts = TTS(self._http)
         self.access_token = AccessTokenResource(self._http)
@@ -365,7 +336,7 @@ class AsyncCartesia:
         return self._settings.base_url
 
     def __repr__(self) -> str:
-        base = redact(self._settings.base_url, [self._settings.api_key])
+        base = self._settings.secrets.url(self._settings.base_url)
         return f"AsyncCartesia(base_url={base!r}, api_key='***')"
 
     async def close(self) -> None:

@@ -23,11 +23,11 @@ from typing import Final, Literal
 from ._config import SessionConfig
 from ._events import EventBuffer, HandlerMethods, Handlers
 from ._link import Link, api_error
+from ._redact import Secrets
 from ._socket import Socket
 from ._sources import AudioSource
 from ._stream import run_stream
 from ._supervisor import Connector, Supervisor
-from ._translate import Secrets
 from .errors import (
     APITimeoutError,
     BufferFullError,

@@ -38,10 +38,11 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from ._translate import Secrets, http_error, proxy_status_error, status_error
-from ._transport import ProxyOption, SSLOption, http_proxy, proxy_authorization, proxy_secrets
+from ._redact import Secrets, proxy_secrets
+from ._translate import http_error, proxy_status_error, status_error
+from ._transport import ProxyOption, SSLOption, http_proxy, proxy_authorization
 from ._version import __version__
-from .protocol.commands import build_headers, secrets_in
+from .protocol.commands import build_headers
 
 __all__ = ["HTTPClient"]
 
@@ -136,6 +137,7 @@ class HTTPClient:
         timeout: float = 60.0,
         ssl: SSLOption = None,
         proxy: ProxyOption = None,
+        secrets: Secrets | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._headers = build_headers(
@@ -144,12 +146,15 @@ class HTTPClient:
             user_agent=f"cartesia-stt-async/{__version__}",
             extra_headers=dict(default_headers),
         )
-        self.secrets = Secrets(api_key, *secrets_in(None, default_headers))
+        self.secrets = (
+            secrets
+            if secrets is not None
+            else Secrets.for_client(api_key, default_headers, proxy or None)
+        )
         self.timeout = timeout
         # ``True``: aiohttp's default (verify against the system trust store).
         self._ssl: ssl_module.SSLContext | bool = ssl if ssl is not None else True
         self._proxy = proxy
-        self.secrets.add(*proxy_secrets(proxy or None))
         self._pools: dict[asyncio.AbstractEventLoop, _Pool] = {}
         _CLIENTS.add(self)
 

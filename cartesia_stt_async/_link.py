@@ -31,9 +31,10 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.protocol import State as WSState
 
 from ._config import SessionConfig
+from ._redact import Secrets
 from ._socket import Socket
 from ._supervisor import Supervisor
-from ._translate import Secrets, closed_error, ended_error, io_error
+from ._translate import closed_error, ended_error, io_error
 from ._writer import Writer
 from .errors import (
     APIError,

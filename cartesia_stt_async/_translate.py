@@ -17,7 +17,7 @@ import math
 import socket
 import ssl
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Final
 
 import aiohttp
@@ -31,7 +31,8 @@ from websockets.exceptions import (
 )
 from websockets.exceptions import ProxyError as WSProxyError
 
-from ._transport import EnvProxy, shown_proxy
+from ._redact import Secrets, shown_proxy
+from ._transport import EnvProxy
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -44,10 +45,8 @@ from .errors import (
     TLSError,
     error_for_status,
 )
-from .protocol.commands import redact, redact_url
 
 __all__ = [
-    "Secrets",
     "closed_error",
     "ended_error",
     "handshake_error",
@@ -58,37 +57,6 @@ __all__ = [
     "status_error",
     "tls_error",
 ]
-
-
-class Secrets:
-    """The credentials a client or session knows, to redact from every text it shows."""
-
-    __slots__ = ("_values",)
-
-    def __init__(self, *values: str) -> None:
-        self._values: set[str] = set()
-        self.add(*values)
-
-    def add(self, *values: str) -> None:
-        """Remember more credentials (4 characters or more; shorter ones cannot be told apart
-        from ordinary text)."""
-        self._values.update(v for v in values if isinstance(v, str) and len(v) >= 4)
-
-    def __iter__(self) -> Iterator[str]:
-        # Longest first: a token that contains another is replaced whole.
-        return iter(sorted(self._values, key=len, reverse=True))
-
-    def redact(self, text: str) -> str:
-        """``text`` with every known credential replaced by ``***``."""
-        return redact(text, self)
-
-    def optional(self, text: str | None) -> str | None:
-        """:meth:`redact` for an optional server-provided field."""
-        return None if text is None else redact(text, self)
-
-    def url(self, url: str) -> str:
-        """``url`` with credential query parameters and known credentials replaced."""
-        return redact_url(url, self)
 
 
 def parse_retry_after(raw: str | None, now: float | None = None) -> float | None:

@@ -41,10 +41,10 @@ Both options are checked once, when the client is made (:func:`check_ssl`,
   and for which host, so that an error (``_translate``) can name the variable and say how to
   bypass it (``NO_PROXY=host`` or ``proxy=False``).
 
-A proxy URL's credentials are secrets: :func:`proxy_secrets` lists them for redaction and
-:func:`shown_proxy` is the URL as it may appear in errors and logs. Messages never repeat a
-proxy URL or any part of it but through :func:`shown_proxy`: a short user name cannot be
-redacted as a substring. :func:`proxy_authorization` is the one rule for sending them (both
+A proxy URL's credentials are secrets: ``_redact.proxy_secrets`` lists them for redaction and
+``_redact.shown_proxy`` is the URL as it may appear in errors and logs (messages never repeat a
+proxy URL or any part of it but through it: a short user name cannot be redacted as a
+substring). :func:`proxy_authorization` is the one rule for sending them (both
 percent-decoded as UTF-8), for the socket's tunnel and for HTTP requests alike.
 """
 
@@ -74,8 +74,6 @@ __all__ = [
     "http_proxy",
     "is_loopback",
     "proxy_authorization",
-    "proxy_secrets",
-    "shown_proxy",
     "with_scheme",
     "ws_proxy",
 ]
@@ -367,43 +365,3 @@ def proxy_authorization(proxy: str) -> str | None:
         return None
     pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
     return "Basic " + base64.b64encode(pair.encode()).decode()
-
-
-def proxy_secrets(proxy: str | None) -> list[str]:
-    """The credentials in a proxy URL, in every form they may be shown: user name and password
-    as written and decoded, ``user:password`` and its Basic-auth base64."""
-    if not proxy:
-        return []
-    written, proxy = proxy, with_scheme(proxy)
-    try:
-        parts = urlsplit(proxy)
-        user, password = parts.username, parts.password
-    except ValueError:
-        return []
-    found: list[str] = []
-    for raw in (user, password):
-        if raw:
-            found.extend({raw, unquote(raw)})
-    if user is not None and password is not None:
-        for pair in {f"{user}:{password}", f"{unquote(user)}:{unquote(password)}"}:
-            found.append(pair)
-            found.append(base64.b64encode(pair.encode()).decode())
-    # Also whatever precedes the last "@", in case urlsplit reads the URL otherwise.
-    userinfo = written.split("://", 1)[-1].rpartition("@")[0]
-    if userinfo:
-        found.append(userinfo)
-        found.extend(userinfo.split(":", 1))
-    return found
-
-
-def shown_proxy(proxy: str) -> str:
-    """The proxy URL as it may be shown: ``scheme://host:port``, credentials replaced."""
-    try:
-        parts = urlsplit(with_scheme(proxy))
-        host = parts.hostname or "?"
-        port = parts.port
-    except ValueError:
-        return "<invalid proxy URL>"
-    host = f"[{host}]" if ":" in host else host
-    userinfo = "***@" if "@" in parts.netloc else ""
-    return f"{parts.scheme}://{userinfo}{host}" + (f":{port}" if port is not None else "")

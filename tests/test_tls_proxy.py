@@ -31,7 +31,8 @@ import trustme
 
 import cartesia_stt_async as stt
 from cartesia_stt_async import _transport
-from cartesia_stt_async._transport import http_proxy, proxy_secrets, ws_proxy
+from cartesia_stt_async._redact import proxy_secrets
+from cartesia_stt_async._transport import http_proxy, ws_proxy
 from cartesia_stt_async.cli import _server_tls, main
 from cartesia_stt_async.twin import Fault, Faults, ScriptedEngine, Twin, serve, start_twin
 

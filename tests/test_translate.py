@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import cartesia_stt_async as stt
-from cartesia_stt_async._translate import Secrets, io_error
+from cartesia_stt_async._redact import Secrets
+from cartesia_stt_async._translate import io_error
 from cartesia_stt_async.twin import ScriptedEngine
 
 from .conftest import TwinFactory, client_for, ws

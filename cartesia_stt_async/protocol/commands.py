@@ -27,11 +27,7 @@ __all__ = [
     "build_headers",
     "build_ws_url",
     "check_header_value",
-    "is_secret_name",
     "normalize_command",
-    "redact",
-    "redact_url",
-    "secrets_in",
 ]
 
 Command = Literal["finalize", "close"]
@@ -288,54 +284,3 @@ def check_header_value(what: str, name: object, value: object) -> None:
         raise UsageError(f"{what} must be a string, got {type(value).__name__}")
     if any(c in value for c in "\r\n\0"):
         raise UsageError(f"{what} contains a line break or NUL character (value not shown)")
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each non-trivial secret in ``text`` with ``***``."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
-
-
-_SECRET_WORDS: Final = ("auth", "token", "key", "secret", "password", "cookie", "signature")
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether a query parameter or header of this name carries a credential."""
-    lower = name.lower()
-    return any(word in lower for word in _SECRET_WORDS)
-
-
-def secrets_in(
-    query: Mapping[str, object] | Iterable[tuple[str, str]] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> list[str]:
-    """The credential values among query parameters and headers (see :func:`is_secret_name`).
-
-    ``Bearer <token>`` values also yield the bare token.
-    """
-    found: list[str] = []
-    pairs = query.items() if isinstance(query, Mapping) else (query or ())
-    for key, value in (*pairs, *(headers or {}).items()):
-        if not isinstance(key, str) or not is_secret_name(key):
-            continue
-        values = value if isinstance(value, list | tuple) else [value]
-        for v in values:
-            if isinstance(v, str) and v:
-                found.append(v)
-                if v[:7].lower() == "bearer ":
-                    found.append(v[7:].strip())
-    return found
-
-
-def redact_url(url: str, secrets: Iterable[str] = ()) -> str:
-    """``url`` with the values of credential query parameters (and ``secrets``) as ``***``."""
-    parts = urlsplit(url)
-    if parts.query:
-        pairs = [
-            (k, "***" if is_secret_name(k) else v)
-            for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        ]
-        url = urlunsplit(parts._replace(query=urlencode(pairs, quote_via=quote, safe="*")))
-    return redact(url, secrets)

@@ -18,7 +18,6 @@ from cartesia_stt_async.protocol.commands import (
     build_headers,
     build_ws_url,
     normalize_command,
-    redact,
 )
 
 # -- commands ------------------------------------------------------------------------------------
@@ -366,30 +365,6 @@ def test_extra_headers_are_not_mutated() -> None:
     extra = {"Authorization": "Bearer x"}
     build_headers(api_key="k", cartesia_version="v", user_agent="ua", extra_headers=extra)
     assert extra == {"Authorization": "Bearer x"}
-
-
-# -- redact --------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "secrets", "expected"),
-    [
-        ("key sk_abcdef and sk_abcdef", ["sk_abcdef"], "key *** and ***"),
-        ("Authorization: Bearer sk_live_1234", ["sk_live_1234"], "Authorization: Bearer ***"),
-        ("a=sk_1234 b=tok_5678", ["sk_1234", "tok_5678"], "a=*** b=***"),
-        ("abcd", ["abcd"], "***"),
-        ("abc", ["abc"], "abc"),  # secrets under 4 characters are ignored
-        ("abc", ["", "a"], "abc"),
-        ("nothing here", ["sk_secret"], "nothing here"),
-        ("nothing here", [], "nothing here"),
-    ],
-)
-def test_redact(text: str, secrets: list[str], expected: str) -> None:
-    assert redact(text, secrets) == expected
-
-
-def test_redact_takes_any_iterable() -> None:
-    assert redact("x sk_abcd y", (s for s in ["sk_abcd"])) == "x *** y"
 
 
 @pytest.mark.parametrize(
