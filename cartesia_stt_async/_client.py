@@ -317,7 +317,7 @@ class AsyncCartesia:
         self._settings = _Settings(
             api_key, base_url, websocket_base_url, cartesia_version, default_headers, ssl, proxy
         )
-        self.stt = STT(self._settings)
+        self._stt = STT(self._settings)
         self._http = HTTPClient(
             api_key=self._settings.api_key,
             base_url=self._settings.base_url,
@@ -327,8 +327,24 @@ class AsyncCartesia:
             proxy=self._settings.proxy,
             secrets=self._settings.secrets,
         )
-        self.tts = TTS(self._http)
-        self.access_token = AccessTokenResource(self._http)
+        self._tts = TTS(self._http)
+        self._access_token = AccessTokenResource(self._http)
+
+    @property
+    def stt(self) -> STT:
+        """Speech to text: ``client.stt.manual_finalize.websocket(...)`` opens a realtime
+        session (see :class:`ConnectionManager`)."""
+        return self._stt
+
+    @property
+    def tts(self) -> TTS:
+        """Speech synthesis over HTTP: ``await client.tts.generate(...)`` (``/tts/bytes``)."""
+        return self._tts
+
+    @property
+    def access_token(self) -> AccessTokenResource:
+        """Short-lived tokens for browsers: ``await client.access_token.create(...)``."""
+        return self._access_token
 
     @property
     def base_url(self) -> str:

@@ -569,9 +569,25 @@ class Cartesia:
         )
         self._runtime = Runtime(aclient)
         self._finalizer = weakref.finalize(self, self._runtime.finalize)
-        self.stt = SyncSTT(self)
-        self.tts = SyncTTS(self)
-        self.access_token = SyncAccessToken(self)
+        self._stt = SyncSTT(self)
+        self._tts = SyncTTS(self)
+        self._access_token = SyncAccessToken(self)
+
+    @property
+    def stt(self) -> SyncSTT:
+        """Speech to text: ``client.stt.manual_finalize.websocket(...)`` opens a realtime
+        session (``with ... as connection``)."""
+        return self._stt
+
+    @property
+    def tts(self) -> SyncTTS:
+        """Speech synthesis over HTTP: ``client.tts.generate(...).read()``."""
+        return self._tts
+
+    @property
+    def access_token(self) -> SyncAccessToken:
+        """Short-lived tokens for browsers: ``client.access_token.create(...)``."""
+        return self._access_token
 
     @property
     def base_url(self) -> str:

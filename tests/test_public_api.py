@@ -251,3 +251,13 @@ def test_twin_surface_is_sorted_and_importable() -> None:
     assert sorted(twin.__all__, key=isort_key) == twin.__all__
     for name in twin.__all__:
         assert hasattr(twin, name), name
+
+
+def test_help_shows_the_clients_resources() -> None:
+    """Issue 21, first hour #9: help(AsyncCartesia) lists stt, tts and access_token."""
+    import pydoc
+
+    for cls in (cartesia_stt_async.AsyncCartesia, cartesia_stt_async.Cartesia):
+        text = pydoc.plain(pydoc.render_doc(cls))
+        for name in ("stt", "tts", "access_token"):
+            assert f"\n |  {name}\n" in text, (cls.__name__, name)
