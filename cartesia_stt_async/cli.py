@@ -222,10 +222,15 @@ def _load_wav(path: str) -> WavAudio:
 async def _client(note: TextIO) -> AsyncIterator[object]:
     """The real API with ``CARTESIA_API_KEY``; otherwise an in-process twin (and say so)."""
     from ._client import AsyncCartesia
+    from .protocol.commands import DEFAULT_BASE_URL
 
     if os.environ.get("CARTESIA_API_KEY"):
         client = AsyncCartesia()
-        print(f"using the Cartesia API at {client.base_url}", file=note, flush=True)
+        if client.base_url.rstrip("/") == DEFAULT_BASE_URL:
+            where = "the Cartesia API"
+        else:  # CARTESIA_BASE_URL: a twin, a proxy, a staging server: not "the Cartesia API"
+            where = "the server from CARTESIA_BASE_URL"
+        print(f"using {where} at {client.base_url}", file=note, flush=True)
         async with client:
             yield client
         return

@@ -301,6 +301,9 @@ def test_transcribe_says_when_no_speech_was_recognized(
     out, err = capsys.readouterr()
     assert out == "\n"  # stdout stays the transcript: empty
     assert f"no speech was recognized in {path}" in err
+    # A key and CARTESIA_BASE_URL: the CLI says whose server it talks to, not "Cartesia's".
+    assert f"using the server from CARTESIA_BASE_URL at {local_twin.base_url}" in err
+    assert "the Cartesia API" not in err
 
 
 @pytest.mark.speech
