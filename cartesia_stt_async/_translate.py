@@ -47,6 +47,7 @@ from .errors import (
 )
 
 __all__ = [
+    "TRUST_HINT",
     "closed_error",
     "ended_error",
     "handshake_error",
@@ -194,6 +195,14 @@ def handshake_error(
     return None
 
 
+# How to trust a private CA, as a Python caller does it (the CLI says it its own way).
+TRUST_HINT: Final = (
+    "If the server uses a private CA or a self-signed certificate, trust it with "
+    "ssl=ssl.create_default_context(cafile='ca.pem') on the client, or SSL_CERT_FILE=ca.pem "
+    "in the environment (verification is never turned off)"
+)
+
+
 def tls_error(exc: ssl.SSLError, shown_url: str) -> TLSError:
     """The :class:`TLSError` for a failed TLS handshake with ``shown_url``.
 
@@ -203,12 +212,7 @@ def tls_error(exc: ssl.SSLError, shown_url: str) -> TLSError:
     """
     if isinstance(exc, ssl.SSLCertVerificationError):
         why = exc.verify_message or exc.reason or str(exc)
-        return TLSError(
-            f"certificate verification failed for {shown_url}: {why}. If the server uses a "
-            "private CA or a self-signed certificate, trust it with "
-            "ssl=ssl.create_default_context(cafile='ca.pem') on the client "
-            "(verification is never turned off)"
-        )
+        return TLSError(f"certificate verification failed for {shown_url}: {why}. {TRUST_HINT}")
     why = exc.reason or str(exc)
     return TLSError(
         f"the TLS handshake with {shown_url} failed: {why} (is the server speaking TLS on "

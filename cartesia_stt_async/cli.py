@@ -490,9 +490,24 @@ def main(
         print(f"cartesia-stt {args.command}: {exc}", file=sys.stderr)
         return 2
     except (CartesiaSTTError, OSError) as exc:
-        print(f"cartesia-stt {args.command}: {exc}", file=sys.stderr)
+        print(f"cartesia-stt {args.command}: {_for_the_shell(exc)}", file=sys.stderr)
         return 1
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse checks
+
+
+# A certificate the CLI cannot verify: what a shell user can do (no Python argument to pass).
+_SHELL_TRUST_HINT = (
+    "If the server uses a private CA or a self-signed certificate, trust it with "
+    "SSL_CERT_FILE=ca.pem in the environment (verification is never turned off)"
+)
+
+
+def _for_the_shell(exc: BaseException) -> str:
+    """An error's text for a command-line user: a TLS failure's remedy is an environment
+    variable there, not the ``ssl=`` argument the library's message names."""
+    from ._translate import TRUST_HINT
+
+    return str(exc).replace(TRUST_HINT, _SHELL_TRUST_HINT)
 
 
 def _device(value: str | None) -> str | int | None:
@@ -516,9 +531,18 @@ def _server_tls(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | N
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(certfile, keyfile)
-    except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"cannot load --certfile {certfile!r}: {exc}") from None
-    return context
+    except ssl.SSLError as exc:
+        if keyfile is None:
+            # OpenSSL's "[SSL] PEM lib": the file has a certificate but no key beside it.
+            why = "it holds no private key: pass the key with --keyfile (or one PEM with both)"
+        else:
+            why = f"the certificate and --keyfile {keyfile!r} do not load as a pair ({exc})"
+        error = UsageError(f"cannot load --certfile {certfile!r}: {why}")
+    except OSError as exc:
+        error = UsageError(f"cannot load --certfile {certfile!r}: {exc}")
+    else:
+        return context
+    raise error  # outside the except block: no foreign __context__
 
 
 def _twin(

@@ -21,6 +21,7 @@ import logging
 import socket
 import ssl
 import time
+import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -622,6 +623,51 @@ async def test_the_cli_loads_a_certificate_for_the_twin(
     assert "cannot load --certfile" in capsys.readouterr().err
     assert main(["twin", "--certfile", str(key)]) == 2  # a key is no certificate
     assert "cannot load --certfile" in capsys.readouterr().err
+    # A certificate without its key (it was "[SSL] PEM lib"): says to pass --keyfile.
+    assert main(["twin", "--certfile", str(cert)]) == 2
+    err = capsys.readouterr().err
+    assert "holds no private key: pass the key with --keyfile" in err and "PEM lib" not in err
+
+
+@pytest.mark.timeout(60)
+def test_the_cli_tells_a_shell_user_how_to_trust_a_private_ca(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21, first hour #6: the remedy is SSL_CERT_FILE, not a Python argument."""
+    from anyio.from_thread import start_blocking_portal
+
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    audio = tmp_path / "turn.wav"
+    with wave.open(str(audio), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(bytes(3200))
+    for name in PROXY_ENV:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    # The twin on a loop of its own thread, out of asyncio's debug mode: in it, asyncio logs
+    # each refused TLS handshake ("Error on transport creation"), which here is the point.
+    with (
+        start_blocking_portal(backend_options={"debug": False}) as portal,
+        portal.wrap_async_context_manager(
+            serve(engine=ScriptedEngine([["over TLS"]]), ssl=server)
+        ) as twin,
+    ):
+        monkeypatch.setenv("CARTESIA_API_KEY", "cli-tls-key")
+        monkeypatch.setenv("CARTESIA_BASE_URL", twin.base_url)
+        assert main(["transcribe", str(audio), "--speed", "0"]) == 1
+        err = capsys.readouterr().err
+        assert "certificate verification failed" in err
+        assert "SSL_CERT_FILE=ca.pem" in err and "ssl=" not in err
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # what the message says to do
+        assert main(["transcribe", str(audio), "--speed", "0"]) == 0
+        assert capsys.readouterr().out == "over TLS\n"
 
 
 def test_proxy_resolution_from_the_environment(proxy_env: pytest.MonkeyPatch) -> None:
