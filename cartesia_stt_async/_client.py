@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Unpack
+from typing import Any, NoReturn, Unpack
 
 from ._access_token import AccessTokenResource
 from ._config import SessionConfig, SessionOptions
@@ -159,6 +159,16 @@ class ConnectionManager(HandlerMethods):
 
     async def __aenter__(self) -> AsyncConnection:
         return await self.enter()
+
+    def __enter__(self) -> NoReturn:
+        raise UsageError(
+            "a session of AsyncCartesia is opened with `async with "
+            "client.stt.manual_finalize.websocket(...) as conn` (inside `async def`); for a "
+            "plain `with`, use the sync client, cartesia_stt_async.Cartesia"
+        )
+
+    def __exit__(self, *exc: object) -> None:  # pragma: no cover - __enter__ always raises
+        return None
 
     async def __aexit__(
         self,
@@ -366,6 +376,15 @@ class AsyncCartesia:
 
     async def __aenter__(self) -> AsyncCartesia:
         return self
+
+    def __enter__(self) -> NoReturn:
+        raise UsageError(
+            "AsyncCartesia is entered with `async with AsyncCartesia(...) as client` (inside "
+            "`async def`); for a plain `with`, use the sync client, cartesia_stt_async.Cartesia"
+        )
+
+    def __exit__(self, *exc: object) -> None:  # pragma: no cover - __enter__ always raises
+        return None
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()

@@ -327,3 +327,96 @@ async def test_a_non_contiguous_view_is_sent_as_its_bytes_by_every_entry_point()
     assert expected  # the pause asks for a finalize
     assert VadFinalizer("pcm_s16le", 16000, backend="energy").feed(strided) == expected
     assert not other_tasks()
+
+
+def _wav_bytes(channels: int, rate: int, frames: bytes) -> bytes:
+    import io
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames)
+    return out.getvalue()
+
+
+FILES_SENT_AS_AUDIO = [
+    pytest.param(b"ID3\x04\x00\x00" + bytes(3194), "an MP3 file", id="mp3"),
+    pytest.param(b"OggS\x00\x02" + bytes(3194), "an Ogg file", id="ogg"),
+    pytest.param(b"fLaC\x00\x00" + bytes(3194), "a FLAC file", id="flac"),
+    pytest.param(b"\x00\x00\x00\x20ftypM4A " + bytes(3188), "an MP4/M4A file", id="m4a"),
+    pytest.param(_wav_bytes(2, 44100, bytes(3200)), "has 2 channels", id="stereo-44k-wav"),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("audio", "needle"), FILES_SENT_AS_AUDIO)
+@pytest.mark.parametrize("entry", ["send_audio", "send_raw", "stream"])
+async def test_a_file_sent_as_raw_audio_is_refused_naming_it(
+    audio: bytes, needle: str, entry: str
+) -> None:
+    """Issue 21, first hour #7: mp3 (or a stereo WAV) bytes sent as raw audio gave an empty or
+    garbage transcript without a word; now a typed error names the format and the remedy."""
+    async with (
+        serve(engine=ScriptedEngine([["heard"]])) as twin,
+        stt.AsyncCartesia(api_key=API_KEY, base_url=twin.base_url) as client,
+        client.stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+        ) as conn,
+    ):
+        with pytest.raises(stt.InvalidAudioError) as info:
+            if entry == "stream":
+                await conn.stream([audio])
+            else:
+                await getattr(conn, entry)(audio)
+        if entry == "stream":
+            return  # stream() closes the session on its error
+        assert conn.stats.audio_bytes_sent == 0  # nothing of it went out
+        await conn.send_audio(pcm(0.1))  # raw samples still go
+        assert (await conn.finalize()).text == "heard"
+    assert needle in str(info.value)
+    assert "convert_wav" in str(info.value) or "ffmpeg" in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_a_wav_file_of_the_sessions_own_format_still_goes_through() -> None:
+    """A mono 16 kHz WAV sent whole (header included) was harmless and stays allowed."""
+    async with (
+        serve(engine=ScriptedEngine([["ok"]])) as twin,
+        stt.AsyncCartesia(api_key=API_KEY, base_url=twin.base_url) as client,
+        client.stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+        ) as conn,
+    ):
+        await conn.send_raw(_wav_bytes(1, 16000, bytes(3200)))
+        assert (await conn.finalize()).text == "ok"
+
+
+@pytest.mark.asyncio
+async def test_a_stereo_wav_path_given_to_stream_says_how_to_convert_it(tmp_path: Any) -> None:
+    path = tmp_path / "stereo.wav"
+    path.write_bytes(_wav_bytes(2, 44100, bytes(8000)))
+    async with (
+        serve(engine=ScriptedEngine([])) as twin,
+        stt.AsyncCartesia(api_key=API_KEY, base_url=twin.base_url) as client,
+        client.stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+        ) as conn,
+    ):
+        with pytest.raises(stt.InvalidAudioError) as info:
+            await conn.stream([path])
+    assert "has 2 channels" in str(info.value)
+    assert "convert_wav(path, encoding='pcm_s16le', sample_rate=16000)" in str(info.value)
+
+
+def test_with_instead_of_async_with_says_what_to_write() -> None:
+    client = stt.AsyncCartesia(api_key=API_KEY, base_url="http://127.0.0.1:9")
+    manager = client.stt.manual_finalize.websocket(
+        model="ink-2", encoding="pcm_s16le", sample_rate=16000
+    )
+    with pytest.raises(stt.UsageError, match="async with"), manager:
+        pass
+    with pytest.raises(stt.UsageError, match="use the sync client"), client:
+        pass

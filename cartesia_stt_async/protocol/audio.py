@@ -22,12 +22,14 @@ __all__ = [
     "ENCODINGS",
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
+    "SNIFF_BYTES",
     "AudioFormat",
     "Encoding",
     "Reframer",
     "Span",
     "WavInfo",
     "as_bytes_view",
+    "check_not_a_file",
     "parse_wav_header",
 ]
 
@@ -113,6 +115,50 @@ class AudioFormat:
             raise InvalidAudioError(
                 f"{what} of {nbytes} bytes is not a whole number of {self.encoding} samples "
                 f"({self.sample_width} bytes each); the session would be misaligned from here on"
+            )
+
+
+# Signatures of files that are not raw samples: (offset, bytes, what it is). Only multi-byte
+# ASCII-like marks: raw PCM starting with one of them is vanishingly unlikely (an MP3 without
+# an ID3 tag starts with a 2-byte frame sync, which a PCM sample can be: not checked).
+_FILE_SIGNATURES: Final = (
+    (0, b"ID3", "an MP3 file"),
+    (0, b"OggS", "an Ogg file (Opus or Vorbis)"),
+    (0, b"fLaC", "a FLAC file"),
+    (4, b"ftyp", "an MP4/M4A file"),
+    (0, b"\x1aE\xdf\xa3", "a WebM/Matroska file"),
+)
+SNIFF_BYTES: Final = 4096
+"""How many leading bytes of a session's audio :func:`check_not_a_file` looks at (a WAV
+header, ``LIST`` chunks included, fits)."""
+
+
+def check_not_a_file(head: bytes | bytearray | memoryview, fmt: AudioFormat) -> None:
+    """Refuse audio that starts like a file rather than raw samples (the first bytes of a
+    session's audio): the server would hear its header and compressed data as noise and answer
+    with an empty or garbage transcript, and nobody would be told. A WAV file is refused only
+    when its format is not the session's (channels, encoding, rate).
+
+    Raises:
+        InvalidAudioError: Naming the format found and what to do instead.
+    """
+    head = bytes(head[:SNIFF_BYTES])
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        # A whole WAV file sent as audio: harmless when it is the session's own format (its
+        # header is a few samples of noise), garbage otherwise: then say so.
+        try:
+            info = parse_wav_header(head)
+        except InvalidAudioError:
+            return  # a header this short or odd cannot be judged
+        info.check_matches(fmt, name="the audio is a WAV file (header included) that")
+        return
+    for offset, mark, what in _FILE_SIGNATURES:
+        if head[offset : offset + len(mark)] == mark:
+            raise InvalidAudioError(
+                f"the audio starts like {what}, which the API does not decode: it takes raw "
+                f"{fmt.encoding} samples at {fmt.sample_rate} Hz. Decode it first, e.g. "
+                f"ffmpeg -i input -f s16le -ac 1 -ar {fmt.sample_rate} output.raw "
+                "(then encoding='pcm_s16le')"
             )
 
 
@@ -309,7 +355,13 @@ class WavInfo:
                 f"is {self.sample_rate} Hz but the session expects {fmt.sample_rate} Hz"
             )
         if problems:
-            raise InvalidAudioError(f"{name} " + "; ".join(problems))
+            raise InvalidAudioError(
+                f"{name} "
+                + "; ".join(problems)
+                + ". Convert it for the session with cartesia_stt_async.audio.convert_wav(path, "
+                f"encoding={fmt.encoding!r}, sample_rate={fmt.sample_rate}), or open the session "
+                "in the file's own format (load_wav(path).format)"
+            )
 
 
 _WAVE_FORMAT_PCM = 1

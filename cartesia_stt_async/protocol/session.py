@@ -72,7 +72,14 @@ from enum import IntEnum
 from typing import Literal
 
 from ..errors import ConnectionStateError, InvalidAudioError
-from .audio import DEFAULT_FRAME_MS, AudioFormat, Reframer, as_bytes_view
+from .audio import (
+    DEFAULT_FRAME_MS,
+    SNIFF_BYTES,
+    AudioFormat,
+    Reframer,
+    as_bytes_view,
+    check_not_a_file,
+)
 from .events import DoneEvent, ErrorEvent, Event, FlushDoneEvent, TranscriptEvent
 from .outbox import ConnectionStats, Entry, Outbox, Outgoing
 from .transcript import Transcript, Utterance
@@ -157,6 +164,7 @@ class Session:
         self._journal_lossy = False
         self._lossy_owner: Utterance | None = None  # the latest utterance that lost audio
         self._sealed_parts = 0  # transcript chunks that belong to sealed utterances
+        self._sniffed = False  # the session's first audio bytes were checked (check_not_a_file)
 
     # -- commands --------------------------------------------------------------------------
 
@@ -185,6 +193,13 @@ class Session:
             )
         return as_bytes_view(data)
 
+    def _sniff(self, chunk: object, start: int) -> None:
+        """Check the session's first audio bytes (rule: raw samples, not a file)."""
+        data = self._check_bytes(chunk)
+        if len(data) > start:
+            check_not_a_file(memoryview(data)[start : start + SNIFF_BYTES], self.format)
+            self._sniffed = True
+
     def audio(
         self,
         chunk: bytes | bytearray | memoryview,
@@ -211,6 +226,8 @@ class Session:
         """
         if self.state is not State.OPEN:
             self._check_open("send audio")
+        if not self._sniffed:
+            self._sniff(chunk, start)
         self._speed = speed
         reframer = self._reframer
         if (
@@ -280,6 +297,8 @@ class Session:
         """
         self._check_open("send audio")
         data = self._check_bytes(data)
+        if not self._sniffed:
+            self._sniff(data, 0)
         self.format.check_aligned(len(data))
         self._flush_remainder()
         if data:

@@ -448,7 +448,10 @@ def test_standard_library_stereo_44k() -> None:
     )
     with pytest.raises(InvalidAudioError) as exc:
         info.check_matches(AudioFormat("pcm_s16le", 44100))
-    assert str(exc.value) == "WAV file has 2 channels but the protocol takes mono"
+    assert str(exc.value) == (
+        "WAV file has 2 channels but the protocol takes mono. "
+        + convert_hint(AudioFormat("pcm_s16le", 44100))
+    )
 
 
 def test_only_the_head_of_a_long_file_is_needed() -> None:
@@ -555,7 +558,16 @@ def test_rf64_is_accepted() -> None:
 def test_check_matches_names_each_problem(raw: bytes, fmt: AudioFormat, message: str) -> None:
     with pytest.raises(InvalidAudioError) as exc:
         parse_wav_header(raw).check_matches(fmt)
-    assert str(exc.value) == message
+    # What is wrong, then how to fix it (issue 21, first hour #7).
+    assert str(exc.value) == f"{message}. {convert_hint(fmt)}"
+
+
+def convert_hint(fmt: AudioFormat) -> str:
+    return (
+        "Convert it for the session with cartesia_stt_async.audio.convert_wav(path, "
+        f"encoding={fmt.encoding!r}, sample_rate={fmt.sample_rate}), or open the session "
+        "in the file's own format (load_wav(path).format)"
+    )
 
 
 def test_check_matches_uses_the_given_name() -> None:
