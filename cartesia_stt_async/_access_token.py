@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from ._http import HTTPClient
 from .errors import ProtocolError, UsageError
+from .protocol.checks import check_int
 
 __all__ = ["GRANTS", "MAX_EXPIRES_IN", "AccessToken", "AccessTokenResource"]
 
@@ -74,17 +75,14 @@ def _check_grants(grants: object) -> dict[str, bool] | None:
 
 
 def _check_expires_in(expires_in: object) -> int | None:
-    if expires_in is None:
-        return None
-    if (
-        isinstance(expires_in, bool)
-        or not isinstance(expires_in, int)
-        or not 1 <= expires_in <= MAX_EXPIRES_IN
-    ):
-        raise UsageError(
-            f"expires_in must be an integer from 1 to {MAX_EXPIRES_IN} seconds, got {expires_in!r}"
-        )
-    return expires_in
+    return check_int(
+        "expires_in",
+        expires_in,
+        low=1,
+        high=MAX_EXPIRES_IN,
+        none=True,
+        wanted=f"an integer from 1 to {MAX_EXPIRES_IN} seconds",
+    )
 
 
 class AccessTokenResource:

@@ -8,15 +8,14 @@ step.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Final, Literal, TypedDict
 
 from .errors import UsageError
 from .protocol.audio import DEFAULT_FRAME_MS, AudioFormat
+from .protocol.checks import check_catch_up, check_int, check_number, check_speed
 from .protocol.commands import ConnectParams, check_header_value
-from .protocol.pacing import check_catch_up
 from .protocol.session import FinalOrderOption
 
 __all__ = ["BufferPolicy", "ReconnectingEvent", "SessionConfig", "SessionOptions"]
@@ -125,41 +124,6 @@ class SessionOptions(TypedDict, total=False):
     catch_up_speed: float
 
 
-def _number(
-    name: str, value: object, *, low: float = 0.0, strict: bool = False, none: bool = False
-) -> None:
-    if value is None and none:
-        return
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and (value > low if strict else value >= low)
-    )
-    if not ok:
-        bound = f"> {low}" if strict else f">= {low}"
-        extra = " or None" if none else ""
-        raise UsageError(f"{name} must be a finite number {bound}{extra}, got {value!r}")
-
-
-def _integer(name: str, value: object, *, low: int, none: bool = False) -> None:
-    if value is None and none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        extra = " or None" if none else ""
-        raise UsageError(f"{name} must be an int >= {low}{extra}, got {value!r}")
-
-
-def _check_speed(name: str, value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise UsageError(f"{name} must be a positive number or None, got {value!r}")
-    if value <= 0:
-        raise UsageError(f"{name} must be positive (1.0 is real time), got {value!r}")
-    return None if math.isinf(value) else float(value)
-
-
 @dataclass(frozen=True)
 class SessionConfig:
     """Every option of one manual-finalize session with its default, validated when built.
@@ -213,7 +177,7 @@ class SessionConfig:
         )
         object.__setattr__(self, "params", params)
         object.__setattr__(self, "audio_format", params.audio_format)
-        object.__setattr__(self, "speed", _check_speed("speed", self.speed))
+        object.__setattr__(self, "speed", check_speed(self.speed))
         if self.extra_headers is not None:
             if not isinstance(self.extra_headers, Mapping):
                 raise UsageError(
@@ -222,33 +186,33 @@ class SessionConfig:
                 )
             for key, value in self.extra_headers.items():
                 check_header_value(f"extra_headers[{key!r}]", key, value)
-        _integer("frame_ms", self.frame_ms, low=1)
+        check_int("frame_ms", self.frame_ms, low=1)
         self.audio_format.frame_bytes(self.frame_ms)
-        _integer("max_buffered_ms", self.max_buffered_ms, low=1)
-        _number("open_timeout", self.open_timeout, strict=True, none=True)
-        _number("close_timeout", self.close_timeout)
-        _number("late_final_grace", self.late_final_grace)
-        _integer("max_event_backlog", self.max_event_backlog, low=1)
-        _integer("max_message_size", self.max_message_size, low=1, none=True)
-        _integer("max_retries", self.max_retries, low=0)
-        _number("initial_delay", self.initial_delay)
-        _number("max_delay", self.max_delay)
+        check_int("max_buffered_ms", self.max_buffered_ms, low=1)
+        check_number("open_timeout", self.open_timeout, low=0.0, strict=True, none=True)
+        check_number("close_timeout", self.close_timeout, low=0.0)
+        check_number("late_final_grace", self.late_final_grace, low=0.0)
+        check_int("max_event_backlog", self.max_event_backlog, low=1)
+        check_int("max_message_size", self.max_message_size, low=1, none=True)
+        check_int("max_retries", self.max_retries, low=0)
+        check_number("initial_delay", self.initial_delay, low=0.0)
+        check_number("max_delay", self.max_delay, low=0.0)
         if self.on_reconnecting is not None and not callable(self.on_reconnecting):
             raise UsageError("on_reconnecting must be callable")
-        _integer("max_replay_ms", self.max_replay_ms, low=0)
+        check_int("max_replay_ms", self.max_replay_ms, low=0)
         if self.buffer_policy not in _POLICIES:
             raise UsageError(
                 "buffer_policy must be 'block', 'drop_oldest' or 'raise', "
                 f"got {self.buffer_policy!r}"
             )
         if self.keepalive is not None:
-            _number("keepalive", self.keepalive, strict=True)
+            check_number("keepalive", self.keepalive, low=0.0, strict=True)
         if self.final_order not in ("finals_first", "flush_first", "auto"):
             raise UsageError(
                 "final_order must be 'finals_first', 'flush_first' or 'auto', "
                 f"got {self.final_order!r}"
             )
-        _integer("max_event_backlog_bytes", self.max_event_backlog_bytes, low=1)
+        check_int("max_event_backlog_bytes", self.max_event_backlog_bytes, low=1)
         object.__setattr__(self, "catch_up_speed", check_catch_up(self.catch_up_speed))
         if not isinstance(self.log_transcripts, bool):
             raise UsageError(f"log_transcripts must be a bool, got {self.log_transcripts!r}")

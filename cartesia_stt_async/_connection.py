@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import math
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import Final, Literal
 
@@ -33,8 +32,8 @@ from .errors import (
     BufferFullError,
     CartesiaSTTError,
     ConnectionClosedError,
-    UsageError,
 )
+from .protocol.checks import check_timeout as _check_timeout
 from .protocol.commands import normalize_command
 from .protocol.events import ErrorEvent, Event, parse_event
 from .protocol.outbox import ConnectionStats
@@ -467,18 +466,6 @@ class AsyncConnection(HandlerMethods):
             await self.aclose()
         else:
             await self._abort()
-
-
-def _check_timeout(name: str, value: object) -> None:
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise UsageError(f"{name} must be a number of seconds >= 0 or None, got {value!r}")
 
 
 def _mark_retrieved(fut: asyncio.Future[Utterance]) -> None:

@@ -242,13 +242,10 @@ async def run_mic(
                         if talking:
                             await conn.send_audio(item)
                         continue
-                    start = 0
-                    for offset in vad.feed(item):
-                        await conn.send_audio(item[start:offset])
-                        await conn.send("finalize")
-                        start = offset
-                    if start < len(item):
-                        await conn.send_audio(item[start:])
+                    for piece, finalize in vad.split(item):
+                        await conn.send_audio(piece)
+                        if finalize:
+                            await conn.send("finalize")
 
             if vad is None:
                 hint = "Press Enter to talk, Enter again to finalize; Ctrl-C to quit."

@@ -20,7 +20,9 @@ __all__ = ["Sender", "run_stream"]
 class Sender(Protocol):
     """What :func:`run_stream` sends through: a connection's public send methods."""
 
-    async def send_audio(self, chunk: bytes, *, speed: float | None) -> None: ...
+    async def send_audio(
+        self, chunk: bytes | bytearray | memoryview, *, speed: float | None
+    ) -> None: ...
 
     async def send(self, command: str) -> None: ...
 
@@ -56,12 +58,10 @@ async def run_stream(
                 if vad is None:
                     await conn.send_audio(chunk, speed=speed)
                     continue
-                start = 0
-                for end in vad.feed(chunk):
-                    await conn.send_audio(chunk[start:end], speed=speed)
-                    await conn.send("finalize")
-                    start = end
-                await conn.send_audio(chunk[start:], speed=speed)
+                for piece, finalize in vad.split(chunk):
+                    await conn.send_audio(piece, speed=speed)
+                    if finalize:
+                        await conn.send("finalize")
             if finalize_each:
                 await conn.send("finalize")
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 from ._mic import KeySource, MicOptions, StreamFactory, sounddevice_stream, stdin_keys
 from ._version import __version__
 from .errors import CartesiaSTTError, InvalidAudioError, UsageError
+from .protocol.checks import check_number, check_speed
 from .vad import VadBackend, VadFinalizer
 
 if TYPE_CHECKING:
@@ -193,9 +194,10 @@ def _vad_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _speed(value: float) -> float | None:
-    if value < 0 or value != value:
-        raise UsageError(f"--speed must be 0 (unpaced) or positive, got {value}")
-    return None if value == 0 else value
+    """``--speed``: 0 is unpaced (the command line's spelling of ``speed=None``)."""
+    if value == 0:
+        return None
+    return check_speed(value, "--speed", wanted="0 (unpaced) or positive")
 
 
 def _load_wav(path: str) -> WavAudio:
@@ -321,8 +323,10 @@ async def _transcribe(
     from .protocol.events import UnknownEvent, encode_event
     from .vad import VadFinalizer
 
-    if every is not None and not every > 0:
-        raise UsageError(f"--finalize-every must be a positive number of seconds, got {every}")
+    if every is not None:
+        check_number(
+            "--finalize-every", every, low=0, strict=True, wanted="a positive number of seconds"
+        )
     if every is not None and vad is not None:
         raise UsageError("--vad and --finalize-every are two ways to finalize: choose one")
     audio = _load_wav(path)
@@ -359,14 +363,10 @@ async def _transcribe(
                     # up to each offset it names, then finalize.
                     chunk = fmt.frame_bytes(100)
                     for i in range(0, len(audio.data), chunk):
-                        piece = audio.data[i : i + chunk]
-                        start = 0
-                        for offset in finalizer.feed(piece):
-                            await conn.send_audio(piece[start:offset])
-                            await conn.send("finalize")
-                            start = offset
-                        if start < len(piece):
-                            await conn.send_audio(piece[start:])
+                        for piece, finalize in finalizer.split(audio.data[i : i + chunk]):
+                            await conn.send_audio(piece)
+                            if finalize:
+                                await conn.send("finalize")
                 await conn.send("close")
 
             async def receive_events() -> None:

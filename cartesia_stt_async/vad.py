@@ -46,6 +46,7 @@ from typing import Any, Final, Literal
 
 from .errors import InvalidAudioError, UsageError
 from .protocol.audio import AudioFormat, as_bytes_view
+from .protocol.checks import check_number
 
 __all__ = ["VadBackend", "VadFinalizer"]
 
@@ -161,22 +162,12 @@ class VadFinalizer:
             raise UsageError(f"voice activity detection needs at least 8000 Hz, got {sample_rate}")
         if isinstance(frame_ms, bool) or frame_ms not in _FRAME_MS:
             raise UsageError(f"frame_ms must be 10, 20 or 30, got {frame_ms!r}")
-        if not _positive_number(silence_ms):
-            raise UsageError(f"silence_ms must be a positive number, got {silence_ms!r}")
-        if not _positive_number(min_speech_ms, zero=True):
-            raise UsageError(f"min_speech_ms must be 0 or more, got {min_speech_ms!r}")
+        check_number("silence_ms", silence_ms, low=0, strict=True, wanted="a positive number")
+        check_number("min_speech_ms", min_speech_ms, low=0, wanted="0 or more")
         if isinstance(aggressiveness, bool) or aggressiveness not in (0, 1, 2, 3):
             raise UsageError(f"aggressiveness must be 0, 1, 2 or 3, got {aggressiveness!r}")
-        for name, value in (
-            ("energy_threshold_db", energy_threshold_db),
-            ("energy_margin_db", energy_margin_db),
-        ):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-            ):
-                raise UsageError(f"{name} must be a finite number, got {value!r}")
+        check_number("energy_threshold_db", energy_threshold_db)
+        check_number("energy_margin_db", energy_margin_db)
         if backend not in ("auto", "webrtc", "energy"):
             raise UsageError(f"backend must be 'auto', 'webrtc' or 'energy', got {backend!r}")
         module = _load_webrtcvad() if backend != "energy" else None
@@ -270,6 +261,42 @@ class VadFinalizer:
         del buf[:pos]
         return offsets
 
+    def split(
+        self, chunk: bytes | bytearray | memoryview
+    ) -> list[tuple[bytes | bytearray | memoryview, bool]]:
+        """Feed ``chunk`` and cut it where ``finalize`` is due: what a sender sends, in order.
+
+        The one loop of every sender with a VAD (``conn.stream(vad=...)``, ``cartesia-stt
+        transcribe --vad``, ``cartesia-stt mic --vad``)::
+
+            for piece, finalize in vad.split(chunk):
+                await conn.send_audio(piece)
+                if finalize:
+                    await conn.send("finalize")
+
+        Args:
+            chunk: Audio in the session's encoding, any length (see :meth:`feed`).
+
+        Returns:
+            ``(piece, finalize_after)`` pairs whose pieces, joined, are ``chunk``: one per
+            offset :meth:`feed` names (``finalize_after`` true), then the rest, if any (false).
+            Pieces are never empty; an empty chunk gives ``[]``. Each piece is a slice of
+            ``chunk`` (of a ``memoryview``: of its bytes, as :meth:`feed` counts them).
+
+        Raises:
+            UsageError, InvalidAudioError: As :meth:`feed`; nothing is cut then.
+        """
+        offsets = self.feed(chunk)
+        data = as_bytes_view(chunk)
+        pieces: list[tuple[bytes | bytearray | memoryview, bool]] = []
+        start = 0
+        for offset in offsets:
+            pieces.append((data[start:offset], True))
+            start = offset
+        if start < len(data):
+            pieces.append((data[start:], False))
+        return pieces
+
     def _check_finite(self, held: int) -> None:
         """Raise :class:`InvalidAudioError` if a sample completed by the bytes added after
         ``_buf[:held]`` is a NaN or an infinity; those bytes are then removed again."""
@@ -331,9 +358,3 @@ class VadFinalizer:
         floor = min(self._levels, default=math.inf)
         self._levels.append(level)
         return level >= self._threshold_db and level >= floor + self._margin_db
-
-
-def _positive_number(value: object, *, zero: bool = False) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return False
-    return value >= 0 if zero else value > 0

@@ -194,6 +194,19 @@ async def test_transcribe_rejects_what_is_not_a_wav(tmp_path: Path) -> None:
     assert code == 2 and "--finalize-every" in err
 
 
+@pytest.mark.parametrize("every", ["inf", "nan", "0", "-1"])
+def test_finalize_every_must_be_a_finite_positive_number(
+    every: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # inf used to pass the check and end in an OverflowError traceback (int(inf * rate)).
+    path = tmp_path / "short.wav"
+    write_wav(path, bytes(3200), rate=16000, channels=1, width=2)
+    assert main(["transcribe", str(path), "--finalize-every", every]) == 2
+    err = one_line(capsys.readouterr().err)
+    expected = f"--finalize-every must be a positive number of seconds, got {float(every)}"
+    assert f"cartesia-stt transcribe: {expected}\n" == err
+
+
 def test_twin_rejects_a_bad_worker_count(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["twin", "--port", "0", "--workers", "0"]) == 2
     assert "workers must be at least 1" in capsys.readouterr().err

@@ -190,6 +190,58 @@ def test_reset_starts_a_new_stream() -> None:
     assert vad.feed(b"") == []
 
 
+def split_all(vad: VadFinalizer, data: bytes, size: int) -> list[tuple[bytes, bool]]:
+    """Every ``(piece, finalize_after)`` of ``vad.split`` over ``data`` in ``size`` chunks."""
+    out: list[tuple[bytes, bool]] = []
+    for i in range(0, len(data), size):
+        out += [(bytes(piece), after) for piece, after in vad.split(data[i : i + size])]
+    return out
+
+
+# 67200 bytes: a chunk that ends exactly at the first finalize (2 * 33600) leaves no rest.
+@pytest.mark.parametrize("size", [3200, 4801, 2 * 33600, 1 << 20])
+def test_split_cuts_each_chunk_where_feed_says(size: int) -> None:
+    """The one "send up to the offset, then finalize, then the rest" loop (issue 21): pieces
+    joined are the stream; a finalize follows exactly the bytes feed names; no empty piece."""
+    data = s16(TWO_UTTERANCES)
+    pieces = split_all(VadFinalizer("pcm_s16le", 16000, backend="energy"), data, size)
+    assert b"".join(piece for piece, _ in pieces) == data
+    assert all(piece for piece, _ in pieces)
+    ends = [len(piece) for piece, _ in pieces]
+    after = [sum(ends[: n + 1]) for n, (_, fin) in enumerate(pieces) if fin]
+    assert after == [2 * 33600, 2 * 57600]  # as feed_all finds them (test above)
+    # Within one chunk, only the last piece may go without a finalize.
+    starts = {i for i in range(0, len(data), size)}
+    for n, (_, fin) in enumerate(pieces[:-1]):
+        if not fin:
+            assert sum(ends[: n + 1]) in starts | {len(data)}
+
+
+def test_split_keeps_bytes_and_cuts_a_memoryview_in_bytes() -> None:
+    data = s16(TWO_UTTERANCES)
+    vad = VadFinalizer("pcm_s16le", 16000, backend="energy")
+    pieces = vad.split(data)
+    assert [(type(p), len(p), fin) for p, fin in pieces] == [
+        (bytes, 2 * 33600, True),
+        (bytes, 2 * 24000, True),
+        (bytes, len(data) - 2 * 57600, False),
+    ]
+    vad.reset()
+    samples = memoryview(array.array("h", TWO_UTTERANCES))  # items of 2 bytes
+    viewed = vad.split(samples)
+    assert [bytes(p) for p, _ in viewed] == [bytes(p) for p, _ in pieces]
+    assert vad.split(b"") == []
+
+
+def test_split_refuses_what_feed_refuses_and_cuts_nothing() -> None:
+    vad = VadFinalizer("pcm_f32le", 16000, backend="energy")
+    with pytest.raises(UsageError, match="audio must be bytes-like"):
+        vad.split("hello")  # type: ignore[arg-type]
+    with pytest.raises(InvalidAudioError, match="non-finite sample"):
+        vad.split(struct.pack("<2f", 0.0, math.nan))
+    assert vad.split(struct.pack("<2f", 0.0, 0.0)) == [(struct.pack("<2f", 0.0, 0.0), False)]
+
+
 def test_auto_falls_back_to_energy_without_webrtcvad(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "webrtcvad", None)  # as if not installed
     assert VadFinalizer("pcm_s16le", 16000).backend == "energy"

@@ -25,29 +25,10 @@ bulk or in a loop without sleeps (not live) is held to the speed.
 
 from __future__ import annotations
 
-import math
+from .checks import check_catch_up, check_speed
 
-from ..errors import UsageError
-
+# check_speed and check_catch_up live in protocol.checks; re-exported for existing importers.
 __all__ = ["Pacer", "backoff_delay", "check_catch_up", "check_speed"]
-
-
-def check_speed(speed: float | None) -> float | None:
-    """Validate a pacing speed: ``None`` or ``math.inf`` (no pacing) or a positive number.
-
-    Returns:
-        ``None`` for no pacing, else the speed as a float.
-
-    Raises:
-        UsageError: For zero, negative, NaN or non-numeric speeds.
-    """
-    if speed is None:
-        return None
-    if isinstance(speed, bool) or not isinstance(speed, int | float) or math.isnan(speed):
-        raise UsageError(f"speed must be a positive number or None, got {speed!r}")
-    if speed <= 0:
-        raise UsageError(f"speed must be positive (1.0 is real time), got {speed!r}")
-    return None if math.isinf(speed) else float(speed)
 
 
 class Pacer:
@@ -126,22 +107,6 @@ class Pacer:
         self._last = max(due, now)
         self._last_duration = duration
         return due
-
-
-def check_catch_up(catch_up: object) -> float:
-    """Validate a catch-up factor: a finite number >= 1.
-
-    Raises:
-        UsageError: Otherwise.
-    """
-    if (
-        isinstance(catch_up, bool)
-        or not isinstance(catch_up, int | float)
-        or not math.isfinite(catch_up)
-        or catch_up < 1
-    ):
-        raise UsageError(f"catch_up_speed must be a finite number >= 1.0, got {catch_up!r}")
-    return float(catch_up)
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, jitter: float) -> float:

@@ -11,7 +11,8 @@ import math
 import pytest
 
 from cartesia_stt_async.errors import UsageError
-from cartesia_stt_async.protocol.pacing import Pacer, check_speed
+from cartesia_stt_async.protocol.checks import check_speed
+from cartesia_stt_async.protocol.pacing import Pacer
 
 
 @pytest.mark.parametrize("speed", [1.0, 2.0, 4.0, 0.5])
@@ -143,7 +144,7 @@ def test_pacer_defaults() -> None:
 )
 def test_check_speed_errors(bad: object, match: str) -> None:
     with pytest.raises(UsageError, match=match):
-        check_speed(bad)  # type: ignore[arg-type]
+        check_speed(bad)
     with pytest.raises(UsageError, match=match):
         Pacer(bad)  # type: ignore[arg-type]
 
