@@ -33,11 +33,10 @@ from .errors import (
     CartesiaSTTError,
     ConnectionClosedError,
 )
-from .protocol.checks import check_timeout as _check_timeout
+from .protocol.checks import check_speed, check_timeout
 from .protocol.commands import normalize_command
 from .protocol.events import ErrorEvent, Event, parse_event
 from .protocol.outbox import ConnectionStats
-from .protocol.pacing import check_speed
 from .protocol.session import Session, State
 from .protocol.transcript import Transcript, Utterance
 from .vad import VadFinalizer
@@ -287,7 +286,7 @@ class AsyncConnection(HandlerMethods):
             ConnectionClosedError: If the socket closed first.
             ConnectionStateError: After ``close``.
         """
-        _check_timeout("timeout", timeout)
+        check_timeout("timeout", timeout)
         self._link.check_usable()
         ticket = self._session.finalize()
         self._link.kick()
@@ -445,7 +444,7 @@ class AsyncConnection(HandlerMethods):
                 dropped connection, protocol error), if no call has reported it yet.
         """
         timeout = self._config.close_timeout if timeout is None else timeout
-        _check_timeout("timeout", timeout)
+        check_timeout("timeout", timeout)
         await self._link.close_gracefully(timeout)
 
     async def close(self, *, code: int = 1000, reason: str = "") -> None:

@@ -27,8 +27,7 @@ from __future__ import annotations
 
 from .checks import check_catch_up, check_speed
 
-# check_speed and check_catch_up live in protocol.checks; re-exported for existing importers.
-__all__ = ["Pacer", "backoff_delay", "check_catch_up", "check_speed"]
+__all__ = ["Pacer", "backoff_delay"]
 
 
 class Pacer:
