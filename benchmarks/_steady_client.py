@@ -87,7 +87,7 @@ class StampingTransport:
     """
 
     def __init__(self, transport: Any) -> None:
-        self._transport = transport
+        self._network = transport
         self._stamps: list[float] = []
         STAMPS.append(self._stamps)
         self._write: Callable[[bytes], None] = transport.write
@@ -102,7 +102,7 @@ class StampingTransport:
         self._write(data)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
+        return getattr(self._network, name)
 
 
 def install_write_hook() -> None:

@@ -20,16 +20,16 @@ from ._config import SessionConfig, SessionOptions
 from ._connection import AsyncConnection
 from ._events import HandlerMethods, Handlers
 from ._http import HTTPClient
-from ._redact import RedactingLogger, Secrets, proxy_secrets, secrets_in
-from ._socket import Socket, ws_connect
-from ._translate import handshake_error
-from ._transport import (
+from ._network import (
     ProxyOption,
     SSLOption,
     check_proxy,
     check_ssl,
     ws_proxy,
 )
+from ._redact import RedactingLogger, Secrets, proxy_secrets, secrets_in
+from ._socket import Socket, ws_connect
+from ._translate import handshake_error
 from ._tts import TTS
 from ._version import __version__
 from .errors import ConfigurationError, UsageError

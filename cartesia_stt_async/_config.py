@@ -8,6 +8,7 @@ step.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Final, Literal, TypedDict
@@ -18,7 +19,24 @@ from .protocol.checks import check_catch_up, check_int, check_number, check_spee
 from .protocol.commands import ConnectParams, check_header_value
 from .protocol.session import FinalOrderOption
 
-__all__ = ["BufferPolicy", "ReconnectingEvent", "SessionConfig", "SessionOptions"]
+__all__ = [
+    "DEFAULT",
+    "BufferPolicy",
+    "Default",
+    "ReconnectingEvent",
+    "SessionConfig",
+    "SessionOptions",
+]
+
+
+class Default(enum.Enum):
+    """The type of :data:`DEFAULT`: "use the connection's own setting" (a per-call argument
+    left out, where ``None`` is a value of its own, as ``speed=None``: unpaced)."""
+
+    DEFAULT = 0
+
+
+DEFAULT: Final = Default.DEFAULT
 
 BufferPolicy = Literal["block", "drop_oldest", "raise"]
 """What ``send_audio`` does when ``max_buffered_ms`` of audio is already waiting: wait for room

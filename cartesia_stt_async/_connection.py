@@ -15,11 +15,10 @@ waits for its utterance, which the reader completes even when nobody reads event
 from __future__ import annotations
 
 import asyncio
-import enum
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
-from typing import Final, Literal
+from typing import Literal
 
-from ._config import SessionConfig
+from ._config import DEFAULT, Default, SessionConfig
 from ._events import EventBuffer, HandlerMethods, Handlers
 from ._link import Link, api_error
 from ._redact import Secrets
@@ -42,13 +41,6 @@ from .protocol.transcript import Transcript, Utterance
 from .vad import VadFinalizer
 
 __all__ = ["AsyncConnection"]
-
-
-class _Unset(enum.Enum):
-    UNSET = 0
-
-
-_UNSET: Final = _Unset.UNSET
 
 
 class AsyncConnection(HandlerMethods):
@@ -150,7 +142,7 @@ class AsyncConnection(HandlerMethods):
     # -- sending -----------------------------------------------------------------------------
 
     async def send_audio(
-        self, chunk: bytes | bytearray | memoryview, *, speed: float | _Unset | None = _UNSET
+        self, chunk: bytes | bytearray | memoryview, *, speed: float | Default | None = DEFAULT
     ) -> None:
         """Queue audio of any size; it goes out in exact frames, paced to real time.
 
@@ -175,7 +167,7 @@ class AsyncConnection(HandlerMethods):
         link = self._link
         if link.failure.error is not None:
             link.check_usable()
-        pace = self._speed if speed is _UNSET else check_speed(speed)
+        pace = self._speed if speed is DEFAULT else check_speed(speed)
         session, stats = self._session, self.stats
         data = chunk if type(chunk) is bytes else memoryview(session._check_bytes(chunk)).cast("B")
         limit = self._buffer_bytes
@@ -394,7 +386,7 @@ class AsyncConnection(HandlerMethods):
         self,
         utterances: Iterable[AudioSource] | AsyncIterable[AudioSource],
         *,
-        speed: float | _Unset | None = _UNSET,
+        speed: float | Default | None = DEFAULT,
         finalize_each: bool = True,
         vad: VadFinalizer | None = None,
     ) -> Transcript:
@@ -423,7 +415,7 @@ class AsyncConnection(HandlerMethods):
             InvalidAudioError: For a WAV file that does not match the session.
             ConnectionClosedError: If the socket closes before ``done``.
         """
-        pace = self._speed if isinstance(speed, _Unset) else check_speed(speed)
+        pace = self._speed if isinstance(speed, Default) else check_speed(speed)
         return await run_stream(
             self, self._link, utterances, speed=pace, finalize_each=finalize_each, vad=vad
         )

@@ -4,7 +4,7 @@ One :class:`HTTPClient` per ``AsyncCartesia``: it opens its aiohttp session on f
 sends the client's headers, and turns a refused request or a failed connection into this
 package's typed errors (through :mod:`._translate`). ``client.close()`` closes it.
 
-TLS and proxies (see :mod:`._transport`): the client's ``ssl`` context goes to each
+TLS and proxies (see :mod:`._network`): the client's ``ssl`` context goes to each
 ``https://`` request (``ssl=`` of ``ClientSession.request``; aiohttp's default, ``True``,
 verifies against the system trust store); the proxy is resolved per request and passed as
 ``proxy=``, its credentials as a ``Proxy-Authorization`` header (``proxy_headers=``, what
@@ -38,9 +38,9 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from ._network import ProxyOption, SSLOption, http_proxy, proxy_authorization
 from ._redact import Secrets, proxy_secrets
 from ._translate import http_error, proxy_status_error, status_error
-from ._transport import ProxyOption, SSLOption, http_proxy, proxy_authorization
 from ._version import __version__
 from .protocol.commands import build_headers
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import enum
 import inspect
 import os
 import queue
@@ -35,7 +34,7 @@ from .protocol.events import Event
 if TYPE_CHECKING:
     from ._connection import AsyncConnection
 
-__all__ = ["DEFAULT", "Default", "Handler", "HandlerMethods", "Handlers", "Portal", "Runtime"]
+__all__ = ["Handler", "Portal", "Runtime", "SyncHandlerMethods", "SyncHandlers"]
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -51,13 +50,6 @@ _Call = tuple[Handler, Event, "concurrent.futures.Future[object]"]
 _CANCEL_WAIT_S: Final = 5.0
 
 _LIVE: Final = ("open", "closing")
-
-
-class Default(enum.Enum):
-    DEFAULT = 0
-
-
-DEFAULT: Final = Default.DEFAULT
 
 
 def _run_portal(ready: concurrent.futures.Future[BlockingPortal]) -> None:
@@ -286,7 +278,7 @@ if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class Handlers:
+class SyncHandlers:
     """Sync handlers registered on the async side as coroutines that run them in the caller's
     thread (rule 2). One wrapper per handler, so ``off`` finds what ``on`` registered."""
 
@@ -333,12 +325,12 @@ class Handlers:
         future.result()
 
 
-class HandlerMethods:
+class SyncHandlerMethods:
     """``on``/``once``/``off`` for sync handlers: on the manager (moved to the connection on
     enter) and on the connection. Each handler runs in the thread that calls
     :meth:`SyncConnection.dispatch_events` (rule 2)."""
 
-    _handlers: Handlers
+    _handlers: SyncHandlers
 
     def _apply(self, change: Callable[[Any], object]) -> None:
         """Run ``change(target)`` on the async object that keeps the handlers."""

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from ._transport import with_scheme
+from ._network import with_scheme
 
 __all__ = [
     "RedactingLogger",

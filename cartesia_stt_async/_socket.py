@@ -58,7 +58,7 @@ from websockets.http11 import Response
 from websockets.protocol import Event, State
 from websockets.uri import WebSocketURI, parse_uri
 
-from ._transport import proxy_authorization
+from ._network import proxy_authorization
 
 __all__ = ["Socket", "open_tunnel", "ws_connect"]
 
@@ -199,7 +199,7 @@ async def open_tunnel(
     """A socket connected through the ``http://`` proxy to ``uri``'s host and port.
 
     Sends ``CONNECT host:port`` (with ``Proxy-Authorization`` when the URL has credentials,
-    :func:`~._transport.proxy_authorization`) and reads the answer. The socket is closed
+    :func:`~._network.proxy_authorization`) and reads the answer. The socket is closed
     whenever this does not return it, cancellation included.
 
     Raises:

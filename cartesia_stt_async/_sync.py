@@ -42,10 +42,10 @@ from typing import Any, Literal, Unpack
 
 from ._access_token import AccessToken
 from ._client import AsyncCartesia, ConnectionManager
-from ._config import SessionOptions
+from ._config import DEFAULT, Default, SessionOptions
 from ._connection import AsyncConnection
-from ._portal import DEFAULT, Default, HandlerMethods, Handlers, Portal, Runtime
-from ._transport import ProxyOption, SSLOption
+from ._network import ProxyOption, SSLOption
+from ._portal import Portal, Runtime, SyncHandlerMethods, SyncHandlers
 from ._tts import SpeechResponse
 from .errors import CartesiaSTTError, UsageError
 from .protocol.commands import DEFAULT_CARTESIA_VERSION
@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 
-class SyncConnection(HandlerMethods):
+class SyncConnection(SyncHandlerMethods):
     """A live manual-finalize session of the sync client; every method blocks.
 
     The official SDK's sync surface: ``send_raw``, ``send("finalize" | "close")``, ``recv``,
@@ -80,7 +80,7 @@ class SyncConnection(HandlerMethods):
         client: Cartesia,
         portal: Portal,
         aconn: AsyncConnection,
-        handlers: Handlers,
+        handlers: SyncHandlers,
     ) -> None:
         self._client = client  # keeps the client, and so its thread, alive
         self._portal = portal
@@ -307,7 +307,7 @@ class SyncConnection(HandlerMethods):
             self._portal.call(self._aconn.__aexit__, exc_type, exc, tb)
 
 
-class SyncConnectionManager(HandlerMethods):
+class SyncConnectionManager(SyncHandlerMethods):
     """Opens a session on ``with`` (or :meth:`enter`) and ends it on exit.
 
     Leaving the block normally sends ``close`` (unless already sent) and waits, bounded by
@@ -318,7 +318,7 @@ class SyncConnectionManager(HandlerMethods):
     def __init__(self, client: Cartesia, manager: ConnectionManager) -> None:
         self._client = client
         self._manager = manager
-        self._handlers = Handlers()
+        self._handlers = SyncHandlers()
         self._entered: tuple[Portal, SyncConnection] | None = None
 
     @property

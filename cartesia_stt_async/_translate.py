@@ -31,8 +31,8 @@ from websockets.exceptions import (
 )
 from websockets.exceptions import ProxyError as WSProxyError
 
+from ._network import EnvProxy
 from ._redact import Secrets, shown_proxy
-from ._transport import EnvProxy
 from .errors import (
     APIConnectionError,
     APIStatusError,

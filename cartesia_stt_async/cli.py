@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from ._mic import KeySource, MicOptions, StreamFactory, sounddevice_stream, stdin_keys
+from ._cli_mic import KeySource, MicOptions, StreamFactory, sounddevice_stream, stdin_keys
 from ._version import __version__
 from .errors import CartesiaSTTError, InvalidAudioError, UsageError
 from .protocol.checks import check_number, check_speed
@@ -409,8 +409,8 @@ async def _mic(
     out: TextIO,
     note: TextIO,
 ) -> int:
+    from ._cli_mic import Microphone, run_mic
     from ._client import AsyncCartesia
-    from ._mic import Microphone, run_mic
 
     if options.vad:  # check the VAD options before opening anything
         VadFinalizer(

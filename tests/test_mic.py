@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager
 
 import pytest
 
-from cartesia_stt_async._mic import InputStream
+from cartesia_stt_async._cli_mic import InputStream
 from cartesia_stt_async.cli import main
 from cartesia_stt_async.errors import UsageError
 from cartesia_stt_async.twin import Engine, ScriptedEngine, Twin

@@ -23,7 +23,7 @@ import pytest
 import trustme
 
 import cartesia_stt_async as stt
-from cartesia_stt_async._transport import http_proxy, is_loopback, ws_proxy
+from cartesia_stt_async._network import http_proxy, is_loopback, ws_proxy
 from cartesia_stt_async.testing import TwinServer
 from cartesia_stt_async.twin import ScriptedEngine, serve
 

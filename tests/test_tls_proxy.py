@@ -31,9 +31,9 @@ import pytest
 import trustme
 
 import cartesia_stt_async as stt
-from cartesia_stt_async import _transport
+from cartesia_stt_async import _network
+from cartesia_stt_async._network import http_proxy, ws_proxy
 from cartesia_stt_async._redact import proxy_secrets
-from cartesia_stt_async._transport import http_proxy, ws_proxy
 from cartesia_stt_async.cli import _server_tls, main
 from cartesia_stt_async.twin import Fault, Faults, ScriptedEngine, Twin, serve, start_twin
 
@@ -450,10 +450,10 @@ async def test_proxies_from_the_environment(
         # then connect to twin.invalid itself, which no resolver knows: the choice is checked
         # with the functions the client makes it with.)
         routes = [
-            (_transport.ws_proxy, plain_url.replace("http", "ws", 1) + "/stt/websocket"),
-            (_transport.ws_proxy, secure_url.replace("http", "ws", 1) + "/stt/websocket"),
-            (_transport.http_proxy, plain_url + "/tts/bytes"),
-            (_transport.http_proxy, secure_url + "/tts/bytes"),
+            (_network.ws_proxy, plain_url.replace("http", "ws", 1) + "/stt/websocket"),
+            (_network.ws_proxy, secure_url.replace("http", "ws", 1) + "/stt/websocket"),
+            (_network.http_proxy, plain_url + "/tts/bytes"),
+            (_network.http_proxy, secure_url + "/tts/bytes"),
         ]
         assert [choose(url, None) for choose, url in routes] == [
             https_proxy.url(),
