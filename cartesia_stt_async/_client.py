@@ -8,10 +8,9 @@ the manager is made (:class:`~cartesia_stt_async._config.SessionConfig`), before
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, NoReturn, Unpack
 
@@ -25,6 +24,7 @@ from ._network import (
     SSLOption,
     check_proxy,
     check_ssl,
+    ssl_for,
     ws_proxy,
 )
 from ._redact import RedactingLogger, Secrets, proxy_secrets, secrets_in
@@ -64,12 +64,11 @@ class ConnectionManager(HandlerMethods):
         # The client's registry, plus this session's own credentials.
         self._secrets = settings.secrets.copy()
         self._secrets.add(*secrets_in(config.params.extra_query, config.extra_headers))
-        self._url = self._url_for(config.params.extra_query)
+        self._url = self._url_for(config.params)
         self._handlers = Handlers()
         self._connection: AsyncConnection | None = None
 
-    def _url_for(self, extra_query: Sequence[tuple[str, str]]) -> str:
-        params = dataclasses.replace(self._config.params, extra_query=tuple(extra_query))
+    def _url_for(self, params: ConnectParams) -> str:
         return build_ws_url(
             params.query(),
             base_url=self._settings.base_url,
@@ -89,13 +88,8 @@ class ConnectionManager(HandlerMethods):
     ) -> Socket:
         """Open a socket with these extra query parameters and headers."""
         config, settings = self._config, self._settings
-        pairs = ConnectParams.build(
-            model=config.model,
-            encoding=config.encoding,
-            sample_rate=config.sample_rate,
-            extra_query=extra_query,
-        ).extra_query
-        url = self._url_for(pairs)
+        params = config.params.with_extra_query(extra_query)
+        url = self._url_for(params)
         headers = build_headers(
             api_key=settings.api_key,
             cartesia_version=settings.cartesia_version,
@@ -103,18 +97,18 @@ class ConnectionManager(HandlerMethods):
             extra_headers={**settings.default_headers, **extra_headers},
         )
         secrets = self._secrets
-        secrets.add(*secrets_in(pairs, extra_headers))  # on_reconnecting may bring new ones
+        # on_reconnecting may bring new ones
+        secrets.add(*secrets_in(params.extra_query, extra_headers))
         timeout = config.open_timeout
         proxy: str | None = None
         try:
             # Resolved on every handshake (reconnects included), so the error can name it.
             proxy = ws_proxy(url, settings.proxy)
             secrets.add(*proxy_secrets(proxy))
-            tls: dict[str, Any] = {}
-            if settings.ssl and url[:4].lower() == "wss:":
-                # websockets refuses an ``ssl`` argument with a ws:// URL; for wss:// it
-                # otherwise makes ssl.create_default_context() (the system trust store).
-                tls["ssl"] = settings.ssl
+            # websockets refuses an ``ssl`` argument with a ws:// URL; without one, for
+            # wss:// it makes ssl.create_default_context() (the system trust store).
+            context = ssl_for(url, settings.ssl)
+            tls: dict[str, Any] = {"ssl": context} if context is not None else {}
             ws = await ws_connect(
                 url,
                 create_connection=Socket,  # server messages handled inline (see _socket.py)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import ssl as ssl_module
 import warnings
 import weakref
 from collections.abc import AsyncGenerator, Mapping
@@ -38,7 +37,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from ._network import ProxyOption, SSLOption, http_proxy, proxy_authorization
+from ._network import ProxyOption, SSLOption, http_proxy, proxy_authorization, ssl_for
 from ._redact import Secrets, proxy_secrets
 from ._translate import http_error, proxy_status_error, status_error
 from ._version import __version__
@@ -152,8 +151,7 @@ class HTTPClient:
             else Secrets.for_client(api_key, default_headers, proxy or None)
         )
         self.timeout = timeout
-        # ``True``: aiohttp's default (verify against the system trust store).
-        self._ssl: ssl_module.SSLContext | bool = ssl if ssl is not None else True
+        self._ssl = ssl
         self._proxy = proxy
         self._pools: dict[asyncio.AbstractEventLoop, _Pool] = {}
         _CLIENTS.add(self)
@@ -188,7 +186,8 @@ class HTTPClient:
                 url,
                 json=body,
                 headers=headers,
-                ssl=self._ssl,
+                # True: aiohttp's default (verify against the system's trust store).
+                ssl=ssl_for(url, self._ssl) or True,
                 proxy=proxy_url,
                 proxy_headers=proxy_headers,
             ) as response:

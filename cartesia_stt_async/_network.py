@@ -74,6 +74,7 @@ __all__ = [
     "http_proxy",
     "is_loopback",
     "proxy_authorization",
+    "ssl_for",
     "with_scheme",
     "ws_proxy",
 ]
@@ -87,6 +88,14 @@ ProxyOption: TypeAlias = str | Literal[False] | None
 
 def _secure(url: str) -> bool:
     return urlsplit(url).scheme.lower() in ("https", "wss")
+
+
+def ssl_for(url: str, option: SSLOption) -> ssl_module.SSLContext | None:
+    """The context to hand websockets or aiohttp for ``url``: the option's context for a
+    ``wss://``/``https://`` URL; ``None`` otherwise, where the library's default applies (full
+    verification against the system's trust store; a plain URL has no TLS). The one rule for
+    sessions and HTTP requests alike."""
+    return option if isinstance(option, ssl_module.SSLContext) and _secure(url) else None
 
 
 def check_ssl(value: object, urls: tuple[str, ...]) -> SSLOption:

@@ -8,6 +8,7 @@ anything else → ``wss``, path prefix kept, ``/stt/websocket`` appended, base q
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +84,23 @@ def _finite(
     return float(value)
 
 
+def _extra_pairs(extra_query: Mapping[str, object] | None) -> tuple[tuple[str, str], ...]:
+    """``extra_query`` as query pairs (a list value repeats its key; ``None`` values left out).
+
+    Raises:
+        UsageError: For a value that is not a mapping, or a key that is not a non-empty string.
+    """
+    if extra_query is not None and not isinstance(extra_query, Mapping):
+        raise UsageError(f"extra_query must be a mapping, got {type(extra_query).__name__}")
+    extra: list[tuple[str, str]] = []
+    for key, value in (extra_query or {}).items():
+        if not isinstance(key, str) or not key:
+            raise UsageError(f"extra_query keys must be non-empty strings, got {key!r}")
+        values = value if isinstance(value, list | tuple) else [value]
+        extra.extend((key, _query_value(v)) for v in values if v is not None)
+    return tuple(extra)
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectParams:
     """The query parameters of one session, checked on the client before connecting.
@@ -147,14 +165,7 @@ class ConnectParams:
         """Build from keyword arguments as the public API takes them (``keyterm`` a list)."""
         if isinstance(keyterm, str | bytes):
             raise UsageError("keyterm must be a list of strings, not a single string")
-        if extra_query is not None and not isinstance(extra_query, Mapping):
-            raise UsageError(f"extra_query must be a mapping, got {type(extra_query).__name__}")
-        extra: list[tuple[str, str]] = []
-        for key, value in (extra_query or {}).items():
-            if not isinstance(key, str) or not key:
-                raise UsageError(f"extra_query keys must be non-empty strings, got {key!r}")
-            values = value if isinstance(value, list | tuple) else [value]
-            extra.extend((key, _query_value(v)) for v in values if v is not None)
+        extra = _extra_pairs(extra_query)
         return cls(
             model=model,
             encoding=encoding,
@@ -163,8 +174,13 @@ class ConnectParams:
             keyterms=tuple(keyterm or ()),
             min_volume=min_volume,
             max_silence_duration_secs=max_silence_duration_secs,
-            extra_query=tuple(extra),
+            extra_query=extra,
         )
+
+    def with_extra_query(self, extra_query: Mapping[str, object] | None) -> ConnectParams:
+        """These parameters with another ``extra_query`` (a reconnect's, from
+        ``on_reconnecting``), checked as :meth:`build` checks it."""
+        return dataclasses.replace(self, extra_query=_extra_pairs(extra_query))
 
     @property
     def audio_format(self) -> AudioFormat:
