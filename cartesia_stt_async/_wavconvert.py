@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias
 
 from .errors import ConfigurationError, InvalidAudioError, UsageError
-from .protocol.audio import WavInfo, parse_wav_header
+from .protocol.audio import (
+    BYTES_PER_SAMPLE,
+    WAV_ENCODINGS,
+    WAVE_FORMAT_ALAW,
+    WAVE_FORMAT_IEEE_FLOAT,
+    WAVE_FORMAT_MULAW,
+    WAVE_FORMAT_PCM,
+    WavInfo,
+    parse_wav_header,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,7 +62,12 @@ WavSource: TypeAlias = bytes | bytearray | memoryview | str | os.PathLike[str] |
 
 AUDIO_EXTRA: Final = "pip install 'cartesia-stt-async[audio]'"
 
-_PCM, _FLOAT, _ALAW, _MULAW = 1, 3, 6, 7
+_PCM, _FLOAT, _ALAW, _MULAW = (
+    WAVE_FORMAT_PCM,
+    WAVE_FORMAT_IEEE_FLOAT,
+    WAVE_FORMAT_ALAW,
+    WAVE_FORMAT_MULAW,
+)
 _TAG_NAMES: Final = {
     1: "PCM",
     2: "MS ADPCM",
@@ -151,28 +165,14 @@ def _g711_encode_table(encoding: str) -> bytes:
 # --- the pure-Python codec --------------------------------------------------------------------
 
 # (format tag, bits) the readers take; the six protocol encodings among them.
-_FORMATS: Final = {
+# The protocol's six (protocol.audio's table) and the three more the readers take.
+_FORMATS: Final[dict[tuple[int, int], str]] = {
+    **WAV_ENCODINGS,
     (_PCM, 8): "pcm_u8",
-    (_PCM, 16): "pcm_s16le",
     (_PCM, 24): "pcm_s24le",
-    (_PCM, 32): "pcm_s32le",
-    (_FLOAT, 16): "pcm_f16le",
-    (_FLOAT, 32): "pcm_f32le",
     (_FLOAT, 64): "pcm_f64le",
-    (_MULAW, 8): "pcm_mulaw",
-    (_ALAW, 8): "pcm_alaw",
 }
-_WIDTH: Final = {
-    "pcm_u8": 1,
-    "pcm_s16le": 2,
-    "pcm_s24le": 3,
-    "pcm_s32le": 4,
-    "pcm_f16le": 2,
-    "pcm_f32le": 4,
-    "pcm_f64le": 8,
-    "pcm_mulaw": 1,
-    "pcm_alaw": 1,
-}
+_WIDTH: Final = {**BYTES_PER_SAMPLE, "pcm_u8": 1, "pcm_s24le": 3, "pcm_f64le": 8}
 
 
 Bytes: TypeAlias = bytes | memoryview

@@ -23,6 +23,11 @@ __all__ = [
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
     "SNIFF_BYTES",
+    "WAVE_FORMAT_ALAW",
+    "WAVE_FORMAT_IEEE_FLOAT",
+    "WAVE_FORMAT_MULAW",
+    "WAVE_FORMAT_PCM",
+    "WAV_ENCODINGS",
     "AudioFormat",
     "Encoding",
     "Reframer",
@@ -364,20 +369,22 @@ class WavInfo:
             )
 
 
-_WAVE_FORMAT_PCM = 1
-_WAVE_FORMAT_IEEE_FLOAT = 3
-_WAVE_FORMAT_ALAW = 6
-_WAVE_FORMAT_MULAW = 7
+# WAVE format tags (RFC 2361), the one home of the WAV tables: the codec reads these too.
+WAVE_FORMAT_PCM: Final = 1
+WAVE_FORMAT_IEEE_FLOAT: Final = 3
+WAVE_FORMAT_ALAW: Final = 6
+WAVE_FORMAT_MULAW: Final = 7
 _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 
-_ENCODING_BY_TAG_BITS: Final[dict[tuple[int, int], Encoding]] = {
-    (_WAVE_FORMAT_PCM, 16): "pcm_s16le",
-    (_WAVE_FORMAT_PCM, 32): "pcm_s32le",
-    (_WAVE_FORMAT_IEEE_FLOAT, 16): "pcm_f16le",
-    (_WAVE_FORMAT_IEEE_FLOAT, 32): "pcm_f32le",
-    (_WAVE_FORMAT_MULAW, 8): "pcm_mulaw",
-    (_WAVE_FORMAT_ALAW, 8): "pcm_alaw",
+WAV_ENCODINGS: Final[dict[tuple[int, int], Encoding]] = {
+    (WAVE_FORMAT_PCM, 16): "pcm_s16le",
+    (WAVE_FORMAT_PCM, 32): "pcm_s32le",
+    (WAVE_FORMAT_IEEE_FLOAT, 16): "pcm_f16le",
+    (WAVE_FORMAT_IEEE_FLOAT, 32): "pcm_f32le",
+    (WAVE_FORMAT_MULAW, 8): "pcm_mulaw",
+    (WAVE_FORMAT_ALAW, 8): "pcm_alaw",
 }
+"""(format tag, bits per sample) of a WAV file whose samples are a protocol encoding."""
 
 
 def parse_wav_header(head: bytes) -> WavInfo:
@@ -416,7 +423,7 @@ def parse_wav_header(head: bytes) -> WavInfo:
                 raise InvalidAudioError("WAV data chunk comes before its fmt chunk")
             tag, channels, rate, bits = fmt
             return WavInfo(
-                encoding=_ENCODING_BY_TAG_BITS.get((tag, bits)),
+                encoding=WAV_ENCODINGS.get((tag, bits)),
                 sample_rate=rate,
                 channels=channels,
                 bits_per_sample=bits,
