@@ -13,8 +13,10 @@ For each failure, everything the caller and an operator can see is searched: the
 raised to the caller (``str``, ``repr``, ``args``, every attribute, the whole
 ``__cause__``/``__context__`` chain, walked by :func:`.test_secrets.reachable`), its formatted
 traceback (``traceback.format_exception``), every log record of the process at DEBUG
-(``cartesia_stt_async``, ``websockets``, ``asyncio``, ``aiohttp``: message, arguments,
-``exc_info`` formatted, string extras), and the reprs of the client, manager and connection.
+(``cartesia_stt_async``, ``websockets``, ``asyncio``, ``aiohttp``: message, arguments as
+``str`` and ``repr``, ``exc_info`` formatted and walked, string extras), and the reprs of the
+client, manager and connection. The blocking client (``stt.Cartesia``) gets a slice of the
+matrix: the same exceptions, re-raised in the caller's thread.
 
 A canary counts as found when any 10-character piece of it appears (a message cut in the
 middle of a key leaks its first half), as written, percent-encoded, or as a hex dump; the proxy
@@ -201,7 +203,11 @@ def record_texts(records: list[logging.LogRecord]) -> list[tuple[str, str]]:
         except Exception as exc:  # a record that cannot format: show what it holds
             texts.append((where + " (unformattable)", f"{exc!r}"))
         texts.append((where + " (msg)", str(record.msg)))
-        texts += [(where + " (args)", s) for s in reachable(record.args)]
+        # The arguments as a handler may format them (not their internals: a connection object
+        # passed to asyncio's debug log legitimately holds the headers it sends).
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        texts += [(where + " (args)", f(a)) for a in args for f in (str, repr)]
+        texts += [t for a in args if isinstance(a, BaseException) for t in error_texts(a)]
         if record.exc_info and record.exc_info[1] is not None:
             texts.append((where + " (exc_info)", _FORMATTER.formatException(record.exc_info)))
             texts += error_texts(record.exc_info[1])
@@ -492,17 +498,37 @@ async def routed(
             yield Route("twin.invalid", url, proxy)
 
 
+def client_kw(route: Route, port: int, tls: bool, certs: Certs) -> dict[str, Any]:
+    """The client's options: the key, a credential header, the route's proxy option."""
+    return {
+        "api_key": KEY,
+        "base_url": f"{'https' if tls else 'http'}://{route.host}:{port}",
+        "default_headers": {"X-Api-Key": HTOKEN},
+        "proxy": route.option,
+        "ssl": certs.client,
+    }
+
+
 def client_on(route: Route, port: int, tls: bool, certs: Certs) -> stt.AsyncCartesia:
-    return stt.AsyncCartesia(
-        api_key=KEY,
-        base_url=f"{'https' if tls else 'http'}://{route.host}:{port}",
-        default_headers={"X-Api-Key": HTOKEN},
-        proxy=route.option,
-        ssl=certs.client,
-    )
+    return stt.AsyncCartesia(**client_kw(route, port, tls, certs))
 
 
-def shown_by(client: stt.AsyncCartesia, *objs: object) -> list[str]:
+def session_kw(options: dict[str, Any]) -> dict[str, Any]:
+    """A session's options: the access token in the query, a credential header."""
+    return {
+        "model": "ink-2",
+        "encoding": "pcm_s16le",
+        "sample_rate": 16000,
+        "speed": None,
+        "close_timeout": 2 * SLACK,
+        "extra_query": {"access_token": QTOKEN},
+        "extra_headers": {"X-Auth-Token": XTOKEN},
+        **FAST,
+        **options,
+    }
+
+
+def shown_by(client: stt.AsyncCartesia | stt.Cartesia, *objs: object) -> list[str]:
     out = [repr(client), repr(client.tts), repr(client.access_token)]
     for obj in objs:
         if obj is not None:
@@ -933,16 +959,7 @@ async def test_a_session_failure_shows_no_secret(
             await stack.enter_async_context(server.running())
         way = await stack.enter_async_context(routed(route, case.proxy, monkeypatch))
         client = client_on(way, server.port, case.tls, certs)
-        manager = client.stt.manual_finalize.websocket(
-            model="ink-2",
-            encoding="pcm_s16le",
-            sample_rate=16000,
-            speed=None,
-            close_timeout=2 * SLACK,
-            extra_query={"access_token": QTOKEN},
-            extra_headers={"X-Auth-Token": XTOKEN},
-            **{**FAST, **case.options},
-        )
+        manager = client.stt.manual_finalize.websocket(**session_kw(case.options))
         try:
             async with manager as conn:
                 await conn.send_audio(pcm(3200, 1))
@@ -1230,3 +1247,61 @@ async def test_an_http_redirect_to_another_origin_does_not_get_the_credentials(
     assert server.requests
     heard = b"\n".join(other.requests).decode("latin-1")
     assert not [secret for secret in (KEY, HTOKEN) if secret in heard], heard
+
+
+# The blocking client (its own loop in a thread) over the same peers: the same exceptions,
+# re-raised in the caller's thread.
+SYNC_WS = ("refused-401", "close-1008", "error-event", "reconnect-refused-503", "proxy-407")
+SYNC_HTTP = ("http-401", "token-answer-without-token", "proxy-407")
+
+
+def sync_params() -> list[Any]:
+    params = []
+    for kind, names, cases in (("ws", SYNC_WS, WS_CASES), ("http", SYNC_HTTP, HTTP_CASES)):
+        for case in cases:
+            if case.name in names:
+                route = "option" if case.proxy != ("tunnel",) else "direct"
+                params.append(pytest.param(kind, case, route, id=f"{kind}-{case.name}-{route}"))
+    return params
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("kind", "case", "route"), sync_params())
+async def test_the_blocking_client_shows_no_secret(
+    kind: str,
+    case: WSCase | HTTPCase,
+    route: str,
+    certs: Certs,
+    audit_logs: list[logging.LogRecord],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if isinstance(case, WSCase):
+        assert case.server is not None
+        server: Peer | RawPeer = case.server(certs)
+    else:
+        server = RawPeer(case.action)
+    async with bounded(10), contextlib.AsyncExitStack() as stack:
+        if isinstance(server, Peer):
+            await stack.enter_async_context(server)
+        else:
+            await stack.enter_async_context(server.running())
+        way = await stack.enter_async_context(routed(route, case.proxy, monkeypatch))
+
+        def body() -> tuple[BaseException | None, list[str]]:
+            with stt.Cartesia(**client_kw(way, server.port, False, certs)) as client:
+                try:
+                    if isinstance(case, HTTPCase):
+                        client.access_token.create(grants={"stt": True})
+                        return None, []
+                    assert isinstance(case, WSCase)
+                    manager = client.stt.manual_finalize.websocket(**session_kw(case.options))
+                    with manager as conn:
+                        conn.send_audio(pcm(3200, 1))
+                        conn.finalize(timeout=case.finalize_timeout * SLACK)
+                except Exception as exc:
+                    return exc, shown_by(client)
+            return None, []
+
+        error, shown = await asyncio.to_thread(body)
+    assert isinstance(error, case.expect), f"expected {case.expect.__name__}, got {error!r}"
+    assert_nothing_shown(error, audit_logs, shown)
