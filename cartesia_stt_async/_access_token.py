@@ -146,7 +146,12 @@ class AccessTokenResource:
         try:
             reply = json.loads(content)
         except ValueError:
-            raise ProtocolError("the /access-token answer is not JSON") from None
+            reply = None  # raised below, outside the except block: the answer may echo the key
+            parsed = False
+        else:
+            parsed = True
+        if not parsed:
+            raise ProtocolError("the /access-token answer is not JSON")
         if not isinstance(reply, dict):
             raise ProtocolError("the /access-token answer is not a JSON object")
         return reply

@@ -190,6 +190,9 @@ class HTTPClient:
                 ssl=ssl_for(url, self._ssl) or True,
                 proxy=proxy_url,
                 proxy_headers=proxy_headers,
+                # Never followed: aiohttp drops Authorization across origins but re-sends every
+                # other header (an X-API-Key in default_headers) to the host a server names.
+                allow_redirects=False,
             ) as response:
                 content = await response.read()
         except Exception as exc:
@@ -203,7 +206,7 @@ class HTTPClient:
         if response.status == 407 and proxy is not None and not url.startswith("https:"):
             # A forwarding proxy (plain http://, no tunnel) refuses in the response itself.
             raise proxy_status_error(proxy, response.status, response.reason or "", self.secrets)
-        if response.status >= 400:
+        if response.status >= 300:  # a redirect included (not followed: see above)
             raise status_error(
                 response.status, response.reason or "", content, response.headers, self.secrets
             )

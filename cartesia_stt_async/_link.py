@@ -378,7 +378,7 @@ class Link:
         except CartesiaSTTError as exc:
             self.fail(with_lost_turns(exc, session))
         except Exception as exc:  # a bug: fail the session rather than hang its callers
-            logger.exception("reader failed")
+            logger.error("reader failed:\n%s", self.secrets.traceback(exc))
             self.fail(io_error("receiving", exc, self.secrets))
         finally:
             self.down = False
@@ -456,7 +456,7 @@ class Link:
 
     def _on_bug(self, exc: Exception) -> None:
         """Handling a message raised something unexpected: fail the session, not the loop."""
-        logger.error("reader failed", exc_info=exc)
+        logger.error("reader failed:\n%s", self.secrets.traceback(exc))
         self.fail(io_error("receiving", exc, self.secrets))
         if not self._broken.done():
             self._broken.set_result(None)

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
+import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
+
+from websockets.frames import Frame, Opcode
 
 from ._network import with_scheme
 
@@ -105,7 +107,10 @@ class Secrets:
     def add(self, *values: str) -> None:
         """Remember more credentials (4 characters or more; shorter ones cannot be told apart
         from ordinary text)."""
-        self._values.update(v for v in values if isinstance(v, str) and len(v) >= 4)
+        for value in values:
+            if isinstance(value, str) and len(value) >= 4:
+                # As given, and as a URL's query carries it (percent- or plus-encoded).
+                self._values.update({value, quote(value, safe=""), quote_plus(value)})
 
     def __iter__(self) -> Iterator[str]:
         # Longest first: a token that contains another is replaced whole.
@@ -122,6 +127,11 @@ class Secrets:
     def url(self, url: str) -> str:
         """``url`` with credential query parameters and known credentials replaced."""
         return redact_url(url, self)
+
+    def traceback(self, exc: BaseException) -> str:
+        """``exc`` with its traceback and chain, as ``logging`` would print them, redacted:
+        for logging an unexpected exception (``exc_info`` would print its text as it is)."""
+        return self.redact("".join(traceback.format_exception(exc)))
 
     @classmethod
     def for_client(
@@ -182,15 +192,24 @@ def shown_proxy(proxy: str) -> str:
     return f"{parts.scheme}://{userinfo}{host}" + (f":{port}" if port is not None else "")
 
 
-_TEXT_FRAME = re.compile(r"^([<>] TEXT) '.*'(?= \[\d+ bytes\])", re.DOTALL)
+def frame_summary(frame: Frame) -> str:
+    """A frame as a log line shows it: its type and size, never its data (a text frame holds
+    transcript text; a close reason, a ping or a binary message may hold anything a server
+    echoed; and websockets' own dump cuts data mid-way, where redaction could not match)."""
+    more = ", continued" if not frame.fin else ""
+    if frame.opcode is Opcode.CLOSE and len(frame.data) >= 2:
+        code = int.from_bytes(frame.data[:2], "big")
+        return f"CLOSE {code} [{len(frame.data)} bytes{more}]"
+    return f"{frame.opcode.name} [{len(frame.data)} bytes{more}]"
 
 
 class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
-    """Hands websockets a logger that never prints the API key, nor transcript text.
+    """Hands websockets a logger that never prints a secret, nor transcript text.
 
-    websockets logs every handshake header at DEBUG (``> Authorization: Bearer ...``) and a
-    dump of every frame. The message is formatted here, the Authorization header and every
-    secret replaced, and text frame contents dropped, before it reaches any handler.
+    websockets logs every handshake header at DEBUG (``> Authorization: Bearer ...``) and every
+    frame. The message is formatted here: frames as :func:`frame_summary` (no data), the
+    Authorization and X-API-Key headers' values dropped, every known secret replaced, before it
+    reaches any handler.
     """
 
     def __init__(self, base: logging.Logger, secrets: Secrets) -> None:
@@ -200,12 +219,13 @@ class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         if not self.isEnabledFor(level):
             return
-        text = str(msg) % args if args else str(msg)
+        if args:
+            shown = tuple(frame_summary(a) if isinstance(a, Frame) else a for a in args)
+            text = str(msg) % shown
+        else:
+            text = str(msg)
         lower = text.lower()
         if lower.startswith("> authorization:") or lower.startswith("> x-api-key:"):
             text = text.split(":", 1)[0] + ": [redacted]"
-        else:
-            # Frame dumps carry transcript text: keep the size, drop the content.
-            text = _TEXT_FRAME.sub(r"\1 [text omitted]", text)
         kwargs.pop("extra", None)
         self.logger.log(level, "%s", self._secrets.redact(text), **kwargs)

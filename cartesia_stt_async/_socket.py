@@ -52,7 +52,13 @@ from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.datastructures import Headers
-from websockets.exceptions import InvalidProxyMessage, InvalidProxyStatus
+from websockets.exceptions import (
+    InvalidHandshake,
+    InvalidProxyMessage,
+    InvalidProxyStatus,
+    InvalidURI,
+    SecurityError,
+)
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import Event, State
@@ -274,7 +280,33 @@ async def _read_answer(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> 
 
 class ws_connect(connect):  # used as websockets' connect(), in its place
     """websockets' ``connect``, with the tunnel through an ``http://`` proxy opened by
-    :func:`open_tunnel` (see the module docstring); everything else is websockets' own."""
+    :func:`open_tunnel` (see the module docstring), and redirects followed only within the
+    origin; everything else is websockets' own."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        """Follow a redirect only to the same scheme, host and port.
+
+        websockets follows one to any origin and sends the same headers there: the API key
+        and every extra header would go to a host the answering server chose. A ``Location``
+        that is no URL (websockets' parser raises a bare ``ValueError`` quoting it) is refused
+        too. The refusals name no URL (it may echo a credential).
+        """
+        try:
+            target = super().process_redirect(exc)
+        except ValueError:
+            return InvalidHandshake("the server redirected the handshake to an invalid URL")
+        if isinstance(target, str):
+            try:
+                old, new = parse_uri(self.uri), parse_uri(target)
+            except (ValueError, InvalidURI):
+                return InvalidHandshake("the server redirected the handshake to an invalid URL")
+            if (old.secure, old.host, old.port) != (new.secure, new.host, new.port):
+                return SecurityError(
+                    "the server redirected the handshake to another origin; not followed, "
+                    "since the API key would go there (if the new address is right, set "
+                    "base_url to it)"
+                )
+        return target
 
     async def create_connection(self) -> ClientConnection:
         proxy = self.proxy

@@ -100,7 +100,8 @@ def status_error(
         parsed = json.loads(body or b"")
     except ValueError:
         parsed = None
-        text = (body or b"").decode("utf-8", "replace").strip()
+        # Redacted before it is cut: a key across the cut would no longer match whole.
+        text = secrets.redact((body or b"").decode("utf-8", "replace").strip())
         if text:
             message = f"{message}: {text[:200]}"
     if isinstance(parsed, dict):

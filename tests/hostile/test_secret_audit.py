@@ -912,49 +912,7 @@ WS_CASES = [
 ]
 
 # Leaks found: case name -> where the canary comes from. Strict: a fix makes them fail.
-WS_LEAKS: dict[str, str] = {
-    "redirect-to-a-bad-port": (
-        "a 302 whose Location has a port that is no number: websockets' process_redirect -> "
-        "parse_uri -> urllib's .port raises ValueError(\"Port could not be cast to integer "
-        "value as '<the port>'\"); handshake_error (cartesia_stt_async/_translate.py) returns "
-        "None for a ValueError and _handshake re-raises it (cartesia_stt_async/_client.py:170): "
-        "the caller gets a bare ValueError quoting the echoed key, its __context__ websockets' "
-        "InvalidStatus holding the whole response (Location header included)"
-    ),
-    "reconnect-redirected-to-a-bad-port": (
-        "the same ValueError on a reconnect reaches Link._read_loop's 'except Exception' "
-        "(cartesia_stt_async/_link.py:380), whose logger.exception('reader failed') logs it "
-        "at ERROR with its traceback: the key in the last line. (The exception raised to the "
-        "caller is redacted by io_error: the -exception-only case passes, and fails with "
-        "the repr() the link used before issue 21's fix.)"
-    ),
-    "refused-401-text-key-at-200": (
-        "status_error (cartesia_stt_async/_translate.py:136) quotes text[:200] of a non-JSON "
-        "body and redacts the message after the cut: a key across character 200 of the body "
-        "is cut in half, and its first half (13 characters) is in the message, args and repr"
-    ),
-    "close-1008-key-cut-in-the-frame-log": (
-        "websockets logs each frame at DEBUG with its data cut to 48 + '...' + 24 characters "
-        "(websockets/frames.py Frame.__str__); _RedactingLogger (cartesia_stt_async/_client.py "
-        "_RedactingLogger.log) redacts the formatted line, where a cut key no longer matches: "
-        "the first half of the key in the close reason is logged ('< CLOSE' and our '> CLOSE')"
-    ),
-    "ping-key-cut-in-the-frame-log": (
-        "as the close reason: a ping payload longer than 75 characters is cut in the frame dump "
-        "('< PING' and our '> PONG'), after which _RedactingLogger cannot redact the key"
-    ),
-    "binary-message": (
-        "_RedactingLogger (cartesia_stt_async/_client.py) drops the content of TEXT frame dumps "
-        "only: a BINARY frame is logged by websockets as a hex dump of its first 16 and last 8 "
-        "bytes ('< BINARY 42 65 61 72 65 72 20 73 6b 5f ...'), the key hex-encoded"
-    ),
-    "fragmented-error-event-split-in-the-key": (
-        "_TEXT_FRAME (cartesia_stt_async/_client.py) only matches '[N bytes]': the first "
-        "fragment of a text message ('[62 bytes, continued]') and its CONT frames "
-        "('[text, N bytes]') are logged with their text; a key split across two fragments is "
-        "logged in two halves that redaction cannot match"
-    ),
-}
+WS_LEAKS: dict[str, str] = {}
 
 
 def ws_params() -> list[Any]:
@@ -1122,18 +1080,7 @@ HTTP_CASES = [
 ]
 
 # Leaks found: case name -> where the canary comes from.
-HTTP_LEAKS: dict[str, str] = {
-    "http-401-text-key-at-200": (
-        "status_error (cartesia_stt_async/_translate.py:136) quotes text[:200] of a non-JSON "
-        "body and redacts the message after the cut: a key across character 200 of the body "
-        "is cut in half, and its first half (13 characters) is in the message, args and repr"
-    ),
-    "token-answer-not-json": (
-        "cartesia_stt_async/_access_token.py:151 raises ProtocolError(...) from None inside "
-        "'except ValueError': 'from None' hides the context from tracebacks but keeps it as "
-        "__context__, a json.JSONDecodeError whose .doc is the whole answer (the echoed key)"
-    ),
-}
+HTTP_LEAKS: dict[str, str] = {}
 
 
 def http_params() -> list[Any]:
@@ -1190,15 +1137,6 @@ async def test_an_http_failure_shows_no_secret(
 # -- beyond the matrix ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LEAK: an access token with characters the query percent-encodes (+, /, =: "
-    "base64) is in the URL as at_cnry_E5tYh1%2B3Nb%2FqP%3D; websockets logs the request line "
-    "('> GET /stt/websocket?...access_token=...', websockets/client.py:292) through "
-    "_RedactingLogger (cartesia_stt_async/_client.py), and a server echoing the target it got "
-    "ends up in the error message (_translate.status_error); Secrets.redact replaces the "
-    "token as given, never its percent-encoded form",
-)
 @pytest.mark.asyncio
 async def test_a_percent_encoded_access_token_is_not_shown(
     audit_logs: list[logging.LogRecord], monkeypatch: pytest.MonkeyPatch
@@ -1227,14 +1165,6 @@ async def test_a_percent_encoded_access_token_is_not_shown(
     assert_nothing_shown(error, audit_logs, shown_by(client, manager))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LEAK (to another origin, not a log): websockets follows a redirect to any host "
-    "and port (websockets/asyncio/client.py process_redirect, up to 10) and sends the same "
-    "additional_headers there: a hostile or spoofed server answering 302 gets the API key "
-    "and every extra header (Authorization, X-Api-Key, X-Auth-Token) sent to a host of its "
-    "choosing; cartesia_stt_async/_client.py:151 (_handshake) passes them to ws_connect unchanged",
-)
 @pytest.mark.asyncio
 async def test_a_redirect_to_another_origin_does_not_get_the_credentials(
     audit_logs: list[logging.LogRecord], monkeypatch: pytest.MonkeyPatch
@@ -1261,13 +1191,6 @@ async def test_a_redirect_to_another_origin_does_not_get_the_credentials(
     assert not [secret for secret in (KEY, HTOKEN, XTOKEN) if secret in heard], heard
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LEAK (to another origin, not a log): aiohttp follows a 307 to any host "
-    "(cartesia_stt_async/_http.py:103 session.post without allow_redirects=False) and drops "
-    "Authorization across origins, but re-sends every other header: the default_headers "
-    "credential (X-Api-Key) reaches the host the hostile server names",
-)
 @pytest.mark.asyncio
 async def test_an_http_redirect_to_another_origin_does_not_get_the_credentials(
     certs: Certs, audit_logs: list[logging.LogRecord], monkeypatch: pytest.MonkeyPatch
