@@ -433,13 +433,14 @@ class Link:
                     "the protocol only has JSON text events"
                 )
             event = parse_event(message)
+            # Fields decoded lazily (a transcript's words) may break the protocol here too.
+            completed = session.receive(event, self._loop.time())
         except ProtocolError as exc:
             self.fail(exc)
             self.ws.start_closing(1002, "protocol error")  # before anyone else closes
             self._broken.set_result(None)
             return
         session.stats.events_received += 1
-        completed = session.receive(event, self._loop.time())
         if not self.request_id and session.request_id:
             self.request_id = self.secrets.redact(session.request_id)
         if isinstance(event, ErrorEvent):

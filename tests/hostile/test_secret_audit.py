@@ -786,8 +786,8 @@ WS_CASES = [
         ),
     ),
     WSCase(
-        "malformed-words",  # (an APIConnectionError "receiving failed: ProtocolError: ...")
-        stt.CartesiaSTTError,
+        "malformed-words",  # a ProtocolError (it was "receiving failed" and an ERROR log)
+        stt.ProtocolError,
         peer(
             at_finalize(
                 sending(
