@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from ._install import install_hint
 from .errors import UsageError
 from .protocol.events import TranscriptEvent
 from .vad import VadBackend, VadFinalizer
@@ -115,7 +116,7 @@ def sounddevice_stream(
         sd = importlib.import_module("sounddevice")
     except ImportError:
         raise UsageError(
-            "the microphone needs the sounddevice package: pip install 'cartesia-stt-async[mic]'"
+            f"the microphone needs the sounddevice package: {install_hint('mic')}"
         ) from None
     except OSError as exc:  # sounddevice raises OSError when PortAudio is missing
         raise UsageError(

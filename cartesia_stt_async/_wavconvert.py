@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias
 
+from ._install import install_hint
 from .errors import ConfigurationError, InvalidAudioError, UsageError
 from .protocol.audio import (
     BYTES_PER_SAMPLE,
@@ -60,7 +61,7 @@ __all__ = [
 WavSource: TypeAlias = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]
 """A WAV file: its bytes, a path, or a binary file object (read to the end)."""
 
-AUDIO_EXTRA: Final = "pip install 'cartesia-stt-async[audio]'"
+AUDIO_EXTRA: Final = install_hint("audio")
 
 _PCM, _FLOAT, _ALAW, _MULAW = (
     WAVE_FORMAT_PCM,

@@ -12,7 +12,7 @@ sample rate. Two helpers turn it into what the session takes:
   session with its ``encoding`` and ``sample_rate``.
 
 Channels are averaged to mono. Resampling uses libsoxr and needs the ``audio`` extra
-(``pip install 'cartesia-stt-async[audio]'``: soxr and numpy); without it a conversion that
+(the ``audio`` extra: soxr and numpy); without it a conversion that
 needs resampling raises :class:`ResamplingUnavailableError` and every other conversion works
 (in pure Python, slower: numpy is used whenever it is installed). Conversion is CPU work; in
 a server, run it off the event loop (``await asyncio.to_thread(convert_wav, upload, ...)``).

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from ._cli_mic import KeySource, MicOptions, StreamFactory, sounddevice_stream, stdin_keys
+from ._install import install_hint
 from ._version import __version__
 from .errors import CartesiaSTTError, InvalidAudioError, UsageError
 from .protocol.checks import check_number, check_speed
@@ -159,8 +160,8 @@ def _parser() -> _Parser:
     mic = add(
         "mic",
         help="push-to-talk from the microphone: Enter to talk, Enter to finalize",
-        description="Stream the microphone (needs the mic extra: pip install "
-        "'cartesia-stt-async[mic]'). Press Enter to start talking and Enter again to "
+        description="Stream the microphone (needs the mic extra: "
+        f"{install_hint('mic')}). Press Enter to start talking and Enter again to "
         "finalize; with --vad, finalize happens after each pause instead. Ctrl-C closes the "
         "session and prints the full transcript. Uses the Cartesia API when "
         "CARTESIA_API_KEY is set, otherwise the local twin (offline).",
@@ -244,7 +245,7 @@ async def _client(note: TextIO) -> AsyncIterator[object]:
     except ImportError as exc:
         raise UsageError(
             f"CARTESIA_API_KEY is not set and the local twin is not installed ({exc.name} "
-            "is missing): pip install 'cartesia-stt-async[twin]', or set CARTESIA_API_KEY"
+            f"is missing): {install_hint('twin')}, or set CARTESIA_API_KEY"
         ) from None
     try:
         print(
@@ -569,8 +570,7 @@ def _twin(
         engine = SphinxEngine(max_sessions=max_sessions, workers=workers)
     except ImportError as exc:
         print(
-            f"cartesia-stt twin: the offline recognizer needs {exc.name}: "
-            "pip install 'cartesia-stt-async[twin]'",
+            f"cartesia-stt twin: the offline recognizer needs {exc.name}: {install_hint('twin')}",
             file=sys.stderr,
         )
         return 1

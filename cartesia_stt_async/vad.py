@@ -44,6 +44,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any, Final, Literal
 
+from ._install import install_hint
 from .errors import InvalidAudioError, UsageError
 from .protocol.audio import AudioFormat, as_bytes_view
 from .protocol.checks import check_number
@@ -174,7 +175,7 @@ class VadFinalizer:
         if backend == "webrtc" and module is None:
             raise UsageError(
                 "backend='webrtc' needs the webrtcvad-wheels package: "
-                "pip install 'cartesia-stt-async[vad]' (or use backend='energy')"
+                f"{install_hint('vad')} (or use backend='energy')"
             )
         self.backend: Literal["webrtc", "energy"] = "webrtc" if module is not None else "energy"
         """The classifier in use."""

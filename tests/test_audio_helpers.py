@@ -267,7 +267,7 @@ def test_without_numpy_only_resampling_needs_the_audio_extra(tmp_path: Path) -> 
     out = json.loads(run.stdout)
     assert bytes.fromhex(out["load"]) == load_wav(wav).data
     assert bytes.fromhex(out["mulaw"]) == convert_wav(wav, encoding="pcm_mulaw", sample_rate=22050)
-    assert "pip install 'cartesia-stt-async[audio]'" in out["error"]
+    assert "pip install -e '.[audio]' in a checkout" in out["error"]
     assert "22050 Hz" in out["error"] and out["types"] == [True, True]
 
 

@@ -276,7 +276,7 @@ def test_without_sounddevice_says_which_extra(
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # as if not installed
     code = main(["mic"])
     assert_one_line_usage_error(
-        code, capsys.readouterr().err, "pip install 'cartesia-stt-async[mic]'"
+        code, capsys.readouterr().err, "pip install -e '.[mic]' in a checkout"
     )
 
 

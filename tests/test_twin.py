@@ -329,3 +329,15 @@ def test_twin_md_examples_run_as_written(index: int, tmp_path: Path) -> None:
     assert len(lines) == len(expected), run.stdout
     for line, pattern in zip(lines, expected, strict=True):
         assert re.fullmatch(re.escape(pattern).replace("<port>", r"\d+"), line), (line, pattern)
+
+
+@pytest.mark.asyncio
+async def test_the_twin_gives_both_base_url_forms(twin_factory: TwinFactory) -> None:
+    """Issue 21, first hour #11: pipecat wants ws://HOST:PORT, LiveKit http://HOST:PORT."""
+    from cartesia_stt_async.testing import start_twin
+
+    async with twin_factory(engine=ScriptedEngine([])) as twin:
+        assert twin.ws_base_url == twin.base_url.replace("http://", "ws://", 1)
+        assert twin.ws_url == twin.ws_base_url + "/stt/websocket"
+    with start_twin(ScriptedEngine([])) as server:
+        assert server.ws_base_url == server.base_url.replace("http://", "ws://", 1)

@@ -61,6 +61,12 @@ class TwinServer:
         return self.twin.base_url
 
     @property
+    def ws_base_url(self) -> str:
+        """``ws://127.0.0.1:PORT`` (``wss://`` over TLS): the base URL for clients that take
+        a WebSocket one, such as pipecat's Cartesia STT service."""
+        return self.twin.ws_base_url
+
+    @property
     def ws_url(self) -> str:
         """The full ``ws://127.0.0.1:PORT/stt/websocket`` URL (``wss://`` over TLS)."""
         return self.twin.ws_url

@@ -11,6 +11,7 @@ import uuid
 
 from aiohttp import web
 
+from .._install import install_hint
 from ._auth import authorize, refusal
 from ._state import OPTIONS, TWIN
 from ._tts import Synthesizer, TTSRequest, TTSRequestError
@@ -41,7 +42,7 @@ async def tts_bytes_route(request: web.Request) -> web.StreamResponse:
                 501,
                 request_id,
                 "Speech synthesis unavailable",
-                "the twin's /tts/bytes needs py-nanotts: pip install 'cartesia-stt-async[twin]'",
+                f"the twin's /tts/bytes needs py-nanotts: {install_hint('twin')}",
                 "not_implemented",
             )
     audio = await opts.synthesizer.generate(tts_request)
