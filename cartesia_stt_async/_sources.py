@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 import anyio.to_thread
 
+from ._translate import file_error
 from .errors import InvalidAudioError, UsageError
 from .protocol.audio import AudioFormat, parse_wav_header
 
@@ -64,13 +65,13 @@ def _check_chunk(chunk: object) -> bytes:
 
 
 def _open_wav(path: str, fmt: AudioFormat) -> tuple[BinaryIO, int]:
-    opened: BinaryIO | str
+    opened: BinaryIO | UsageError
     try:
         opened = open(path, "rb")  # noqa: SIM115 - closed by the caller
     except OSError as exc:
-        opened = f"cannot open audio file {path!r}: {exc.strerror}"
-    if isinstance(opened, str):  # raised outside the except block: no foreign __context__
-        raise UsageError(opened)
+        opened = file_error(path, exc, "open")
+    if isinstance(opened, UsageError):  # raised outside the except block: no __context__
+        raise opened
     f = opened
     try:
         info = parse_wav_header(f.read(_HEADER_SIZE))

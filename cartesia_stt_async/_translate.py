@@ -43,6 +43,7 @@ from .errors import (
     ProtocolError,
     ProxyError,
     TLSError,
+    UsageError,
     error_for_status,
 )
 
@@ -50,6 +51,7 @@ __all__ = [
     "TRUST_HINT",
     "closed_error",
     "ended_error",
+    "file_error",
     "handshake_error",
     "http_error",
     "io_error",
@@ -278,6 +280,12 @@ def closed_error(exc: ConnectionClosed, secrets: Secrets) -> ConnectionClosedErr
             "the connection dropped without a close frame (1006)", code=1006
         )
     return ended_error(rcvd.code, rcvd.reason, secrets)
+
+
+def file_error(path: str, exc: OSError, verb: str = "read") -> UsageError:
+    """Our error for a local audio file that could not be opened or read: its name and the
+    OS's reason (``strerror``), never the ``OSError`` itself."""
+    return UsageError(f"cannot {verb} audio file {path!r}: {exc.strerror or type(exc).__name__}")
 
 
 def io_error(what: str, exc: BaseException, secrets: Secrets) -> APIConnectionError:

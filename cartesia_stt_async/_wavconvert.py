@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias
 
 from ._install import install_hint
+from ._translate import file_error
 from .errors import ConfigurationError, InvalidAudioError, UsageError
 from .protocol.audio import (
     BYTES_PER_SAMPLE,
@@ -100,7 +101,7 @@ def read_source(source: WavSource) -> tuple[bytes, str]:
         try:
             return Path(source).read_bytes(), os.fspath(source)
         except OSError as exc:
-            error = UsageError(f"cannot read audio file {os.fspath(source)!r}: {exc.strerror}")
+            error = file_error(os.fspath(source), exc)
         raise error  # outside the except block: the OSError is not kept
     read = getattr(source, "read", None)
     if read is None:
@@ -314,10 +315,14 @@ def require_resampler(source_rate: int, target_rate: int) -> None:
         importlib.import_module("numpy")
         importlib.import_module("soxr")
     except ImportError:
+        missing = True
+    else:
+        missing = False
+    if missing:  # raised outside the except block: no ImportError as __context__
         raise ResamplingUnavailableError(
             f"converting {source_rate} Hz audio to {target_rate} Hz needs a resampler: "
             f"{AUDIO_EXTRA} (soxr and numpy)"
-        ) from None
+        )
 
 
 def resample(samples: Float, source_rate: int, target_rate: int) -> Float:
