@@ -3,6 +3,7 @@
 Runs in the official SDK's own virtual environment, never in the test environment::
 
     python tests/official_run.py async|sync BASE_URL
+    python tests/official_run.py token BASE_URL API_KEY
 
 The example prints its events and ``Full transcript: '...'``; the test reads that output.
 """
@@ -40,10 +41,25 @@ def run_sync(base_url: str) -> None:
         client.close()
 
 
+async def run_token(base_url: str, api_key: str) -> None:
+    """Mint an access token with the official client, print it; then check that a client
+    holding only that token (``token=``) cannot mint another (prints the error's type)."""
+    async with cartesia.AsyncCartesia(api_key=api_key, base_url=base_url, max_retries=0) as c:
+        created = await c.access_token.create(grants={"stt": True}, expires_in=120)
+    print(created.token)
+    async with cartesia.AsyncCartesia(token=created.token, base_url=base_url) as as_token:
+        try:
+            await as_token.access_token.create(grants={"stt": True})
+        except cartesia.AuthenticationError as exc:
+            print(type(exc).__name__)
+
+
 if __name__ == "__main__":
     flavour, url = sys.argv[1], sys.argv[2]
     print(f"official cartesia {cartesia.__version__}", file=sys.stderr)
     if flavour == "async":
         asyncio.run(run_async(url))
+    elif flavour == "token":
+        asyncio.run(run_token(url, sys.argv[3]))
     else:
         run_sync(url)

@@ -3,6 +3,7 @@ with our ``AccessTokenResource`` and with the official ``cartesia`` client."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Mapping
@@ -20,6 +21,7 @@ from cartesia_stt_async._access_token import AccessToken
 from cartesia_stt_async.twin import Reply, ScriptedEngine, Twin, serve
 
 from .conftest import SLACK, pcm
+from .official import RUNNER, official_python
 
 KEY = "sk_the_only_valid_key_0123"
 QUERY = "model=ink-2&encoding=pcm_s16le&sample_rate=16000"
@@ -282,19 +284,26 @@ def test_reprs_hide_the_key_and_the_token() -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.timeout(120)
 async def test_twin_mint_token_and_the_official_client() -> None:
-    cartesia = pytest.importorskip("cartesia", reason="the test extra pins cartesia==3.2.0")
-    assert cartesia.__version__ == "3.2.0"
+    # The official client in its own environment (tests/official.py), as a subprocess.
+    python = await asyncio.to_thread(official_python)
     async with token_twin() as twin:
-        official = cartesia.AsyncCartesia(api_key=KEY, base_url=twin.base_url, max_retries=0)
-        async with official:
-            created = await official.access_token.create(grants={"stt": True}, expires_in=120)
-            assert await transcribe(twin, created.token) == "Hello."
-            # A token in the official client (its ``token=`` option) cannot mint either.
-            as_token = cartesia.AsyncCartesia(token=created.token, base_url=twin.base_url)
-            async with as_token:
-                with pytest.raises(cartesia.AuthenticationError):
-                    await as_token.access_token.create(grants={"stt": True})
+        proc = await asyncio.create_subprocess_exec(
+            str(python),
+            str(RUNNER),
+            "token",
+            twin.base_url,
+            KEY,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60 * SLACK)
+        assert proc.returncode == 0, err.decode()
+        token, refused = out.decode().split()
+        assert await transcribe(twin, token) == "Hello."
+        # A token in the official client (its ``token=`` option) cannot mint either.
+        assert refused == "AuthenticationError"
         direct = twin.mint_token({"stt": True}, expires_in=5)
         assert await transcribe(twin, direct) == "Hello."
         with pytest.raises(stt.UsageError, match="expires_in"):
