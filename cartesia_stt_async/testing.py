@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ._client import AsyncCartesia
+from .protocol.session import ServerOrder
 from .twin import Engine, Faults, Reply, ScriptedEngine, TwinServer, start_twin
-from .twin.engines import FinalOrder
 
 if TYPE_CHECKING:
     from .twin.sphinx import SphinxEngine
@@ -157,7 +157,7 @@ def cartesia_twin_factory(request: pytest.FixtureRequest) -> Iterator[TwinFactor
         *,
         speech: bool = False,
         engine: Engine | None = None,
-        order: FinalOrder = "finals_first",
+        order: ServerOrder = "finals_first",
         by_audio: ByAudio | None = None,
         faults: Faults | None = None,
         max_sessions: int | None = None,

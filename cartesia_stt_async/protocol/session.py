@@ -84,7 +84,7 @@ from .events import DoneEvent, ErrorEvent, Event, FlushDoneEvent, TranscriptEven
 from .outbox import ConnectionStats, Entry, Outbox, Outgoing
 from .transcript import Transcript, Utterance
 
-__all__ = ["FinalOrder", "FinalOrderOption", "Outgoing", "Session", "State"]
+__all__ = ["FinalOrder", "FinalOrderOption", "Outgoing", "ServerOrder", "Session", "State"]
 
 _SILENCE = {"pcm_mulaw": b"\xff", "pcm_alaw": b"\xd5"}
 
@@ -98,8 +98,11 @@ class State(IntEnum):
     FAILED = 3
 
 
-FinalOrderOption = Literal["finals_first", "flush_first", "auto"]
-"""The ``final_order`` option: how final chunks and ``flush_done`` are ordered (rule 4)."""
+ServerOrder = Literal["finals_first", "flush_first"]
+"""The order a server sends a finalize's final chunks and its ``flush_done`` in (rule 4)."""
+
+FinalOrderOption = ServerOrder | Literal["auto"]
+"""The ``final_order`` option: a server's order, or ``auto`` to learn it (rule 4)."""
 
 
 class FinalOrder(IntEnum):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
 from ..protocol.audio import BYTES_PER_SAMPLE
+from ..protocol.session import ServerOrder
 
 __all__ = [
     "Engine",
@@ -22,8 +23,6 @@ __all__ = [
     "Segment",
     "SessionParams",
 ]
-
-FinalOrder = Literal["finals_first", "flush_first"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ class Engine(Protocol):
             (``finals_first``, current Cartesia docs) or after it (``flush_first``, older docs).
     """
 
-    order: FinalOrder
+    order: ServerOrder
 
     async def open(self, params: SessionParams) -> RecognizerSession:
         """Create the recognizer of one connection."""
@@ -180,7 +179,7 @@ class ScriptedEngine:
     """
 
     replies: Sequence[Sequence[str] | Reply]
-    order: FinalOrder = "finals_first"
+    order: ServerOrder = "finals_first"
     utterance_bytes: list[list[int]] = field(default_factory=list)
     by_audio: (
         Mapping[bytes, Sequence[str] | Reply]

@@ -57,8 +57,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any, Final
 
+from ..protocol.session import ServerOrder
 from ._sphinx_worker import read_frame, write_frame
-from .engines import FinalOrder, RecognizerSession, Segment, SessionParams
+from .engines import RecognizerSession, Segment, SessionParams
 
 __all__ = ["SphinxEngine"]
 
@@ -265,7 +266,7 @@ class SphinxEngine:
         order: Finals before ``flush_done`` (current Cartesia docs).
     """
 
-    order: FinalOrder = "finals_first"
+    order: ServerOrder = "finals_first"
 
     def __init__(
         self,
