@@ -37,6 +37,7 @@ from .protocol.audio import (
     WAVE_FORMAT_MULAW,
     WAVE_FORMAT_PCM,
     WavInfo,
+    g711_decode_table,
     parse_wav_header,
 )
 
@@ -121,22 +122,9 @@ _MULAW_SEG_END: Final = (0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF)
 _ALAW_SEG_END: Final = (0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF)
 
 
-@functools.cache
 def g711_table(tag: int) -> tuple[int, ...]:
     """Code (0-255) to 16-bit sample value, for mu-law (tag 7) or A-law (tag 6)."""
-    table = []
-    for code in range(256):
-        if tag == _MULAW:
-            u = ~code & 0xFF
-            t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4)
-            table.append(0x84 - t if u & 0x80 else t - 0x84)
-        else:
-            a = code ^ 0x55
-            t = (a & 0x0F) << 4
-            seg = (a & 0x70) >> 4
-            t = t + 8 if seg == 0 else (t + 0x108) << max(seg - 1, 0)
-            table.append(t if a & 0x80 else -t)
-    return tuple(table)
+    return g711_decode_table("pcm_mulaw" if tag == _MULAW else "pcm_alaw")
 
 
 def _mulaw_code(pcm16: int) -> int:

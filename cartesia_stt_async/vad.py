@@ -46,7 +46,7 @@ from typing import Any, Final, Literal
 
 from ._install import install_hint
 from .errors import InvalidAudioError, UsageError
-from .protocol.audio import AudioFormat, as_bytes_view
+from .protocol.audio import AudioFormat, as_bytes_view, g711_decode_table
 from .protocol.checks import check_number
 
 __all__ = ["VadBackend", "VadFinalizer"]
@@ -59,24 +59,6 @@ _FRAME_MS: Final = (10, 20, 30)
 _MIN_RATE: Final = 8000
 _NOISE_WINDOW_MS: Final = 3000
 _FULL_SCALE_SQ: Final = 32768.0 * 32768.0
-
-
-def _mulaw(code: int) -> int:
-    u = ~code & 0xFF
-    magnitude = ((((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 0x07)) - 0x84
-    return -magnitude if u & 0x80 else magnitude
-
-
-def _alaw(code: int) -> int:
-    a = code ^ 0x55
-    exponent, mantissa = (a >> 4) & 0x07, a & 0x0F
-    base = (mantissa << 4) + (8 if exponent == 0 else 0x108)
-    magnitude = base << max(exponent - 1, 0)
-    return magnitude if a & 0x80 else -magnitude
-
-
-_MULAW: Final = tuple(_mulaw(c) for c in range(256))
-_ALAW: Final = tuple(_alaw(c) for c in range(256))
 
 
 def _clip(value: float) -> int:
@@ -109,7 +91,7 @@ def _decoder(encoding: str) -> Callable[[bytes | bytearray, int, int], list[int]
         return lambda b, o, n: [_clip(v) for v in struct.unpack_from(f"<{n}f", b, o)]
     if encoding == "pcm_f16le":
         return lambda b, o, n: [_clip(v) for v in struct.unpack_from(f"<{n}e", b, o)]
-    table = _MULAW if encoding == "pcm_mulaw" else _ALAW
+    table = g711_decode_table(encoding)
     return lambda b, o, n: [table[c] for c in b[o : o + n]]
 
 

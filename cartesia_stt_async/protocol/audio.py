@@ -9,6 +9,7 @@ session before a single byte is sent.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
@@ -35,6 +36,7 @@ __all__ = [
     "WavInfo",
     "as_bytes_view",
     "check_not_a_file",
+    "g711_decode_table",
     "parse_wav_header",
 ]
 
@@ -165,6 +167,25 @@ def check_not_a_file(head: bytes | bytearray | memoryview, fmt: AudioFormat) -> 
                 f"ffmpeg -i input -f s16le -ac 1 -ar {fmt.sample_rate} output.raw "
                 "(then encoding='pcm_s16le')"
             )
+
+
+@functools.cache
+def g711_decode_table(encoding: str) -> tuple[int, ...]:
+    """G.711 code (0-255) to 16-bit sample value, for ``pcm_mulaw`` or ``pcm_alaw`` (the ITU
+    reference g711.c expansion): the one table the codec and the VAD both read."""
+    table = []
+    for code in range(256):
+        if encoding == "pcm_mulaw":
+            u = ~code & 0xFF
+            t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4)
+            table.append(0x84 - t if u & 0x80 else t - 0x84)
+        else:
+            a = code ^ 0x55
+            t = (a & 0x0F) << 4
+            seg = (a & 0x70) >> 4
+            t = t + 8 if seg == 0 else (t + 0x108) << max(seg - 1, 0)
+            table.append(t if a & 0x80 else -t)
+    return tuple(table)
 
 
 def as_bytes_view(data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
