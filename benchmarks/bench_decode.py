@@ -64,7 +64,7 @@ def main() -> int:
     def official(data: bytes) -> Any:
         return construct_type_unchecked(
             value=json.loads(data),
-            type_=STTManualFinalizeWebsocketResponse,  # type: ignore[arg-type]
+            type_=STTManualFinalizeWebsocketResponse,  # type: ignore[arg-type, unused-ignore]
         )
 
     def ours(data: bytes) -> Any:

@@ -157,7 +157,7 @@ def handshake_error(
         return status_error(
             response.status_code,
             response.reason_phrase,
-            response.body,
+            bytes(response.body or b""),
             response.headers,
             secrets,
             what="handshake refused with ",

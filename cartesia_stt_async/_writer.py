@@ -87,7 +87,8 @@ class FrameWriter:
             self._masks, at = os.urandom(4 * _MASKS_PER_DRAW), 0
         mask = self._masks[at : at + 4]
         self._next = at + 4
-        return head + mask + apply_mask(data, mask)  # type: ignore[arg-type]  # any buffer
+        # Any buffer (websockets 15 types it as bytes only).
+        return head + mask + apply_mask(data, mask)  # type: ignore[arg-type, unused-ignore]
 
 
 class Clock:
