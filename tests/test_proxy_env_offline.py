@@ -28,10 +28,11 @@ from cartesia_stt_async.testing import TwinServer
 from cartesia_stt_async.twin import ScriptedEngine, serve
 
 from .conftest import API_KEY, SLACK, pcm, ws
+from .proxies import clean_proxy_env
 from .test_cli import run_cli
 from .test_fastapi_app import ANSWERS, BYE, EXPECTED, HELLO, LAST, app_for, talk
 from .test_testing_plugin import INI, run_pytest, summary
-from .test_tls_proxy import ALIAS, PROXY_ENV, TTS_BODY
+from .test_tls_proxy import ALIAS, TTS_BODY
 
 # The variables a dead proxy is put in (both libraries read all of them for some scheme).
 DEAD_IN = ("HTTPS_PROXY", "HTTP_PROXY", "WSS_PROXY", "WS_PROXY")
@@ -47,9 +48,7 @@ def dead_port() -> int:
 @pytest.fixture
 def dead_proxy(monkeypatch: pytest.MonkeyPatch) -> str:
     """A proxy environment (both spellings cleaned first) naming a dead proxy; its URL."""
-    for name in PROXY_ENV:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+    clean_proxy_env(monkeypatch)
     url = f"http://127.0.0.1:{dead_port()}"
     for name in DEAD_IN:
         monkeypatch.setenv(name, url)

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import socket
 import ssl
 import time
 import wave
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +36,10 @@ from cartesia_stt_async.cli import _server_tls, main
 from cartesia_stt_async.twin import Fault, Faults, ScriptedEngine, Twin, serve, start_twin
 
 from .conftest import API_KEY, SLACK, client_for, pcm, ws
+from .proxies import LoopbackServer, clean_proxy_env, pipe
 
 PROXY_USER = "proxyuser"
 PROXY_PASSWORD = "s3cr3t-Proxy-Pass"
-PROXY_ENV = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "WSS_PROXY", "WS_PROXY")
 
 # A name for 127.0.0.1 that only the test proxies know (RFC 6761: .invalid never resolves):
 # a client pointed at it consults the environment's proxy, which it skips for loopback.
@@ -92,7 +90,7 @@ def certs() -> Certs:
 
 
 @dataclass
-class Proxy:
+class Proxy(LoopbackServer):
     """An HTTP proxy on 127.0.0.1: CONNECT tunnels and absolute-form forwarding (to
     127.0.0.1 for :data:`ALIAS`)."""
 
@@ -152,51 +150,17 @@ class Proxy:
                 request = "\r\n".join([f"{method} /{path} HTTP/1.1", *kept, "", ""])
                 up_writer.write(request.encode("latin-1"))
             self._writers.add(up_writer)
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         except (OSError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
             writer.close()
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Proxy]:
-        def start(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            task = asyncio.create_task(self._handle(r, w))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-        server = await asyncio.start_server(start, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-        try:
-            yield self
-        finally:
-            server.close()
-            for writer in list(self._writers):
-                writer.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await server.wait_closed()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except OSError:
-        pass
-    finally:
-        writer.close()
-
 
 @pytest.fixture
 def proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """A clean proxy environment (both spellings removed): a test sets what it needs."""
-    for name in PROXY_ENV:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    return monkeypatch
+    return clean_proxy_env(monkeypatch)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -647,9 +611,7 @@ def test_the_cli_tells_a_shell_user_how_to_trust_a_private_ca(
         out.setsampwidth(2)
         out.setframerate(16000)
         out.writeframes(bytes(3200))
-    for name in PROXY_ENV:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+    clean_proxy_env(monkeypatch)
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     # The twin on a loop of its own thread, out of asyncio's debug mode: in it, asyncio logs
     # each refused TLS handshake ("Error on transport creation"), which here is the point.

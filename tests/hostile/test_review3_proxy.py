@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,8 @@ import pytest
 import cartesia_stt_async as stt
 from cartesia_stt_async.twin import Fault, Faults, ScriptedEngine, serve
 
-from ..test_tls_proxy import ALIAS, PROXY_ENV, TTS_BODY, Proxy, aliased, upstream
+from ..proxies import LoopbackServer, clean_proxy_env, pipe
+from ..test_tls_proxy import ALIAS, TTS_BODY, Proxy, aliased, upstream
 from .conftest import CANARY, FAST, SLACK, bounded
 
 # Every test here runs on asyncio's loop and on uvloop (--loops).
@@ -44,7 +45,7 @@ HELLO = (300).to_bytes(2, "little", signed=True) * 3200  # 0.2 s of pcm_s16le
 
 
 @dataclass
-class HostileProxy:
+class HostileProxy(LoopbackServer):
     """A CONNECT proxy on 127.0.0.1 that reads the request and then misbehaves.
 
     ``modes`` says what to do with each connection, in order (the last one repeats):
@@ -84,52 +85,18 @@ class HostileProxy:
                 up_reader, up_writer = await asyncio.open_connection(upstream(host), int(port))
                 self._writers.add(up_writer)
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+                await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
             self.open.discard(index)
             writer.close()
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[HostileProxy]:
-        def start(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            task = asyncio.create_task(self._handle(r, w))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-        server = await asyncio.start_server(start, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-        try:
-            yield self
-        finally:
-            server.close()
-            for writer in list(self._writers):
-                writer.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await server.wait_closed()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except OSError:
-        pass
-    finally:
-        writer.close()
-
 
 @pytest.fixture
 def proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """A clean proxy environment (both spellings removed): a test sets what it needs."""
-    for name in PROXY_ENV:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    return monkeypatch
+    return clean_proxy_env(monkeypatch)
 
 
 def session(base_url: str, **kw: Any) -> stt.ConnectionManager:

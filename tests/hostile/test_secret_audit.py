@@ -49,7 +49,8 @@ import trustme
 
 import cartesia_stt_async as stt
 
-from ..test_tls_proxy import PROXY_ENV, TTS_BODY, Proxy
+from ..proxies import clean_proxy_env
+from ..test_tls_proxy import TTS_BODY, Proxy
 from .conftest import CANARY, FAST, SLACK, bounded, pcm
 from .peer import Closed, Fault, Handler, Peer, PeerConn, Refusal
 from .test_secrets import reachable
@@ -475,9 +476,7 @@ async def routed(
 ) -> AsyncIterator[Route]:
     """``direct`` (no proxy), ``option`` (``proxy=``), ``env`` (``HTTPS_PROXY`` and
     ``HTTP_PROXY``), ``short-user`` (``proxy=`` with a 2-character user name)."""
-    for name in PROXY_ENV:
-        env.delenv(name, raising=False)
-        env.delenv(name.lower(), raising=False)
+    clean_proxy_env(env)
     if route == "direct":
         yield Route("127.0.0.1", None, None)
         return
@@ -1145,9 +1144,7 @@ async def test_a_percent_encoded_access_token_is_not_shown(
     answer = Refusal(400, _json(echo_fields(echo)), {"X-Request-Id": echo})
     error: BaseException | None = None
     async with bounded(10), Peer(refuse={0: answer}) as server:
-        for name in PROXY_ENV:
-            monkeypatch.delenv(name, raising=False)
-            monkeypatch.delenv(name.lower(), raising=False)
+        clean_proxy_env(monkeypatch)
         client = stt.AsyncCartesia(api_key=KEY, base_url=server.base_url)
         manager = client.stt.manual_finalize.websocket(
             model="ink-2",
@@ -1169,9 +1166,7 @@ async def test_a_percent_encoded_access_token_is_not_shown(
 async def test_a_redirect_to_another_origin_does_not_get_the_credentials(
     audit_logs: list[logging.LogRecord], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in PROXY_ENV:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+    clean_proxy_env(monkeypatch)
     async with bounded(10), Peer(refuse={0: Refusal(401, b"{}")}) as other:
         location = {"Location": f"ws://localhost:{other.port}/stt/websocket"}
         async with Peer(refuse={0: Refusal(302, b"", location, "Found")}) as server:
