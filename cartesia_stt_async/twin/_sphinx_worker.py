@@ -33,12 +33,34 @@ from .engines import Segment
 __all__ = ["DECODER_RATE", "frame", "main", "read_frame", "write_frame"]
 
 DECODER_RATE: Final = 16000
-# 20 ms of 16-bit audio per process_raw call. The block size slightly changes pocketsphinx's
-# results (one call per 100 ms frame: WER 0.160 vs 0.154 over the benchmark's sentences), so it
-# is fixed here, whatever the client's frame size.
+# 20 ms of 16-bit audio per process_raw call while decoding live (for interims). The block
+# size slightly changes pocketsphinx's live results, so it is fixed here, whatever the
+# client's frame size.
 _SLICE_BYTES: Final = DECODER_RATE * 2 // 50
 _FRAMES_PER_SECOND: Final = 100  # pocketsphinx feature frames
+# A narrowband utterance up to this long (16 kHz 16-bit bytes: 120 s) is decoded whole at
+# finalize; a longer one gets the live decoder's result (its audio is not kept).
+_MAX_WHOLE_BYTES: Final = 120 * DECODER_RATE * 2
 _ALT_PRONUNCIATION = re.compile(r"\(\d+\)$")
+
+# Where live cepstral mean normalisation starts for narrowband audio, by the lowest client
+# sample rate of each band: the mean cepstrum of the twin's own voice converted to that
+# rate and back to 16 kHz (``python benchmarks/twin_quality.py --cmn-priors``). The model's
+# own start (``-cmninit 40,3,-1``) suits wideband audio; audio with no energy above 4 kHz
+# has a very different mean, which live normalisation took several utterances to reach.
+# Only interims use it: narrowband finals are decoded whole, with the utterance's own mean.
+_CMN_PRIORS: Final = (
+    (11025, "51.67,29.00,-3.32,29.51,-20.62,12.16,-12.82,8.98,-23.77,15.69,-15.95,-2.18,-0.55"),
+    (8000, "47.62,42.26,-18.22,37.98,-16.16,-7.16,17.74,-25.20,5.66,-3.15,-9.12,0.23,-7.08"),
+)
+
+
+def cmn_prior(rate: int) -> str:
+    """The live cepstral mean to start from for narrowband audio at ``rate``."""
+    for lowest, prior in _CMN_PRIORS:
+        if rate >= lowest:
+            return prior
+    return _CMN_PRIORS[-1][1]
 
 
 def _new_decoder() -> Any:
@@ -59,30 +81,59 @@ class _DecoderState:
     """One decoder and where its session's audio stands."""
 
     decoder: Any
-    in_utterance: bool = False
-    samples: int = 0  # 16 kHz samples decoded this session
+    in_utterance: bool = False  # the live decoder is inside an utterance
+    samples: int = 0  # 16 kHz samples received this session
     utterance_start: int = 0  # ``samples`` when the current utterance started
     dirty: bool = False  # language model changed: do not pool
 
 
 @dataclass
 class _WorkerSession:
-    """One connection's decoding state, inside a worker process."""
+    """One connection's decoding state, inside a worker process.
+
+    Audio at 16 kHz and above is decoded live as it arrives (``process_raw`` in 20 ms
+    slices); ``finalize`` ends the utterance and reads its words. The live cepstral mean
+    carries over from one utterance to the next within the session.
+
+    Narrowband audio (a client rate below 16 kHz) is kept until ``finalize`` and decoded
+    whole then (``full_utt``: the feature state reset, the utterance's own cepstral mean),
+    after :func:`_dsp.fill_band` gave it content in the band it lacks. Its words then depend
+    on its audio alone: not on the utterances before it, on the session a pooled decoder
+    served before, or on whether interims were asked for. With ``interims`` it is also
+    decoded live (from a narrowband cepstral mean, :func:`cmn_prior`), for partial
+    hypotheses only. An utterance longer than ``_MAX_WHOLE_BYTES`` falls back to the live
+    result.
+    """
 
     state: _DecoderState
     encoding: str
+    rate: int
     language: str
     interims: bool
     width: int = field(init=False)
     rest: bytes = b""
     finals_sent: int = 0
     last_interim: str = ""
+    # Narrowband: the utterance's 16 kHz audio so far (``None``: too long, live only).
+    utterance: bytearray | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.width = BYTES_PER_SAMPLE[self.encoding]
+        self.utterance = None
+        if self.rate < DECODER_RATE:
+            self.utterance = bytearray()
+            self.state.decoder.set_cmn(cmn_prior(self.rate))
+
+    def _live(self, pcm: bytes) -> None:
+        state = self.state
+        if not state.in_utterance:
+            state.decoder.start_utt()
+            state.in_utterance = True
+        for i in range(0, len(pcm), _SLICE_BYTES):
+            state.decoder.process_raw(pcm[i : i + _SLICE_BYTES], False, False)
 
     def decode(self, audio: bytes, resampler: _dsp.Resampler, final: bool) -> str | None:
-        """Convert and decode ``audio``; return the new partial hypothesis, if it changed."""
+        """Convert and take ``audio``; return the new partial hypothesis, if it changed."""
         state = self.state
         data = self.rest + audio
         cut = len(data) - len(data) % self.width
@@ -90,33 +141,52 @@ class _WorkerSession:
         pcm = _dsp.to_s16le(resampler.process(_dsp.decode(data[:cut], self.encoding), final))
         if not pcm:
             return None
-        decoder = state.decoder
-        if not state.in_utterance:
-            decoder.start_utt()
-            state.in_utterance = True
-            state.utterance_start = state.samples
-        for i in range(0, len(pcm), _SLICE_BYTES):
-            decoder.process_raw(pcm[i : i + _SLICE_BYTES], False, False)
         state.samples += len(pcm) // 2
+        kept = self.utterance
+        if kept is not None:
+            if len(kept) + len(pcm) <= _MAX_WHOLE_BYTES:
+                kept += pcm
+            else:  # too long to keep: the live decoder takes over, from the start
+                self.utterance = None
+                if not self.interims:
+                    self._live(bytes(kept))
+        if self.interims or self.utterance is None:  # always, at 16 kHz and above
+            self._live(pcm)
         if not self.interims:
             return None
-        hyp = decoder.hyp()
+        hyp = state.decoder.hyp()
         text = hyp.hypstr if hyp is not None else ""
         if not text or text == self.last_interim:
             return None
         self.last_interim = text
         return " " + text if self.finals_sent else text
 
+    def _decode_whole(self, pcm: bytes) -> None:
+        decoder = self.state.decoder
+        pcm = _dsp.to_s16le(_dsp.fill_band(_dsp.decode(pcm, "pcm_s16le"), self.rate))
+        decoder.reinit_feat()
+        decoder.start_utt()
+        decoder.process_raw(pcm, False, True)
+        decoder.end_utt()
+
     def end(self) -> list[Segment]:
         """End the utterance; its words as one final delta (none for silence)."""
         state = self.state
-        if not state.in_utterance:
+        kept = self.utterance
+        if self.rate < DECODER_RATE:
+            self.utterance = bytearray()
+        if state.in_utterance:
+            state.decoder.end_utt()
+            state.in_utterance = False
+        elif not kept:
             return []
+        if kept:
+            self._decode_whole(bytes(kept))
         decoder = state.decoder
-        decoder.end_utt()
-        state.in_utterance = False
         self.last_interim = ""
         offset = state.utterance_start / DECODER_RATE
+        duration = (state.samples - state.utterance_start) / DECODER_RATE
+        state.utterance_start = state.samples
         words: list[tuple[str, float, float]] = []
         for seg in decoder.seg() or ():
             word = _clean_word(seg.word)
@@ -130,7 +200,6 @@ class _WorkerSession:
         if self.finals_sent:
             text = " " + text
         self.finals_sent += 1
-        duration = (state.samples - state.utterance_start) / DECODER_RATE
         return [
             Segment(
                 text,
@@ -166,7 +235,7 @@ class _Recognizer:
         self, sid: int, encoding: str, rate: int, language: str, keyterms: Sequence[str]
     ) -> list[str]:
         state = self.idle.pop() if self.idle else self._create()
-        session = _WorkerSession(state, encoding, language, self.interims)
+        session = _WorkerSession(state, encoding, rate, language, self.interims)
         self.sessions[sid] = (session, _dsp.Resampler(rate, DECODER_RATE))
         return sorted(self._boost(state, keyterms)) if keyterms else []
 
