@@ -14,7 +14,16 @@ import pytest
 
 import cartesia_stt_async as stt
 from cartesia_stt_async.protocol.events import TranscriptEvent
-from cartesia_stt_async.twin import Fault, Faults, SessionParams, SphinxEngine, Twin, _dsp, serve
+from cartesia_stt_async.twin import (
+    Fault,
+    Faults,
+    SessionParams,
+    SphinxEngine,
+    Twin,
+    _dsp,
+    _sphinx_worker,
+    serve,
+)
 from cartesia_stt_async.twin.wer import word_error_rate
 
 from .conftest import SLACK, client_for
@@ -377,3 +386,25 @@ async def test_an_utterance_gets_the_same_words_wherever_it_comes() -> None:
     assert later.text == " " + after_wideband.text
     assert with_interims.text == after_wideband.text
     assert [w.word for w in later.words] == after_wideband.text.split()
+
+
+@pytest.mark.parametrize("interims", [False, True])
+def test_a_narrowband_utterance_too_long_to_keep_gets_the_live_result(
+    monkeypatch: pytest.MonkeyPatch, interims: bool
+) -> None:
+    """Past ``_MAX_WHOLE_BYTES`` an utterance's audio is no longer kept: the live decoder
+    takes it over (from its start, when interims had not started it) and gives its words."""
+    monkeypatch.setattr(_sphinx_worker, "_MAX_WHOLE_BYTES", 16000)  # half a second
+    clip = phone(PHONE_SENTENCES[1], "pcm_s16le", 0.85)
+    recognizer = _sphinx_worker._Recognizer(1, interims, 1.0)
+    recognizer.open(1, "pcm_s16le", 8000, "en", ())
+    for i in range(0, len(clip), 1600):
+        recognizer.feed(1, clip[i : i + 1600])
+    session, _ = recognizer.sessions[1]
+    assert session.utterance is None
+    (segment,) = recognizer.finalize(1)
+    assert word_error_rate(PHONE_SENTENCES[1], segment.text) <= 0.5, segment.text
+    assert segment.duration == pytest.approx(len(clip) / 16000, abs=0.05)  # tail: at close
+    assert segment.words and segment.words[0][1] < 0.5
+    assert session.utterance == bytearray()  # the next utterance is kept again
+    recognizer.release(1)
