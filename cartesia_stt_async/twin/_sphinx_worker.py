@@ -30,12 +30,12 @@ from ..protocol.audio import BYTES_PER_SAMPLE
 from . import _dsp
 from .engines import Segment
 
-__all__ = ["DECODER_RATE", "frame", "main", "read_frame", "write_frame"]
+__all__ = ["DECODER_RATE", "cmn_prior", "frame", "main", "read_frame", "write_frame"]
 
 DECODER_RATE: Final = 16000
-# 20 ms of 16-bit audio per process_raw call while decoding live (for interims). The block
-# size slightly changes pocketsphinx's live results, so it is fixed here, whatever the
-# client's frame size.
+# 20 ms of 16-bit audio per process_raw call while decoding live. The block size slightly
+# changes pocketsphinx's results (one call per 100 ms frame: WER 0.160 vs 0.154 over the
+# benchmark's sentences), so it is fixed here, whatever the client's frame size.
 _SLICE_BYTES: Final = DECODER_RATE * 2 // 50
 _FRAMES_PER_SECOND: Final = 100  # pocketsphinx feature frames
 # A narrowband utterance up to this long (16 kHz 16-bit bytes: 120 s) is decoded whole at
