@@ -5,7 +5,9 @@ synthetic voices: espeak-ng (``apt-get install espeak-ng``) and Flite (``apt-get
 flite``; its ``kal`` voice is an 8 kHz voice). Each speaker's sentences are converted to each
 rate and encoding the way a phone line or a browser would (libsoxr, G.711), streamed unpaced
 through ``cartesia_stt_async`` into the twin's default engine (interims on, as ``serve()``
-runs it), one session per speaker and format, one ``finalize`` per sentence.
+runs it), one session per speaker and format (``--session-per-sentence``: one per sentence,
+as separate phone calls), one ``finalize`` per sentence; ``--rates 8000,16000`` limits the
+formats measured.
 
 Reports:
 * word error rate by speaker, sample rate and encoding, and the mean over speakers other than
@@ -138,9 +140,12 @@ async def speakers(client: stt.AsyncCartesia, sentences: list[str]) -> dict[str,
 
 
 async def transcribe(
-    client: stt.AsyncCartesia, clips: list[bytes], rate: int, encoding: str
+    client: stt.AsyncCartesia, clips: list[bytes], rate: int, encoding: str, each: bool
 ) -> list[str]:
-    """One session; each clip streamed unpaced and finalized; the finals' texts."""
+    """One session (``each``: one per clip); each clip streamed unpaced and finalized; the
+    finals' texts."""
+    if each:
+        return [(await transcribe(client, [clip], rate, encoding, False))[0] for clip in clips]
     texts = []
     async with client.stt.manual_finalize.websocket(
         model="ink-2", encoding=encoding, sample_rate=rate, speed=None
@@ -151,7 +156,9 @@ async def transcribe(
     return texts
 
 
-async def main(verbose: bool, count: int) -> None:
+async def main(
+    verbose: bool, count: int, each: bool, conditions: tuple[tuple[int, str], ...]
+) -> None:
     sentences = SENTENCES[:count]
     engine = SphinxEngine(max_sessions=4)
     try:
@@ -163,11 +170,11 @@ async def main(verbose: bool, count: int) -> None:
 
             wers: dict[tuple[str, int, str], float] = {}
             wall = 0.0
-            for rate, encoding in CONDITIONS:
+            for rate, encoding in conditions:
                 for voice, clips in voices.items():
                     started = time.perf_counter()
                     data = [convert(c, rate, encoding) for c in clips]
-                    texts = await transcribe(client, data, rate, encoding)
+                    texts = await transcribe(client, data, rate, encoding, each)
                     if (voice, rate, encoding) == (TWIN, 16000, "pcm_s16le"):
                         wall = time.perf_counter() - started
                     wers[voice, rate, encoding] = word_error_rate(sentences, texts)
@@ -201,18 +208,19 @@ async def main(verbose: bool, count: int) -> None:
 
     words = sum(len(s.split()) for s in sentences)
     print(f"sentences: {len(sentences)}, words: {words}; word error rate per speaker:")
-    heads = [f"{rate / 1000:g}k {encoding[4:]}" for rate, encoding in CONDITIONS]
+    heads = [f"{rate / 1000:g}k {encoding[4:]}" for rate, encoding in conditions]
     print(f"{'':24s}" + "".join(f"{h:>12s}" for h in heads))
     for voice in voices:
-        row = "".join(f"{wers[voice, r, e]:12.3f}" for r, e in CONDITIONS)
+        row = "".join(f"{wers[voice, r, e]:12.3f}" for r, e in conditions)
         print(f"{voice:24s}{row}")
     others = [v for v in voices if v != TWIN]
     if others:
-        means = [statistics.mean(wers[v, r, e] for v in others) for r, e in CONDITIONS]
+        means = [statistics.mean(wers[v, r, e] for v in others) for r, e in conditions]
         print(f"{'mean, other speakers':24s}" + "".join(f"{m:12.3f}" for m in means))
     audio_seconds = sum(len(s) / r for s, r in voices[TWIN])
-    rtf = wall / audio_seconds
-    print(f"audio: {audio_seconds:.1f} s, decoded in {wall:.2f} s: real-time factor {rtf:.3f}")
+    if wall:
+        rtf = wall / audio_seconds
+        print(f"audio: {audio_seconds:.1f} s, decoded in {wall:.2f} s: real-time factor {rtf:.3f}")
     print(f"recognizer process RSS, one pooled decoder, no session: {rss[0] / 1024:.0f} MiB")
     for n in (1, 2, 3, 4):
         step = (rss[n] - rss[n - 1]) / 1024
@@ -246,8 +254,18 @@ if __name__ == "__main__":
     parser.add_argument("--verbose", action="store_true", help="print every sentence")
     parser.add_argument("--sentences", type=int, default=len(SENTENCES), help="use the first N")
     parser.add_argument("--cmn-priors", action="store_true", help="print the narrowband priors")
+    parser.add_argument(
+        "--session-per-sentence", action="store_true", help="a new session for every sentence"
+    )
+    parser.add_argument(
+        "--rates", help="only these sample rates (comma-separated), e.g. 8000,16000"
+    )
     args = parser.parse_args()
+    chosen: tuple[tuple[int, str], ...] = CONDITIONS
+    if args.rates:
+        rates = {int(r) for r in args.rates.split(",")}
+        chosen = tuple(c for c in CONDITIONS if c[0] in rates)
     if args.cmn_priors:
         cmn_priors()
     else:
-        asyncio.run(main(args.verbose, args.sentences))
+        asyncio.run(main(args.verbose, args.sentences, args.session_per_sentence, chosen))
