@@ -370,9 +370,13 @@ async def test_an_utterance_gets_the_same_words_wherever_it_comes() -> None:
         async with serve(engine=engine) as twin:
             await transcribe(twin.base_url, [speech(SEED[0])])  # the decoder serves 16 kHz
             await ended(twin)
-            (after_wideband,), _ = await transcribe(twin.base_url, [clip], sample_rate=8000)
+            (after_wideband,), first_events = await transcribe(
+                twin.base_url, [clip], sample_rate=8000
+            )
             await ended(twin)
-            *_, later = (await transcribe(twin.base_url, [*others, clip], sample_rate=8000))[0]
+            (*_, later), later_events = await transcribe(
+                twin.base_url, [*others, clip], sample_rate=8000
+            )
             (stats,) = await engine.stats()
         async with serve(engine=shared_engine()) as twin:  # interims on
             (with_interims,), events = await transcribe(twin.base_url, [clip], sample_rate=8000)
@@ -384,6 +388,13 @@ async def test_an_utterance_gets_the_same_words_wherever_it_comes() -> None:
     assert later.text == " " + after_wideband.text
     assert with_interims.text == after_wideband.text
     assert [w.word for w in later.words] == after_wideband.text.split()
+    # finalize flushed the resampler: an utterance is exactly the audio sent for it (none of
+    # it held back into the next one), so its duration is the clip's.
+    durations = [e.duration for e in [*first_events, *later_events] if e.is_final]
+    expected = [len(c) / 16000 for c in [clip, *others, clip]]
+    assert durations == pytest.approx(expected, abs=0.001)
+    previous = sum(len(c) for c in others) / 16000
+    assert later.words[0].start >= previous
 
 
 @pytest.mark.parametrize("interims", [False, True])
@@ -402,7 +413,7 @@ def test_a_narrowband_utterance_too_long_to_keep_gets_the_live_result(
     assert session.utterance is None
     (segment,) = recognizer.finalize(1)
     assert word_error_rate(PHONE_SENTENCES[1], segment.text) <= 0.5, segment.text
-    assert segment.duration == pytest.approx(len(clip) / 16000, abs=0.05)  # tail: at close
+    assert segment.duration == pytest.approx(len(clip) / 16000, abs=0.001)
     assert segment.words and segment.words[0][1] < 0.5
     assert session.utterance == bytearray()  # the next utterance is kept again
     recognizer.release(1)

@@ -95,14 +95,15 @@ class _WorkerSession:
     slices); ``finalize`` ends the utterance and reads its words. The live cepstral mean
     carries over from one utterance to the next within the session.
 
-    Narrowband audio (a client rate below 16 kHz) is kept until ``finalize`` and decoded
-    whole then (``full_utt``: the feature state reset, the utterance's own cepstral mean),
-    after :func:`_dsp.fill_band` gave it content in the band it lacks. Its words then depend
-    on its audio alone: not on the utterances before it, on the session a pooled decoder
-    served before, or on whether interims were asked for. With ``interims`` it is also
-    decoded live (from a narrowband cepstral mean, :func:`cmn_prior`), for partial
-    hypotheses only. An utterance longer than ``_MAX_WHOLE_BYTES`` falls back to the live
-    result.
+    Narrowband audio (a client rate below 16 kHz) is kept until ``finalize`` (which also
+    flushes the resampler: an utterance is exactly the audio sent since the previous one)
+    and decoded whole then (``full_utt``: the feature state reset, the utterance's own
+    cepstral mean), after :func:`_dsp.fill_band` gave it content in the band it lacks. Its
+    words then depend on its audio alone: not on the utterances before it, on the session a
+    pooled decoder served before, or on whether interims were asked for. With ``interims``
+    it is also decoded live (from a narrowband cepstral mean, :func:`cmn_prior`), for
+    partial hypotheses only. An utterance longer than ``_MAX_WHOLE_BYTES`` falls back to the
+    live result.
     """
 
     state: _DecoderState
@@ -262,7 +263,13 @@ class _Recognizer:
         return session.decode(audio, resampler, final=False)
 
     def finalize(self, sid: int) -> list[Segment]:
-        return self.sessions[sid][0].end()
+        session, resampler = self.sessions[sid]
+        if session.rate < DECODER_RATE:
+            # The utterance is all the audio up to here: what the resampler's filter still
+            # holds is its end, not the start of the next one.
+            session.decode(b"", resampler, final=True)
+            self.sessions[sid] = (session, _dsp.Resampler(session.rate, DECODER_RATE))
+        return session.end()
 
     def close(self, sid: int) -> list[Segment]:
         session, resampler = self.sessions[sid]
