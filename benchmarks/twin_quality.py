@@ -20,7 +20,7 @@ Run: ``python benchmarks/twin_quality.py`` (needs the ``twin`` extra; ~10 minute
 cores; it measures the ``cartesia_stt_async`` Python imports: from a checkout, put it first
 with ``PYTHONPATH=.``). ``--sentences N`` uses the first N sentences only. ``--cmn-priors``
 prints the narrowband cepstral means the worker starts live normalisation from
-(``_sphinx_worker._CMN_PRIORS``), measured on the twin's voice.
+(``_sphinx_worker.NARROWBAND_CMN``), measured on the twin's voice.
 """
 
 from __future__ import annotations
@@ -228,14 +228,14 @@ async def main(
 
 
 def cmn_priors() -> None:
-    """Print the mean cepstrum of the twin's voice converted to narrowband rates and back."""
+    """Print the mean cepstrum of the twin's voice converted to 8 kHz and back."""
     from pocketsphinx import Decoder
 
     from cartesia_stt_async.twin._tts import Synthesizer, TTSRequest
 
     synthesizer = Synthesizer()
     decoder = Decoder(samprate=16000, loglevel="FATAL")
-    for rate in (11025, 8000):
+    for rate in (8000,):
         means = []
         for sentence in SENTENCES[1::2]:
             audio = synthesizer.synthesize(TTSRequest(sentence, "raw", "pcm_s16le", 16000, "en"))

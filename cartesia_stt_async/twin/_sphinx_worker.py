@@ -30,7 +30,15 @@ from ..protocol.audio import BYTES_PER_SAMPLE
 from . import _dsp
 from .engines import Segment
 
-__all__ = ["DECODER_RATE", "cmn_prior", "frame", "main", "read_frame", "write_frame"]
+__all__ = [
+    "DECODER_RATE",
+    "NARROWBAND_BELOW",
+    "NARROWBAND_CMN",
+    "frame",
+    "main",
+    "read_frame",
+    "write_frame",
+]
 
 DECODER_RATE: Final = 16000
 # 20 ms of 16-bit audio per process_raw call while decoding live. The block size slightly
@@ -43,24 +51,20 @@ _FRAMES_PER_SECOND: Final = 100  # pocketsphinx feature frames
 _MAX_WHOLE_BYTES: Final = 120 * DECODER_RATE * 2
 _ALT_PRONUNCIATION = re.compile(r"\(\d+\)$")
 
-# Where live cepstral mean normalisation starts for narrowband audio, by the lowest client
-# sample rate of each band: the mean cepstrum of the twin's own voice converted to that
-# rate and back to 16 kHz (``python benchmarks/twin_quality.py --cmn-priors``). The model's
-# own start (``-cmninit 40,3,-1``) suits wideband audio; audio with no energy above 4 kHz
-# has a very different mean, which live normalisation took several utterances to reach.
-# Only interims use it: narrowband finals are decoded whole, with the utterance's own mean.
-_CMN_PRIORS: Final = (
-    (11025, "51.67,29.00,-3.32,29.51,-20.62,12.16,-12.82,8.98,-23.77,15.69,-15.95,-2.18,-0.55"),
-    (8000, "47.62,42.26,-18.22,37.98,-16.16,-7.16,17.74,-25.20,5.66,-3.15,-9.12,0.23,-7.08"),
+# Client rates below this are narrowband (telephone 8 kHz): their utterances are decoded
+# whole at finalize. From 11.025 kHz up the live path measured better (WER 0.246 against
+# 0.281 over the benchmark's other speakers at 11.025 kHz), so it stays.
+NARROWBAND_BELOW: Final = 11025
+
+# Where live cepstral mean normalisation starts for narrowband audio: the mean cepstrum of
+# the twin's own voice converted to 8 kHz and back to 16 kHz (``python
+# benchmarks/twin_quality.py --cmn-priors``). The model's own start (``-cmninit 40,3,-1``)
+# suits wideband audio; audio with no energy above 4 kHz has a very different mean, which
+# live normalisation took several utterances to reach. Only interims use it: narrowband
+# finals are decoded whole, with the utterance's own mean.
+NARROWBAND_CMN: Final = (
+    "47.62,42.26,-18.22,37.98,-16.16,-7.16,17.74,-25.20,5.66,-3.15,-9.12,0.23,-7.08"
 )
-
-
-def cmn_prior(rate: int) -> str:
-    """The live cepstral mean to start from for narrowband audio at ``rate``."""
-    for lowest, prior in _CMN_PRIORS:
-        if rate >= lowest:
-            return prior
-    return _CMN_PRIORS[-1][1]
 
 
 def _new_decoder() -> Any:
@@ -91,19 +95,19 @@ class _DecoderState:
 class _WorkerSession:
     """One connection's decoding state, inside a worker process.
 
-    Audio at 16 kHz and above is decoded live as it arrives (``process_raw`` in 20 ms
+    Audio at 11.025 kHz and above is decoded live as it arrives (``process_raw`` in 20 ms
     slices); ``finalize`` ends the utterance and reads its words. The live cepstral mean
     carries over from one utterance to the next within the session.
 
-    Narrowband audio (a client rate below 16 kHz) is kept until ``finalize`` (which also
-    flushes the resampler: an utterance is exactly the audio sent since the previous one)
-    and decoded whole then (``full_utt``: the feature state reset, the utterance's own
-    cepstral mean), after :func:`_dsp.fill_band` gave it content in the band it lacks. Its
-    words then depend on its audio alone: not on the utterances before it, on the session a
-    pooled decoder served before, or on whether interims were asked for. With ``interims``
-    it is also decoded live (from a narrowband cepstral mean, :func:`cmn_prior`), for
-    partial hypotheses only. An utterance longer than ``_MAX_WHOLE_BYTES`` falls back to the
-    live result.
+    Narrowband audio (a client rate below :data:`NARROWBAND_BELOW`, 11.025 kHz: telephone
+    8 kHz) is kept until ``finalize`` (which also flushes the resampler: an utterance is
+    exactly the audio sent since the previous one) and decoded whole then (``full_utt``: the
+    feature state reset, the utterance's own cepstral mean), after :func:`_dsp.fill_band`
+    gave it content in the band it lacks. Its words then depend on its audio alone: not on
+    the utterances before it, on the session a pooled decoder served before, or on whether
+    interims were asked for. With ``interims`` it is also decoded live (from a narrowband
+    cepstral mean, :data:`NARROWBAND_CMN`), for partial hypotheses only. An utterance longer
+    than ``_MAX_WHOLE_BYTES`` falls back to the live result.
     """
 
     state: _DecoderState
@@ -121,9 +125,9 @@ class _WorkerSession:
     def __post_init__(self) -> None:
         self.width = BYTES_PER_SAMPLE[self.encoding]
         self.utterance = None
-        if self.rate < DECODER_RATE:
+        if self.rate < NARROWBAND_BELOW:
             self.utterance = bytearray()
-            self.state.decoder.set_cmn(cmn_prior(self.rate))
+            self.state.decoder.set_cmn(NARROWBAND_CMN)
 
     def _live(self, pcm: bytes) -> None:
         state = self.state
@@ -151,7 +155,7 @@ class _WorkerSession:
                 self.utterance = None
                 if not self.interims:
                     self._live(bytes(kept))
-        if self.interims or self.utterance is None:  # always, at 16 kHz and above
+        if self.interims or self.utterance is None:  # always, from 11.025 kHz up
             self._live(pcm)
         if not self.interims:
             return None
@@ -174,7 +178,7 @@ class _WorkerSession:
         """End the utterance; its words as one final delta (none for silence)."""
         state = self.state
         kept = self.utterance
-        if self.rate < DECODER_RATE:
+        if self.rate < NARROWBAND_BELOW:
             self.utterance = bytearray()
         if state.in_utterance:
             state.decoder.end_utt()
@@ -264,7 +268,7 @@ class _Recognizer:
 
     def finalize(self, sid: int) -> list[Segment]:
         session, resampler = self.sessions[sid]
-        if session.rate < DECODER_RATE:
+        if session.rate < NARROWBAND_BELOW:
             # The utterance is all the audio up to here: what the resampler's filter still
             # holds is its end, not the start of the next one.
             session.decode(b"", resampler, final=True)
