@@ -16,11 +16,12 @@ Reports:
 * resident memory of the recognizer process with 0 to 4 sessions open (the first session
   takes the pooled decoder; each further one builds its own).
 
-Run: ``python benchmarks/twin_quality.py`` (needs the ``twin`` extra; ~10 minutes on two
-cores; it measures the ``cartesia_stt_async`` Python imports: from a checkout, put it first
-with ``PYTHONPATH=.``). ``--sentences N`` uses the first N sentences only. ``--cmn-priors``
-prints the narrowband cepstral means the worker starts live normalisation from
-(``_sphinx_worker.NARROWBAND_CMN``), measured on the twin's voice.
+Run: ``python benchmarks/twin_quality.py`` (needs the ``twin`` extra; with ``--sentences 11``
+about 15 minutes on a busy 2-core machine). It measures the ``cartesia_stt_async`` that
+Python imports: from a checkout, put it first with ``PYTHONPATH=.``. ``--sentences N`` uses
+the first N sentences only. ``--cmn-priors`` prints the narrowband cepstral mean the worker
+starts live normalisation from (``_sphinx_worker.NARROWBAND_CMN``), measured on the twin's
+voice.
 """
 
 from __future__ import annotations
