@@ -63,7 +63,7 @@ NARROWBAND_BELOW: Final = 11025
 # live normalisation took several utterances to reach. Only interims use it: narrowband
 # finals are decoded whole, with the utterance's own mean.
 NARROWBAND_CMN: Final = (
-    "47.62,42.26,-18.22,37.98,-16.16,-7.16,17.74,-25.20,5.66,-3.15,-9.12,0.23,-7.08"
+    "47.59,42.39,-18.45,38.32,-16.58,-6.71,17.36,-24.99,5.65,-3.31,-8.86,-0.03,-6.90"
 )
 
 
