@@ -100,3 +100,36 @@ def test_word_error_rate() -> None:
     assert word_error_rate(["a b", "c d"], ["a b", "c"]) == pytest.approx(1 / 4)
     with pytest.raises(ValueError, match="no words"):
         word_error_rate("", "x")
+
+
+def band_energy(x: np.ndarray, rate: int, low: float, high: float) -> float:
+    """Energy of ``x`` between ``low`` and ``high`` Hz (Hann window: no leakage from its ends)."""
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / rate)
+    return float(spectrum[(freqs >= low) & (freqs < high)].sum())
+
+
+@pytest.mark.parametrize("source", [8000, 11025])
+def test_fill_band_fills_only_the_band_the_audio_lacks(source: int) -> None:
+    """Narrowband audio upsampled to 16 kHz has nothing above the source's Nyquist; the fill
+    puts a quiet mirror image and quiet noise there and leaves the band below alone."""
+    x = resample(tone(1000, source), source, 16000)
+    y = _dsp.fill_band(x, source)
+    assert len(y) == len(x) and y.dtype == np.float32
+    np.testing.assert_array_equal(_dsp.fill_band(x, source), y)  # the same every time
+    x, y = x[1600:-1600], y[1600:-1600]  # the ends see the silence before and after
+    total = band_energy(x, 16000, 0, 8000)
+    top = source / 2 + 200
+    assert band_energy(x - y, 16000, 0, source / 2 - 300) < 1e-5 * total  # left alone
+    assert band_energy(x, 16000, top, 8000) < 1e-8 * total  # empty before
+    assert 1e-4 < band_energy(y, 16000, top, 8000) / total < 0.05  # filled after
+    if source == 8000:  # the 1 kHz tone's mirror image at 7 kHz, at FOLD_GAIN
+        image = band_energy(y, 16000, 6900, 7100) / band_energy(y, 16000, 900, 1100)
+        assert image == pytest.approx(_dsp.FOLD_GAIN**2, rel=0.1)
+
+
+def test_fill_band_leaves_wideband_audio_alone() -> None:
+    x = tone(440, 16000)
+    assert _dsp.fill_band(x, 16000) is x
+    assert _dsp.fill_band(x, 48000) is x
+    assert len(_dsp.fill_band(x[:0], 8000)) == 0

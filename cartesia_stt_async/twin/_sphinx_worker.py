@@ -30,15 +30,41 @@ from ..protocol.audio import BYTES_PER_SAMPLE
 from . import _dsp
 from .engines import Segment
 
-__all__ = ["DECODER_RATE", "frame", "main", "read_frame", "write_frame"]
+__all__ = [
+    "DECODER_RATE",
+    "NARROWBAND_BELOW",
+    "NARROWBAND_CMN",
+    "frame",
+    "main",
+    "read_frame",
+    "write_frame",
+]
 
 DECODER_RATE: Final = 16000
-# 20 ms of 16-bit audio per process_raw call. The block size slightly changes pocketsphinx's
-# results (one call per 100 ms frame: WER 0.160 vs 0.154 over the benchmark's sentences), so it
-# is fixed here, whatever the client's frame size.
+# 20 ms of 16-bit audio per process_raw call while decoding live. The block size slightly
+# changes pocketsphinx's results (one call per 100 ms frame: WER 0.160 vs 0.154 over the
+# benchmark's sentences), so it is fixed here, whatever the client's frame size.
 _SLICE_BYTES: Final = DECODER_RATE * 2 // 50
 _FRAMES_PER_SECOND: Final = 100  # pocketsphinx feature frames
+# A narrowband utterance up to this long (16 kHz 16-bit bytes: 120 s) is decoded whole at
+# finalize; a longer one gets the live decoder's result (its audio is not kept).
+_MAX_WHOLE_BYTES: Final = 120 * DECODER_RATE * 2
 _ALT_PRONUNCIATION = re.compile(r"\(\d+\)$")
+
+# Client rates below this are narrowband (telephone 8 kHz): their utterances are decoded
+# whole at finalize. From 11.025 kHz up the live path measured better (WER 0.246 against
+# 0.281 over the benchmark's other speakers at 11.025 kHz), so it stays.
+NARROWBAND_BELOW: Final = 11025
+
+# Where live cepstral mean normalisation starts for narrowband audio: the mean cepstrum of
+# the twin's own voice converted to 8 kHz and back to 16 kHz (``python
+# benchmarks/twin_quality.py --cmn-priors``). The model's own start (``-cmninit 40,3,-1``)
+# suits wideband audio; audio with no energy above 4 kHz has a very different mean, which
+# live normalisation took several utterances to reach. Only interims use it: narrowband
+# finals are decoded whole, with the utterance's own mean.
+NARROWBAND_CMN: Final = (
+    "47.59,42.39,-18.45,38.32,-16.58,-6.71,17.36,-24.99,5.65,-3.31,-8.86,-0.03,-6.90"
+)
 
 
 def _new_decoder() -> Any:
@@ -59,30 +85,60 @@ class _DecoderState:
     """One decoder and where its session's audio stands."""
 
     decoder: Any
-    in_utterance: bool = False
-    samples: int = 0  # 16 kHz samples decoded this session
+    in_utterance: bool = False  # the live decoder is inside an utterance
+    samples: int = 0  # 16 kHz samples received this session
     utterance_start: int = 0  # ``samples`` when the current utterance started
     dirty: bool = False  # language model changed: do not pool
 
 
 @dataclass
 class _WorkerSession:
-    """One connection's decoding state, inside a worker process."""
+    """One connection's decoding state, inside a worker process.
+
+    Audio at 11.025 kHz and above is decoded live as it arrives (``process_raw`` in 20 ms
+    slices); ``finalize`` ends the utterance and reads its words. The live cepstral mean
+    carries over from one utterance to the next within the session.
+
+    Narrowband audio (a client rate below :data:`NARROWBAND_BELOW`, 11.025 kHz: telephone
+    8 kHz) is kept until ``finalize`` (which also flushes the resampler: an utterance is
+    exactly the audio sent since the previous one) and decoded whole then (``full_utt``: the
+    feature state reset, the utterance's own cepstral mean), after :func:`_dsp.fill_band`
+    gave it content in the band it lacks. Its words then depend on its audio alone: not on
+    the utterances before it, on the session a pooled decoder served before, or on whether
+    interims were asked for. With ``interims`` it is also decoded live (from a narrowband
+    cepstral mean, :data:`NARROWBAND_CMN`), for partial hypotheses only. An utterance longer
+    than ``_MAX_WHOLE_BYTES`` falls back to the live result.
+    """
 
     state: _DecoderState
     encoding: str
+    rate: int
     language: str
     interims: bool
     width: int = field(init=False)
     rest: bytes = b""
     finals_sent: int = 0
     last_interim: str = ""
+    # Narrowband: the utterance's 16 kHz audio so far (``None``: too long, live only).
+    utterance: bytearray | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.width = BYTES_PER_SAMPLE[self.encoding]
+        self.utterance = None
+        if self.rate < NARROWBAND_BELOW:
+            self.utterance = bytearray()
+            self.state.decoder.set_cmn(NARROWBAND_CMN)
+
+    def _live(self, pcm: bytes) -> None:
+        state = self.state
+        if not state.in_utterance:
+            state.decoder.start_utt()
+            state.in_utterance = True
+        for i in range(0, len(pcm), _SLICE_BYTES):
+            state.decoder.process_raw(pcm[i : i + _SLICE_BYTES], False, False)
 
     def decode(self, audio: bytes, resampler: _dsp.Resampler, final: bool) -> str | None:
-        """Convert and decode ``audio``; return the new partial hypothesis, if it changed."""
+        """Convert and take ``audio``; return the new partial hypothesis, if it changed."""
         state = self.state
         data = self.rest + audio
         cut = len(data) - len(data) % self.width
@@ -90,33 +146,52 @@ class _WorkerSession:
         pcm = _dsp.to_s16le(resampler.process(_dsp.decode(data[:cut], self.encoding), final))
         if not pcm:
             return None
-        decoder = state.decoder
-        if not state.in_utterance:
-            decoder.start_utt()
-            state.in_utterance = True
-            state.utterance_start = state.samples
-        for i in range(0, len(pcm), _SLICE_BYTES):
-            decoder.process_raw(pcm[i : i + _SLICE_BYTES], False, False)
         state.samples += len(pcm) // 2
+        kept = self.utterance
+        if kept is not None:
+            if len(kept) + len(pcm) <= _MAX_WHOLE_BYTES:
+                kept += pcm
+            else:  # too long to keep: the live decoder takes over, from the start
+                self.utterance = None
+                if not self.interims:
+                    self._live(bytes(kept))
+        if self.interims or self.utterance is None:  # always, from 11.025 kHz up
+            self._live(pcm)
         if not self.interims:
             return None
-        hyp = decoder.hyp()
+        hyp = state.decoder.hyp()
         text = hyp.hypstr if hyp is not None else ""
         if not text or text == self.last_interim:
             return None
         self.last_interim = text
         return " " + text if self.finals_sent else text
 
+    def _decode_whole(self, pcm: bytes) -> None:
+        decoder = self.state.decoder
+        pcm = _dsp.to_s16le(_dsp.fill_band(_dsp.decode(pcm, "pcm_s16le"), self.rate))
+        decoder.reinit_feat()
+        decoder.start_utt()
+        decoder.process_raw(pcm, False, True)
+        decoder.end_utt()
+
     def end(self) -> list[Segment]:
         """End the utterance; its words as one final delta (none for silence)."""
         state = self.state
-        if not state.in_utterance:
+        kept = self.utterance
+        if self.rate < NARROWBAND_BELOW:
+            self.utterance = bytearray()
+        if state.in_utterance:
+            state.decoder.end_utt()
+            state.in_utterance = False
+        elif not kept:
             return []
+        if kept:
+            self._decode_whole(bytes(kept))
         decoder = state.decoder
-        decoder.end_utt()
-        state.in_utterance = False
         self.last_interim = ""
         offset = state.utterance_start / DECODER_RATE
+        duration = (state.samples - state.utterance_start) / DECODER_RATE
+        state.utterance_start = state.samples
         words: list[tuple[str, float, float]] = []
         for seg in decoder.seg() or ():
             word = _clean_word(seg.word)
@@ -130,7 +205,6 @@ class _WorkerSession:
         if self.finals_sent:
             text = " " + text
         self.finals_sent += 1
-        duration = (state.samples - state.utterance_start) / DECODER_RATE
         return [
             Segment(
                 text,
@@ -166,7 +240,7 @@ class _Recognizer:
         self, sid: int, encoding: str, rate: int, language: str, keyterms: Sequence[str]
     ) -> list[str]:
         state = self.idle.pop() if self.idle else self._create()
-        session = _WorkerSession(state, encoding, language, self.interims)
+        session = _WorkerSession(state, encoding, rate, language, self.interims)
         self.sessions[sid] = (session, _dsp.Resampler(rate, DECODER_RATE))
         return sorted(self._boost(state, keyterms)) if keyterms else []
 
@@ -193,7 +267,13 @@ class _Recognizer:
         return session.decode(audio, resampler, final=False)
 
     def finalize(self, sid: int) -> list[Segment]:
-        return self.sessions[sid][0].end()
+        session, resampler = self.sessions[sid]
+        if session.rate < NARROWBAND_BELOW:
+            # The utterance is all the audio up to here: what the resampler's filter still
+            # holds is its end, not the start of the next one.
+            session.decode(b"", resampler, final=True)
+            self.sessions[sid] = (session, _dsp.Resampler(session.rate, DECODER_RATE))
+        return session.end()
 
     def close(self, sid: int) -> list[Segment]:
         session, resampler = self.sessions[sid]

@@ -31,6 +31,9 @@ Costs and limits (measured on a 2-core x86 machine; see ``docs/twin.md``):
   or at interpreter exit for an engine nobody closed. Stopping waits for a running call,
   then kills the worker if it has not quit.
 * Every encoding and sample rate the protocol allows is converted to 16 kHz 16-bit mono first.
+  Narrowband audio (below 11.025 kHz: telephone 8 kHz) is kept per utterance and decoded
+  whole at ``finalize``, its missing band filled (``_sphinx_worker._WorkerSession``): its
+  words depend on its own audio only. From 11.025 kHz up, finals come from the live decoder.
 * ``keyterm`` words found in the dictionary are added to that session's language model as
   unigrams; such a decoder is not returned to the pool. Words with no dictionary
   pronunciation (most numbers, new coinages) cannot be boosted: the twin logs a warning
