@@ -177,3 +177,31 @@ async def test_a_clean_close_with_nothing_owed_is_still_a_clean_end(
             assert send_info.value.unanswered == ()
         assert peer.fired == [fault]
     assert conn.transcript.text == " <3200>"
+
+
+@pytest.mark.timeout(30)
+def test_the_sync_client_reports_the_lost_turn_too() -> None:
+    """The blocking client's iterator and finalize() raise the same error (its session runs
+    on the async one); the peer serves from a loop of its own thread."""
+    from anyio.from_thread import start_blocking_portal
+
+    fault = Fault(0, "recv", 4, "close", code=1000, reason="bye")
+    with (
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(Peer(faults=[fault])) as peer,
+        stt.Cartesia(api_key="sk_sync_test_key", base_url=peer.base_url) as client,
+    ):
+        manager = client.stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None
+        )
+        types: list[str] = []
+        with pytest.raises(stt.ConnectionClosedError) as iter_info, manager as conn:
+            conn.send_audio(A)
+            assert conn.finalize(timeout=5 * SLACK).text == " <3200>"
+            conn.send_audio(B)
+            conn.send("finalize")
+            for event in conn:  # the official sync loop: it ends in the error
+                types.append(event.type)
+        assert peer.fired == [fault]
+    lost_error(iter_info.value)
+    assert types == ["transcript", "flush_done"]
