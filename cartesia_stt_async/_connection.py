@@ -32,6 +32,7 @@ from .errors import (
     CartesiaSTTError,
     ConnectionClosedError,
 )
+from .protocol.audio import audio_bytes
 from .protocol.checks import check_speed, check_timeout
 from .protocol.commands import normalize_command
 from .protocol.events import ErrorEvent, Event, parse_event
@@ -169,7 +170,7 @@ class AsyncConnection(HandlerMethods):
             link.check_usable()
         pace = self._speed if speed is DEFAULT else check_speed(speed)
         session, stats = self._session, self.stats
-        data = chunk if type(chunk) is bytes else memoryview(session._check_bytes(chunk)).cast("B")
+        data = chunk if type(chunk) is bytes else memoryview(audio_bytes(chunk)).cast("B")
         limit = self._buffer_bytes
         now = link.now()
         if stats.queued_bytes + len(data) <= limit:  # it fits: every policy queues it whole

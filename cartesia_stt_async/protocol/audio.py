@@ -35,6 +35,7 @@ __all__ = [
     "Span",
     "WavInfo",
     "as_bytes_view",
+    "audio_bytes",
     "check_not_a_file",
     "g711_decode_table",
     "parse_wav_header",
@@ -186,6 +187,20 @@ def g711_decode_table(encoding: str) -> tuple[int, ...]:
             t = t + 8 if seg == 0 else (t + 0x108) << max(seg - 1, 0)
             table.append(t if a & 0x80 else -t)
     return tuple(table)
+
+
+def audio_bytes(data: object) -> bytes | bytearray | memoryview:
+    """``data`` checked to be audio (``bytes``, ``bytearray`` or ``memoryview``) and seen as
+    its bytes (:func:`as_bytes_view`): what every audio entry point takes.
+
+    Raises:
+        InvalidAudioError: For any other type (named), or a released ``memoryview``.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InvalidAudioError(
+            f"audio must be bytes, bytearray or memoryview, got {type(data).__name__}"
+        )
+    return as_bytes_view(data)
 
 
 def as_bytes_view(data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:

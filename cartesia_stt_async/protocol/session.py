@@ -71,13 +71,13 @@ from collections import deque
 from enum import IntEnum
 from typing import Literal
 
-from ..errors import ConnectionStateError, InvalidAudioError
+from ..errors import ConnectionStateError
 from .audio import (
     DEFAULT_FRAME_MS,
     SNIFF_BYTES,
     AudioFormat,
     Reframer,
-    as_bytes_view,
+    audio_bytes,
     check_not_a_file,
 )
 from .events import DoneEvent, ErrorEvent, Event, FlushDoneEvent, TranscriptEvent
@@ -188,17 +188,9 @@ class Session:
         self._next_index += 1
         return utt
 
-    @staticmethod
-    def _check_bytes(data: object) -> bytes | bytearray | memoryview:
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise InvalidAudioError(
-                f"audio must be bytes, bytearray or memoryview, got {type(data).__name__}"
-            )
-        return as_bytes_view(data)
-
     def _sniff(self, chunk: object, start: int) -> None:
         """Check the session's first audio bytes (rule: raw samples, not a file)."""
-        data = self._check_bytes(chunk)
+        data = audio_bytes(chunk)
         if len(data) > start:
             check_not_a_file(memoryview(data)[start : start + SNIFF_BYTES], self.format)
             self._sniffed = True
@@ -242,7 +234,7 @@ class Session:
         ):
             self.outbox.append(Entry(chunk, speed, None, at))  # one whole frame, as it is
             return 1
-        frames = reframer.push(self._check_bytes(chunk), start, stop)
+        frames = reframer.push(audio_bytes(chunk), start, stop)
         append = self.outbox.append
         for frame in frames:
             append(Entry(frame, speed, None, at))
@@ -299,7 +291,7 @@ class Session:
             InvalidAudioError: If ``data`` is not bytes-like or not whole samples.
         """
         self._check_open("send audio")
-        data = self._check_bytes(data)
+        data = audio_bytes(data)
         if not self._sniffed:
             self._sniff(data, 0)
         self.format.check_aligned(len(data))
