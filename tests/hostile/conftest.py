@@ -53,7 +53,9 @@ def client_for(base_url: str, api_key: str = CANARY, **kw: Any) -> stt.AsyncCart
 
 
 def open_ws(base_url: str, *, api_key: str = CANARY, **kw: Any) -> stt.ConnectionManager:
-    """``client.stt.manual_finalize.websocket`` with test defaults (unpaced, fast backoff)."""
+    """``client.stt.manual_finalize.websocket`` with test defaults (unpaced, fast backoff);
+    ``proxy`` and ``ssl`` go to the client, everything else to ``websocket()``."""
+    client_kw = {k: kw.pop(k) for k in ("proxy", "ssl") if k in kw}
     options: dict[str, Any] = {
         "model": "ink-2",
         "encoding": "pcm_s16le",
@@ -63,7 +65,7 @@ def open_ws(base_url: str, *, api_key: str = CANARY, **kw: Any) -> stt.Connectio
         **FAST,
         **kw,
     }
-    return client_for(base_url, api_key).stt.manual_finalize.websocket(**options)
+    return client_for(base_url, api_key, **client_kw).stt.manual_finalize.websocket(**options)
 
 
 @functools.cache

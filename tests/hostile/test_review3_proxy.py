@@ -27,7 +27,6 @@ import logging
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
@@ -36,7 +35,7 @@ from cartesia_stt_async.twin import Fault, Faults, ScriptedEngine, serve
 
 from ..proxies import LoopbackServer, clean_proxy_env, pipe
 from ..test_tls_proxy import ALIAS, TTS_BODY, Proxy, aliased, upstream
-from .conftest import CANARY, FAST, SLACK, bounded
+from .conftest import CANARY, SLACK, bounded, open_ws
 
 # Every test here runs on asyncio's loop and on uvloop (--loops).
 pytestmark = pytest.mark.both_loops
@@ -99,22 +98,6 @@ def proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return clean_proxy_env(monkeypatch)
 
 
-def session(base_url: str, **kw: Any) -> stt.ConnectionManager:
-    """A session manager; ``proxy``/``ssl`` go to the client, the rest to ``websocket()``."""
-    client_kw = {k: kw.pop(k) for k in ("proxy", "ssl") if k in kw}
-    client = stt.AsyncCartesia(api_key=CANARY, base_url=base_url, **client_kw)
-    options: dict[str, Any] = {
-        "model": "ink-2",
-        "encoding": "pcm_s16le",
-        "sample_rate": 16000,
-        "speed": None,
-        "close_timeout": 5 * SLACK,
-        **FAST,
-        **kw,
-    }
-    return client.stt.manual_finalize.websocket(**options)
-
-
 async def one_utterance(manager: stt.ConnectionManager) -> stt.AsyncConnection:
     async with manager as conn:
         await conn.send_audio(HELLO)
@@ -154,7 +137,7 @@ async def test_a_silent_proxy_times_out_and_the_socket_to_it_is_closed(
 ) -> None:
     async with bounded(10), HostileProxy(["silent"]).running() as proxy:
         for _ in range(3):
-            manager = session("http://127.0.0.1:9", proxy=proxy.url(), open_timeout=0.2)
+            manager = open_ws("http://127.0.0.1:9", proxy=proxy.url(), open_timeout=0.2)
             with pytest.raises(stt.APITimeoutError) as info:
                 async with manager:
                     pass
@@ -171,7 +154,7 @@ async def test_a_silent_proxy_from_the_environment_is_named_with_the_bypass(
     async with bounded(10), HostileProxy(["silent"]).running() as proxy:
         proxy_env.setenv("HTTPS_PROXY", proxy.url())
         with pytest.raises(stt.APITimeoutError) as info:
-            async with session(f"http://{ALIAS}:9", open_timeout=0.2):
+            async with open_ws(f"http://{ALIAS}:9", open_timeout=0.2):
                 pass
         assert proxy.accepted == 1  # the environment's proxy was used (ALIAS is not loopback)
         assert await until(lambda: not proxy.open, 1.0), f"still open: {proxy.open}"
@@ -191,7 +174,7 @@ async def test_reconnects_through_a_proxy_gone_silent_close_every_socket(
         serve(engine(), faults=drop) as twin,
         HostileProxy(["tunnel", "silent"]).running() as proxy,
     ):
-        manager = session(twin.base_url, proxy=proxy.url(), open_timeout=0.2, max_retries=2)
+        manager = open_ws(twin.base_url, proxy=proxy.url(), open_timeout=0.2, max_retries=2)
         with pytest.raises(stt.ReconnectError) as info:
             async with manager as conn:
                 await conn.send_audio(HELLO)
@@ -214,7 +197,7 @@ async def test_a_proxy_closing_without_an_answer_is_a_proxy_error_and_nothing_el
     async with bounded(10), HostileProxy([mode]).running() as proxy:
         for _ in range(2):
             with pytest.raises(stt.ProxyError) as info:
-                async with session("http://127.0.0.1:9", proxy=proxy.url("user9:pass9@")):
+                async with open_ws("http://127.0.0.1:9", proxy=proxy.url("user9:pass9@")):
                     pass
             text = str(info.value)
             assert f"through the proxy http://***@127.0.0.1:{proxy.port}" in text
@@ -242,7 +225,7 @@ async def test_encoded_credentials_work_for_sessions_and_http_alike(
         Proxy(credentials=(USER, PASSWORD)).running() as proxy,
     ):
         url = f"http://{userinfo}@127.0.0.1:{proxy.port}"
-        await one_utterance(session(twin.base_url, proxy=url))
+        await one_utterance(open_ws(twin.base_url, proxy=url))
         async with stt.AsyncCartesia(api_key=CANARY, base_url=twin.base_url, proxy=url) as client:
             await (await client.tts.generate(**TTS_BODY)).read()
     assert proxy.refused == 0
@@ -270,13 +253,13 @@ async def test_a_proxy_without_a_scheme_in_the_environment_is_http(
         proxy_env.setenv(spelling("HTTPS_PROXY"), bare)  # sessions (ws:// and wss://)
         proxy_env.setenv(spelling("HTTP_PROXY"), bare)  # plain http:// requests
         base_url = aliased(twin)  # not loopback: the environment is consulted
-        await one_utterance(session(base_url))
+        await one_utterance(open_ws(base_url))
         async with stt.AsyncCartesia(api_key=CANARY, base_url=base_url) as client:
             await (await client.tts.generate(**TTS_BODY)).read()
         # The option takes it the same way.
         proxy_env.delenv(spelling("HTTPS_PROXY"))
         proxy_env.delenv(spelling("HTTP_PROXY"))
-        await one_utterance(session(base_url, proxy=bare))
+        await one_utterance(open_ws(base_url, proxy=bare))
     assert proxy.refused == 0
     assert proxy.tunnels == [f"{ALIAS}:{twin.port}"] * 2
     assert proxy.forwarded == [f"POST {base_url}/tts/bytes"]
@@ -289,7 +272,7 @@ async def _failures(
     request with ``http=False`` (its timeout is a minute)."""
     errors: list[stt.CartesiaSTTError] = []
     try:
-        async with session(base_url, proxy=proxy, open_timeout=0.3 * SLACK):
+        async with open_ws(base_url, proxy=proxy, open_timeout=0.3 * SLACK):
             pass
     except stt.CartesiaSTTError as exc:
         errors.append(exc)
@@ -374,7 +357,7 @@ async def test_a_bad_proxy_port_in_the_environment_is_a_configuration_error_nami
     target = f"http://{ALIAS}:9"  # not loopback: the environment is consulted (no I/O happens)
     async with bounded(10):
         with pytest.raises(stt.ConfigurationError) as ws_info:
-            async with session(target):
+            async with open_ws(target):
                 pass
         async with stt.AsyncCartesia(api_key=CANARY, base_url=target) as client:
             with pytest.raises(stt.ConfigurationError) as http_info:
