@@ -8,6 +8,9 @@ Every exception this package raises on purpose derives from :class:`CartesiaSTTE
     │   ├── InvalidAudioError         bytes that cannot be audio of the session's encoding,
     │   │                             or a WAV file whose header does not match the session
     │   ├── InvalidCommandError       a text command other than ``finalize`` / ``close``
+    │   │                             (or, on the turn endpoint, ``close`` / ``config``)
+    │   ├── TurnConfigError           a turn-detection threshold out of its range or order
+    │   │                             (``.name``, ``.value``)
     │   └── ConnectionStateError      sending after ``close``, using a connection not yet open
     ├── APIConnectionError            the network failed us (could not connect, dropped)
     │   ├── ConnectionClosedError     the socket closed before the session ended cleanly
@@ -62,6 +65,7 @@ __all__ = [
     "ReconnectError",
     "ServerError",
     "TLSError",
+    "TurnConfigError",
     "UsageError",
     "error_for_status",
 ]
@@ -77,6 +81,21 @@ class ConfigurationError(CartesiaSTTError):
 
 class UsageError(CartesiaSTTError):
     """The SDK was called wrongly: wrong types, wrong order, impossible values."""
+
+
+class TurnConfigError(UsageError):
+    """A turn-detection setting is out of its documented range, or the thresholds are not
+    ordered start > eager end > end.
+
+    Attributes:
+        name: The setting at fault (``"turn_end_threshold"``, ...).
+        value: The value given.
+    """
+
+    def __init__(self, message: str, *, name: str, value: object) -> None:
+        super().__init__(message)
+        self.name = name
+        self.value = value
 
 
 class InvalidAudioError(UsageError):

@@ -15,6 +15,11 @@ Malformed JSON, a non-object, or a known type with fields of the wrong type is a
 
 Each event class has a class attribute ``type`` so code written for the official SDK
 (``if event.type == "transcript"``) works unchanged.
+
+The turn-detection endpoint (``/stt/turns/websocket``) has a second union, :data:`TurnEvent`,
+decoded by :func:`parse_turn_event` with the same tolerance: ``connected``, ``turn.start``,
+``turn.update``, ``turn.eager_end``, ``turn.resume``, ``turn.end``; ``error`` and
+:class:`UnknownEvent` are shared by both endpoints.
 """
 
 from __future__ import annotations
@@ -26,15 +31,24 @@ import msgspec
 from ..errors import ProtocolError
 
 __all__ = [
+    "ConnectedEvent",
     "DoneEvent",
     "ErrorEvent",
     "Event",
     "FlushDoneEvent",
+    "ServerEvent",
     "TranscriptEvent",
+    "TurnEagerEndEvent",
+    "TurnEndEvent",
+    "TurnEvent",
+    "TurnResumeEvent",
+    "TurnStartEvent",
+    "TurnUpdateEvent",
     "UnknownEvent",
     "Word",
     "encode_event",
     "parse_event",
+    "parse_turn_event",
 ]
 
 
@@ -142,12 +156,86 @@ class UnknownEvent(msgspec.Struct):
         return rid if isinstance(rid, str) else None
 
 
+class ConnectedEvent(_Base, tag="connected"):
+    """Turn endpoint: sent once when the socket opens (audio need not wait for it)."""
+
+    type: ClassVar[Literal["connected"]] = "connected"
+    request_id: str = ""
+
+
+class TurnStartEvent(_Base, tag="turn.start"):
+    """Turn endpoint: the user started speaking (fires fast: use it for barge-in)."""
+
+    type: ClassVar[Literal["turn.start"]] = "turn.start"
+    request_id: str = ""
+
+
+class TurnUpdateEvent(_Base, tag="turn.update"):
+    """Turn endpoint: the turn goes on. ``transcript`` is CUMULATIVE within the turn (never a
+    delta); never join it into a session transcript."""
+
+    type: ClassVar[Literal["turn.update"]] = "turn.update"
+    transcript: str = ""
+    request_id: str = ""
+
+
+class TurnEagerEndEvent(_Base, tag="turn.eager_end"):
+    """Turn endpoint (preview): the user may be done; a ``turn.resume`` may withdraw it."""
+
+    type: ClassVar[Literal["turn.eager_end"]] = "turn.eager_end"
+    transcript: str = ""
+    request_id: str = ""
+
+
+class TurnResumeEvent(_Base, tag="turn.resume"):
+    """Turn endpoint (preview): the turn goes on; drop the last eager end."""
+
+    type: ClassVar[Literal["turn.resume"]] = "turn.resume"
+    request_id: str = ""
+
+
+class TurnEndEvent(_Base, tag="turn.end"):
+    """Turn endpoint: the turn is over; ``transcript`` is definitive (may be empty)."""
+
+    type: ClassVar[Literal["turn.end"]] = "turn.end"
+    transcript: str = ""
+    request_id: str = ""
+
+
 KnownEvent = TranscriptEvent | FlushDoneEvent | DoneEvent | ErrorEvent
 Event = TranscriptEvent | FlushDoneEvent | DoneEvent | ErrorEvent | UnknownEvent
 """Any event :func:`parse_event` can return."""
 
+_KnownTurnEvent = (
+    ConnectedEvent
+    | TurnStartEvent
+    | TurnUpdateEvent
+    | TurnEagerEndEvent
+    | TurnResumeEvent
+    | TurnEndEvent
+    | ErrorEvent
+)
+TurnEvent = (
+    ConnectedEvent
+    | TurnStartEvent
+    | TurnUpdateEvent
+    | TurnEagerEndEvent
+    | TurnResumeEvent
+    | TurnEndEvent
+    | ErrorEvent
+    | UnknownEvent
+)
+"""Any event :func:`parse_turn_event` can return."""
+
+ServerEvent = Event | TurnEvent
+"""An event of either endpoint."""
+
 _KNOWN_TYPES: Final = frozenset({"transcript", "flush_done", "done", "error"})
+_KNOWN_TURN_TYPES: Final = frozenset(
+    {"connected", "turn.start", "turn.update", "turn.eager_end", "turn.resume", "turn.end", "error"}
+)
 _decoder: Final = msgspec.json.Decoder(KnownEvent)
+_turn_decoder: Final = msgspec.json.Decoder(_KnownTurnEvent)
 _fallback_decoder: Final = msgspec.json.Decoder(dict[str, Any])
 _encoder: Final = msgspec.json.Encoder()
 
@@ -177,23 +265,10 @@ def _decode_words(raw: msgspec.Raw) -> list[Word]:
     return out
 
 
-def parse_event(data: bytes | str) -> Event:
-    """Decode one server message.
-
-    Args:
-        data: The payload of one TEXT frame (``bytes`` or ``str``).
-
-    Returns:
-        A :class:`TranscriptEvent`, :class:`FlushDoneEvent`, :class:`DoneEvent`,
-        :class:`ErrorEvent`, or :class:`UnknownEvent` for a type this version does not know.
-
-    Raises:
-        ProtocolError: If ``data`` is not a JSON object with a string ``type``, or a known
-            event has fields of the wrong type.
-    """
+def _parse(data: bytes | str, decoder: msgspec.json.Decoder[Any], known: frozenset[str]) -> Any:
+    """Decode with ``decoder``; an unknown ``type`` becomes an :class:`UnknownEvent`."""
     try:
-        event: KnownEvent = _decoder.decode(data)
-        return event
+        return decoder.decode(data)
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"server sent a message that is not valid UTF-8: {exc}") from None
     except msgspec.DecodeError as first:
@@ -207,11 +282,49 @@ def parse_event(data: bytes | str) -> Event:
         kind = obj.get("type")
         if not isinstance(kind, str):
             raise ProtocolError("server sent a JSON object without a string 'type' field") from None
-        if kind in _KNOWN_TYPES:
+        if kind in known:
             raise ProtocolError(f"server sent a malformed {kind!r} event: {first}") from None
         return UnknownEvent(type=kind, data=obj)
 
 
-def encode_event(event: KnownEvent) -> bytes:
+def parse_event(data: bytes | str) -> Event:
+    """Decode one server message of the manual-finalize endpoint.
+
+    Args:
+        data: The payload of one TEXT frame (``bytes`` or ``str``).
+
+    Returns:
+        A :class:`TranscriptEvent`, :class:`FlushDoneEvent`, :class:`DoneEvent`,
+        :class:`ErrorEvent`, or :class:`UnknownEvent` for a type this version does not know.
+
+    Raises:
+        ProtocolError: If ``data`` is not a JSON object with a string ``type``, or a known
+            event has fields of the wrong type.
+    """
+    event: Event = _parse(data, _decoder, _KNOWN_TYPES)
+    return event
+
+
+def parse_turn_event(data: bytes | str) -> TurnEvent:
+    """Decode one server message of the turn-detection endpoint (``/stt/turns/websocket``).
+
+    Args:
+        data: The payload of one TEXT frame (``bytes`` or ``str``).
+
+    Returns:
+        A :class:`ConnectedEvent`, :class:`TurnStartEvent`, :class:`TurnUpdateEvent`,
+        :class:`TurnEagerEndEvent`, :class:`TurnResumeEvent`, :class:`TurnEndEvent`,
+        :class:`ErrorEvent`, or :class:`UnknownEvent` for a type this version does not know
+        (never fatal).
+
+    Raises:
+        ProtocolError: If ``data`` is not a JSON object with a string ``type``, or a known
+            event has fields of the wrong type.
+    """
+    event: TurnEvent = _parse(data, _turn_decoder, _KNOWN_TURN_TYPES)
+    return event
+
+
+def encode_event(event: KnownEvent | _KnownTurnEvent) -> bytes:
     """Encode a known event to its JSON wire form (used by the twin server and tests)."""
     return _encoder.encode(event)

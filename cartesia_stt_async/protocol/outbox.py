@@ -75,6 +75,8 @@ class ConnectionStats:
         keepalives_sent: Silent frames queued by the opt-in keepalive.
         unmatched_flush_done: ``flush_done`` events that arrived with no finalize outstanding
             (a server quirk; nothing is attributed differently because of it).
+        silence_fill_bytes: Turn endpoint: silence sent to keep an open turn moving while
+            the caller sent nothing (``fill_silence``).
     """
 
     frames_sent: int = 0
@@ -90,6 +92,7 @@ class ConnectionStats:
     idle_closes: int = 0
     keepalives_sent: int = 0
     unmatched_flush_done: int = 0
+    silence_fill_bytes: int = 0
 
 
 class Outbox:
@@ -254,19 +257,51 @@ class Outbox:
                     break
         return True
 
+    def trim_head(self, keep_bytes: int, keep_commands: frozenset[str] = frozenset()) -> None:
+        """Forget the journal's oldest audio beyond its newest ``keep_bytes``, and the commands
+        before it, except a command in ``keep_commands`` (the trim stops there).
+
+        For an endpoint whose answers name no position in the audio (turn detection): what
+        was written long enough before an answer cannot be owed any more.
+        """
+        journal = self._journal
+        while journal:
+            item = journal[0].item
+            if type(item) is str:
+                if item in keep_commands:
+                    return
+            elif self.journal_bytes - len(item) < keep_bytes:
+                return
+            else:
+                self.journal_bytes -= len(item)
+            journal.popleft()
+
     def clear_journal(self) -> None:
         """Forget the whole journal (the session is over)."""
         self._journal.clear()
         self._journal_tickets = 0
         self.journal_bytes = 0
 
-    def rewind(self) -> int:
+    def rewind(self, head: Entry | None = None, drop_prefix: str = "") -> int:
         """The socket was replaced: the journal goes back to the head of the queue.
+
+        Args:
+            head: An item to write before the replay (a command restoring settings).
+            drop_prefix: Commands of the journal starting with it are not replayed (``head``
+                replaces them); ``""``: every item is replayed.
 
         Returns:
             How many items will be replayed.
         """
         journal = self._journal
+        if drop_prefix:
+            kept = [
+                e for e in journal if type(e.item) is not str or not e.item.startswith(drop_prefix)
+            ]
+            journal.clear()
+            journal.extend(kept)
+        if head is not None:
+            journal.appendleft(head)
         count = len(journal)
         # Items of an unfinished replay are already at the head of the queue, after the
         # journal's: both are replayed, journal first.

@@ -71,31 +71,13 @@ from collections import deque
 from enum import IntEnum
 from typing import Literal
 
-from ..errors import ConnectionStateError
-from .audio import (
-    DEFAULT_FRAME_MS,
-    SNIFF_BYTES,
-    AudioFormat,
-    Reframer,
-    audio_bytes,
-    check_not_a_file,
-)
-from .events import DoneEvent, ErrorEvent, Event, FlushDoneEvent, TranscriptEvent
-from .outbox import ConnectionStats, Entry, Outbox, Outgoing
+from .audio import DEFAULT_FRAME_MS, AudioFormat
+from .events import DoneEvent, ErrorEvent, Event, FlushDoneEvent, TranscriptEvent, parse_event
+from .outbox import ConnectionStats, Entry, Outgoing
+from .sending import AudioSession, State
 from .transcript import Transcript, Utterance
 
 __all__ = ["FinalOrder", "FinalOrderOption", "Outgoing", "ServerOrder", "Session", "State"]
-
-_SILENCE = {"pcm_mulaw": b"\xff", "pcm_alaw": b"\xd5"}
-
-
-class State(IntEnum):
-    """Where the session is in its life."""
-
-    OPEN = 0
-    CLOSING = 1
-    DONE = 2
-    FAILED = 3
 
 
 ServerOrder = Literal["finals_first", "flush_first"]
@@ -113,7 +95,7 @@ class FinalOrder(IntEnum):
     FLUSH_FIRST = 2
 
 
-class Session:
+class Session(AudioSession):
     """Pure protocol state of one connection.
 
     Args:
@@ -140,12 +122,10 @@ class Session:
         final_order: FinalOrderOption = "finals_first",
         stats: ConnectionStats | None = None,
     ) -> None:
-        self.format = audio_format
-        self._bytes_per_second = audio_format.bytes_per_second
-        self.frame_bytes = audio_format.frame_bytes(frame_ms)
+        super().__init__(
+            audio_format, frame_ms=frame_ms, max_replay_bytes=max_replay_bytes, stats=stats
+        )
         self.late_final_grace = late_final_grace
-        self.max_replay_bytes = max_replay_bytes
-        self.state = State.OPEN
         self.learns_order = final_order == "auto"
         self.order = {
             "finals_first": FinalOrder.FINALS_FIRST,
@@ -153,151 +133,21 @@ class Session:
             "auto": FinalOrder.UNKNOWN,
         }[final_order]
         self.transcript = Transcript()
-        self.request_id = ""
-        self.stats = stats if stats is not None else ConnectionStats()
-        self.outbox = Outbox(self.stats)
-        self._reframer = Reframer(self.frame_bytes, audio_format.sample_width)
-        self._speed: float | None = None  # pacing of the audio held back by the reframer
         self._next_index = 0
         self._open = self._new_utterance()
         self._pending: deque[Utterance] = deque()  # finalized, awaiting flush_done
         self._unwritten: deque[Utterance] = deque()  # finalize queued, never written yet
         self._late: Utterance | None = None
         self._late_deadline: float | None = None
-        self._journal_lossy = False
         self._lossy_owner: Utterance | None = None  # the latest utterance that lost audio
         self._sealed_parts = 0  # transcript chunks that belong to sealed utterances
-        self._sniffed = False  # the session's first audio bytes were checked (check_not_a_file)
 
     # -- commands --------------------------------------------------------------------------
-
-    def _check_open(self, what: str) -> None:
-        if self.state is not State.OPEN:
-            reason = {
-                State.CLOSING: "after 'close' was sent",
-                State.DONE: "after the session ended",
-                State.FAILED: "after the server reported an error",
-            }[self.state]
-            raise ConnectionStateError(
-                f"cannot {what} {reason}; to send more, open a new session "
-                "(client.stt.manual_finalize.websocket(...))"
-            )
 
     def _new_utterance(self) -> Utterance:
         utt = Utterance(index=self._next_index)
         self._next_index += 1
         return utt
-
-    def _sniff(self, chunk: object, start: int) -> None:
-        """Check the session's first audio bytes (rule: raw samples, not a file)."""
-        data = audio_bytes(chunk)
-        if len(data) > start:
-            check_not_a_file(memoryview(data)[start : start + SNIFF_BYTES], self.format)
-            self._sniffed = True
-
-    def audio(
-        self,
-        chunk: bytes | bytearray | memoryview,
-        speed: float | None = None,
-        at: float | None = None,
-        start: int = 0,
-        stop: int | None = None,
-    ) -> int:
-        """Queue audio of any size, cut into exact frames (the remainder is held back).
-
-        Args:
-            chunk: Audio in the session's encoding.
-            speed: Pacing of these frames (1.0 real time), ``None`` unpaced.
-            at: When the caller handed it over (monotonic time): live audio is paced by it.
-            start: Queue ``chunk[start:stop]`` only (a ``bytes`` chunk is not copied).
-            stop: See ``start``; ``None``: to the end.
-
-        Returns:
-            How many frames were queued.
-
-        Raises:
-            ConnectionStateError: If the session is no longer open.
-            InvalidAudioError: If ``chunk`` is not bytes-like.
-        """
-        if self.state is not State.OPEN:
-            self._check_open("send audio")
-        if not self._sniffed:
-            self._sniff(chunk, start)
-        self._speed = speed
-        reframer = self._reframer
-        if (
-            type(chunk) is bytes
-            and len(chunk) == reframer.frame_bytes
-            and not start
-            and stop is None
-            and not reframer.pending
-        ):
-            self.outbox.append(Entry(chunk, speed, None, at))  # one whole frame, as it is
-            return 1
-        frames = reframer.push(audio_bytes(chunk), start, stop)
-        append = self.outbox.append
-        for frame in frames:
-            append(Entry(frame, speed, None, at))
-        return len(frames)
-
-    def skip_audio(self, nbytes: int) -> int:
-        """Drop the held-back partial frame and the next ``nbytes`` of the caller's audio.
-
-        For a buffer policy that keeps only the newest audio of a chunk: the caller passes the
-        rest of the chunk to :meth:`audio`. ``nbytes`` + the held-back bytes must make whole
-        frames, so the frames that follow stay aligned. Counted in ``dropped_audio_bytes``.
-
-        Returns:
-            The bytes dropped (held back + ``nbytes``).
-        """
-        dropped = self._reframer.discard() + nbytes
-        self.stats.dropped_audio_bytes += dropped
-        return dropped
-
-    def make_room(self, nbytes: int, limit: int) -> int:
-        """Drop the oldest queued audio so ``nbytes`` more fit in ``limit`` (``drop_oldest``).
-
-        Queued audio is dropped oldest first. When ``nbytes`` alone overfill the queue, only
-        the newest whole frames of the new audio are kept: its head and the held-back partial
-        frame are dropped unsent, so a huge chunk is never cut into frames to discard.
-
-        Returns:
-            How many bytes of the head of the new audio the caller must skip.
-        """
-        excess = self.stats.queued_bytes + nbytes - limit
-        if excess <= 0:
-            return 0
-        self.outbox.drop_oldest(excess)
-        held, frame = self._reframer.pending, self.frame_bytes
-        full = (held + nbytes) // frame
-        keep = max(limit // frame, 1)
-        if full <= keep:
-            return 0
-        skip = (full - keep) * frame - held
-        self.skip_audio(skip)
-        return skip
-
-    def _flush_remainder(self) -> None:
-        rest = self._reframer.flush()
-        if rest:
-            self.outbox.append(Entry(rest, self._speed))
-
-    def raw_audio(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue one binary message as-is and unpaced (after any audio held back by
-        :meth:`audio`).
-
-        Raises:
-            ConnectionStateError: If the session is no longer open.
-            InvalidAudioError: If ``data`` is not bytes-like or not whole samples.
-        """
-        self._check_open("send audio")
-        data = audio_bytes(data)
-        if not self._sniffed:
-            self._sniff(data, 0)
-        self.format.check_aligned(len(data))
-        self._flush_remainder()
-        if data:
-            self.outbox.append(Entry(bytes(data)))
 
     def finalize(self) -> Utterance:
         """Flush the partial frame and queue ``finalize``.
@@ -333,39 +183,8 @@ class Session:
         finally:
             self.outbox.append(Entry("close"))
 
-    @property
-    def pending_audio(self) -> int:
-        """Bytes of audio held back, waiting for the rest of their frame."""
-        return self._reframer.pending
-
-    def keepalive(self) -> bool:
-        """Queue one frame of silence to keep an idle socket open.
-
-        Nothing when the session is not open, something is queued, or audio is held back
-        mid-frame (silence then would be sent ahead of older audio). The silence is audio of
-        the open utterance.
-
-        Returns:
-            True when a frame was queued.
-        """
-        if self.state is not State.OPEN or self._reframer.pending or self.outbox.pending:
-            return False
-        silent = _SILENCE.get(self.format.encoding, b"\x00")
-        self.outbox.append(Entry(silent * self.frame_bytes, None))
-        self.stats.keepalives_sent += 1
-        return True
-
-    def next_item(self, now: float) -> Entry | None:
-        """The next item to write; ``None`` when nothing waits (:attr:`replaying` says whether
-        it is a replay).
-
-        From now on the item counts as written (rule 6): a ``finalize`` is stamped with
-        ``now``, audio counts for its utterance.
-        """
-        entry = self.outbox.take()
-        if entry is None:
-            return None
-        replay = self.outbox.replayed
+    def _on_taken(self, entry: Entry, replay: bool, now: float) -> None:
+        """Rule 6: a ``finalize`` is stamped with ``now``, audio counts for its utterance."""
         ticket = entry.ticket
         if ticket is not None:
             if ticket.flushed_at is None and not ticket.complete:
@@ -375,39 +194,13 @@ class Session:
         elif not replay and type(entry.item) is not str:
             owner = self._unwritten[0] if self._unwritten else self._open
             owner.audio_seconds += len(entry.item) / self._bytes_per_second
-        limit = self.max_replay_bytes
-        if self.state is State.DONE:
-            self.outbox.clear_journal()
-        elif limit is not None and self.outbox.journal_bytes > limit:
-            self._bound_journal(limit)
-        return entry
 
-    @property
-    def replaying(self) -> bool:
-        """Whether the item :meth:`next_item` returned last is a replay (unpaced)."""
-        return self.outbox.replayed
-
-    def _bound_journal(self, limit: int) -> None:
-        """Rule 8: drop the journal's oldest audio past ``max_replay_bytes``."""
-        outbox = self.outbox
-        while outbox.journal_bytes > limit:
-            dropped, owner = outbox.drop_journal_audio()
-            if not dropped:
-                break
-            self._lossy_owner = owner if owner is not None else self._open
-            self._journal_lossy = True
+    def _journal_lost(self, owner: object) -> None:
+        """Rule 8: the journal dropped audio of ``owner`` past ``max_replay_bytes``."""
+        self._lossy_owner = owner if isinstance(owner, Utterance) else self._open
+        self._journal_lossy = True
 
     # -- replay ----------------------------------------------------------------------------
-
-    @property
-    def replay_complete(self) -> bool:
-        """False while the journal has lost audio to its bound (rule 8)."""
-        return not self._journal_lossy
-
-    @property
-    def journal_empty(self) -> bool:
-        """True when nothing written awaits an answer (a new socket would replay nothing)."""
-        return self.outbox.journal_empty
 
     @property
     def has_unanswered(self) -> bool:
@@ -443,6 +236,32 @@ class Session:
     def pending_finalizes(self) -> int:
         """Finalizes whose ``flush_done`` has not arrived."""
         return len(self._pending)
+
+    @staticmethod
+    def parse(message: str) -> Event:
+        """Decode one server text message (:func:`~.events.parse_event`).
+
+        Raises:
+            ProtocolError: If it is not a well-formed event.
+        """
+        return parse_event(message)
+
+    def log_text(self, event: Event) -> str | None:
+        """The transcript text ``event`` adds to the session (logged only on request)."""
+        if isinstance(event, TranscriptEvent) and event.is_final:
+            return event.text
+        return None
+
+    def socket_ended(self, code: int | None) -> None:
+        """The socket ended with ``code``: this endpoint ends only with ``done`` (no-op)."""
+
+    def end_locally(self, now: float) -> list[Utterance]:
+        """End the session without the server (nothing was owed after an idle close).
+
+        Returns:
+            Utterances that became complete.
+        """
+        return self.receive(DoneEvent(request_id=self.request_id), now)
 
     def receive(self, event: Event, now: float) -> list[Utterance]:
         """Feed one server event.
