@@ -15,8 +15,8 @@ from types import TracebackType
 from typing import Any, NoReturn, Unpack
 
 from ._access_token import AccessTokenResource
-from ._config import SessionConfig, SessionOptions
-from ._connection import AsyncConnection
+from ._config import SessionConfig, SessionOptions, TurnSessionConfig, TurnSessionOptions
+from ._connection import AsyncConnection, BaseConnection
 from ._events import HandlerMethods, Handlers
 from ._http import HTTPClient
 from ._network import (
@@ -31,6 +31,7 @@ from ._redact import RedactingLogger, Secrets, proxy_secrets, secrets_in
 from ._socket import Socket, ws_connect
 from ._translate import handshake_error
 from ._tts import TTS
+from ._turns import AsyncTurnConnection
 from ._version import __version__
 from .errors import ConfigurationError, UsageError
 from .protocol.commands import (
@@ -42,21 +43,15 @@ from .protocol.commands import (
     check_header_value,
 )
 
-__all__ = ["AsyncCartesia", "ConnectionManager", "connect"]
+__all__ = ["AsyncCartesia", "ConnectionManager", "TurnConnectionManager", "connect"]
 
 logger = logging.getLogger("cartesia_stt_async")
 
 USER_AGENT = f"cartesia-stt-async/{__version__}"
 
 
-class ConnectionManager(HandlerMethods):
-    """Opens a session on ``async with`` (or :meth:`enter`) and ends it on exit.
-
-    Leaving the block normally sends ``close`` (unless already sent) and waits, bounded by
-    ``close_timeout``, for ``done``, so no final transcript is lost. Leaving on an exception
-    closes the socket promptly. Handlers registered with ``on``/``once`` before connecting
-    stay registered on the connection.
-    """
+class _Manager(HandlerMethods):
+    """What both endpoints' managers share: the URL, the handshake, leaving the block."""
 
     def __init__(self, config: SessionConfig, settings: _Settings) -> None:
         self._config = config
@@ -66,13 +61,14 @@ class ConnectionManager(HandlerMethods):
         self._secrets.add(*secrets_in(config.params.extra_query, config.extra_headers))
         self._url = self._url_for(config.params)
         self._handlers = Handlers()
-        self._connection: AsyncConnection | None = None
+        self._connection: BaseConnection[Any] | None = None
 
     def _url_for(self, params: ConnectParams) -> str:
         return build_ws_url(
             params.query(),
             base_url=self._settings.base_url,
             websocket_base_url=self._settings.websocket_base_url,
+            path=params.path,
         )
 
     @property
@@ -81,7 +77,7 @@ class ConnectionManager(HandlerMethods):
         return self._secrets.url(self._url)
 
     def __repr__(self) -> str:
-        return f"<ConnectionManager url={self.url!r}>"
+        return f"<{type(self).__name__} url={self.url!r}>"
 
     async def _handshake(
         self, extra_query: Mapping[str, object], extra_headers: Mapping[str, str]
@@ -131,8 +127,8 @@ class ConnectionManager(HandlerMethods):
                 raise
         raise error  # outside the except block: the foreign exception is not kept
 
-    async def enter(self) -> AsyncConnection:
-        """Connect and return the live :class:`AsyncConnection` (close it yourself).
+    async def _open(self) -> Socket:
+        """The first handshake of :meth:`enter`.
 
         Raises:
             UsageError: If this manager's previous connection is still open (one manager, one
@@ -146,20 +142,16 @@ class ConnectionManager(HandlerMethods):
         config = self._config
         ws = await self._handshake(config.extra_query or {}, config.extra_headers or {})
         logger.debug("connected to %s", self.url)
-        self._connection = AsyncConnection(
-            ws, config, connector=self._handshake, handlers=self._handlers, secrets=self._secrets
-        )
-        return self._connection
-
-    async def __aenter__(self) -> AsyncConnection:
-        return await self.enter()
+        return ws
 
     def __enter__(self) -> NoReturn:
         raise UsageError(
             "a session of AsyncCartesia is opened with `async with "
-            "client.stt.manual_finalize.websocket(...) as conn` (inside `async def`); for a "
+            f"{self._RESOURCE}.websocket(...) as conn` (inside `async def`); for a "
             "plain `with`, use the sync client, cartesia_stt_async.Cartesia"
         )
+
+    _RESOURCE = "client.stt.manual_finalize"
 
     def __exit__(self, *exc: object) -> None:  # pragma: no cover - __enter__ always raises
         return None
@@ -173,6 +165,68 @@ class ConnectionManager(HandlerMethods):
         if self._connection is not None:
             conn, self._connection = self._connection, None
             await conn.__aexit__(exc_type, exc, tb)
+
+
+class ConnectionManager(_Manager):
+    """Opens a manual-finalize session on ``async with`` (or :meth:`enter`), ends it on exit.
+
+    Leaving the block normally sends ``close`` (unless already sent) and waits, bounded by
+    ``close_timeout``, for ``done``, so no final transcript is lost. Leaving on an exception
+    closes the socket promptly. Handlers registered with ``on``/``once`` before connecting
+    stay registered on the connection.
+    """
+
+    async def enter(self) -> AsyncConnection:
+        """Connect and return the live :class:`AsyncConnection` (close it yourself).
+
+        Raises:
+            UsageError: If this manager's previous connection is still open.
+        """
+        ws = await self._open()
+        conn = AsyncConnection(
+            ws,
+            self._config,
+            connector=self._handshake,
+            handlers=self._handlers,
+            secrets=self._secrets,
+        )
+        self._connection = conn
+        return conn
+
+    async def __aenter__(self) -> AsyncConnection:
+        return await self.enter()
+
+
+class TurnConnectionManager(_Manager):
+    """Opens a turn-detection session on ``async with`` (or :meth:`enter`), ends it on exit.
+
+    Leaving the block normally sends ``{"type":"close"}`` (unless already sent) and waits,
+    bounded by ``close_timeout``, for the server to flush (an open turn gets its ``turn.end``)
+    and close the socket. Leaving on an exception closes the socket promptly.
+    """
+
+    _RESOURCE = "client.stt.auto_finalize"
+    _config: TurnSessionConfig
+
+    async def enter(self) -> AsyncTurnConnection:
+        """Connect and return the live :class:`AsyncTurnConnection` (close it yourself).
+
+        Raises:
+            UsageError: If this manager's previous connection is still open.
+        """
+        ws = await self._open()
+        conn = AsyncTurnConnection(
+            ws,
+            self._config,
+            connector=self._handshake,
+            handlers=self._handlers,
+            secrets=self._secrets,
+        )
+        self._connection = conn
+        return conn
+
+    async def __aenter__(self) -> AsyncTurnConnection:
+        return await self.enter()
 
 
 class _Settings:
@@ -231,6 +285,13 @@ class _Settings:
         config = SessionConfig.build(model, encoding, sample_rate, **options)
         return ConnectionManager(config, self)
 
+    def turn_manager(
+        self, model: str, encoding: str, sample_rate: int, options: Mapping[str, Any]
+    ) -> TurnConnectionManager:
+        """A manager for one turn-detection session (options checked now, before any I/O)."""
+        config = TurnSessionConfig.build(model, encoding, sample_rate, **options)
+        return TurnConnectionManager(config, self)
+
 
 class ManualFinalize:
     """``client.stt.manual_finalize``: realtime STT where you decide when a turn ends."""
@@ -268,11 +329,49 @@ class ManualFinalize:
         return self._settings.manager(model, encoding, sample_rate, options)
 
 
+class AutoFinalize:
+    """``client.stt.auto_finalize``: realtime STT where the server detects turns
+    (``/stt/turns/websocket``)."""
+
+    def __init__(self, settings: _Settings) -> None:
+        self._settings = settings
+
+    def websocket(
+        self,
+        *,
+        model: str,
+        encoding: str,
+        sample_rate: int,
+        **options: Unpack[TurnSessionOptions],
+    ) -> TurnConnectionManager:
+        """Prepare a turn-detection session (no network I/O until ``async with``).
+
+        Args:
+            model: ``"ink-2"``.
+            encoding: ``pcm_s16le``, ``pcm_s32le``, ``pcm_f16le``, ``pcm_f32le``,
+                ``pcm_mulaw`` or ``pcm_alaw``.
+            sample_rate: Hz, matching the audio (16000 recommended; 8000 for mu-law/A-law).
+            **options: Any of :class:`~cartesia_stt_async.TurnSessionOptions`: ``keyterm``,
+                the four ``turn_*`` settings, ``fill_silence``, and the I/O options of
+                ``manual_finalize`` (pacing, buffering, timeouts, reconnecting, ...).
+
+        Returns:
+            A :class:`TurnConnectionManager`.
+
+        Raises:
+            TurnConfigError: For a turn setting out of its range or order.
+            UsageError: For an unknown option, or a value of the wrong type or range.
+            ConfigurationError: For a base URL that cannot work.
+        """
+        return self._settings.turn_manager(model, encoding, sample_rate, options)
+
+
 class STT:
     """``client.stt``."""
 
     def __init__(self, settings: _Settings) -> None:
         self.manual_finalize = ManualFinalize(settings)
+        self.auto_finalize = AutoFinalize(settings)
 
 
 class AsyncCartesia:

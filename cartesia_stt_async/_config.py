@@ -8,16 +8,18 @@ step.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Final, Literal, TypedDict
+from typing import Final, Literal, Self, TypedDict
 
 from .errors import UsageError
 from .protocol.audio import DEFAULT_FRAME_MS, AudioFormat
 from .protocol.checks import check_catch_up, check_int, check_number, check_speed
 from .protocol.commands import ConnectParams, check_header_value
 from .protocol.session import FinalOrderOption
+from .protocol.turns import TURNS_PATH, TurnSettings, check_turn_settings
 
 __all__ = [
     "DEFAULT",
@@ -26,6 +28,8 @@ __all__ = [
     "ReconnectingEvent",
     "SessionConfig",
     "SessionOptions",
+    "TurnSessionConfig",
+    "TurnSessionOptions",
 ]
 
 
@@ -236,19 +240,25 @@ class SessionConfig:
             raise UsageError(f"log_transcripts must be a bool, got {self.log_transcripts!r}")
 
     @classmethod
-    def build(cls, model: str, encoding: str, sample_rate: int, **options: object) -> SessionConfig:
+    def build(cls, model: str, encoding: str, sample_rate: int, **options: object) -> Self:
         """Build from ``websocket()``'s keyword arguments.
 
         Raises:
             UsageError: For an unknown option, or a value of the wrong type or range.
         """
-        unknown = sorted(set(options) - OPTION_NAMES)
+        names = cls.option_names()
+        unknown = sorted(set(options) - names)
         if unknown:
             raise UsageError(
                 f"unknown option(s) {', '.join(map(repr, unknown))}; "
-                f"the options are {', '.join(sorted(OPTION_NAMES))}"
+                f"the options are {', '.join(sorted(names))}"
             )
         return cls(model, encoding, sample_rate, **options)  # type: ignore[arg-type]
+
+    @classmethod
+    def option_names(cls) -> frozenset[str]:
+        """The keyword options of this endpoint's ``websocket()``."""
+        return OPTION_NAMES
 
     @property
     def frame_bytes(self) -> int:
@@ -271,4 +281,105 @@ OPTION_NAMES: Final = frozenset(
     f.name
     for f in fields(SessionConfig)
     if f.init and f.name not in ("model", "encoding", "sample_rate")
+)
+
+
+class TurnSessionOptions(TypedDict, total=False):
+    """The optional keyword arguments of ``client.stt.auto_finalize.websocket()``.
+
+    The turn settings (checked here, and again by ``configure()``: ranges, then the order
+    start > eager end > end, a setting not given taking the server's default):
+
+    Attributes:
+        keyterm: Terms to boost (at most 100, 1200 characters in all); fixed per connection.
+        turn_start_threshold: Likelihood above which a turn starts (0.5-0.9; server: 0.8).
+        turn_eager_end_threshold: Below it, ``turn.eager_end`` fires (0.3-0.6; server: 0.4).
+        turn_end_threshold: Below it, the turn ends (0.05-0.5; server: 0.2).
+        turn_end_timeout_ms: Longest wait after speech stops before the turn ends anyway
+            (640-11200; server: 5600).
+        fill_silence: While a turn is open and you send nothing, send silence after
+            max(2 frames, 0.5 s) and then in real time, so the server (which decides on audio
+            time) can end the turn (default True; False: you keep the audio flowing).
+
+    The other options mean what they mean for ``manual_finalize`` (see
+    :class:`SessionOptions`): ``extra_query``, ``extra_headers``, ``speed``, ``frame_ms``,
+    ``max_buffered_ms``, ``open_timeout``, ``close_timeout``, ``max_event_backlog``,
+    ``max_message_size``, ``max_retries``, ``initial_delay``, ``max_delay``,
+    ``on_reconnecting``, ``max_replay_ms``, ``buffer_policy``, ``keepalive``,
+    ``log_transcripts``, ``max_event_backlog_bytes``, ``catch_up_speed``.
+    """
+
+    keyterm: Sequence[str] | None
+    turn_start_threshold: float | None
+    turn_eager_end_threshold: float | None
+    turn_end_threshold: float | None
+    turn_end_timeout_ms: float | None
+    fill_silence: bool
+    extra_query: Mapping[str, object] | None
+    extra_headers: Mapping[str, str] | None
+    speed: float | None
+    frame_ms: int
+    max_buffered_ms: int
+    open_timeout: float | None
+    close_timeout: float
+    max_event_backlog: int
+    max_message_size: int | None
+    max_retries: int
+    initial_delay: float
+    max_delay: float
+    on_reconnecting: Callable[[ReconnectingEvent], object] | None
+    max_replay_ms: int
+    buffer_policy: BufferPolicy
+    keepalive: float | None
+    log_transcripts: bool
+    max_event_backlog_bytes: int
+    catch_up_speed: float
+
+
+# Options of the manual endpoint that the turn endpoint does not have.
+_MANUAL_ONLY: Final = frozenset(
+    {"language", "min_volume", "max_silence_duration_secs", "late_final_grace", "final_order"}
+)
+
+
+@dataclass(frozen=True)
+class TurnSessionConfig(SessionConfig):
+    """Every option of one turn-detection session, validated when built (see
+    :class:`TurnSessionOptions`)."""
+
+    turn_start_threshold: float | None = None
+    turn_eager_end_threshold: float | None = None
+    turn_end_threshold: float | None = None
+    turn_end_timeout_ms: float | None = None
+    fill_silence: bool = True
+    settings: TurnSettings = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        settings = check_turn_settings(
+            {
+                "start_threshold": self.turn_start_threshold,
+                "eager_end_threshold": self.turn_eager_end_threshold,
+                "end_threshold": self.turn_end_threshold,
+                "end_timeout_ms": self.turn_end_timeout_ms,
+            }
+        )
+        object.__setattr__(self, "settings", settings)
+        params = dataclasses.replace(
+            self.params, endpoint_query=tuple(settings.query()), path=TURNS_PATH
+        )
+        object.__setattr__(self, "params", params)
+        if not isinstance(self.fill_silence, bool):
+            raise UsageError(f"fill_silence must be a bool, got {self.fill_silence!r}")
+
+    @classmethod
+    def option_names(cls) -> frozenset[str]:
+        """The keyword options of ``client.stt.auto_finalize.websocket()``."""
+        return TURN_OPTION_NAMES
+
+
+TURN_OPTION_NAMES: Final = frozenset(
+    f.name
+    for f in fields(TurnSessionConfig)
+    if f.init and f.name not in ("model", "encoding", "sample_rate") and f.name not in _MANUAL_ONLY
 )

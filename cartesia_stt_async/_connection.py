@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
-from typing import Literal
+from typing import Any, Generic, Literal, Self, TypeVar, cast
 
 from ._config import DEFAULT, Default, SessionConfig
 from ._events import EventBuffer, HandlerMethods, Handlers
@@ -35,22 +35,21 @@ from .errors import (
 from .protocol.audio import audio_bytes
 from .protocol.checks import check_speed, check_timeout
 from .protocol.commands import normalize_command
-from .protocol.events import ErrorEvent, Event, parse_event
+from .protocol.events import ErrorEvent, Event, TurnEvent, parse_event
 from .protocol.outbox import ConnectionStats
+from .protocol.sending import AudioSession
 from .protocol.session import Session, State
 from .protocol.transcript import Transcript, Utterance
 from .vad import VadFinalizer
 
-__all__ = ["AsyncConnection"]
+__all__ = ["AsyncConnection", "BaseConnection"]
+
+_E = TypeVar("_E", Event, TurnEvent)
 
 
-class AsyncConnection(HandlerMethods):
-    """A live manual-finalize session. Get one from ``client.stt.manual_finalize.websocket()``.
-
-    The official SDK's surface: ``send_raw``, ``send("finalize" | "close")``, ``recv``,
-    ``async for event in conn``, ``on``/``once``/``off``/``dispatch_events``, ``close``. The
-    idiomatic surface: ``send_audio``, ``finalize``, ``finalize_nowait``, ``finals``,
-    ``transcript``, ``stream``. Both drive the same session and can be mixed.
+class BaseConnection(HandlerMethods, Generic[_E]):
+    """What every endpoint's connection does the same way: audio, raw sends, events, handlers,
+    closing. ``_E`` is the endpoint's event union; the session decides the rest.
 
     Attributes:
         stats: Counters, see :class:`ConnectionStats`.
@@ -60,6 +59,7 @@ class AsyncConnection(HandlerMethods):
         self,
         ws: Socket,
         config: SessionConfig,
+        session: AudioSession,
         *,
         connector: Connector | None = None,
         handlers: Handlers | None = None,
@@ -68,28 +68,30 @@ class AsyncConnection(HandlerMethods):
         self._config = config
         self._speed = config.speed
         self._buffer_bytes = config.buffer_bytes
-        self._session = Session(
-            config.audio_format,
-            frame_ms=config.frame_ms,
-            late_final_grace=config.late_final_grace,
-            max_replay_bytes=config.max_replay_bytes,
-            final_order=config.final_order,
-        )
-        self.stats: ConnectionStats = self._session.stats
+        self._base_session = session
+        self.stats: ConnectionStats = session.stats
         self._events = EventBuffer(
             config.max_event_backlog, config.max_event_backlog_bytes, self.stats
         )
         self._handlers = handlers if handlers is not None else Handlers()
         self._link = Link(
             ws,
-            self._session,
+            session,
             config,
             Supervisor(config, connector),
-            publish=self._events.publish,
-            on_finished=self._events.close,
+            publish=self._publish,
+            on_finished=self._finished,
             secrets=secrets if secrets is not None else Secrets(),
         )
         self._link.start()
+
+    def _publish(self, event: Any, size: int) -> None:
+        """An event the session has seen: into the buffer for ``recv`` and iteration."""
+        self._events.publish(event, size)
+
+    def _finished(self) -> None:
+        """The reader ended: no event will follow."""
+        self._events.close()
 
     # -- introspection -----------------------------------------------------------------------
 
@@ -100,15 +102,10 @@ class AsyncConnection(HandlerMethods):
         return self._link.request_id
 
     @property
-    def transcript(self) -> Transcript:
-        """The accumulator: ``.text`` (final deltas, verbatim), ``.interim``, ``.utterances``."""
-        return self._session.transcript
-
-    @property
     def state(self) -> Literal["open", "closing", "done", "failed", "closed"]:
         """``open``, ``closing`` (``close`` queued), ``done``, ``failed`` (an error), or
         ``closed`` (the socket ended before ``done``)."""
-        state = self._session.state
+        state = self._base_session.state
         if self._link.finished.is_set() and state in (State.OPEN, State.CLOSING):
             return "closed"
         return state.name.lower()  # type: ignore[return-value]
@@ -116,7 +113,7 @@ class AsyncConnection(HandlerMethods):
     @property
     def lag(self) -> float:
         """Seconds of audio queued but not yet written: how far the wire is behind you."""
-        return self._session.format.duration(self.stats.queued_bytes)
+        return self._base_session.format.duration(self.stats.queued_bytes)
 
     @property
     def reconnecting(self) -> bool:
@@ -136,7 +133,7 @@ class AsyncConnection(HandlerMethods):
 
     def __repr__(self) -> str:
         return (
-            f"<AsyncConnection request_id={self.request_id!r} state={self.state} "
+            f"<{type(self).__name__} request_id={self.request_id!r} state={self.state} "
             f"audio_sent={self.stats.audio_bytes_sent}B reconnects={self.stats.reconnects}>"
         )
 
@@ -169,7 +166,7 @@ class AsyncConnection(HandlerMethods):
         if link.failure.error is not None:
             link.check_usable()
         pace = self._speed if speed is DEFAULT else check_speed(speed)
-        session, stats = self._session, self.stats
+        session, stats = self._base_session, self.stats
         data = chunk if type(chunk) is bytes else memoryview(audio_bytes(chunk)).cast("B")
         limit = self._buffer_bytes
         now = link.now()
@@ -218,8 +215,132 @@ class AsyncConnection(HandlerMethods):
             await self.send(data)
             return
         self._link.check_usable()
-        self._session.raw_audio(data)
+        self._base_session.raw_audio(data)
         self._link.kick()
+
+    async def send(self, command: Any) -> None:
+        """Send one command of the endpoint (each connection defines its own)."""
+        raise NotImplementedError
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    async def recv(self) -> _E:
+        """Return the next server event.
+
+        Raises:
+            ConnectionClosedError: If the session is over and no event is left (also when it
+                ended cleanly, as the official SDK does).
+        """
+        event = await self._events.next()
+        if event is None:
+            raise self._link.end_error() or ConnectionClosedError(
+                "the session is over: no more events", code=self._link.ws.close_code
+            )
+        if isinstance(event, ErrorEvent):
+            self._link.failure.mark_told()
+        return cast(_E, event)
+
+    def __aiter__(self) -> AsyncIterator[_E]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[_E]:
+        while (event := await self._events.next()) is not None:
+            if isinstance(event, ErrorEvent):
+                self._link.failure.mark_told()
+            yield cast(_E, event)
+        # The caller sees the end of the stream: a clean end, or the error raised here.
+        err = self._link.end_error()
+        if err is not None:
+            raise err
+
+    async def dispatch_events(self) -> None:
+        """Read events until the session ends, calling the registered handlers.
+
+        Handlers for the event's type run first, then ``"event"`` handlers. An ``error``
+        event with no handler for ``"error"`` or ``"event"`` is raised as :class:`APIError`.
+        """
+        async for event in self:
+            if isinstance(event, ErrorEvent) and not self._handlers.has_error_handler():
+                raise api_error(event, self._link.secrets)
+            await self._handlers.dispatch(event)
+
+    # -- closing -----------------------------------------------------------------------------
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """End the session gracefully: send ``close`` (unless sent) and drain to its end.
+
+        Every final transcript the server still owes arrives before this returns (on the
+        manual endpoint ``done``; on the turn endpoint the server's close, after the open
+        turn's ``turn.end``). Bounded by ``timeout`` (default: the connection's
+        ``close_timeout``); on timeout the socket is closed and :class:`APITimeoutError`
+        raised.
+
+        Raises:
+            APITimeoutError: If the end did not come in time.
+            InvalidAudioError: If held-back audio ended mid-sample (``close`` is still sent).
+            CartesiaSTTError: The reason the session failed earlier (server error event,
+                dropped connection, protocol error), if no call has reported it yet.
+        """
+        timeout = self._config.close_timeout if timeout is None else timeout
+        check_timeout("timeout", timeout)
+        await self._link.close_gracefully(timeout)
+
+    async def close(self, *, code: int = 1000, reason: str = "") -> None:
+        """Close the socket now, like the official SDK (no ``close`` command, no draining).
+
+        Use :meth:`aclose` (or leave ``async with`` normally) to keep every final transcript.
+        """
+        await self._link.shutdown(code=code, reason=reason, timeout=self._config.close_timeout)
+
+    async def _abort(self) -> None:
+        await self._link.abort()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            await self.aclose()
+        else:
+            await self._abort()
+
+
+class AsyncConnection(BaseConnection[Event]):
+    """A live manual-finalize session. Get one from ``client.stt.manual_finalize.websocket()``.
+
+    The official SDK's surface: ``send_raw``, ``send("finalize" | "close")``, ``recv``,
+    ``async for event in conn``, ``on``/``once``/``off``/``dispatch_events``, ``close``. The
+    idiomatic surface: ``send_audio``, ``finalize``, ``finalize_nowait``, ``finals``,
+    ``transcript``, ``stream``. Both drive the same session and can be mixed.
+
+    Attributes:
+        stats: Counters, see :class:`ConnectionStats`.
+    """
+
+    def __init__(
+        self,
+        ws: Socket,
+        config: SessionConfig,
+        *,
+        connector: Connector | None = None,
+        handlers: Handlers | None = None,
+        secrets: Secrets | None = None,
+    ) -> None:
+        self._session = Session(
+            config.audio_format,
+            frame_ms=config.frame_ms,
+            late_final_grace=config.late_final_grace,
+            max_replay_bytes=config.max_replay_bytes,
+            final_order=config.final_order,
+        )
+        super().__init__(
+            ws, config, self._session, connector=connector, handlers=handlers, secrets=secrets
+        )
+
+    @property
+    def transcript(self) -> Transcript:
+        """The accumulator: ``.text`` (final deltas, verbatim), ``.interim``, ``.utterances``."""
+        return self._session.transcript
 
     async def send(self, command: str) -> None:
         """Send ``"finalize"`` or ``"close"`` (``"done"``, the legacy ``close``, also works).
@@ -302,22 +423,6 @@ class AsyncConnection(HandlerMethods):
 
     # -- receiving ---------------------------------------------------------------------------
 
-    async def recv(self) -> Event:
-        """Return the next server event.
-
-        Raises:
-            ConnectionClosedError: If the session is over and no event is left (also when it
-                ended cleanly, as the official SDK does).
-        """
-        event = await self._events.next()
-        if event is None:
-            raise self._link.end_error() or ConnectionClosedError(
-                "the session is over: no more events", code=self._link.ws.close_code
-            )
-        if isinstance(event, ErrorEvent):
-            self._link.failure.mark_told()
-        return event
-
     @staticmethod
     def parse_event(data: bytes | str) -> Event:
         """Decode one server message, as the official connection's ``parse_event`` does.
@@ -328,19 +433,6 @@ class AsyncConnection(HandlerMethods):
             ProtocolError: If ``data`` is not a well-formed server event.
         """
         return parse_event(data)
-
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Event]:
-        while (event := await self._events.next()) is not None:
-            if isinstance(event, ErrorEvent):
-                self._link.failure.mark_told()
-            yield event
-        # The caller sees the end of the stream: a clean end, or the error raised here.
-        err = self._link.end_error()
-        if err is not None:
-            raise err
 
     async def finals(self) -> AsyncGenerator[str, None]:
         """Yield committed final deltas, each exactly once, in order, until ``done``.
@@ -369,17 +461,6 @@ class AsyncConnection(HandlerMethods):
                     raise err
                 return
             await link.wait_committed()
-
-    async def dispatch_events(self) -> None:
-        """Read events until the session ends, calling the registered handlers.
-
-        Handlers for the event's type run first, then ``"event"`` handlers. An ``error``
-        event with no handler for ``"error"`` or ``"event"`` is raised as :class:`APIError`.
-        """
-        async for event in self:
-            if isinstance(event, ErrorEvent) and not self._handlers.has_error_handler():
-                raise api_error(event, self._link.secrets)
-            await self._handlers.dispatch(event)
 
     # -- the idiomatic flow ------------------------------------------------------------------
 
@@ -417,47 +498,10 @@ class AsyncConnection(HandlerMethods):
             ConnectionClosedError: If the socket closes before ``done``.
         """
         pace = self._speed if isinstance(speed, Default) else check_speed(speed)
-        return await run_stream(
+        await run_stream(
             self, self._link, utterances, speed=pace, finalize_each=finalize_each, vad=vad
         )
-
-    # -- closing -----------------------------------------------------------------------------
-
-    async def aclose(self, timeout: float | None = None) -> None:
-        """End the session gracefully: send ``close`` (unless sent) and drain to ``done``.
-
-        Every final transcript the server still owes arrives before this returns. Bounded by
-        ``timeout`` (default: the connection's ``close_timeout``); on timeout the socket is
-        closed and :class:`APITimeoutError` raised.
-
-        Raises:
-            APITimeoutError: If ``done`` did not arrive in time.
-            InvalidAudioError: If held-back audio ended mid-sample (``close`` is still sent).
-            CartesiaSTTError: The reason the session failed earlier (server error event,
-                dropped connection, protocol error), if no call has reported it yet.
-        """
-        timeout = self._config.close_timeout if timeout is None else timeout
-        check_timeout("timeout", timeout)
-        await self._link.close_gracefully(timeout)
-
-    async def close(self, *, code: int = 1000, reason: str = "") -> None:
-        """Close the socket now, like the official SDK (no ``close`` command, no draining).
-
-        Use :meth:`aclose` (or leave ``async with`` normally) to keep every final transcript.
-        """
-        await self._link.shutdown(code=code, reason=reason, timeout=self._config.close_timeout)
-
-    async def _abort(self) -> None:
-        await self._link.abort()
-
-    async def __aenter__(self) -> AsyncConnection:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        if exc_type is None:
-            await self.aclose()
-        else:
-            await self._abort()
+        return self._session.transcript
 
 
 def _mark_retrieved(fut: asyncio.Future[Utterance]) -> None:

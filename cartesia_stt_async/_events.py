@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, Self, TypeVar, overload
 
 from .errors import UsageError
-from .protocol.events import Event
+from .protocol.events import ServerEvent
 from .protocol.outbox import ConnectionStats
 
 __all__ = ["EventBuffer", "EventHandler", "HandlerMethods", "Handlers"]
@@ -46,7 +46,7 @@ class EventBuffer:
     def __init__(self, max_events: int, max_bytes: int, stats: ConnectionStats) -> None:
         # Two parallel deques rather than one of (event, size) tuples: no object per event
         # for the garbage collector to track while nobody iterates.
-        self._events: deque[Event] = deque()
+        self._events: deque[ServerEvent] = deque()
         self._sizes: deque[int] = deque()
         self._max = max_events
         self._max_bytes = max_bytes
@@ -55,7 +55,7 @@ class EventBuffer:
         self._changed = asyncio.Event()
         self._closed = False
 
-    def publish(self, event: Event, size: int) -> None:
+    def publish(self, event: ServerEvent, size: int) -> None:
         """Add an event of ``size`` wire bytes (dropping the oldest ones when full)."""
         events, sizes = self._events, self._sizes
         while events and (len(events) >= self._max or self._bytes + size > self._max_bytes):
@@ -79,7 +79,7 @@ class EventBuffer:
         self._closed = True
         self._changed.set()
 
-    async def next(self) -> Event | None:
+    async def next(self) -> ServerEvent | None:
         """The next event, waiting for one; ``None`` when closed and empty."""
         while not self._events:
             if self._closed:
@@ -120,7 +120,7 @@ class Handlers:
         """True when an ``error`` or ``event`` handler would see an error event."""
         return bool(self._entries.get("error") or self._entries.get("event"))
 
-    async def dispatch(self, event: Event) -> None:
+    async def dispatch(self, event: ServerEvent) -> None:
         """Call the handlers of ``event``'s type, then the ``"event"`` handlers."""
         for key in (event.type, "event"):
             entries = self._entries.get(key, [])

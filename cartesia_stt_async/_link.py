@@ -24,8 +24,8 @@ import contextlib
 import contextvars
 import logging
 from asyncio import FIRST_COMPLETED
-from collections.abc import Callable
-from typing import Final, NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, Final, NoReturn
 
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.protocol import State as WSState
@@ -47,8 +47,8 @@ from .errors import (
     ReconnectError,
     error_for_status,
 )
-from .protocol.events import DoneEvent, ErrorEvent, Event, TranscriptEvent, parse_event
-from .protocol.session import Session, State
+from .protocol.events import ErrorEvent, ServerEvent
+from .protocol.sending import AudioSession, State
 from .protocol.transcript import Utterance
 
 __all__ = ["Failure", "Link", "api_error"]
@@ -133,7 +133,7 @@ class Failure:
         return error
 
 
-def with_lost_turns(exc: CartesiaSTTError, session: Session) -> CartesiaSTTError:
+def with_lost_turns(exc: CartesiaSTTError, session: AudioSession) -> CartesiaSTTError:
     """``exc`` naming the turns whose text the session lost, when it is a close that ends
     the session while the server owes text (``unanswered`` and the message say which)."""
     if not isinstance(exc, ConnectionClosedError):
@@ -169,9 +169,12 @@ def _header_request_id(ws: Socket) -> str:
 class Link:
     """One connection's socket I/O (see the module docstring).
 
+    The link knows no endpoint: the session it carries decodes the messages, says what they
+    completed and when the session is over (:class:`~.protocol.sending.AudioSession`).
+
     Args:
         ws: The open socket.
-        session: The pure session it carries.
+        session: The pure session it carries (either endpoint's).
         config: The session's options.
         supervisor: Decides about dropped sockets.
         publish: Called with every decoded event, after the session has seen it.
@@ -182,11 +185,11 @@ class Link:
     def __init__(
         self,
         ws: Socket,
-        session: Session,
+        session: AudioSession,
         config: SessionConfig,
         supervisor: Supervisor,
         *,
-        publish: Callable[[Event, int], None],
+        publish: Callable[[ServerEvent, int], None],
         on_finished: Callable[[], None],
         secrets: Secrets,
     ) -> None:
@@ -201,7 +204,7 @@ class Link:
         self._on_finished = on_finished
         self._loop = asyncio.get_running_loop()
         self._connected_at = self._loop.time()
-        self._waiters: dict[Utterance, asyncio.Future[Utterance]] = {}
+        self._waiters: dict[object, asyncio.Future[Any]] = {}
         self._commit_waiters: list[asyncio.Future[None]] = []
         # uvloop returns a plain Handle (no when()) for a time already past: keep it here.
         self._timer: asyncio.Handle | None = None
@@ -251,23 +254,22 @@ class Link:
         await self._room.wait()
 
     def check_usable(self) -> None:
-        """Raise the session's failure (the caller is then told), unless it ended with
-        ``done``."""
-        if self.failure.error is not None and self.session.state is not State.DONE:
+        """Raise the session's failure (the caller is then told), unless it ended cleanly."""
+        if self.failure.error is not None and not self.session.finished:
             self.failure.raise_it()
 
     def end_error(self) -> CartesiaSTTError | None:
         """The error that ends the event stream or ``finals()``, ``None`` for a clean end
         (``done``, or see :meth:`Failure.end_of_iteration`); the caller is told either way."""
-        if self.session.state is State.DONE:
+        if self.session.finished:
             self.failure.mark_told()
             return None
         return self.failure.end_of_iteration()
 
     async def wait_done(self) -> None:
-        """Return at ``done``; raise why the session ended without it."""
+        """Return at the session's clean end; raise why it ended without one."""
         await self.settled.wait()
-        if self.session.state is State.DONE:
+        if self.session.finished:
             return
         raise self.failure.error or ConnectionClosedError("connection ended before 'done'")
 
@@ -329,14 +331,14 @@ class Link:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _resolve(self, completed: list[Utterance]) -> None:
+    def _resolve(self, completed: Sequence[object]) -> None:
         if completed:
             self.supervisor.progress()
             for utt in completed:
                 fut = self._waiters.pop(utt, None)
                 if fut is not None and not fut.done():
                     fut.set_result(utt)
-        if completed or self.session.state is State.DONE:
+        if completed or self.session.finished:
             self._wake_committers()
 
     def _arm_timer(self) -> None:
@@ -417,7 +419,8 @@ class Link:
         if isinstance(drop, ProtocolError):
             self.fail(drop)  # the server broke the WebSocket protocol: never retried
             return None
-        if self.session.state is State.DONE or self.failure.error is not None:
+        self.session.socket_ended(ws.close_code)
+        if self.session.finished or self.failure.error is not None:
             return None
         return drop
 
@@ -432,7 +435,7 @@ class Link:
                     f"server sent a {len(message)}-byte binary message; "
                     "the protocol only has JSON text events"
                 )
-            event = parse_event(message)
+            event = session.parse(message)
             # Fields decoded lazily (a transcript's words) may break the protocol here too.
             completed = session.receive(event, self._loop.time())
         except ProtocolError as exc:
@@ -447,12 +450,12 @@ class Link:
             self.fail(api_error(event, self.secrets), in_band=True)
         if completed and logger.isEnabledFor(logging.DEBUG):
             self._log_completed(completed)
-        elif self._config.log_transcripts and isinstance(event, TranscriptEvent) and event.is_final:
-            logger.debug("final delta %r", event.text)
+        elif self._config.log_transcripts and (text := session.log_text(event)) is not None:
+            logger.debug("final delta %r", text)
         self._resolve(completed)
         self._arm_timer()
         self._publish(event, len(message))
-        if session.state is State.DONE:
+        if session.finished:
             self.settled.set()
 
     def _on_bug(self, exc: Exception) -> None:
@@ -504,13 +507,21 @@ class Link:
 
     def complete_locally(self) -> None:
         """The session ended without the server (nothing was owed after an idle close)."""
-        completed = self.session.receive(DoneEvent(request_id=self.request_id), self._loop.time())
-        self._resolve(completed)
+        self._resolve(self.session.end_locally(self._loop.time()))
         self.settled.set()
 
-    def _log_completed(self, completed: list[Utterance]) -> None:
+    def _log_completed(self, completed: Sequence[object]) -> None:
         stats = self.session.stats
         for utt in completed:
+            if not isinstance(utt, Utterance):
+                logger.debug(
+                    "%s answered; %d frames / %d bytes sent, %d events received",
+                    type(utt).__name__.lower(),
+                    stats.frames_sent,
+                    stats.audio_bytes_sent,
+                    stats.events_received,
+                )
+                continue
             logger.debug(
                 "utterance #%d answered: %d final chunks, %.3f s audio, latency %s; "
                 "%d frames / %d bytes sent, %d events received",
@@ -528,8 +539,9 @@ class Link:
     # -- shutdown ----------------------------------------------------------------------------
 
     async def close_gracefully(self, timeout: float) -> None:
-        """Queue ``close`` (unless queued), wait for ``done``, then close the socket: all
-        within ``timeout`` seconds (see ``AsyncConnection.aclose``)."""
+        """Queue ``close`` (unless queued), wait for the session's clean end (``done``; on the
+        turn endpoint the server's close), then close the socket: all within ``timeout``
+        seconds (see ``AsyncConnection.aclose``)."""
         session, loop = self.session, self._loop
         deadline = loop.time() + timeout  # one bound for waiting and closing together
         pending_error: InvalidAudioError | None = None
@@ -541,7 +553,7 @@ class Link:
             and not session.pending_audio
         ):
             # The server closed the idle socket and owes nothing: no need to reopen one
-            # just to hear 'done'.
+            # just to hear the answer to 'close'.
             session.close()
             self.complete_locally()
         try:
@@ -557,13 +569,13 @@ class Link:
         except TimeoutError:
             await self.shutdown(timeout=0)
             raise APITimeoutError(
-                f"the server did not answer 'close' with 'done' within {timeout} s"
+                f"the server did not {session.CLOSE_ANSWER} within {timeout} s"
             ) from None
         except BaseException:
             await self.abort()
             raise
         # Read before shutting down, which records our own close as the reason otherwise.
-        untold = self.failure.untold() if session.state is not State.DONE else None
+        untold = self.failure.untold() if not session.finished else None
         await self.shutdown(timeout=max(deadline - loop.time(), 0.0))
         if pending_error is not None:
             raise pending_error
@@ -578,7 +590,7 @@ class Link:
         self.fail(
             ConnectionStateError(
                 "the connection is closed (by close(), aclose() or leaving `async with`); "
-                "to send more, open a new session (client.stt.manual_finalize.websocket(...))"
+                f"to send more, open a new session ({self.session.REOPEN_HINT})"
             ),
             quiet=True,
         )

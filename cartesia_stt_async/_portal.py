@@ -29,10 +29,10 @@ from anyio.from_thread import BlockingPortal
 
 from ._client import AsyncCartesia
 from .errors import ConnectionStateError, UsageError
-from .protocol.events import Event
+from .protocol.events import ServerEvent
 
 if TYPE_CHECKING:
-    from ._connection import AsyncConnection
+    from ._connection import BaseConnection
 
 __all__ = ["Handler", "Portal", "Runtime", "SyncHandlerMethods", "SyncHandlers"]
 
@@ -44,7 +44,7 @@ Handler = Callable[[Any], object]
 
 _H = TypeVar("_H", bound=Handler)
 
-_Call = tuple[Handler, Event, "concurrent.futures.Future[object]"]
+_Call = tuple[Handler, ServerEvent, "concurrent.futures.Future[object]"]
 
 # How long a cancelled call may take to unwind before the interrupt propagates anyway.
 _CANCEL_WAIT_S: Final = 5.0
@@ -90,7 +90,7 @@ class Portal:
         self._thread.name = f"cartesia-stt-sync-{self.thread_id}"
         self.stopped = False
         self.forked = False
-        self.connections: set[AsyncConnection] = set()
+        self.connections: set[BaseConnection[Any]] = set()
 
     def _check_caller(self, closing: bool = False) -> None:
         if self.forked:
@@ -161,7 +161,7 @@ class Portal:
         future, finished = self._start(fn)
         self.wait(future, finished, future.result)
 
-    def track(self, connection: AsyncConnection) -> None:
+    def track(self, connection: BaseConnection[Any]) -> None:
         """Remember an open connection, for :meth:`Runtime.close` (on the loop thread)."""
         self.connections = {c for c in self.connections if c.state in _LIVE}
         self.connections.add(connection)
@@ -294,7 +294,7 @@ class SyncHandlers:
         if known is not None:
             return known
 
-        async def run_in_caller(event: Event) -> None:
+        async def run_in_caller(event: ServerEvent) -> None:
             if not self.dispatching:
                 raise UsageError("sync handlers run only inside SyncConnection.dispatch_events()")
             reply: concurrent.futures.Future[object] = concurrent.futures.Future()

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from ._sources import AudioSource, iter_audio
 from .errors import UsageError
-from .protocol.transcript import Transcript
 from .vad import VadFinalizer
 
 if TYPE_CHECKING:
@@ -35,14 +34,15 @@ async def run_stream(
     speed: float | None,
     finalize_each: bool,
     vad: VadFinalizer | None = None,
-) -> Transcript:
+) -> None:
     """Stream ``utterances`` on ``conn`` (see :meth:`AsyncConnection.stream`).
 
     The sender queues each utterance's audio (paced at ``speed``), a ``finalize`` wherever
     ``vad`` says silence followed speech, and a ``finalize`` after each utterance (unless
     ``finalize_each`` is false), then ``close``; the receiver waits until the link settles:
-    ``done`` (success), or the session's failure (raised). If either task fails, or the caller
-    is cancelled, the other is cancelled, the socket is closed and the error propagates.
+    the session's clean end (success), or its failure (raised). If either task fails, or the
+    caller is cancelled, the other is cancelled, the socket is closed and the error propagates.
+    The turn endpoint has no ``finalize``: its connection passes ``finalize_each=False``.
     """
     if not isinstance(finalize_each, bool):
         raise UsageError(f"finalize_each must be a bool, got {finalize_each!r}")
@@ -89,4 +89,3 @@ async def run_stream(
         await asyncio.gather(*tasks, return_exceptions=True)
         await link.abort()
         raise
-    return session.transcript

@@ -39,7 +39,7 @@ from .errors import (
     TLSError,
 )
 from .protocol.pacing import backoff_delay
-from .protocol.session import Session
+from .protocol.sending import AudioSession
 
 __all__ = ["RECOVERABLE_CLOSE_CODES", "Connector", "Supervisor"]
 
@@ -93,7 +93,7 @@ class Supervisor:
         drop: ConnectionClosedError,
         *,
         lived: float,
-        session: Session,
+        session: AudioSession,
         wait_for_send: Callable[[], Awaitable[None]],
     ) -> Socket:
         """Decide about a socket that ended before ``done``; open the next one if allowed.

@@ -36,7 +36,7 @@ from .protocol.audio import Span
 from .protocol.clock import WakeQueue
 from .protocol.outbox import Entry
 from .protocol.pacing import Pacer
-from .protocol.session import Session
+from .protocol.sending import AudioSession
 
 try:  # websockets' C speedup, present in its binary wheels
     from websockets.speedups import apply_mask
@@ -146,7 +146,7 @@ class Writer:
     """Writes one session's outbox to the current socket (see the module docstring).
 
     Args:
-        session: The session whose outbox it writes.
+        session: The session whose outbox it writes (either endpoint's).
         config: ``keepalive`` and ``catch_up_speed``.
         on_room: Called after an item was taken (a blocked producer may queue more).
         on_error: Called with an unexpected exception (a bug): the link fails the session.
@@ -154,7 +154,7 @@ class Writer:
 
     def __init__(
         self,
-        session: Session,
+        session: AudioSession,
         config: SessionConfig,
         *,
         on_room: Callable[[], None],
@@ -262,13 +262,13 @@ class Writer:
             now = loop.time()
 
     def _keep_alive(self, now: float) -> None:
-        """Nothing to write: arm the keepalive, if any."""
-        keepalive = self._keepalive
-        if keepalive is None:
+        """Nothing to write: arm what an idle socket needs (keepalive, the turn endpoint's
+        silence fill), if anything."""
+        when = self._session.idle_deadline(self._last_write, self._keepalive)
+        if when is None:
             return
-        when = self._last_write + keepalive
-        if now >= when:
-            if self._session.keepalive():
+        if now >= when - _SLOP:
+            if self._session.fill_idle():
                 self.pump()
         else:
             self._clock.wake(self, when)

@@ -114,6 +114,9 @@ class ConnectParams:
         min_volume: ink-whisper only; 0.0-1.0.
         max_silence_duration_secs: ink-whisper only; positive seconds.
         extra_query: Additional query pairs, appended last.
+        endpoint_query: Pairs of another endpoint's own parameters (the turn endpoint's
+            ``turn_*``), checked by their owner, written before ``extra_query``.
+        path: The endpoint's path (``/stt/websocket``, or ``/stt/turns/websocket``).
 
     Raises:
         UsageError: When a value has the wrong type or range, naming it.
@@ -127,6 +130,8 @@ class ConnectParams:
     min_volume: float | None = None
     max_silence_duration_secs: float | None = None
     extra_query: tuple[tuple[str, str], ...] = field(default=())
+    endpoint_query: tuple[tuple[str, str], ...] = field(default=())
+    path: str = STT_PATH
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -203,6 +208,7 @@ class ConnectParams:
             pairs.append(
                 ("max_silence_duration_secs", _query_value(self.max_silence_duration_secs))
             )
+        pairs.extend(self.endpoint_query)
         pairs.extend(self.extra_query)
         return pairs
 
@@ -221,14 +227,16 @@ def build_ws_url(
     *,
     base_url: str = DEFAULT_BASE_URL,
     websocket_base_url: str | None = None,
+    path: str = STT_PATH,
 ) -> str:
-    """Build the ``/stt/websocket`` URL.
+    """Build the URL of a realtime endpoint (``/stt/websocket`` by default).
 
     Args:
         query: Query pairs, appended after any query of the base URL. Spaces encode as ``%20``.
         base_url: HTTP(S) base URL; ``http`` maps to ``ws`` and ``https`` to ``wss`` (a
             ``ws``/``wss`` base is used as is).
         websocket_base_url: A ``ws``/``wss`` base that wins over ``base_url`` when given.
+        path: The endpoint's path, appended to the base's.
 
     Returns:
         The full URL.
@@ -259,7 +267,7 @@ def build_ws_url(
         )
     if not parts.hostname:
         raise ConfigurationError(f"{what} has no host; expected e.g. https://api.cartesia.ai")
-    path = parts.path.rstrip("/") + STT_PATH
+    path = parts.path.rstrip("/") + path
     pairs = parse_qsl(parts.query, keep_blank_values=True) + list(query)
     return urlunsplit((_SCHEMES[scheme], parts.netloc, path, urlencode(pairs, quote_via=quote), ""))
 

@@ -10,8 +10,9 @@ commands, the events it reads, and what it does with an item once it is written
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
-from typing import Final
+from typing import Any, Final
 
 from ..errors import ConnectionStateError
 from .audio import (
@@ -59,6 +60,10 @@ class AudioSession:
 
     #: How to open a new session, for error messages.
     REOPEN_HINT = "client.stt.manual_finalize.websocket(...)"
+    #: What the server does to answer ``close``, for error messages.
+    CLOSE_ANSWER = "answer 'close' with 'done'"
+    #: The ``close`` command as written on the wire.
+    CLOSE_COMMAND = "close"
 
     def __init__(
         self,
@@ -217,6 +222,21 @@ class AudioSession:
         if data:
             self.outbox.append(Entry(bytes(data)))
 
+    def close(self) -> None:
+        """Flush the partial frame and queue ``close``; the session becomes CLOSING.
+
+        Raises:
+            ConnectionStateError: If ``close`` was already queued or the session ended.
+            InvalidAudioError: If the held-back audio ends in the middle of a sample. The
+                stray bytes are dropped and ``close`` is queued all the same.
+        """
+        self._check_open("close")
+        self.state = State.CLOSING
+        try:
+            self._flush_remainder()
+        finally:
+            self.outbox.append(Entry(self.CLOSE_COMMAND))
+
     @property
     def pending_audio(self) -> int:
         """Bytes of audio held back, waiting for the rest of their frame."""
@@ -301,3 +321,51 @@ class AudioSession:
     def journal_empty(self) -> bool:
         """True when nothing written awaits an answer (a new socket would replay nothing)."""
         return self.outbox.journal_empty
+
+    # -- what each endpoint's session defines (the I/O layer calls only these) ---------------
+
+    def parse(self, message: str) -> Any:
+        """Decode one server text message into an event of this endpoint.
+
+        Raises:
+            ProtocolError: If it is not a well-formed event.
+        """
+        raise NotImplementedError
+
+    def receive(self, event: Any, now: float) -> Sequence[Any]:
+        """Feed one decoded event; return what it completed (answers to resolve, in order)."""
+        raise NotImplementedError
+
+    def poll(self, now: float) -> Sequence[Any]:
+        """Expire timers; return what became complete."""
+        raise NotImplementedError
+
+    @property
+    def next_deadline(self) -> float | None:
+        """When :meth:`poll` should next be called, or ``None``."""
+        raise NotImplementedError
+
+    def log_text(self, event: Any) -> str | None:
+        """The transcript text ``event`` adds (logged only with ``log_transcripts``)."""
+        raise NotImplementedError
+
+    def socket_ended(self, code: int | None) -> None:
+        """The socket ended with close ``code`` (the session may now be DONE)."""
+        raise NotImplementedError
+
+    def end_locally(self, now: float) -> Sequence[Any]:
+        """End the session without the server (``close`` queued, nothing owed)."""
+        raise NotImplementedError
+
+    def rewind(self) -> int:
+        """The socket was replaced: queue the replay first; how many items it has."""
+        raise NotImplementedError
+
+    @property
+    def has_unanswered(self) -> bool:
+        """True while the server owes an answer (repair a drop now)."""
+        raise NotImplementedError
+
+    def unanswered_turns(self) -> tuple[int, ...]:
+        """The turns whose text the server still owes, for a session ending now."""
+        raise NotImplementedError

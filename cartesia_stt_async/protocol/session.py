@@ -168,21 +168,6 @@ class Session(AudioSession):
         self.outbox.append(Entry("finalize", None, ticket))
         return ticket
 
-    def close(self) -> None:
-        """Flush the partial frame and queue ``close``; the session becomes CLOSING.
-
-        Raises:
-            ConnectionStateError: If ``close`` was already queued or the session ended.
-            InvalidAudioError: If the held-back audio ends in the middle of a sample. The
-                stray bytes are dropped and ``close`` is queued all the same.
-        """
-        self._check_open("close")
-        self.state = State.CLOSING
-        try:
-            self._flush_remainder()
-        finally:
-            self.outbox.append(Entry("close"))
-
     def _on_taken(self, entry: Entry, replay: bool, now: float) -> None:
         """Rule 6: a ``finalize`` is stamped with ``now``, audio counts for its utterance."""
         ticket = entry.ticket
@@ -237,8 +222,7 @@ class Session(AudioSession):
         """Finalizes whose ``flush_done`` has not arrived."""
         return len(self._pending)
 
-    @staticmethod
-    def parse(message: str) -> Event:
+    def parse(self, message: str) -> Event:
         """Decode one server text message (:func:`~.events.parse_event`).
 
         Raises:

@@ -359,6 +359,7 @@ class TurnSession(AudioSession):
     """
 
     REOPEN_HINT = "client.stt.auto_finalize.websocket(...)"
+    CLOSE_COMMAND = CLOSE_COMMAND
     CLOSE_ANSWER = "flush its turns and close the socket after 'close'"
 
     def __init__(
@@ -435,21 +436,6 @@ class TurnSession(AudioSession):
         self.outbox.append(Entry(given.command()))
         self.settings = merged
         return merged
-
-    def close(self) -> None:
-        """Flush the partial frame and queue ``{"type":"close"}``; the session is CLOSING.
-
-        Raises:
-            ConnectionStateError: If ``close`` was already queued or the session ended.
-            InvalidAudioError: If the held-back audio ends mid-sample (``close`` is queued
-                all the same).
-        """
-        self._check_open("close")
-        self.state = State.CLOSING
-        try:
-            self._flush_remainder()
-        finally:
-            self.outbox.append(Entry(CLOSE_COMMAND))
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -528,8 +514,7 @@ class TurnSession(AudioSession):
 
     # -- events ----------------------------------------------------------------------------
 
-    @staticmethod
-    def parse(message: str) -> TurnEvent:
+    def parse(self, message: str) -> TurnEvent:
         """Decode one server text message (:func:`~.events.parse_turn_event`).
 
         Raises:
