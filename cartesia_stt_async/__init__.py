@@ -18,13 +18,14 @@ Quick start (against the local twin, no API key needed)::
 """
 
 from ._access_token import AccessToken
-from ._client import AsyncCartesia, ConnectionManager, connect
-from ._config import BufferPolicy, ReconnectingEvent, SessionOptions
+from ._client import AsyncCartesia, ConnectionManager, TurnConnectionManager, connect
+from ._config import BufferPolicy, ReconnectingEvent, SessionOptions, TurnSessionOptions
 from ._connection import AsyncConnection
 from ._events import EventHandler
 from ._sources import AudioSource
 from ._sync import Cartesia, SyncConnection, SyncConnectionManager, SyncSpeechResponse
 from ._tts import SpeechResponse
+from ._turns import AsyncTurnConnection, Preflight
 from ._version import __version__
 from .errors import (
     APIConnectionError,
@@ -48,21 +49,31 @@ from .errors import (
     ReconnectError,
     ServerError,
     TLSError,
+    TurnConfigError,
     UsageError,
 )
 from .protocol.audio import ENCODINGS, AudioFormat, Encoding
 from .protocol.events import (
+    ConnectedEvent,
     DoneEvent,
     ErrorEvent,
     Event,
     FlushDoneEvent,
     TranscriptEvent,
+    TurnEagerEndEvent,
+    TurnEndEvent,
+    TurnEvent,
+    TurnResumeEvent,
+    TurnStartEvent,
+    TurnUpdateEvent,
     UnknownEvent,
     Word,
     parse_event,
+    parse_turn_event,
 )
 from .protocol.outbox import ConnectionStats
 from .protocol.transcript import Transcript, Utterance
+from .protocol.turns import Turn, TurnSettings, TurnSignal, TurnTranscript
 
 __all__ = [
     "ENCODINGS",
@@ -73,6 +84,7 @@ __all__ = [
     "AccessToken",
     "AsyncCartesia",
     "AsyncConnection",
+    "AsyncTurnConnection",
     "AudioFormat",
     "AudioSource",
     "AuthenticationError",
@@ -82,6 +94,7 @@ __all__ = [
     "Cartesia",
     "CartesiaSTTError",
     "ConfigurationError",
+    "ConnectedEvent",
     "ConnectionClosedError",
     "ConnectionManager",
     "ConnectionStateError",
@@ -96,6 +109,7 @@ __all__ = [
     "InvalidCommandError",
     "NotFoundError",
     "PermissionDeniedError",
+    "Preflight",
     "ProtocolError",
     "ProxyError",
     "RateLimitError",
@@ -110,6 +124,19 @@ __all__ = [
     "TLSError",
     "Transcript",
     "TranscriptEvent",
+    "Turn",
+    "TurnConfigError",
+    "TurnConnectionManager",
+    "TurnEagerEndEvent",
+    "TurnEndEvent",
+    "TurnEvent",
+    "TurnResumeEvent",
+    "TurnSessionOptions",
+    "TurnSettings",
+    "TurnSignal",
+    "TurnStartEvent",
+    "TurnTranscript",
+    "TurnUpdateEvent",
     "UnknownEvent",
     "UsageError",
     "Utterance",
@@ -117,4 +144,5 @@ __all__ = [
     "__version__",
     "connect",
     "parse_event",
+    "parse_turn_event",
 ]

@@ -454,6 +454,10 @@ class Link:
             logger.debug("final delta %r", text)
         self._resolve(completed)
         self._arm_timer()
+        if session.idle_changed:
+            session.idle_changed = False
+            if not self.down:
+                self.writer.pump()  # re-arm what an idle socket needs (the silence fill)
         self._publish(event, len(message))
         if session.finished:
             self.settled.set()

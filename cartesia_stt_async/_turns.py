@@ -4,7 +4,7 @@ The connection of the turn-detection endpoint (``/stt/turns/websocket``) is the 
 the manual one (:class:`~cartesia_stt_async._connection.BaseConnection`: link, writer,
 supervisor, replay, event buffer, handlers) driving a
 :class:`~cartesia_stt_async.protocol.turns.TurnSession`. On top of the official surface it adds
-what a voice agent wants, each fed from the session's :class:`~.protocol.turns.Signal` list
+what a voice agent wants, each fed from the session's :class:`~.protocol.turns.TurnSignal` list
 (deduplicated across reconnects, protocol/turns.py rule 10):
 
 * :meth:`AsyncTurnConnection.turns`: every ended turn, once, in order;
@@ -33,7 +33,7 @@ from ._supervisor import Connector
 from .errors import ConnectionClosedError, InvalidCommandError
 from .protocol.checks import check_speed
 from .protocol.events import TurnEvent, parse_turn_event
-from .protocol.turns import Signal, Turn, TurnSession, TurnSettings, TurnTranscript
+from .protocol.turns import Turn, TurnSession, TurnSettings, TurnSignal, TurnTranscript
 
 __all__ = ["AsyncTurnConnection", "Preflight"]
 
@@ -117,7 +117,7 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
         )
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()  # a turn ended, or the session ended
-        self._listeners: list[asyncio.Queue[Signal | Preflight]] = []
+        self._listeners: list[asyncio.Queue[TurnSignal | Preflight]] = []
         self._barge_waiters: list[asyncio.Future[Turn]] = []
         self._preflight: Preflight | None = None
         super().__init__(
@@ -154,9 +154,9 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
         for signal in taken:
             self._signal(signal)
 
-    def _signal(self, signal: Signal) -> None:
+    def _signal(self, signal: TurnSignal) -> None:
         loop = self._loop
-        out: list[Signal | Preflight] = [signal]
+        out: list[TurnSignal | Preflight] = [signal]
         current = self._preflight
         if signal.kind == "start":
             waiters, self._barge_waiters = self._barge_waiters, []
@@ -332,7 +332,7 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
             if fut in self._barge_waiters:
                 self._barge_waiters.remove(fut)
 
-    async def signals(self) -> AsyncGenerator[Signal, None]:
+    async def signals(self) -> AsyncGenerator[TurnSignal, None]:
         """Yield every signal from now on: ``start`` (barge-in), ``eager``, ``resume``,
         ``end``, each with its turn, until the session ends.
 
@@ -340,7 +340,7 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
             CartesiaSTTError: Why the session ended early, as iteration does.
         """
         async for item in self._listen():
-            if isinstance(item, Signal):
+            if isinstance(item, TurnSignal):
                 yield item
 
     async def preflights(self) -> AsyncGenerator[Preflight, None]:
@@ -358,8 +358,8 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
             if isinstance(item, Preflight):
                 yield item
 
-    async def _listen(self) -> AsyncGenerator[Signal | Preflight, None]:
-        queue: asyncio.Queue[Signal | Preflight] = asyncio.Queue()
+    async def _listen(self) -> AsyncGenerator[TurnSignal | Preflight, None]:
+        queue: asyncio.Queue[TurnSignal | Preflight] = asyncio.Queue()
         if self._link.finished.is_set():
             queue.put_nowait(_END)
         self._listeners.append(queue)

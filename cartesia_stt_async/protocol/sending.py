@@ -84,6 +84,8 @@ class AudioSession:
         self._reframer = Reframer(self.frame_bytes, audio_format.sample_width)
         self._speed: float | None = None  # pacing of the audio held back by the reframer
         self._journal_lossy = False
+        # Set when what an idle socket needs changed (a turn opened): the writer re-arms.
+        self.idle_changed = False
         self._sniffed = False  # the session's first audio bytes were checked (check_not_a_file)
 
     # -- state -----------------------------------------------------------------------------

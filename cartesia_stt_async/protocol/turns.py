@@ -7,7 +7,7 @@ The server decides where turns start and end; the client only streams audio. The
 to write with :meth:`TurnSession.next_item`, as for the manual endpoint (the sending half is
 :class:`~.sending.AudioSession`, shared). It *feeds* every decoded event to
 :meth:`TurnSession.receive`, which returns the turns that just ended and appends what a voice
-agent reacts to (:class:`Signal`: barge-in, eager end, resume, end) to :attr:`signals`. Time is
+agent reacts to (:class:`TurnSignal`: barge-in, eager end, resume, end) to :attr:`signals`. Time is
 a parameter, never read here; the only "clock" of a turn is the audio position: seconds of audio
 written (first writes only) when an event arrived. The server sends no timestamps.
 
@@ -95,10 +95,10 @@ __all__ = [
     "CLOSE_COMMAND",
     "TURNS_PATH",
     "Phase",
-    "Signal",
     "Turn",
     "TurnSession",
     "TurnSettings",
+    "TurnSignal",
     "TurnTranscript",
     "check_turn_settings",
 ]
@@ -302,7 +302,7 @@ class Turn:
 
 
 @dataclass(frozen=True, slots=True)
-class Signal:
+class TurnSignal:
     """Something a voice agent reacts to (rule 3-6).
 
     Attributes:
@@ -384,7 +384,7 @@ class TurnSession(AudioSession):
         self._fill_after = max(2 * self._frame_s, _FILL_AFTER_S)
         self._filling = False
         self.transcript = TurnTranscript()
-        self.signals: list[Signal] = []
+        self.signals: list[TurnSignal] = []
         self.phase = Phase.IDLE
         self.turn: Turn | None = None  # the open turn
         self._resumed: Turn | None = None  # rule 10: open at a drop, awaiting the replay
@@ -560,9 +560,10 @@ class TurnSession(AudioSession):
         if turn is None:
             turn = Turn(index=self._next_index, request_id=self.request_id, start=self.position)
             self._next_index += 1
-            self.signals.append(Signal("start", turn))
+            self.signals.append(TurnSignal("start", turn))
         self.turn = turn
         self.phase = Phase.SPEAKING
+        self.idle_changed = True  # rule 11: the writer arms the silence fill
         return turn
 
     def _text(self, turn: Turn, text: str) -> None:
@@ -605,7 +606,7 @@ class TurnSession(AudioSession):
             if not repeat:
                 turn.eager_end = self.position
                 turn.eager_ends += 1
-                self.signals.append(Signal("eager", turn, event.transcript))
+                self.signals.append(TurnSignal("eager", turn, event.transcript))
             return []
         if isinstance(event, TurnResumeEvent):
             current = self.turn
@@ -614,7 +615,7 @@ class TurnSession(AudioSession):
                 current.eager_end = None
                 current.resumes += 1
                 self._standing_eager = None
-                self.signals.append(Signal("resume", current))
+                self.signals.append(TurnSignal("resume", current))
             return []
         if isinstance(event, TurnEndEvent):
             turn = self.turn or self._open_turn()
@@ -635,7 +636,7 @@ class TurnSession(AudioSession):
             # Rule 9: audio long before this answer is owed no more; nor is lost audio.
             self.outbox.trim_head(self._preroll, _KEEP)
             self._journal_lossy = False
-            self.signals.append(Signal("end", turn, text))
+            self.signals.append(TurnSignal("end", turn, text))
             return [turn]
         return []  # rule 7: an unknown event changes nothing
 
