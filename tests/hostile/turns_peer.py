@@ -23,7 +23,8 @@ __all__ = ["Script", "TurnsConn", "TurnsServer", "turns_server"]
 class TurnsConn:
     """One accepted connection: what the client sent, and how to answer."""
 
-    def __init__(self, ws: ServerConnection, index: int) -> None:
+    def __init__(self, ws: ServerConnection, index: int, server: TurnsServer) -> None:
+        self.server = server
         self.ws = ws
         self.index = index
         self.path = ws.request.path if ws.request is not None else ""
@@ -45,6 +46,7 @@ class TurnsConn:
                 else:
                     self.commands.append(json.loads(message))
                 self._changed.set()
+                self.server.changed.set()
         except Exception:
             pass
         finally:
@@ -104,10 +106,18 @@ class TurnsServer:
         self.scripts = list(scripts)
         self.conns: list[TurnsConn] = []
         self.base_url = ""
+        self.changed = asyncio.Event()  # any connection received something
+
+    async def until(self, check: Callable[[], bool]) -> None:
+        """Wait until ``check()`` holds, re-checked on every message received."""
+        while not check():
+            self.changed.clear()
+            await self.changed.wait()
 
     async def _handle(self, ws: ServerConnection) -> None:
-        conn = TurnsConn(ws, len(self.conns))
+        conn = TurnsConn(ws, len(self.conns), self)
         self.conns.append(conn)
+        self.changed.set()
         script = self.scripts[min(conn.index, len(self.scripts) - 1)]
         reader = asyncio.create_task(conn._read())
         try:
