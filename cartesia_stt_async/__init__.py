@@ -1,4 +1,5 @@
-"""cartesia_stt_async: an asyncio-native client for Cartesia's realtime STT (manual finalize).
+"""cartesia_stt_async: an asyncio-native client for Cartesia's realtime STT (manual finalize,
+and turn detection: ``client.stt.auto_finalize``).
 
 Quick start (against the local twin, no API key needed)::
 
@@ -23,7 +24,14 @@ from ._config import BufferPolicy, ReconnectingEvent, SessionOptions, TurnSessio
 from ._connection import AsyncConnection
 from ._events import EventHandler
 from ._sources import AudioSource
-from ._sync import Cartesia, SyncConnection, SyncConnectionManager, SyncSpeechResponse
+from ._sync import (
+    Cartesia,
+    SyncConnection,
+    SyncConnectionManager,
+    SyncSpeechResponse,
+    SyncTurnConnection,
+    SyncTurnConnectionManager,
+)
 from ._tts import SpeechResponse
 from ._turns import AsyncTurnConnection, Preflight
 from ._version import __version__
@@ -121,6 +129,8 @@ __all__ = [
     "SyncConnection",
     "SyncConnectionManager",
     "SyncSpeechResponse",
+    "SyncTurnConnection",
+    "SyncTurnConnectionManager",
     "TLSError",
     "Transcript",
     "TranscriptEvent",

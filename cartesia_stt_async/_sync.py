@@ -35,23 +35,25 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Unpack
+from typing import Any, Generic, Literal, Self, TypeVar, Unpack
 
 from ._access_token import AccessToken
-from ._client import AsyncCartesia, ConnectionManager
-from ._config import DEFAULT, Default, SessionOptions
-from ._connection import AsyncConnection
+from ._client import AsyncCartesia, ConnectionManager, TurnConnectionManager
+from ._config import DEFAULT, Default, SessionOptions, TurnSessionOptions
+from ._connection import AsyncConnection, BaseConnection
 from ._network import ProxyOption, SSLOption
 from ._portal import Portal, Runtime, SyncHandlerMethods, SyncHandlers
 from ._tts import SpeechResponse
+from ._turns import AsyncTurnConnection
 from .errors import CartesiaSTTError, UsageError
 from .protocol.commands import DEFAULT_CARTESIA_VERSION
-from .protocol.events import Event, parse_event
+from .protocol.events import Event, TurnEvent, parse_event, parse_turn_event
 from .protocol.outbox import ConnectionStats
 from .protocol.transcript import Transcript, Utterance
+from .protocol.turns import Turn, TurnSettings, TurnTranscript
 
 __all__ = [
     "Cartesia",
@@ -59,17 +61,19 @@ __all__ = [
     "SyncConnection",
     "SyncConnectionManager",
     "SyncSpeechResponse",
+    "SyncTurnConnection",
+    "SyncTurnConnectionManager",
 ]
 
+_A = TypeVar("_A", AsyncConnection, AsyncTurnConnection)
+_Ev = TypeVar("_Ev", Event, TurnEvent)
+_I = TypeVar("_I")
 
-class SyncConnection(SyncHandlerMethods):
-    """A live manual-finalize session of the sync client; every method blocks.
 
-    The official SDK's sync surface: ``send_raw``, ``send("finalize" | "close")``, ``recv``,
-    ``for event in connection``, ``close``, ``on``/``once``/``off``/``dispatch_events``.
-    The idiomatic surface: ``send_audio``, ``finalize``, ``transcript``. Each method runs the
-    :class:`~cartesia_stt_async.AsyncConnection` method of the same name on the client's
-    thread, with the same arguments, results and exceptions.
+class SyncBaseConnection(SyncHandlerMethods, Generic[_A, _Ev]):
+    """What both endpoints' sync connections share; every method blocks, running the async
+    connection's method of the same name on the client's thread (same arguments, results and
+    exceptions).
 
     Attributes:
         stats: Counters, see :class:`~cartesia_stt_async.ConnectionStats`.
@@ -79,21 +83,16 @@ class SyncConnection(SyncHandlerMethods):
         self,
         client: Cartesia,
         portal: Portal,
-        aconn: AsyncConnection,
+        aconn: _A,
         handlers: SyncHandlers,
     ) -> None:
         self._client = client  # keeps the client, and so its thread, alive
         self._portal = portal
-        self._aconn = aconn
+        self._aconn: _A = aconn
         self._handlers = handlers
         self.stats: ConnectionStats = aconn.stats
 
     # -- introspection (read directly: plain attributes, safe from any thread) ---------------
-
-    @property
-    def transcript(self) -> Transcript:
-        """The accumulator: ``.text`` (final deltas, verbatim), ``.interim``, ``.utterances``."""
-        return self._aconn.transcript
 
     @property
     def state(self) -> Literal["open", "closing", "done", "failed", "closed"]:
@@ -128,7 +127,7 @@ class SyncConnection(SyncHandlerMethods):
         self._portal.call(set_speed)
 
     def __repr__(self) -> str:
-        return repr(self._aconn).replace("<AsyncConnection", "<SyncConnection", 1)
+        return repr(self._aconn).replace("<Async", "<Sync", 1)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -144,13 +143,11 @@ class SyncConnection(SyncHandlerMethods):
         """
         self._portal.call(self._aconn.send_raw, data)
 
-    def send(self, command: str) -> None:
-        """Send ``"finalize"`` or ``"close"`` (the legacy ``"done"`` also works).
-
-        ``finalize`` here does not wait for its ``flush_done``; :meth:`finalize` does.
+    def send(self, command: Any) -> None:
+        """Send a command of the endpoint (see the async connection's ``send``).
 
         Raises:
-            InvalidCommandError: For any other string.
+            InvalidCommandError: For a command the endpoint does not have.
             ConnectionStateError: After ``close``.
         """
         self._portal.call(self._aconn.send, command)
@@ -179,63 +176,44 @@ class SyncConnection(SyncHandlerMethods):
         else:
             self._portal.call(self._aconn.send_audio, chunk, speed=speed)
 
-    def finalize(self, timeout: float | None = 30.0) -> Utterance:
-        """Send any held-back audio and ``finalize``; wait for the matching ``flush_done``.
-
-        Args:
-            timeout: Seconds to wait for the answer; ``None`` waits forever.
-
-        Returns:
-            The :class:`~cartesia_stt_async.Utterance`: its final text, words and latency.
-
-        Raises:
-            APIError: If the server reports an error.
-            APITimeoutError: If no answer came in time.
-            ConnectionClosedError: If the socket closed first.
-            ConnectionStateError: After ``close``.
-        """
-        return self._portal.call(self._aconn.finalize, timeout)
-
     # -- receiving -------------------------------------------------------------------------
 
-    def recv(self) -> Event:
+    def recv(self) -> _Ev:
         """Return the next server event, waiting for it.
 
         Raises:
             ConnectionClosedError: If the session is over and no event is left.
         """
-        return self._portal.call(self._aconn.recv)
+        return self._portal.call(self._aconn.recv)  # type: ignore[return-value]
 
-    @staticmethod
-    def parse_event(data: bytes | str) -> Event:
-        """Decode one server message (the same as :func:`cartesia_stt_async.parse_event`).
-
-        Raises:
-            ProtocolError: If ``data`` is not a well-formed server event.
-        """
-        return parse_event(data)
-
-    def __iter__(self) -> Iterator[Event]:
-        """Yield every server event until the session ends (after ``done``).
+    def __iter__(self) -> Iterator[_Ev]:
+        """Yield every server event until the session ends (on the manual endpoint, after
+        ``done``).
 
         Raises:
-            ConnectionClosedError: If the socket ended before ``done`` with an error.
+            ConnectionClosedError: If the socket ended early with an error.
             ReconnectError: If reconnecting gave up.
         """
-        events = aiter(self._aconn)
+        return self._iterate(aiter(self._aconn))  # type: ignore[arg-type]
 
-        async def next_event() -> Event | None:
+    def _iterate(self, items: AsyncIterator[_I]) -> Iterator[_I]:
+        """Run an async iterator of the connection on the client's thread, item by item."""
+
+        async def next_item() -> tuple[bool, _I | None]:
             try:
-                return await anext(events)
+                return True, await anext(items)
             except StopAsyncIteration:
-                return None
+                return False, None
 
         try:
-            while (event := self._portal.call(next_event)) is not None:
-                yield event
+            while True:
+                more, item = self._portal.call(next_item)
+                if not more:
+                    return
+                yield item  # type: ignore[misc]
         finally:
             # Finish the async iterator too when the loop is left early (break, Ctrl-C).
-            closer = getattr(events, "aclose", None)
+            closer = getattr(items, "aclose", None)
             if closer is not None:
                 with contextlib.suppress(CartesiaSTTError, RuntimeError):
                     self._portal.call(closer)
@@ -294,7 +272,7 @@ class SyncConnection(SyncHandlerMethods):
             return  # the client's close already closed it
         self._portal.call(self._aconn.close, code=code, reason=reason)
 
-    def __enter__(self) -> SyncConnection:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -307,19 +285,133 @@ class SyncConnection(SyncHandlerMethods):
             self._portal.call(self._aconn.__aexit__, exc_type, exc, tb)
 
 
-class SyncConnectionManager(SyncHandlerMethods):
-    """Opens a session on ``with`` (or :meth:`enter`) and ends it on exit.
+class SyncConnection(SyncBaseConnection[AsyncConnection, Event]):
+    """A live manual-finalize session of the sync client; every method blocks.
 
-    Leaving the block normally sends ``close`` (unless already sent) and waits, bounded by
-    ``close_timeout``, for ``done``, so no final transcript is lost. Leaving on an exception
-    (Ctrl-C included) closes the socket promptly.
+    The official SDK's sync surface: ``send_raw``, ``send("finalize" | "close")``, ``recv``,
+    ``for event in connection``, ``close``, ``on``/``once``/``off``/``dispatch_events``.
+    The idiomatic surface: ``send_audio``, ``finalize``, ``transcript``. Each method runs the
+    :class:`~cartesia_stt_async.AsyncConnection` method of the same name on the client's
+    thread, with the same arguments, results and exceptions.
+
+    Attributes:
+        stats: Counters, see :class:`~cartesia_stt_async.ConnectionStats`.
     """
 
-    def __init__(self, client: Cartesia, manager: ConnectionManager) -> None:
+    @property
+    def transcript(self) -> Transcript:
+        """The accumulator: ``.text`` (final deltas, verbatim), ``.interim``, ``.utterances``."""
+        return self._aconn.transcript
+
+    def send(self, command: str) -> None:
+        """Send ``"finalize"`` or ``"close"`` (the legacy ``"done"`` also works).
+
+        ``finalize`` here does not wait for its ``flush_done``; :meth:`finalize` does.
+
+        Raises:
+            InvalidCommandError: For any other string.
+            ConnectionStateError: After ``close``.
+        """
+        self._portal.call(self._aconn.send, command)
+
+    def finalize(self, timeout: float | None = 30.0) -> Utterance:
+        """Send any held-back audio and ``finalize``; wait for the matching ``flush_done``.
+
+        Args:
+            timeout: Seconds to wait for the answer; ``None`` waits forever.
+
+        Returns:
+            The :class:`~cartesia_stt_async.Utterance`: its final text, words and latency.
+
+        Raises:
+            APIError: If the server reports an error.
+            APITimeoutError: If no answer came in time.
+            ConnectionClosedError: If the socket closed first.
+            ConnectionStateError: After ``close``.
+        """
+        return self._portal.call(self._aconn.finalize, timeout)
+
+    @staticmethod
+    def parse_event(data: bytes | str) -> Event:
+        """Decode one server message (the same as :func:`cartesia_stt_async.parse_event`).
+
+        Raises:
+            ProtocolError: If ``data`` is not a well-formed server event.
+        """
+        return parse_event(data)
+
+
+class SyncTurnConnection(SyncBaseConnection[AsyncTurnConnection, TurnEvent]):
+    """A live turn-detection session of the sync client; every method blocks.
+
+    The official SDK's sync surface: ``send_raw``, ``send({"type": "close"})``,
+    ``send({"type": "config", "turn": {...}})``, ``recv``, ``for event in connection``,
+    ``close``, ``on``/``once``/``off``/``dispatch_events``. The idiomatic surface:
+    ``send_audio``, ``configure``, ``turns``, ``transcript``. Each method runs the
+    :class:`~cartesia_stt_async.AsyncTurnConnection` method of the same name on the client's
+    thread.
+
+    Attributes:
+        stats: Counters, see :class:`~cartesia_stt_async.ConnectionStats`.
+    """
+
+    @property
+    def transcript(self) -> TurnTranscript:
+        """The ended turns and their ``turn.end`` texts joined verbatim."""
+        return self._aconn.transcript
+
+    @property
+    def settings(self) -> TurnSettings:
+        """The turn settings in effect."""
+        return self._aconn.settings
+
+    def configure(
+        self,
+        *,
+        start_threshold: float | None = None,
+        eager_end_threshold: float | None = None,
+        end_threshold: float | None = None,
+        end_timeout_ms: float | None = None,
+    ) -> TurnSettings:
+        """Check new turn settings and send ``config`` (see
+        :meth:`AsyncTurnConnection.configure <cartesia_stt_async.AsyncTurnConnection.configure>`).
+
+        Raises:
+            TurnConfigError: Naming the bad value.
+            ConnectionStateError: After ``close``.
+        """
+        return self._portal.call(
+            lambda: self._aconn.configure(
+                start_threshold=start_threshold,
+                eager_end_threshold=eager_end_threshold,
+                end_threshold=end_threshold,
+                end_timeout_ms=end_timeout_ms,
+            )
+        )
+
+    def turns(self) -> Iterator[Turn]:
+        """Yield every ended turn once, in order, until the session ends (see
+        :meth:`AsyncTurnConnection.turns <cartesia_stt_async.AsyncTurnConnection.turns>`)."""
+        return self._iterate(self._aconn.turns())
+
+    @staticmethod
+    def parse_event(data: bytes | str) -> TurnEvent:
+        """Decode one server message of this endpoint.
+
+        Raises:
+            ProtocolError: If ``data`` is not a well-formed server event.
+        """
+        return parse_turn_event(data)
+
+
+class _SyncManager(SyncHandlerMethods):
+    """What both endpoints' sync managers share: the URL, leaving the block."""
+
+    def __init__(self, client: Cartesia, manager: ConnectionManager | TurnConnectionManager):
         self._client = client
         self._manager = manager
         self._handlers = SyncHandlers()
-        self._entered: tuple[Portal, SyncConnection] | None = None
+        self._entered: Portal | None = None
 
     @property
     def url(self) -> str:
@@ -327,31 +419,24 @@ class SyncConnectionManager(SyncHandlerMethods):
         return self._manager.url
 
     def __repr__(self) -> str:
-        return f"<SyncConnectionManager url={self.url!r}>"
+        return f"<{type(self).__name__} url={self.url!r}>"
 
     def _apply(self, change: Callable[[Any], object]) -> None:
         change(self._manager)
 
-    def enter(self) -> SyncConnection:
-        """Connect and return the live :class:`SyncConnection` (close it yourself).
-
-        Raises:
-            AuthenticationError, RateLimitError, ...: The handshake was refused.
-            APIConnectionError: The server could not be reached.
-        """
+    def _enter(self) -> tuple[Portal, Any]:
+        """Connect on the client's thread: the portal and the async connection."""
         portal = self._client._runtime.portal()
+        manager = self._manager
 
-        async def enter() -> AsyncConnection:
-            aconn = await self._manager.enter()
+        async def enter() -> BaseConnection[Any]:
+            aconn = await manager.enter()
             portal.track(aconn)  # the client's close (or collection) closes it
             return aconn
 
-        conn = SyncConnection(self._client, portal, portal.call(enter), self._handlers)
-        self._entered = (portal, conn)
-        return conn
-
-    def __enter__(self) -> SyncConnection:
-        return self.enter()
+        aconn = portal.call(enter)
+        self._entered = portal
+        return portal, aconn
 
     def __exit__(
         self,
@@ -361,10 +446,54 @@ class SyncConnectionManager(SyncHandlerMethods):
     ) -> None:
         if self._entered is None:
             return
-        (portal, _), self._entered = self._entered, None
+        portal, self._entered = self._entered, None
         if portal.stopped:
             return  # the client was closed inside the block: the socket is already closed
         portal.call(self._manager.__aexit__, exc_type, exc, tb)
+
+
+class SyncConnectionManager(_SyncManager):
+    """Opens a session on ``with`` (or :meth:`enter`) and ends it on exit.
+
+    Leaving the block normally sends ``close`` (unless already sent) and waits, bounded by
+    ``close_timeout``, for ``done``, so no final transcript is lost. Leaving on an exception
+    (Ctrl-C included) closes the socket promptly.
+    """
+
+    def enter(self) -> SyncConnection:
+        """Connect and return the live :class:`SyncConnection` (close it yourself).
+
+        Raises:
+            AuthenticationError, RateLimitError, ...: The handshake was refused.
+            APIConnectionError: The server could not be reached.
+        """
+        portal, aconn = self._enter()
+        return SyncConnection(self._client, portal, aconn, self._handlers)
+
+    def __enter__(self) -> SyncConnection:
+        return self.enter()
+
+
+class SyncTurnConnectionManager(_SyncManager):
+    """Opens a turn-detection session on ``with`` (or :meth:`enter`) and ends it on exit.
+
+    Leaving the block normally sends ``{"type":"close"}`` and waits, bounded by
+    ``close_timeout``, for the server to flush and close. Leaving on an exception closes the
+    socket promptly.
+    """
+
+    def enter(self) -> SyncTurnConnection:
+        """Connect and return the live :class:`SyncTurnConnection` (close it yourself).
+
+        Raises:
+            AuthenticationError, RateLimitError, ...: The handshake was refused.
+            APIConnectionError: The server could not be reached.
+        """
+        portal, aconn = self._enter()
+        return SyncTurnConnection(self._client, portal, aconn, self._handlers)
+
+    def __enter__(self) -> SyncTurnConnection:
+        return self.enter()
 
 
 class SyncSpeechResponse:
@@ -514,11 +643,44 @@ class SyncManualFinalize:
         return SyncConnectionManager(self._client, manager)
 
 
+class SyncAutoFinalize:
+    """``client.stt.auto_finalize`` of the sync client."""
+
+    def __init__(self, client: Cartesia) -> None:
+        self._client = client
+
+    def websocket(
+        self,
+        *,
+        model: str,
+        encoding: str,
+        sample_rate: int,
+        **options: Unpack[TurnSessionOptions],
+    ) -> SyncTurnConnectionManager:
+        """Prepare a turn-detection session (no network I/O until ``with``).
+
+        Takes the arguments of ``AsyncCartesia().stt.auto_finalize.websocket(...)``
+        (:class:`~cartesia_stt_async.TurnSessionOptions`).
+
+        Returns:
+            A :class:`SyncTurnConnectionManager`.
+
+        Raises:
+            TurnConfigError: For a turn setting out of its range or order.
+            UsageError: For a parameter of the wrong type or range.
+        """
+        manager = self._client._runtime.aclient.stt.auto_finalize.websocket(
+            model=model, encoding=encoding, sample_rate=sample_rate, **options
+        )
+        return SyncTurnConnectionManager(self._client, manager)
+
+
 class SyncSTT:
     """``client.stt`` of the sync client."""
 
     def __init__(self, client: Cartesia) -> None:
         self.manual_finalize = SyncManualFinalize(client)
+        self.auto_finalize = SyncAutoFinalize(client)
 
 
 class Cartesia:

@@ -12,7 +12,14 @@ import pytest
 import cartesia_stt_async
 import cartesia_stt_async.errors as errors
 import cartesia_stt_async.twin as twin
-from cartesia_stt_async._config import OPTION_NAMES, SessionConfig, SessionOptions
+from cartesia_stt_async._config import (
+    OPTION_NAMES,
+    TURN_OPTION_NAMES,
+    SessionConfig,
+    SessionOptions,
+    TurnSessionConfig,
+    TurnSessionOptions,
+)
 
 # Sorted as ruff's RUF022 sorts ``__all__``: SCREAMING_CASE, then CamelCase, then the rest.
 PUBLIC = [
@@ -24,6 +31,7 @@ PUBLIC = [
     "AccessToken",
     "AsyncCartesia",
     "AsyncConnection",
+    "AsyncTurnConnection",
     "AudioFormat",
     "AudioSource",
     "AuthenticationError",
@@ -33,6 +41,7 @@ PUBLIC = [
     "Cartesia",
     "CartesiaSTTError",
     "ConfigurationError",
+    "ConnectedEvent",
     "ConnectionClosedError",
     "ConnectionManager",
     "ConnectionStateError",
@@ -47,6 +56,7 @@ PUBLIC = [
     "InvalidCommandError",
     "NotFoundError",
     "PermissionDeniedError",
+    "Preflight",
     "ProtocolError",
     "ProxyError",
     "RateLimitError",
@@ -58,9 +68,24 @@ PUBLIC = [
     "SyncConnection",
     "SyncConnectionManager",
     "SyncSpeechResponse",
+    "SyncTurnConnection",
+    "SyncTurnConnectionManager",
     "TLSError",
     "Transcript",
     "TranscriptEvent",
+    "Turn",
+    "TurnConfigError",
+    "TurnConnectionManager",
+    "TurnEagerEndEvent",
+    "TurnEndEvent",
+    "TurnEvent",
+    "TurnResumeEvent",
+    "TurnSessionOptions",
+    "TurnSettings",
+    "TurnSignal",
+    "TurnStartEvent",
+    "TurnTranscript",
+    "TurnUpdateEvent",
     "UnknownEvent",
     "UsageError",
     "Utterance",
@@ -68,6 +93,7 @@ PUBLIC = [
     "__version__",
     "connect",
     "parse_event",
+    "parse_turn_event",
 ]
 
 
@@ -97,6 +123,14 @@ def test_session_options_and_the_config_list_the_same_options() -> None:
     assert set(SessionOptions.__annotations__) == OPTION_NAMES
     config_fields = {f.name for f in dataclasses.fields(SessionConfig) if f.init}
     assert config_fields == OPTION_NAMES | {"model", "encoding", "sample_rate"}
+
+
+def test_turn_session_options_and_the_config_list_the_same_options() -> None:
+    assert set(TurnSessionOptions.__annotations__) == TURN_OPTION_NAMES
+    config_fields = {f.name for f in dataclasses.fields(TurnSessionConfig) if f.init}
+    manual_only = {"language", "min_volume", "max_silence_duration_secs"}
+    manual_only |= {"late_final_grace", "final_order"}
+    assert config_fields == TURN_OPTION_NAMES | manual_only | {"model", "encoding", "sample_rate"}
 
 
 @pytest.mark.parametrize("name", PUBLIC)
@@ -160,6 +194,7 @@ def test_usage_and_remote_errors_are_disjoint() -> None:
         "InvalidAudioError",
         "InvalidCommandError",
         "ConnectionStateError",
+        "TurnConfigError",
     }
     for cls in local:
         assert not issubclass(cls, errors.ProtocolError | errors.APIError)
