@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, NoReturn, Unpack
+from typing import Any, ClassVar, Generic, NoReturn, TypeVar, Unpack
 
 from ._access_token import AccessTokenResource
 from ._config import SessionConfig, SessionOptions, TurnSessionConfig, TurnSessionOptions
@@ -50,12 +50,18 @@ logger = logging.getLogger("cartesia_stt_async")
 USER_AGENT = f"cartesia-stt-async/{__version__}"
 
 
-class _Manager(HandlerMethods):
-    """What both endpoints' managers share: the URL, the handshake, leaving the block."""
+_C = TypeVar("_C", AsyncConnection, AsyncTurnConnection)
+
+
+class _Manager(HandlerMethods, Generic[_C]):
+    """What both endpoints' managers share: the URL, the handshake, entering and leaving the
+    block. ``_FACTORY`` is the endpoint's connection class."""
+
+    _FACTORY: ClassVar[type[Any]]
 
     def __init__(self, config: SessionConfig, settings: _Settings) -> None:
-        self._config = config
-        self._settings = settings
+        self._config: SessionConfig = config
+        self._settings: _Settings = settings
         # The client's registry, plus this session's own credentials.
         self._secrets = settings.secrets.copy()
         self._secrets.add(*secrets_in(config.params.extra_query, config.extra_headers))
@@ -128,12 +134,7 @@ class _Manager(HandlerMethods):
         raise error  # outside the except block: the foreign exception is not kept
 
     async def _open(self) -> Socket:
-        """The first handshake of :meth:`enter`.
-
-        Raises:
-            UsageError: If this manager's previous connection is still open (one manager, one
-                live session: call ``websocket(...)`` again for a second one).
-        """
+        """The first handshake of :meth:`enter`."""
         if self._connection is not None and self._connection.state in ("open", "closing"):
             raise UsageError(
                 "this manager's connection is still open: leave its `async with` (or close "
@@ -143,6 +144,28 @@ class _Manager(HandlerMethods):
         ws = await self._handshake(config.extra_query or {}, config.extra_headers or {})
         logger.debug("connected to %s", self.url)
         return ws
+
+    async def enter(self) -> _C:
+        """Connect and return the live connection (close it yourself).
+
+        Raises:
+            UsageError: If this manager's previous connection is still open (one manager, one
+                live session: call ``websocket(...)`` again for a second one).
+            APIStatusError, APIConnectionError: The handshake was refused or failed.
+        """
+        ws = await self._open()
+        conn: _C = self._FACTORY(
+            ws,
+            self._config,
+            connector=self._handshake,
+            handlers=self._handlers,
+            secrets=self._secrets,
+        )
+        self._connection = conn
+        return conn
+
+    async def __aenter__(self) -> _C:
+        return await self.enter()
 
     def __enter__(self) -> NoReturn:
         raise UsageError(
@@ -167,7 +190,7 @@ class _Manager(HandlerMethods):
             await conn.__aexit__(exc_type, exc, tb)
 
 
-class ConnectionManager(_Manager):
+class ConnectionManager(_Manager[AsyncConnection]):
     """Opens a manual-finalize session on ``async with`` (or :meth:`enter`), ends it on exit.
 
     Leaving the block normally sends ``close`` (unless already sent) and waits, bounded by
@@ -176,28 +199,10 @@ class ConnectionManager(_Manager):
     stay registered on the connection.
     """
 
-    async def enter(self) -> AsyncConnection:
-        """Connect and return the live :class:`AsyncConnection` (close it yourself).
-
-        Raises:
-            UsageError: If this manager's previous connection is still open.
-        """
-        ws = await self._open()
-        conn = AsyncConnection(
-            ws,
-            self._config,
-            connector=self._handshake,
-            handlers=self._handlers,
-            secrets=self._secrets,
-        )
-        self._connection = conn
-        return conn
-
-    async def __aenter__(self) -> AsyncConnection:
-        return await self.enter()
+    _FACTORY = AsyncConnection
 
 
-class TurnConnectionManager(_Manager):
+class TurnConnectionManager(_Manager[AsyncTurnConnection]):
     """Opens a turn-detection session on ``async with`` (or :meth:`enter`), ends it on exit.
 
     Leaving the block normally sends ``{"type":"close"}`` (unless already sent) and waits,
@@ -206,27 +211,8 @@ class TurnConnectionManager(_Manager):
     """
 
     _RESOURCE = "client.stt.auto_finalize"
-    _config: TurnSessionConfig
 
-    async def enter(self) -> AsyncTurnConnection:
-        """Connect and return the live :class:`AsyncTurnConnection` (close it yourself).
-
-        Raises:
-            UsageError: If this manager's previous connection is still open.
-        """
-        ws = await self._open()
-        conn = AsyncTurnConnection(
-            ws,
-            self._config,
-            connector=self._handshake,
-            handlers=self._handlers,
-            secrets=self._secrets,
-        )
-        self._connection = conn
-        return conn
-
-    async def __aenter__(self) -> AsyncTurnConnection:
-        return await self.enter()
+    _FACTORY = AsyncTurnConnection
 
 
 class _Settings:

@@ -38,7 +38,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Literal, Self, TypeVar, Unpack
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, Unpack
 
 from ._access_token import AccessToken
 from ._client import AsyncCartesia, ConnectionManager, TurnConnectionManager
@@ -404,8 +404,14 @@ class SyncTurnConnection(SyncBaseConnection[AsyncTurnConnection, TurnEvent]):
         return parse_turn_event(data)
 
 
-class _SyncManager(SyncHandlerMethods):
-    """What both endpoints' sync managers share: the URL, leaving the block."""
+_S = TypeVar("_S", "SyncConnection", "SyncTurnConnection")
+
+
+class _SyncManager(SyncHandlerMethods, Generic[_S]):
+    """What both endpoints' sync managers share: the URL, entering and leaving the block.
+    ``_FACTORY`` is the endpoint's sync connection class."""
+
+    _FACTORY: ClassVar[type[Any]]
 
     def __init__(self, client: Cartesia, manager: ConnectionManager | TurnConnectionManager):
         self._client = client
@@ -424,8 +430,13 @@ class _SyncManager(SyncHandlerMethods):
     def _apply(self, change: Callable[[Any], object]) -> None:
         change(self._manager)
 
-    def _enter(self) -> tuple[Portal, Any]:
-        """Connect on the client's thread: the portal and the async connection."""
+    def enter(self) -> _S:
+        """Connect and return the live connection (close it yourself).
+
+        Raises:
+            AuthenticationError, RateLimitError, ...: The handshake was refused.
+            APIConnectionError: The server could not be reached.
+        """
         portal = self._client._runtime.portal()
         manager = self._manager
 
@@ -434,9 +445,12 @@ class _SyncManager(SyncHandlerMethods):
             portal.track(aconn)  # the client's close (or collection) closes it
             return aconn
 
-        aconn = portal.call(enter)
+        conn: _S = self._FACTORY(self._client, portal, portal.call(enter), self._handlers)
         self._entered = portal
-        return portal, aconn
+        return conn
+
+    def __enter__(self) -> _S:
+        return self.enter()
 
     def __exit__(
         self,
@@ -452,7 +466,7 @@ class _SyncManager(SyncHandlerMethods):
         portal.call(self._manager.__aexit__, exc_type, exc, tb)
 
 
-class SyncConnectionManager(_SyncManager):
+class SyncConnectionManager(_SyncManager["SyncConnection"]):
     """Opens a session on ``with`` (or :meth:`enter`) and ends it on exit.
 
     Leaving the block normally sends ``close`` (unless already sent) and waits, bounded by
@@ -460,21 +474,10 @@ class SyncConnectionManager(_SyncManager):
     (Ctrl-C included) closes the socket promptly.
     """
 
-    def enter(self) -> SyncConnection:
-        """Connect and return the live :class:`SyncConnection` (close it yourself).
-
-        Raises:
-            AuthenticationError, RateLimitError, ...: The handshake was refused.
-            APIConnectionError: The server could not be reached.
-        """
-        portal, aconn = self._enter()
-        return SyncConnection(self._client, portal, aconn, self._handlers)
-
-    def __enter__(self) -> SyncConnection:
-        return self.enter()
+    _FACTORY = SyncConnection
 
 
-class SyncTurnConnectionManager(_SyncManager):
+class SyncTurnConnectionManager(_SyncManager["SyncTurnConnection"]):
     """Opens a turn-detection session on ``with`` (or :meth:`enter`) and ends it on exit.
 
     Leaving the block normally sends ``{"type":"close"}`` and waits, bounded by
@@ -482,18 +485,7 @@ class SyncTurnConnectionManager(_SyncManager):
     socket promptly.
     """
 
-    def enter(self) -> SyncTurnConnection:
-        """Connect and return the live :class:`SyncTurnConnection` (close it yourself).
-
-        Raises:
-            AuthenticationError, RateLimitError, ...: The handshake was refused.
-            APIConnectionError: The server could not be reached.
-        """
-        portal, aconn = self._enter()
-        return SyncTurnConnection(self._client, portal, aconn, self._handlers)
-
-    def __enter__(self) -> SyncTurnConnection:
-        return self.enter()
+    _FACTORY = SyncTurnConnection
 
 
 class SyncSpeechResponse:

@@ -383,6 +383,7 @@ class TurnSession(AudioSession):
         self._frame_s = self.frame_bytes / self._bytes_per_second
         self._fill_after = max(2 * self._frame_s, _FILL_AFTER_S)
         self._filling = False
+        self._fill_frame = silence(audio_format, self.frame_bytes)
         self.transcript = TurnTranscript()
         self.signals: list[TurnSignal] = []
         self.phase = Phase.IDLE
@@ -395,23 +396,6 @@ class TurnSession(AudioSession):
         self.connected = False
 
     # -- commands --------------------------------------------------------------------------
-
-    def audio(
-        self,
-        chunk: bytes | bytearray | memoryview,
-        speed: float | None = None,
-        at: float | None = None,
-        start: int = 0,
-        stop: int | None = None,
-    ) -> int:
-        """Queue audio (see :meth:`AudioSession.audio`); the caller's audio ends a silence fill."""
-        self._filling = False
-        return super().audio(chunk, speed, at, start, stop)
-
-    def raw_audio(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue one binary message as-is (see :meth:`AudioSession.raw_audio`)."""
-        self._filling = False
-        super().raw_audio(data)
 
     def configure(self, changes: Mapping[str, object]) -> TurnSettings:
         """Check new turn settings against the current ones and queue ``config``.
@@ -447,6 +431,8 @@ class TurnSession(AudioSession):
             return
         if not replay:
             self.position += len(item) / self._bytes_per_second
+            if item is not self._fill_frame:
+                self._filling = False  # the caller's audio flows again
         if self.phase is Phase.IDLE and self._resumed is None:
             self.outbox.trim_head(self._preroll, _KEEP)
 
@@ -470,7 +456,7 @@ class TurnSession(AudioSession):
             and not self._reframer.pending
             and not self.outbox.pending
         ):
-            self.outbox.append(Entry(silence(self.format, self.frame_bytes), None))
+            self.outbox.append(Entry(self._fill_frame, None))
             self.stats.silence_fill_bytes += self.frame_bytes
             self._filling = True
             return True

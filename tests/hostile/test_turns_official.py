@@ -63,7 +63,7 @@ async def official_handlers(client: Any) -> list[str]:
         model="ink-2", encoding="pcm_s16le", sample_rate=16000
     ) as connection:
 
-        @connection.on("turn.end")
+        @connection.on("turn.end")  # type: ignore[untyped-decorator, unused-ignore]
         async def on_end(event: Any) -> None:
             seen.append(event.transcript)
 

@@ -367,6 +367,7 @@ def test_silence_fills_an_open_turn_only() -> None:
     assert write(s) == [(b"\x00" * 3200, False)]
     assert s.idle_deadline(10.5, None) == pytest.approx(10.6)  # then one frame per frame
     s.audio(A)
+    write(s)  # the caller's audio is written: the fill waits its full delay again
     assert s.idle_deadline(10.6, None) == 10.6 + 0.5
     feed(s, TurnEndEvent(transcript="k"))
     assert s.idle_deadline(10.0, None) is None
