@@ -446,7 +446,7 @@ class Link:
         session.stats.events_received += 1
         if not self.request_id and session.request_id:
             self.request_id = self.secrets.redact(session.request_id)
-        if isinstance(event, ErrorEvent):
+        if isinstance(event, ErrorEvent) and session.fatal(event):
             self.fail(api_error(event, self.secrets), in_band=True)
         if completed and logger.isEnabledFor(logging.DEBUG):
             self._log_completed(completed)

@@ -347,6 +347,11 @@ class AudioSession:
         """When :meth:`poll` should next be called, or ``None``."""
         raise NotImplementedError
 
+    def fatal(self, event: Any) -> bool:
+        """Whether an ``error`` event ends the session (every one does, unless the endpoint's
+        session says otherwise)."""
+        return True
+
     def log_text(self, event: Any) -> str | None:
         """The transcript text ``event`` adds (logged only with ``log_transcripts``)."""
         raise NotImplementedError

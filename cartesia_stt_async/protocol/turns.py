@@ -42,7 +42,8 @@ Rules:
 6. ``turn.end`` ends the turn: its text is the event's transcript *verbatim* (an empty one
    included), the session transcript appends it verbatim (never stripped, never separated),
    the turn is returned, ``end`` is signalled, the phase is IDLE.
-7. ``error`` makes the session FAILED. An unknown event changes nothing.
+7. ``error`` makes the session FAILED, unless it says ``"done": false`` (the server goes on:
+   the event is shown, nothing changes). An unknown event changes nothing.
 8. The session is DONE when the socket closes with 1000 after ``close`` was written and no turn
    is open (:meth:`TurnSession.socket_ended`). An open turn at that close is lost:
    :meth:`unanswered_turns` names it.
@@ -508,6 +509,10 @@ class TurnSession(AudioSession):
         """
         return parse_turn_event(message)
 
+    def fatal(self, event: ErrorEvent) -> bool:
+        """Rule 7: an ``error`` ends the session unless it says ``"done": false``."""
+        return event.done is not False
+
     def log_text(self, event: TurnEvent) -> str | None:
         """The transcript text ``event`` adds to the session (logged only on request)."""
         return event.transcript if isinstance(event, TurnEndEvent) else None
@@ -571,7 +576,7 @@ class TurnSession(AudioSession):
             self.connected = True
             return []
         if isinstance(event, ErrorEvent):
-            if self.state is not State.DONE:
+            if self.state is not State.DONE and self.fatal(event):
                 self.state = State.FAILED
             return []
         if isinstance(event, TurnStartEvent):

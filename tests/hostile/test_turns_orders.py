@@ -225,13 +225,15 @@ async def test_a_clean_close_with_the_turn_unanswered_names_it() -> None:
 
 async def test_a_server_error_is_an_event_and_a_typed_error() -> None:
     async def script(conn: TurnsConn) -> None:
+        await conn.event("error", message="invalid_command", status_code=400, done=False)
         await conn.event("error", title="Not found", message="model_not_found", status_code=404)
         await conn.close(1000)
 
     async with bounded(10), turns_server(script) as server:
         c = await open_turns(server.base_url).enter()
         events = [e async for e in c]
-        assert isinstance(events[0], stt.ErrorEvent) and events[0].status_code == 404
+        assert [e.type for e in events] == ["error", "error"]  # the first one was not fatal
+        assert isinstance(events[1], stt.ErrorEvent) and events[1].status_code == 404
         with pytest.raises(stt.NotFoundError):
             await c.send_audio(SPEECH)
         await c.close()

@@ -183,6 +183,8 @@ def test_error_fails_and_unknown_changes_nothing() -> None:
     s = TurnSession(FMT)
     feed(s, UnknownEvent(type="x", data={}))
     assert s.state is State.OPEN
+    feed(s, ErrorEvent(message="bad command", done=False))  # the server goes on
+    assert s.state is State.OPEN
     feed(s, ErrorEvent(message="m"))
     assert s.state.name == "FAILED"
     with pytest.raises(ConnectionStateError, match="auto_finalize"):
