@@ -147,12 +147,13 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
     def _publish(self, event: Any, size: int) -> None:
         super()._publish(event, size)
         signals = self._session.signals
-        if not signals:
-            return
-        taken = list(signals)
-        signals.clear()
-        for signal in taken:
-            self._signal(signal)
+        if signals:
+            taken = list(signals)
+            signals.clear()
+            for signal in taken:
+                self._signal(signal)
+        if self._link.failure.error is not None:
+            self._fail_barge_waiters()  # a fatal error event: no turn will start
 
     def _signal(self, signal: TurnSignal) -> None:
         loop = self._loop
@@ -193,15 +194,18 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
         if self._preflight is not None:
             self._preflight._settle(withdrawn=True)
             self._preflight = None
-        error = self._link.failure.error
-        waiters, self._barge_waiters = self._barge_waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_exception(error or _ended())
-                fut.exception()  # retrieved here: the caller sees it when awaiting
+        self._fail_barge_waiters()
         self._changed.set()
         for queue in self._listeners:
             queue.put_nowait(_END)
+
+    def _fail_barge_waiters(self) -> None:
+        error = self._link.failure.error or _ended()
+        waiters, self._barge_waiters = self._barge_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_exception(error)
+                fut.exception()  # retrieved here: the caller sees it when awaiting
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -323,8 +327,10 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
                 when it ended cleanly).
         """
         fut: asyncio.Future[Turn] = self._loop.create_future()
+        if self._link.failure.error is not None:
+            self._link.failure.raise_it()
         if self._link.finished.is_set():
-            raise self._link.failure.error or _ended()
+            raise _ended()
         self._barge_waiters.append(fut)
         try:
             return await fut

@@ -54,8 +54,10 @@ Replay (reconnecting without losing or repeating a turn)
    keeps only the newest ``preroll`` of audio (a turn the server is detecting in audio it has
    not answered yet starts there); while a turn is open it keeps everything since (bounded by
    ``max_replay_bytes``: past it :attr:`replay_complete` is false until the turn ends); at
-   ``turn.end`` it is trimmed to ``preroll`` again. ``config`` commands are not replayed: one
-   ``config`` with the current settings goes first when any were changed.
+   ``turn.end`` everything written before it is forgotten (replaying the ended turn's tail
+   could make the server end it twice; the cost: a next turn whose onset was written before
+   that ``turn.end`` arrived loses that onset after a drop). ``config`` commands are not
+   replayed: one ``config`` with the current settings goes first when any were changed.
 10. :meth:`TurnSession.rewind` puts the journal back at the head of the outbox. A turn open at the
    drop is *resumed*: the replay's first turn event belongs to it, and its ``start`` is not
    signalled again; its ``eager`` is signalled again only with a different text. An ended turn
@@ -624,8 +626,9 @@ class TurnSession(AudioSession):
             self.transcript.turns.append(turn)
             self.transcript._parts.append(text)
             self.transcript.interim = ""
-            # Rule 9: audio long before this answer is owed no more; nor is lost audio.
-            self.outbox.trim_head(self._preroll, _KEEP)
+            # Rule 9: the audio written before this answer is answered (replaying it could
+            # make the server find the ended turn's tail again, a turn.end twice).
+            self.outbox.trim_head(0, _KEEP)
             self._journal_lossy = False
             self.signals.append(TurnSignal("end", turn, text))
             return [turn]

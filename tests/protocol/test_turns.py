@@ -310,15 +310,18 @@ def test_an_open_turn_keeps_its_audio_and_a_drop_replays_it_without_a_second_bar
     assert len(s.transcript.turns) == 1
 
 
-def test_a_drop_after_turn_end_replays_only_the_preroll_and_never_the_turn() -> None:
+def test_a_drop_after_turn_end_never_replays_the_turn() -> None:
     s = TurnSession(FMT, preroll_ms=100)
     s.audio(A * 3)
     write(s)
     feed(s, TurnStartEvent(), TurnEndEvent(transcript="x"))
-    assert s.outbox.journal_bytes == len(A)
+    assert s.outbox.journal_bytes == 0  # everything before turn.end is answered
     assert not s.has_unanswered
+    s.audio(B * 2)
+    write(s)
+    assert s.outbox.journal_bytes == len(B)  # then the preroll builds up again
     s.rewind()
-    assert write(s) == [(A, True)]
+    assert write(s) == [(B, True)]
 
 
 def test_a_drop_after_resume_reissues_the_eager_end_only_if_it_comes_again() -> None:
