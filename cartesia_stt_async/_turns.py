@@ -22,6 +22,8 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from typing import Any, Literal
 
+import msgspec
+
 from ._config import DEFAULT, Default, TurnSessionConfig
 from ._connection import BaseConnection
 from ._events import Handlers
@@ -415,9 +417,18 @@ def _ended() -> ConnectionClosedError:
 
 
 def _command_body(command: object) -> Mapping[str, object]:
-    """The JSON object of a command given as the official SDK takes it."""
+    """The JSON object of a command given as the official SDK takes it (or as its JSON text,
+    which ``send_raw`` passes on)."""
     if command == "close":
         return {"type": "close"}
+    if isinstance(command, str):
+        try:
+            command = msgspec.json.decode(command)
+        except msgspec.DecodeError:
+            raise InvalidCommandError(
+                f"unknown command {command!r}: the turn endpoint takes 'close' and 'config' "
+                "as JSON objects"
+            ) from None
     dump = getattr(command, "model_dump", None)
     if callable(dump):
         command = dump(exclude_none=True)
