@@ -329,7 +329,8 @@ async def test_stream_sends_files_and_bytes_paced_then_closes(tmp_path: Path) ->
         out.setsampwidth(2)
         out.setframerate(16000)
         out.writeframes(pcm(3200, 7))
-    total = len(SPEECH) + 3200
+    first = pcm(32000)  # 1 s
+    total = len(first) + 3200
 
     async def script(conn: TurnsConn) -> None:
         await conn.heard(total)
@@ -342,10 +343,10 @@ async def test_stream_sends_files_and_bytes_paced_then_closes(tmp_path: Path) ->
         async with open_turns(server.base_url) as c:
             loop = asyncio.get_running_loop()
             started = loop.time()
-            transcript = await c.stream([SPEECH, wav], speed=4.0)
+            transcript = await c.stream([first, wav], speed=4.0)
             elapsed = loop.time() - started
         assert transcript is c.transcript and transcript.text == "first second"
-        assert elapsed >= 0.045  # 3 frames at four times real time: the last one 50 ms in
+        assert elapsed >= 0.2  # 1 s of audio at four times real time: paced
         (conn,) = server.conns
-        assert b"".join(conn.audio) == SPEECH + pcm(3200, 7)
+        assert b"".join(conn.audio) == first + pcm(3200, 7)
         assert conn.commands == [{"type": "close"}]
