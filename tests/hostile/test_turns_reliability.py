@@ -136,3 +136,19 @@ async def test_the_routine_idle_close_reconnects_on_the_next_send() -> None:
         assert c.stats.idle_closes == 1 and c.transcript.text == "one two"
         # Nothing was replayed: the new socket heard only the new audio (idle: nothing owed).
         assert server.conns[1].audio_bytes == len(SPEECH)
+
+
+async def test_a_server_that_never_closes_after_close_times_out_within_close_timeout() -> None:
+    async def script(conn: TurnsConn) -> None:
+        await conn.command("close")
+        await conn.ws.wait_closed()  # never flushes, never closes
+
+    async with bounded(10), turns_server(script) as server:
+        c = await open_turns(server.base_url, close_timeout=0.3).enter()
+        await c.send_audio(SPEECH)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(stt.APITimeoutError, match="flush its turns and close the socket"):
+            await c.aclose()
+        assert loop.time() - started < 0.3 + 1.0 * SLACK
+        assert c.state in ("closed", "failed")
