@@ -56,7 +56,8 @@ Replay (reconnecting without losing or repeating a turn)
    ``max_replay_bytes``: past it :attr:`replay_complete` is false until the turn ends); at
    ``turn.end`` everything written before it is forgotten (replaying the ended turn's tail
    could make the server end it twice; the cost: a next turn whose onset was written before
-   that ``turn.end`` arrived loses that onset after a drop). ``config`` commands are not
+   that ``turn.end`` arrived loses that onset after a drop); so does a routine idle close
+   with no turn open (the server heard it all). ``config`` commands are not
    replayed: one ``config`` with the current settings goes first when any were changed.
 10. :meth:`TurnSession.rewind` puts the journal back at the head of the outbox. A turn open at the
    drop is *resumed*: the replay's first turn event belongs to it, and its ``start`` is not
@@ -493,6 +494,11 @@ class TurnSession(AudioSession):
         if self.settings != self._connect_settings:
             head = Entry(self.settings.command())
         return self.outbox.rewind(head, _CONFIG_PREFIX)
+
+    def idle_closed(self) -> None:
+        """The server closed the socket as idle with no turn open: it heard all the audio and
+        found no turn in it, so nothing is replayed (rule 9)."""
+        self.outbox.trim_head(0, _KEEP)
 
     def unanswered_turns(self) -> tuple[int, ...]:
         """The open turn (rule 8), whose ``turn.end`` never came; empty once DONE."""

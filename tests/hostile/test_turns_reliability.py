@@ -152,3 +152,17 @@ async def test_a_server_that_never_closes_after_close_times_out_within_close_tim
             await c.aclose()
         assert loop.time() - started < 0.3 + 1.0 * SLACK
         assert c.state in ("closed", "failed")
+
+
+async def test_closing_after_a_routine_idle_close_needs_no_new_socket() -> None:
+    async def first(conn: TurnsConn) -> None:
+        await conn.heard(len(SPEECH))
+        await conn.close(1001, "Idle timeout")
+
+    async with bounded(10), turns_server(first) as server:
+        async with open_turns(server.base_url) as c:
+            await c.send_audio(SPEECH)  # no turn in it: the preroll keeps it for a replay
+            await server.until(lambda: server.conns[0].closed)
+            await asyncio.sleep(0.05)
+            assert c.reconnecting
+        assert c.state == "done" and len(server.conns) == 1
