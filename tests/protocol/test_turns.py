@@ -381,3 +381,36 @@ def test_silence_fills_an_open_turn_only() -> None:
     feed(off, TurnStartEvent())
     assert off.idle_deadline(1.0, None) is None
     assert not off.fill_idle() or write(off) == [(b"\xff" * 800, False)]
+
+
+def test_an_update_after_an_eager_end_does_not_withdraw_it() -> None:
+    s = TurnSession(FMT)
+    feed(s, TurnStartEvent(), TurnEagerEndEvent(transcript="a"), TurnUpdateEvent(transcript="a b"))
+    assert s.phase.name == "EAGER"
+    assert [k for k, _, _ in kinds(s)] == ["start", "eager"]
+
+
+def test_a_resumed_turn_may_be_ended_by_the_replay_without_a_start() -> None:
+    s = TurnSession(FMT)
+    s.audio(A)
+    write(s)
+    feed(s, TurnStartEvent())
+    kinds(s)
+    s.rewind()
+    assert s.unanswered_turns() == (0,) and s.has_unanswered
+    assert feed(s, TurnEndEvent(transcript="late")) == [0]
+    assert kinds(s) == [("end", 0, "late")]
+    assert s.unanswered_turns() == ()
+
+
+def test_a_routine_idle_close_forgets_the_preroll_but_keeps_close() -> None:
+    s = TurnSession(FMT)
+    s.audio(A)
+    write(s)
+    s.idle_closed()
+    assert s.journal_empty
+    s.close()
+    write(s)
+    s.idle_closed()
+    s.rewind()
+    assert write(s) == [(CLOSE_COMMAND, True)]
