@@ -414,3 +414,16 @@ def test_a_routine_idle_close_forgets_the_preroll_but_keeps_close() -> None:
     s.idle_closed()
     s.rewind()
     assert write(s) == [(CLOSE_COMMAND, True)]
+
+
+def test_the_fill_completes_a_held_back_partial_frame_first() -> None:
+    s = TurnSession(FMT)
+    s.audio(A + A[:1000])  # one frame and 1000 bytes held back
+    feed(s, TurnStartEvent())
+    assert write(s) == [(A, False)]
+    assert s.fill_idle()
+    assert write(s) == [(A[:1000] + b"\x00" * 2200, False)]
+    assert s.idle_deadline(1.0, None) == pytest.approx(1.1)  # filling: one frame per frame
+    assert s.stats.silence_fill_bytes == 2200
+    s.audio(A[:3])  # a stray byte held back: no fill can keep the samples aligned
+    assert not s.fill_idle()
