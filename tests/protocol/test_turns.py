@@ -379,8 +379,11 @@ def test_silence_fills_an_open_turn_only() -> None:
     assert s.stats.silence_fill_bytes == 3200
     off = TurnSession(AudioFormat("pcm_mulaw", 8000), fill_silence=False)
     feed(off, TurnStartEvent())
-    assert off.idle_deadline(1.0, None) is None
-    assert not off.fill_idle() or write(off) == [(b"\xff" * 800, False)]
+    assert off.idle_deadline(1.0, None) is None  # no fill: the writer never asks
+    assert off.idle_deadline(1.0, 2.0) == 3.0  # the keepalive still applies
+    assert off.fill_idle()  # what it asks for then: one frame of mu-law silence
+    assert write(off) == [(b"\xff" * 800, False)]
+    assert off.stats.silence_fill_bytes == 0 and off.stats.keepalives_sent == 1
 
 
 def test_an_update_after_an_eager_end_does_not_withdraw_it() -> None:
