@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
@@ -67,7 +67,17 @@ class Wire:
 
     async def send(self, event: object) -> None:
         """Send one event, then fire the faults due after it."""
-        await self.ws.send_str(encode_event(event).decode())  # type: ignore[arg-type]
+        await self._send_text(encode_event(event).decode())  # type: ignore[arg-type]
+
+    async def send_json(self, event: Mapping[str, object]) -> None:
+        """Send one event given as a mapping (``request_id`` added if absent), then fire the
+        faults due after it."""
+        if "request_id" not in event:
+            event = {**event, "request_id": self.request_id}
+        await self._send_text(json.dumps(event))
+
+    async def _send_text(self, text: str) -> None:
+        await self.ws.send_str(text)
         self.events += 1
         await self._fire(lambda f: f.after_events == self.events)
 
@@ -92,6 +102,13 @@ class Wire:
         if self._plan.flush_done_delay > 0:
             await asyncio.sleep(self._plan.flush_done_delay)
         await self.send(FlushDoneEvent(request_id=self.request_id))
+
+    async def close_normally(self) -> None:
+        """Close 1000 after the client's close command, once the plan's ``close_delay``
+        has passed."""
+        if self._plan.close_delay > 0:
+            await asyncio.sleep(self._plan.close_delay)
+        await self.ws.close(code=1000)
 
     async def frame_received(self) -> None:
         """Count one binary frame, then fire the faults due after it."""
