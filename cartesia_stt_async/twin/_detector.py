@@ -17,6 +17,9 @@ Theory of operation:
   - ``end_threshold``: ``turn.end`` after a pause of ``PAUSE_HALF_LIFE_MS * log2(1 / end)``
     (0.2: 700 ms; 0.05: 1300 ms; 0.5: 300 ms), or after ``end_timeout_ms`` if shorter.
 
+  Also, once per pause, a pause of :data:`PHRASE_MS` inside a speaking turn is a phrase
+  boundary (:attr:`Decision.PHRASE`), where the twin's recognizer sends the text so far.
+
   That is, "the user is still speaking" is modelled as a likelihood that halves every
   :data:`PAUSE_HALF_LIFE_MS` of silence; a higher threshold means an earlier decision, as
   with Cartesia's. Durations are rounded up to whole windows.
@@ -57,6 +60,7 @@ WINDOW_MS: Final = 10
 SPEECH_RMS: Final = 0.01
 ONSET_HALF_LIFE_MS: Final = 30.0
 PAUSE_HALF_LIFE_MS: Final = 300.0
+PHRASE_MS: Final = 250.0
 
 
 @dataclass(frozen=True)
@@ -81,12 +85,14 @@ class Windows:
         onset: Speech windows in a row that start (or resume) a turn.
         eager: Pause windows before ``turn.eager_end``.
         end: Pause windows before ``turn.end`` (the end threshold or the timeout).
+        phrase: Pause windows that end a phrase within a turn (:data:`PHRASE_MS`).
     """
 
     samples: int
     onset: int
     eager: int
     end: int
+    phrase: int
 
     @classmethod
     def of(cls, settings: TurnSettings, sample_rate: int) -> Windows:
@@ -104,6 +110,7 @@ class Windows:
             onset=windows(onset),
             eager=windows(eager),
             end=windows(min(end, settings.end_timeout_ms)),
+            phrase=windows(PHRASE_MS),
         )
 
 
@@ -111,6 +118,7 @@ class Decision(Enum):
     """What the detector decided at a window."""
 
     START = "turn.start"
+    PHRASE = "turn.update"
     EAGER_END = "turn.eager_end"
     RESUME = "turn.resume"
     END = "turn.end"
@@ -169,6 +177,8 @@ class TurnDetector:
         if self.state is TurnState.SPEAKING and self._pause >= w.eager:
             self.state = TurnState.EAGER_ENDED
             return Decision.EAGER_END
+        if self.state is TurnState.SPEAKING and self._pause == w.phrase:
+            return Decision.PHRASE
         return None
 
     def close(self) -> Decision | None:

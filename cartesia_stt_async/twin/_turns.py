@@ -13,10 +13,15 @@
   recognizer failure behave as on ``/stt/websocket`` (1001, 1011).
 
 The text of a turn comes from a script (:class:`~.engines.Turn`, :class:`~.engines.RawTurn`)
-or from the recognizer: ``turn.update`` carries its partial hypothesis minus the last word (the
-one most often revised), only when it extends the text already sent; ``turn.eager_end`` the
-whole partial, if it extends; ``turn.end`` the utterance's final text, where a word already
-sent and since revised keeps its sent form, so text sent is never revised.
+or from the recognizer. The recognizer's partial hypotheses are not sent: pocketsphinx revises
+them, often into words its final pass does not keep, and a turn's text may only grow. Instead
+the recognizer's utterance ends (``finalize``) at each phrase pause (the detector's
+``PHRASE``: :data:`._detector.PHRASE_MS` of silence inside a turn), eager end and end where
+speech was heard since the utterance began (so a scripted engine's ``replies`` answer one
+phrase each); the turn's text is its utterances' final
+texts joined verbatim, sent as ``turn.update`` at each phrase pause and as the transcript of
+``turn.eager_end`` and ``turn.end``. Should a final ever not extend the text sent,
+:func:`settle_text` keeps the words sent.
 """
 
 from __future__ import annotations
@@ -61,7 +66,12 @@ def _finals(segments: Sequence[Segment]) -> str:
 
 class _Turns:
     """One connection's turns: detector decisions in, events out, text from the recognizer
-    or from the engine's script."""
+    or from the engine's script.
+
+    The recognizer's utterance ends (``finalize``) at a phrase pause, an eager end or an
+    end, when speech was heard since the last one ended; a turn's text is its utterances'
+    finals, joined verbatim.
+    """
 
     def __init__(
         self, wire: Wire, rec: RecognizerSession, settings: TurnSettings, rate: int, enc: str
@@ -74,7 +84,8 @@ class _Turns:
         self.pending: list[str] = []  # scripted updates not sent yet
         self.resumed = False
         self.sent = ""  # the turn's text sent so far
-        self.partial = ""  # the recognizer's latest partial hypothesis of the utterance
+        self.committed = ""  # the turn's text from its finished utterances
+        self.heard = False  # a speech window since the recognizer's utterance began
 
     async def _emit(self, kind: str, transcript: str | None = None) -> None:
         event: dict[str, Any] = {"type": kind}
@@ -91,28 +102,26 @@ class _Turns:
         while self.pending:
             await self._emit("turn.update", self.pending.pop(0))
 
+    async def _end_utterance(self) -> None:
+        """Finalize the recognizer's utterance; its words join the turn's text."""
+        final = _finals(await self.rec.finalize())
+        self.committed = settle_text(self.sent, self.committed + final)
+        self.heard = False
+
     async def feed(self, audio: bytes) -> None:
-        """Give ``audio`` to the recognizer; send an update if the turn's text grew."""
+        """Give ``audio`` to the recognizer; a scripted turn's next update goes out."""
         if not audio:
             return
-        for seg in await self.rec.feed(audio):
-            if not seg.is_final:
-                self.partial = seg.text
-        if self.detector.state is not TurnState.SPEAKING:
-            return
-        if isinstance(self.script, Turn):
-            if self.pending:
-                await self._emit("turn.update", self.pending.pop(0))
-        elif self.script is None:
-            stable = self.partial.rstrip()
-            stable = stable[: max(stable.rfind(" "), 0)]
-            if extend_text(self.sent, stable) is not None:
-                await self._emit("turn.update", stable)
+        await self.rec.feed(audio)  # partial hypotheses are not sent: see the module doc
+        speaking = self.detector.state is TurnState.SPEAKING
+        if speaking and isinstance(self.script, Turn) and self.pending:
+            await self._emit("turn.update", self.pending.pop(0))
 
     async def frame(self, data: bytes) -> None:
         """One binary frame: detector decisions and recognizer text, in audio order."""
         fed = 0
         for end, speech in self.meter.windows(data):
+            self.heard = self.heard or speech
             decision = self.detector.push(speech)
             if decision is not None:
                 await self.feed(data[fed:end])
@@ -122,28 +131,17 @@ class _Turns:
 
     async def decide(self, decision: Decision) -> None:
         """Send what ``decision`` means for the turn."""
-        script = self.script
         if decision is Decision.START:
-            self.sent, self.resumed = "", False
-            self.script = script = (
-                self.rec.next_turn() if isinstance(self.rec, ScriptsTurns) else None
-            )
-            self.pending = list(script.updates) if isinstance(script, Turn) else []
-            if isinstance(script, RawTurn):
-                await self._raw(script.start)
-            else:
-                await self._emit("turn.start")
-        elif decision is Decision.EAGER_END:
-            if isinstance(script, RawTurn):
-                await self._raw(script.eager_end)
-                return
-            await self._flush_updates()
-            if isinstance(script, Turn):
-                text = script.eager_end if script.eager_end is not None else self.sent
-            else:
-                text = extend_text(self.sent, self.partial) or self.sent
-            await self._emit("turn.eager_end", text)
-        elif decision is Decision.RESUME:
+            await self._start()
+            return
+        if decision is Decision.PHRASE:
+            if self.script is None:  # a scripted turn's updates go out frame by frame
+                await self._end_utterance()
+                if extend_text(self.sent, self.committed) is not None:
+                    await self._emit("turn.update", self.committed)
+            return
+        script = self.script
+        if decision is Decision.RESUME:
             if isinstance(script, RawTurn):
                 await self._raw(script.resume)
                 return
@@ -151,18 +149,29 @@ class _Turns:
                 self.pending += script.resumed
             self.resumed = True
             await self._emit("turn.resume")
+            return
+        eager = decision is Decision.EAGER_END
+        if self.heard:
+            await self._end_utterance()
+        if isinstance(script, RawTurn):
+            await self._raw(script.eager_end if eager else script.end)
+            return
+        await self._flush_updates()
+        text = self.committed
+        if isinstance(script, Turn):
+            scripted = script.eager_end if eager else script.end
+            text = scripted if scripted is not None else self.sent
+        await self._emit(decision.value, text)
+
+    async def _start(self) -> None:
+        self.sent = self.committed = ""
+        self.resumed = False
+        self.script = script = self.rec.next_turn() if isinstance(self.rec, ScriptsTurns) else None
+        self.pending = list(script.updates) if isinstance(script, Turn) else []
+        if isinstance(script, RawTurn):
+            await self._raw(script.start)
         else:
-            final = _finals(await self.rec.finalize())
-            self.partial = ""
-            if isinstance(script, RawTurn):
-                await self._raw(script.end)
-                return
-            await self._flush_updates()
-            if isinstance(script, Turn):
-                text = script.end if script.end is not None else self.sent
-            else:
-                text = settle_text(self.sent, final)
-            await self._emit("turn.end", text)
+            await self._emit("turn.start")
 
 
 async def run_turns_session(wire: Wire, opts: Options, version: str | None) -> None:
