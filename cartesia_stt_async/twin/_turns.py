@@ -17,8 +17,8 @@ or from the recognizer. The recognizer's partial hypotheses are not sent: pocket
 them, often into words its final pass does not keep, and a turn's text may only grow. Instead
 the recognizer's utterance ends (``finalize``) at each phrase pause (the detector's
 ``PHRASE``: :data:`._detector.PHRASE_MS` of silence inside a turn), eager end and end where
-speech was heard since the utterance began (so a scripted engine's ``replies`` answer one
-phrase each); the turn's text is its utterances' final
+speech was heard since the utterance began, in turns with no script (so a scripted engine's
+``replies`` answer one phrase each); the turn's text is its utterances' final
 texts joined verbatim, sent as ``turn.update`` at each phrase pause and as the transcript of
 ``turn.eager_end`` and ``turn.end``. Should a final ever not extend the text sent,
 :func:`settle_text` keeps the words sent.
@@ -108,12 +108,12 @@ class _Turns:
         self.committed = settle_text(self.sent, self.committed + final)
         self.heard = False
 
-    async def feed(self, audio: bytes) -> None:
-        """Give ``audio`` to the recognizer; a scripted turn's next update goes out."""
+    async def feed(self, audio: bytes, speaking: bool) -> None:
+        """Give ``audio`` to the recognizer; while ``speaking``, a scripted turn's next update
+        goes out."""
         if not audio:
             return
         await self.rec.feed(audio)  # partial hypotheses are not sent: see the module doc
-        speaking = self.detector.state is TurnState.SPEAKING
         if speaking and isinstance(self.script, Turn) and self.pending:
             await self._emit("turn.update", self.pending.pop(0))
 
@@ -122,12 +122,13 @@ class _Turns:
         fed = 0
         for end, speech in self.meter.windows(data):
             self.heard = self.heard or speech
+            speaking = self.detector.state is TurnState.SPEAKING  # up to this window
             decision = self.detector.push(speech)
             if decision is not None:
-                await self.feed(data[fed:end])
+                await self.feed(data[fed:end], speaking)
                 fed = end
                 await self.decide(decision)
-        await self.feed(data[fed:])
+        await self.feed(data[fed:], self.detector.state is TurnState.SPEAKING)
 
     async def decide(self, decision: Decision) -> None:
         """Send what ``decision`` means for the turn."""
@@ -151,7 +152,7 @@ class _Turns:
             await self._emit("turn.resume")
             return
         eager = decision is Decision.EAGER_END
-        if self.heard:
+        if self.heard and script is None:
             await self._end_utterance()
         if isinstance(script, RawTurn):
             await self._raw(script.eager_end if eager else script.end)

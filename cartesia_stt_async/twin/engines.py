@@ -229,10 +229,11 @@ class ScriptedEngine:
     finalize of the old connection may be the first of the new one), the same audio gets the
     same text. ``replies`` is then unused.
 
-    On ``/stt/turns/websocket`` each turn ends with a finalize, so ``replies`` (or
-    ``by_audio``) give the ``turn.end`` texts; ``turns`` scripts whole turns instead: the k-th
-    turn of each connection follows ``turns[k]`` (a :class:`Turn` or a :class:`RawTurn`);
-    turns past its end fall back to ``replies``.
+    On ``/stt/turns/websocket``, ``turns`` scripts whole turns: the k-th turn of each
+    connection follows ``turns[k]`` (a :class:`Turn` or a :class:`RawTurn`). Turns past its
+    end are recognized: each phrase (speech up to a pause of 250 ms, an eager end or an end)
+    is one finalize, answered by the next of ``replies`` (or by ``by_audio``); the turn's text
+    is its phrases' texts joined.
 
     Args:
         replies: The script.
