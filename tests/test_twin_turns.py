@@ -19,6 +19,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
+from cartesia_stt_async.testing import TwinFactory
 from cartesia_stt_async.twin import (
     Fault,
     Faults,
@@ -27,13 +28,12 @@ from cartesia_stt_async.twin import (
     Turn,
     TurnSettings,
     Twin,
+    TwinServer,
     serve,
 )
 from cartesia_stt_async.twin._params import ParamError, validate_turn_params
 
 from .conftest import API_KEY, SLACK, pcm
-
-pytestmark = pytest.mark.asyncio
 
 QUERY = "model=ink-2&encoding=pcm_s16le&sample_rate=16000"
 FRAME = 3200  # 100 ms
@@ -100,6 +100,7 @@ def brief(events: list[dict[str, Any]]) -> list[tuple[str, ...]]:
 HELLO = Turn(updates=["Hel", "Hello"], eager_end="Hello", end="Hello world")
 
 
+@pytest.mark.asyncio
 async def test_a_scripted_turn_goes_out_verbatim_with_one_request_id() -> None:
     engine = ScriptedEngine(turns=[HELLO])
     async with serve(engine) as twin, turns(twin) as conn:
@@ -120,6 +121,7 @@ async def test_a_scripted_turn_goes_out_verbatim_with_one_request_id() -> None:
     assert twin.sessions[0].close_code == 1000
 
 
+@pytest.mark.asyncio
 async def test_scripted_updates_spread_over_frames_and_flush_before_the_end() -> None:
     # One update per frame while speaking: with 100 ms frames the first goes out with the
     # frame that brought the onset, the second with the next frame; whatever is left goes
@@ -136,6 +138,7 @@ async def test_scripted_updates_spread_over_frames_and_flush_before_the_end() ->
     ]
 
 
+@pytest.mark.asyncio
 async def test_eager_end_resume_and_the_resumed_updates() -> None:
     turn = Turn(updates=["one"], eager_end="one", resumed=["one two"], end="one two three")
     engine = ScriptedEngine(turns=[turn, Turn(end="next")])
@@ -155,6 +158,7 @@ async def test_eager_end_resume_and_the_resumed_updates() -> None:
     ]
 
 
+@pytest.mark.asyncio
 async def test_raw_turns_send_any_events_at_the_decisions() -> None:
     raw = RawTurn(
         start=[{"type": "turn.start"}, {"type": "turn.update", "transcript": "x"}],
@@ -172,6 +176,7 @@ async def test_raw_turns_send_any_events_at_the_decisions() -> None:
     ]
 
 
+@pytest.mark.asyncio
 async def test_replies_answer_phrases_and_utterances_are_cut_at_the_decisions() -> None:
     # Without turn scripts a turn's text is the recognizer's: here ScriptedEngine replies,
     # one per phrase. The utterance ends 250 ms into the pause (the phrase pause), so the
@@ -196,6 +201,7 @@ async def test_replies_answer_phrases_and_utterances_are_cut_at_the_decisions() 
 
 
 @pytest.mark.parametrize("frame", [FRAME, 2, 1234, 10**6])
+@pytest.mark.asyncio
 async def test_the_same_audio_in_any_frames_gives_the_same_events(frame: int) -> None:
     engine = ScriptedEngine([["Hi"], [" you"]], turns=[HELLO])
     audio = loud(500) + quiet(450) + loud(300) + quiet(1000) + loud(200) + quiet(100)
@@ -219,6 +225,7 @@ async def test_the_same_audio_in_any_frames_gives_the_same_events(frame: int) ->
 # -- parameters ------------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_the_timeout_parameter_ends_turns_sooner() -> None:
     # A 620 ms pause, then speech: with the default 700 ms end the speech resumes the turn
     # (the 70 ms onset counts as pause until it completes: 690 ms); a 640 ms timeout ends
@@ -281,6 +288,7 @@ async def test_the_timeout_parameter_ends_turns_sooner() -> None:
         (QUERY + "&keyterm=" + "x" * 1201, "invalid_parameter", "1200 characters"),
     ],
 )
+@pytest.mark.asyncio
 async def test_bad_parameters_get_one_error_event_then_1008(
     query: str, code: str, words: str
 ) -> None:
@@ -297,6 +305,7 @@ async def test_bad_parameters_get_one_error_event_then_1008(
     assert twin.sessions[0].params is None
 
 
+@pytest.mark.asyncio
 async def test_parameters_at_their_bounds_are_accepted_and_unknown_ones_ignored() -> None:
     query = (
         QUERY + "&turn_start_threshold=0.9&turn_eager_end_threshold=0.6"
@@ -322,6 +331,7 @@ async def test_parameters_at_their_bounds_are_accepted_and_unknown_ones_ignored(
         validate_turn_params([("encoding", "pcm_s16le")], None)
 
 
+@pytest.mark.asyncio
 async def test_keyterms_decode_plus_and_percent_20_alike() -> None:
     query = QUERY + "&keyterm=New+York&keyterm=San%20Francisco&keyterm=a%2Bb"
     async with serve(ScriptedEngine()) as twin, turns(twin, query) as conn:
@@ -331,6 +341,7 @@ async def test_keyterms_decode_plus_and_percent_20_alike() -> None:
     assert params.keyterms == ("New York", "San Francisco", "a+b")
 
 
+@pytest.mark.asyncio
 async def test_the_version_query_wins_over_the_header() -> None:
     headers = {"X-API-Key": API_KEY, "Cartesia-Version": "2026-03-01"}
     async with serve(ScriptedEngine()) as twin:
@@ -345,6 +356,7 @@ async def test_the_version_query_wins_over_the_header() -> None:
 # -- commands ----------------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_config_applies_to_later_decisions() -> None:
     # A 350 ms pause: one turn with the defaults (eager end at 400 ms); after the config
     # (eager end 230 ms, end 300 ms) the same audio makes two turns.
@@ -381,6 +393,7 @@ async def test_config_applies_to_later_decisions() -> None:
         ([0.5], "must be a JSON object"),
     ],
 )
+@pytest.mark.asyncio
 async def test_a_bad_config_gets_an_error_and_changes_nothing(turn: object, words: str) -> None:
     async with serve(ScriptedEngine()) as twin, turns(twin) as conn:
         await conn.recv()  # connected
@@ -397,6 +410,7 @@ async def test_a_bad_config_gets_an_error_and_changes_nothing(turn: object, word
 @pytest.mark.parametrize(
     "command", ["finalize", "close", '{"type": "finalize"}', "[1]", '{"type": "config"'], ids=repr
 )
+@pytest.mark.asyncio
 async def test_unknown_commands_get_an_error_and_the_session_goes_on(command: str) -> None:
     engine = ScriptedEngine(turns=[Turn(end="still here")])
     async with serve(engine) as twin, turns(twin) as conn:
@@ -413,6 +427,7 @@ async def test_unknown_commands_get_an_error_and_the_session_goes_on(command: st
 
 
 @pytest.mark.parametrize("close", ['{"type":"close"}', '{ "type" : "close" }\n'], ids=repr)
+@pytest.mark.asyncio
 async def test_close_ends_the_open_turn_then_closes_1000(close: str) -> None:
     engine = ScriptedEngine(turns=[Turn(updates=["a"], end="a b")])
     async with serve(engine) as twin, turns(twin) as conn:
@@ -423,6 +438,7 @@ async def test_close_ends_the_open_turn_then_closes_1000(close: str) -> None:
     assert brief(events) == [("turn.start",), ("turn.update", "a"), ("turn.end", "a b")]
 
 
+@pytest.mark.asyncio
 async def test_audio_after_close_is_dropped_and_idle_close_is_plain() -> None:
     async with serve(ScriptedEngine()) as twin, turns(twin) as conn:
         await conn.send(quiet(100))
@@ -433,6 +449,7 @@ async def test_audio_after_close_is_dropped_and_idle_close_is_plain() -> None:
     assert twin.sessions[0].audio_bytes == len(quiet(100))
 
 
+@pytest.mark.asyncio
 async def test_the_idle_timeout_closes_1001() -> None:
     async with serve(ScriptedEngine(), idle_timeout=0.2) as twin, turns(twin) as conn:
         assert [e["type"] for e in await until_closed(conn)] == ["connected"]
@@ -442,6 +459,7 @@ async def test_the_idle_timeout_closes_1001() -> None:
 # -- auth, CORS, limits, faults ------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_credentials_are_checked_as_on_the_manual_route() -> None:
     async with serve(ScriptedEngine(), api_keys=[API_KEY]) as twin:
         for headers in ({}, {"X-API-Key": "wrong"}):
@@ -462,6 +480,7 @@ async def test_credentials_are_checked_as_on_the_manual_route() -> None:
         assert tts_only not in refused.value.response.body.decode()
 
 
+@pytest.mark.asyncio
 async def test_a_browser_origin_may_open_the_socket() -> None:
     # Browsers do not preflight WebSocket handshakes: the route takes any Origin, as
     # /stt/websocket does, and answers without CORS headers.
@@ -472,6 +491,7 @@ async def test_a_browser_origin_may_open_the_socket() -> None:
         assert "Access-Control-Allow-Origin" not in conn.response.headers
 
 
+@pytest.mark.asyncio
 async def test_refusals_and_the_session_cap_apply() -> None:
     async with serve(ScriptedEngine(), faults=Faults(refuse={0: 503}), max_sessions=1) as twin:
         with pytest.raises(InvalidStatus) as refused:
@@ -486,6 +506,7 @@ async def test_refusals_and_the_session_cap_apply() -> None:
             assert limited.value.response.status_code == 429
 
 
+@pytest.mark.asyncio
 async def test_a_scheduled_drop_aborts_the_connection() -> None:
     plan = Faults(schedule=[Fault("abort", after_frames=2)])
     async with serve(ScriptedEngine(turns=[HELLO]), faults=plan) as twin, turns(twin) as conn:
@@ -495,6 +516,7 @@ async def test_a_scheduled_drop_aborts_the_connection() -> None:
     assert brief(events) == [("turn.start",), ("turn.update", "Hel"), ("turn.update", "Hello")]
 
 
+@pytest.mark.asyncio
 async def test_a_scheduled_error_event_closes_1011() -> None:
     plan = Faults(schedule=[Fault("error_event", after_events=2, code=503)])
     async with serve(ScriptedEngine(turns=[HELLO]), faults=plan) as twin, turns(twin) as conn:
@@ -505,6 +527,7 @@ async def test_a_scheduled_error_event_closes_1011() -> None:
     assert events[-1]["status_code"] == 503 and events[-1]["done"] is True
 
 
+@pytest.mark.asyncio
 async def test_a_slow_close_waits_after_the_last_event() -> None:
     plan = Faults(close_delay=0.4 * SLACK)
     async with serve(ScriptedEngine(turns=[HELLO]), faults=plan) as twin, turns(twin) as conn:
@@ -516,3 +539,33 @@ async def test_a_slow_close_waits_after_the_last_event() -> None:
         assert conn.close_code == 1000
     assert brief(events)[-1] == ("turn.end", "Hello world")
     assert waited >= 0.4 * SLACK
+
+
+# -- the pytest plugin -------------------------------------------------------------------------
+
+
+@pytest.mark.cartesia_twin(turns=[Turn(updates=["Hel", "Hello"], end="Hello world")])
+@pytest.mark.asyncio
+async def test_the_plugin_twin_serves_scripted_turns(cartesia_twin: TwinServer) -> None:
+    assert cartesia_twin.turns_url == cartesia_twin.ws_base_url + "/stt/turns/websocket"
+    url = f"{cartesia_twin.turns_url}?{QUERY}"
+    async with connect(url, additional_headers={"X-API-Key": API_KEY}) as conn:
+        await send_audio(conn, loud(300))
+        await conn.send('{"type": "close"}')
+        events = await until_closed(conn)
+    assert brief(events) == [
+        ("turn.start",),
+        ("turn.update", "Hel"),
+        ("turn.update", "Hello"),
+        ("turn.end", "Hello world"),
+    ]
+
+
+def test_the_plugin_factory_takes_turns_and_refuses_mixing(
+    cartesia_twin_factory: TwinFactory,
+) -> None:
+    server = cartesia_twin_factory(turns=[RawTurn(start=[{"type": "turn.start"}])])
+    engine = server.engine
+    assert isinstance(engine, ScriptedEngine) and len(engine.turns) == 1
+    with pytest.raises(TypeError, match="turns"):
+        cartesia_twin_factory(turns=[Turn()], speech=True)
