@@ -10,17 +10,16 @@ SDK's ``stt_auto_finalize_websocket_async`` example flow: 100 ms chunks at real-
 
 from __future__ import annotations
 
-import asyncio
 import re
 import wave
 from pathlib import Path
 
 import pytest
 
-from cartesia_stt_async.twin import Twin, serve
+from cartesia_stt_async.twin import serve
 from cartesia_stt_async.twin.wer import word_error_rate
 
-from .official import official_python
+from .official import run_official
 from .speech import SEED, shared_engine, speech
 from .test_conformance import MAX_WER, full_transcript
 
@@ -40,34 +39,13 @@ def write_wav(path: Path) -> None:
         wf.writeframes(b"".join(speech(s) + PAUSE for s in SENTENCES))
 
 
-async def run_official(twin: Twin, wav: Path) -> str:
-    python = await asyncio.to_thread(official_python, VERSION)
-    proc = await asyncio.create_subprocess_exec(
-        str(python),
-        str(RUNNER),
-        twin.base_url,
-        str(wav),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0, err.decode()
-    assert f"official cartesia {VERSION}" in err.decode()
-    return out.decode()
-
-
 @pytest.mark.asyncio
 @pytest.mark.timeout(150)
 async def test_official_client_gets_one_turn_end_per_sentence(tmp_path: Path) -> None:
     wav = tmp_path / "sentences.wav"
     write_wav(wav)
     async with serve(engine=shared_engine()) as twin:
-        printed = await run_official(twin, wav)
+        printed = await run_official(VERSION, RUNNER, twin.base_url, str(wav))
     (record,) = twin.sessions
     assert record.close_code == 1000
     assert [text for _, text in record.commands] == ['{"type": "close"}']

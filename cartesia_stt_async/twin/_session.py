@@ -20,7 +20,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
-from aiohttp import WSMsgType
 
 from ..protocol.events import DoneEvent, TranscriptEvent
 from ._params import ParamError, validate_params
@@ -118,40 +117,25 @@ async def _send_segments(wire: Wire, segments: Sequence[Segment]) -> None:
 
 
 async def _serve(wire: Wire, opts: Options, rec: RecognizerSession) -> None:
-    ws, record = wire.ws, wire.record
     flush_first = opts.engine.order == "flush_first"
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            msg = await ws.receive(timeout=opts.idle_timeout)
-        except TimeoutError:
-            await ws.close(code=1001, message=b"Idle timeout")
-            return
-        if msg.type == WSMsgType.BINARY:
-            data: bytes = msg.data
-            record.frames.append((loop.time(), len(data)))
-            record.audio_bytes += len(data)
-            await _send_segments(wire, await rec.feed(data))
+    while (message := await wire.receive(opts.idle_timeout)) is not None:
+        if isinstance(message, bytes):
+            await _send_segments(wire, await rec.feed(message))
             await wire.frame_received()
-        elif msg.type == WSMsgType.TEXT:
-            text: str = msg.data
-            record.commands.append((loop.time(), text))
-            if text == "finalize":
-                segments = await rec.finalize()
-                if flush_first:
-                    await wire.send_flush_done()
-                await _send_segments(wire, segments)
-                if not flush_first:
-                    await wire.send_flush_done()
-            elif text in ("close", "done"):
-                await _send_segments(wire, await rec.close())
-                await wire.send(DoneEvent(request_id=wire.request_id))
-                await wire.close_normally()
-                return
-            else:
-                message = f"unknown command {text[:40]!r}: use 'finalize' or 'close'"
-                # The session goes on after it ("done": false).
-                error = wire.error(message, 400, "Invalid command", "invalid_command", done=False)
-                await wire.send(error)
-        else:  # CLOSE, CLOSING, CLOSED, ERROR: the client is gone
+        elif message == "finalize":
+            segments = await rec.finalize()
+            if flush_first:
+                await wire.send_flush_done()
+            await _send_segments(wire, segments)
+            if not flush_first:
+                await wire.send_flush_done()
+        elif message in ("close", "done"):
+            await _send_segments(wire, await rec.close())
+            await wire.send(DoneEvent(request_id=wire.request_id))
+            await wire.close_normally()
             return
+        else:
+            command = f"unknown command {message[:40]!r}: use 'finalize' or 'close'"
+            # The session goes on after it ("done": false).
+            error = wire.error(command, 400, "Invalid command", "invalid_command", done=False)
+            await wire.send(error)

@@ -26,13 +26,10 @@ texts joined verbatim, sent as ``turn.update`` at each phrase pause and as the t
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-from aiohttp import WSMsgType
 
 from ._detector import Decision, LevelMeter, TurnDetector, TurnSettings, TurnState
 from ._params import ParamError, turn_settings, validate_turn_params
@@ -205,45 +202,31 @@ def _command(text: str) -> dict[str, Any] | None:
 async def _serve(
     wire: Wire, opts: Options, settings: TurnSettings, encoding: str, rec: RecognizerSession
 ) -> None:
-    ws, record = wire.ws, wire.record
-    assert record.params is not None
-    turns = _Turns(wire, rec, settings, record.params.sample_rate, encoding)
+    assert wire.record.params is not None
+    turns = _Turns(wire, rec, settings, wire.record.params.sample_rate, encoding)
     await wire.send_json({"type": "connected"})
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            msg = await ws.receive(timeout=opts.idle_timeout)
-        except TimeoutError:
-            await ws.close(code=1001, message=b"Idle timeout")
-            return
-        if msg.type == WSMsgType.BINARY:
-            data: bytes = msg.data
-            record.frames.append((loop.time(), len(data)))
-            record.audio_bytes += len(data)
-            await turns.frame(data)
+    while (message := await wire.receive(opts.idle_timeout)) is not None:
+        if isinstance(message, bytes):
+            await turns.frame(message)
             await wire.frame_received()
-        elif msg.type == WSMsgType.TEXT:
-            text: str = msg.data
-            record.commands.append((loop.time(), text))
-            command = _command(text)
-            kind = command.get("type") if command is not None else None
-            if command is not None and kind == "close":
-                decision = turns.detector.close()
-                if decision is not None:
-                    await turns.decide(decision)
-                await wire.close_normally()
-                return
-            if command is not None and kind == "config":
-                await _configure(wire, turns, command.get("turn"))
-            else:
-                message = (
-                    f"unknown command {text[:40]!r}: send JSON "
-                    '{"type": "config", "turn": {...}} or {"type": "close"}'
-                )
-                error = wire.error(message, 400, "Invalid command", "invalid_command", done=False)
-                await wire.send(error)
-        else:  # CLOSE, CLOSING, CLOSED, ERROR: the client is gone
+            continue
+        command = _command(message)
+        kind = command.get("type") if command is not None else None
+        if command is not None and kind == "close":
+            decision = turns.detector.close()
+            if decision is not None:
+                await turns.decide(decision)
+            await wire.close_normally()
             return
+        if command is not None and kind == "config":
+            await _configure(wire, turns, command.get("turn"))
+        else:
+            text = (
+                f"unknown command {message[:40]!r}: send JSON "
+                '{"type": "config", "turn": {...}} or {"type": "close"}'
+            )
+            error = wire.error(text, 400, "Invalid command", "invalid_command", done=False)
+            await wire.send(error)
 
 
 async def _configure(wire: Wire, turns: _Turns, turn: object) -> None:

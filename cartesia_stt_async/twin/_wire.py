@@ -12,7 +12,7 @@ import asyncio
 import json
 from collections.abc import Callable, Mapping
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from ..protocol.events import ErrorEvent, FlushDoneEvent, encode_event
 from ._state import SessionRecord, Twin
@@ -109,6 +109,29 @@ class Wire:
         if self._plan.close_delay > 0:
             await asyncio.sleep(self._plan.close_delay)
         await self.ws.close(code=1000)
+
+    async def receive(self, idle_timeout: float) -> bytes | str | None:
+        """The next message, recorded: an audio frame (bytes) or a text command (str).
+
+        Returns ``None`` once the connection is over: the client went away, or nothing came
+        for ``idle_timeout`` seconds (the socket is then closed 1001 "Idle timeout").
+        """
+        try:
+            msg = await self.ws.receive(timeout=idle_timeout)
+        except TimeoutError:
+            await self.ws.close(code=1001, message=b"Idle timeout")
+            return None
+        now = asyncio.get_running_loop().time()
+        if msg.type == WSMsgType.BINARY:
+            data: bytes = msg.data
+            self.record.frames.append((now, len(data)))
+            self.record.audio_bytes += len(data)
+            return data
+        if msg.type == WSMsgType.TEXT:
+            text: str = msg.data
+            self.record.commands.append((now, text))
+            return text
+        return None  # CLOSE, CLOSING, CLOSED, ERROR: the client is gone
 
     async def frame_received(self) -> None:
         """Count one binary frame, then fire the faults due after it."""
