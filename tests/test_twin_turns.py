@@ -61,10 +61,10 @@ async def send_audio(conn: ClientConnection, audio: bytes, frame: int = FRAME) -
         await conn.send(audio[i : i + frame])
 
 
-async def until_closed(conn: ClientConnection) -> list[dict[str, Any]]:
-    """Every event until the twin closes the socket."""
+async def until_closed(conn: ClientConnection, timeout: float = 10) -> list[dict[str, Any]]:
+    """Every event until the twin closes the socket (within ``timeout`` seconds × SLACK)."""
     out = []
-    async with asyncio.timeout(10 * SLACK):
+    async with asyncio.timeout(timeout * SLACK):
         with contextlib.suppress(ConnectionClosedError):  # any code but 1000 and 1001
             async for message in conn:
                 assert isinstance(message, str)
