@@ -32,6 +32,7 @@ from cartesia_stt_async.twin import (
     serve,
 )
 from cartesia_stt_async.twin._params import ParamError, validate_turn_params
+from cartesia_stt_async.twin._turns import extend_text, settle_text
 
 from .conftest import API_KEY, SLACK, pcm
 
@@ -569,3 +570,14 @@ def test_the_plugin_factory_takes_turns_and_refuses_mixing(
     assert isinstance(engine, ScriptedEngine) and len(engine.turns) == 1
     with pytest.raises(TypeError, match="turns"):
         cartesia_twin_factory(turns=[Turn()], speech=True)
+
+
+def test_text_only_grows() -> None:
+    assert extend_text("", "a") == "a"
+    assert extend_text("a b", "a b c") == "a b c"
+    assert extend_text("a b", "a b") is None  # nothing new
+    assert extend_text("a b", "a c d") is None  # a revision
+    assert settle_text(" a b", " a b c") == " a b c"
+    # A revised word keeps its sent form; the final's later words follow it.
+    assert settle_text(" the crew", " the quick brown fox") == " the crew brown fox"
+    assert settle_text("", "") == ""

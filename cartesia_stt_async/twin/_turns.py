@@ -4,7 +4,7 @@
   ``error`` event (``status_code`` 400, ``done: true``), then close 1008.
 * ``connected`` is the first event. Binary frames are audio: each goes to the detector
   (:mod:`._detector`, audio time) and to the engine's recognizer, cut at the detector's
-  decisions, so a turn's recognizer utterance is exactly the audio up to its end.
+  decisions, so a recognizer utterance ends exactly at the window that ended it.
 * Text frames are JSON commands. ``config`` changes the turn settings for later decisions
   (a bad value: an ``error`` event with ``done: false``, settings unchanged); ``close`` ends
   an open turn with ``turn.end``, then closes 1000. Anything else gets an ``error`` event
