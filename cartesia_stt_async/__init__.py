@@ -51,6 +51,7 @@ from .errors import (
     UsageError,
 )
 from .protocol.audio import ENCODINGS, AudioFormat, Encoding
+from .protocol.batch import Transcription
 from .protocol.events import (
     DoneEvent,
     ErrorEvent,
@@ -62,6 +63,7 @@ from .protocol.events import (
     parse_event,
 )
 from .protocol.outbox import ConnectionStats
+from .protocol.retry import RetryPolicy
 from .protocol.transcript import Transcript, Utterance
 
 __all__ = [
@@ -101,6 +103,7 @@ __all__ = [
     "RateLimitError",
     "ReconnectError",
     "ReconnectingEvent",
+    "RetryPolicy",
     "ServerError",
     "SessionOptions",
     "SpeechResponse",
@@ -110,6 +113,7 @@ __all__ = [
     "TLSError",
     "Transcript",
     "TranscriptEvent",
+    "Transcription",
     "UnknownEvent",
     "UsageError",
     "Utterance",
