@@ -978,7 +978,8 @@ async def test_a_session_failure_shows_no_secret(
 
 @dataclass(frozen=True)
 class HTTPCase:
-    """One failure of ``client.tts.generate`` / ``client.access_token.create``."""
+    """One failure of ``client.tts.generate`` / ``client.access_token.create`` /
+    ``client.stt.transcribe``."""
 
     name: str
     expect: type[BaseException]
@@ -986,7 +987,7 @@ class HTTPCase:
     proxy: tuple[str, ...] = ("tunnel",)
     tls: bool = False
     untrusted: bool = False  # the server presents a certificate the client does not trust
-    surfaces: tuple[str, ...] = ("tts", "token")
+    surfaces: tuple[str, ...] = ("tts", "token", "stt")
     routes: tuple[str, ...] = ("direct", "option", "env")
 
 
@@ -1119,6 +1120,8 @@ async def test_an_http_failure_shows_no_secret(
         try:
             if surface == "tts":
                 await client.tts.generate(**TTS_BODY)
+            elif surface == "stt":
+                await client.stt.transcribe(file=b"RIFF", model="ink-whisper", language="en")
             else:
                 await client.access_token.create(grants={"stt": True}, expires_in=60)
         except Exception as exc:
