@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -103,7 +104,7 @@ class HTTPScript:
 
     def gaps(self) -> list[float]:
         times = [t for _, _, t in self.requests]
-        return [b - a for a, b in zip(times, times[1:], strict=False)]
+        return [b - a for a, b in itertools.pairwise(times)]
 
 
 Call = Callable[[stt.AsyncCartesia], Awaitable[object]]
@@ -210,7 +211,7 @@ async def test_x_should_retry_is_obeyed_both_ways() -> None:
     _, error = await call("token", script)
     assert isinstance(error, stt.ServerError) and len(script.requests) == 1
     script = HTTPScript([refused(409, x_should_retry="true"), answer(200, TOKEN)])
-    result, error = await call("token", script)
+    _, error = await call("token", script)
     assert error is None and len(script.requests) == 2
 
 
