@@ -25,7 +25,7 @@ import mimetypes
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TypedDict
 
 import aiohttp
 
@@ -35,7 +35,7 @@ from .protocol.batch import STT_BATCH_PATH, Transcription, check_transcribe, dec
 from .protocol.checks import check_number
 from .protocol.commands import check_header_value
 
-__all__ = ["FileTypes", "transcribe"]
+__all__ = ["FileTypes", "TranscribeOptions", "check_options", "transcribe"]
 
 FileContent = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 FileTypes = (
@@ -240,6 +240,30 @@ def _check_extra(
             found.append((key, str(value).lower() if isinstance(value, bool) else str(value)))
         pairs.append(found)
     return headers, pairs[0], pairs[1]
+
+
+class TranscribeOptions(TypedDict, total=False):
+    """The optional arguments of ``transcribe`` (each documented at
+    ``AsyncCartesia().stt.transcribe``)."""
+
+    language: str | None
+    timestamp_granularities: Sequence[str] | None
+    encoding: str | None
+    sample_rate: int | None
+    extra_headers: Mapping[str, str] | None
+    extra_query: Mapping[str, object] | None
+    extra_body: Mapping[str, object] | None
+    timeout: float | None
+
+
+def check_options(options: Mapping[str, object]) -> None:
+    """Raise :class:`UsageError` for an argument ``transcribe`` does not take."""
+    unknown = sorted(set(options) - set(TranscribeOptions.__annotations__))
+    if unknown:
+        raise UsageError(
+            f"transcribe() got unknown argument(s) {', '.join(map(repr, unknown))}; it takes "
+            f"file, model, {', '.join(TranscribeOptions.__annotations__)}"
+        )
 
 
 async def transcribe(

@@ -24,7 +24,7 @@ from cartesia_stt_async.twin._tts import TTSRequest
 from cartesia_stt_async.twin.faults import Faults, HTTPFault
 from cartesia_stt_async.twin.wer import word_error_rate
 
-from .official import ROOT, official_python
+from .official import ROOT, official_python, run_script
 from .speech import SEED, _synthesizer, shared_engine
 
 pytestmark = pytest.mark.speech
@@ -43,27 +43,9 @@ async def run(sdk: str, flavour: str, base_url: str, path: Path) -> dict[str, An
     else:
         python = sys.executable
         env["PYTHONPATH"] = str(ROOT)  # this checkout's package
-    proc = await asyncio.create_subprocess_exec(
-        python,
-        str(SCRIPT),
-        sdk,
-        flavour,
-        base_url,
-        str(path),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0, err.decode()
+    out, err = await run_script(python, str(SCRIPT), sdk, flavour, base_url, str(path), env=env)
     if sdk == "cartesia":
-        assert f"cartesia {VERSION}" in err.decode()
+        assert f"cartesia {VERSION}" in err
     result: dict[str, Any] = json.loads(out)
     return result
 
