@@ -453,3 +453,26 @@ async def test_busy_recognizers_answer_429_with_retry_after() -> None:
         assert info.value.retry_after == 1.0
         assert (await client.stt.transcribe(file=wav(pcm(0.2)), model="ink-whisper")).text
         await client.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data; boundary=xyz", b"garbage"),
+        ("multipart/form-data", b"--x\r\n"),
+        ("multipart/form-data; boundary=xyz", b'--xyz\r\nContent-Disposition: form-data; name="f'),
+    ],
+)
+async def test_a_malformed_multipart_body_is_400(content_type: str, body: bytes) -> None:
+    async with (
+        serve(engine=engine()) as twin,
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{twin.base_url}/stt",
+            data=body,
+            headers={"Content-Type": content_type, "X-API-Key": "k"},
+        ) as response,
+    ):
+        assert response.status == 400
+        assert "malformed multipart body" in (await response.json())["message"]
