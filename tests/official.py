@@ -22,7 +22,7 @@ import sys
 import venv
 from pathlib import Path
 
-__all__ = ["OFFICIAL_VERSION", "RUNNER", "official_python", "run_script"]
+__all__ = ["OFFICIAL_VERSION", "RUNNER", "official_python", "run_official", "run_script"]
 
 # The version whose examples the conformance tests run (the seed's).
 OFFICIAL_VERSION = "3.2.0"
@@ -99,6 +99,22 @@ async def run_script(
             await proc.wait()
     assert proc.returncode == 0, err.decode()
     return out.decode(), err.decode()
+
+
+async def run_official(version: str, script: Path, *args: str, timeout: float = 90) -> str:
+    """Run ``script`` with ``args`` in the official SDK's environment for ``version``.
+
+    Returns:
+        What it printed on stdout.
+
+    Raises:
+        AssertionError: It failed, or its environment holds another version (the script
+            prints ``official cartesia <version>`` on stderr first).
+    """
+    python = await asyncio.to_thread(official_python, version)
+    out, err = await run_script(python, str(script), *args, timeout=timeout)
+    assert f"official cartesia {version}" in err
+    return out
 
 
 if __name__ == "__main__":  # `python tests/official.py [VERSION ...]`: make them now

@@ -111,6 +111,8 @@ class Faults:
         flush_done_delay: Seconds to wait before each ``flush_done`` (the connection stalls).
         withhold_flush_done: Never send ``flush_done`` (finals are still sent): ``True`` on
             every connection, or a collection of connection indices.
+        close_delay: Seconds to wait, after answering a client's ``close`` command, before
+            closing the socket (a slow close).
         http: Faults of ``POST /stt`` requests (:class:`HTTPFault`), in the order they apply.
     """
 
@@ -118,6 +120,7 @@ class Faults:
     refuse: Mapping[int, int] = field(default_factory=dict)
     flush_done_delay: float = 0.0
     withhold_flush_done: bool | Collection[int] = False
+    close_delay: float = 0.0
     http: Sequence[HTTPFault] = ()
 
     def for_request(self, index: int) -> list[HTTPFault]:
