@@ -63,6 +63,7 @@ from .protocol.events import (
 )
 from .protocol.outbox import ConnectionStats
 from .protocol.transcript import Transcript, Utterance
+from .subtitles import Cue, TimedWord, cues, to_srt, to_vtt
 
 __all__ = [
     "ENCODINGS",
@@ -86,6 +87,7 @@ __all__ = [
     "ConnectionManager",
     "ConnectionStateError",
     "ConnectionStats",
+    "Cue",
     "DoneEvent",
     "Encoding",
     "ErrorEvent",
@@ -108,6 +110,7 @@ __all__ = [
     "SyncConnectionManager",
     "SyncSpeechResponse",
     "TLSError",
+    "TimedWord",
     "Transcript",
     "TranscriptEvent",
     "UnknownEvent",
@@ -116,5 +119,8 @@ __all__ = [
     "Word",
     "__version__",
     "connect",
+    "cues",
     "parse_event",
+    "to_srt",
+    "to_vtt",
 ]

@@ -37,6 +37,7 @@ PUBLIC = [
     "ConnectionManager",
     "ConnectionStateError",
     "ConnectionStats",
+    "Cue",
     "DoneEvent",
     "Encoding",
     "ErrorEvent",
@@ -59,6 +60,7 @@ PUBLIC = [
     "SyncConnectionManager",
     "SyncSpeechResponse",
     "TLSError",
+    "TimedWord",
     "Transcript",
     "TranscriptEvent",
     "UnknownEvent",
@@ -67,7 +69,10 @@ PUBLIC = [
     "Word",
     "__version__",
     "connect",
+    "cues",
     "parse_event",
+    "to_srt",
+    "to_vtt",
 ]
 
 
@@ -85,7 +90,7 @@ def test_all_is_pinned() -> None:
 
 
 # Modules users may import; every other module of the package is private (``_`` prefix).
-PUBLIC_MODULES = {"errors", "protocol", "twin", "testing", "cli", "audio", "vad"}
+PUBLIC_MODULES = {"errors", "protocol", "twin", "testing", "cli", "audio", "vad", "subtitles"}
 
 
 def test_internal_modules_are_private() -> None:
