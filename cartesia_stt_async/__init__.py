@@ -51,6 +51,7 @@ from .errors import (
     UsageError,
 )
 from .protocol.audio import ENCODINGS, AudioFormat, Encoding
+from .protocol.batch import Transcription
 from .protocol.events import (
     DoneEvent,
     ErrorEvent,
@@ -62,6 +63,7 @@ from .protocol.events import (
     parse_event,
 )
 from .protocol.outbox import ConnectionStats
+from .protocol.retry import RetryPolicy
 from .protocol.transcript import Transcript, Utterance
 from .subtitles import Cue, TimedWord, cues, to_srt, to_vtt
 
@@ -103,6 +105,7 @@ __all__ = [
     "RateLimitError",
     "ReconnectError",
     "ReconnectingEvent",
+    "RetryPolicy",
     "ServerError",
     "SessionOptions",
     "SpeechResponse",
@@ -113,6 +116,7 @@ __all__ = [
     "TimedWord",
     "Transcript",
     "TranscriptEvent",
+    "Transcription",
     "UnknownEvent",
     "UsageError",
     "Utterance",
