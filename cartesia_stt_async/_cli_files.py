@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, TextIO
 
-from .errors import CartesiaSTTError, RateLimitError, UsageError
+from .errors import CartesiaSTTError, UsageError
 from .subtitles import TimedWord, to_srt, to_vtt
 
 __all__ = [
@@ -64,10 +64,6 @@ AUDIO_SUFFIXES = (
 Format = Literal["text", "json", "srt", "vtt"]
 FORMATS: dict[Format, str] = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
 """Each output format and the suffix of the files it writes."""
-
-RATE_LIMIT_RETRIES = 3
-"""How often a file refused with 429 is sent again (after ``Retry-After``, or a backoff)."""
-MAX_RETRY_WAIT = 30.0
 
 
 class BatchResult(Protocol):
@@ -320,10 +316,6 @@ class Progress:
         self.failures += 1
         self._line(f"FAILED {_name(job.source)}: {why}")
 
-    def retrying(self, job: Job, wait: float, why: str) -> None:
-        """A file was refused for now and goes again after ``wait`` seconds."""
-        self._line(f"retry  {_name(job.source)} in {wait:.1f} s: {why}")
-
     def close(self) -> None:
         """Take the bar away (before the summary)."""
         self._clear()
@@ -338,14 +330,12 @@ async def run_jobs(
     concurrency: int,
     progress: Progress,
     outcome: Outcome,
-    retries: int = RATE_LIMIT_RETRIES,
 ) -> None:
     """Transcribe every job, at most ``concurrency`` at once; write each result as it comes.
 
     A failure (an error of this package, such as a refused or undecodable file, or an
     ``OSError`` writing the result) is recorded in ``outcome`` and shown; the other files go
-    on. A file refused with 429 goes again after the server's ``Retry-After`` (at most
-    :data:`MAX_RETRY_WAIT` s; 1, 2, 4 s without one), up to ``retries`` times. Cancelling
+    on. (Retrying a 429 or a 5xx is the client's job: its ``max_retries``.) Cancelling
     cancels the uploads under way and waits for them; ``outcome`` then says what finished.
 
     Args:
@@ -355,7 +345,6 @@ async def run_jobs(
         concurrency: The most transcriptions at once (``--jobs``).
         progress: Where progress shows.
         outcome: Filled in as files finish or fail.
-        retries: How often a 429 is tried again.
     """
     pending = iter(jobs)
 
@@ -364,17 +353,7 @@ async def run_jobs(
         outcome.running.append(job)
         progress.started(job)
         try:
-            for attempt in range(retries + 1):
-                try:
-                    result = await transcribe(job.source)
-                    break
-                except RateLimitError as exc:
-                    if attempt == retries:
-                        raise
-                    wait = exc.retry_after if exc.retry_after is not None else 2.0**attempt
-                    wait = min(max(wait, 0.0), MAX_RETRY_WAIT)
-                    progress.retrying(job, wait, _why(exc))
-                    await asyncio.sleep(wait)
+            result = await transcribe(job.source)
             text = render(result, fmt, job.source)
             _write(job.target, text)
         except (CartesiaSTTError, OSError) as exc:

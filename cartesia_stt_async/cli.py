@@ -522,17 +522,16 @@ async def _files(
     planned, empty = plan(inputs, fmt, out)
     for arg in empty:
         print(f"cartesia-stt transcribe: no audio files in {arg}", file=note, flush=True)
-    options: dict[str, object] = {"model": model}
-    if language is not None:
-        options["language"] = language
-    if fmt != "text":
-        options["timestamp_granularities"] = ["word"]
+    # Word timings only when the format shows them (the text format does not).
+    granularities = None if fmt == "text" else ["word"]
     outcome = Outcome(len(planned))
     async with _client(note) as client:
         assert isinstance(client, AsyncCartesia)
 
         async def transcribe(path: Path) -> BatchResult:
-            return await client.stt.transcribe(file=path, **options)  # type: ignore[attr-defined,no-any-return]
+            return await client.stt.transcribe(
+                file=path, model=model, language=language, timestamp_granularities=granularities
+            )
 
         progress = Progress(note, len(planned), tty=tty)
         try:

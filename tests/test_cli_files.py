@@ -1,7 +1,7 @@
 """The runner behind ``cartesia-stt transcribe FILE...`` (``_cli_files``), piece by piece.
 
 ``plan``, ``render``, ``Progress`` and ``summary`` are checked exactly; ``run_jobs`` runs with a
-transcribe coroutine of the test's own, so the bound on concurrency, failures, 429 retries and
+transcribe coroutine of the test's own, so the bound on concurrency, failures and
 cancellation are observable step by step. The end-to-end runs (the real client, the twin, a
 hostile HTTP server, a real Ctrl-C) are in tests/test_cli_batch.py.
 """
@@ -29,7 +29,7 @@ from cartesia_stt_async._cli_files import (
     run_jobs,
     summary,
 )
-from cartesia_stt_async.errors import BadRequestError, RateLimitError, UsageError
+from cartesia_stt_async.errors import BadRequestError, UsageError
 
 pytestmark = pytest.mark.both_loops
 
@@ -163,7 +163,6 @@ class FakeServer:
     """A transcribe coroutine: each file's result, or an exception, after a gate opens."""
 
     fail: dict[str, BaseException] = field(default_factory=dict)
-    refusals: dict[str, list[RateLimitError]] = field(default_factory=dict)
     hang: set[str] = field(default_factory=set)
     running: int = 0
     most: int = 0
@@ -178,8 +177,6 @@ class FakeServer:
             await asyncio.sleep(0.01)
             if path.name in self.hang:
                 await asyncio.Event().wait()
-            if self.refusals.get(path.name):
-                raise self.refusals[path.name].pop(0)
             if path.name in self.fail:
                 raise self.fail[path.name]
             return Result(f"text of {path.name}", [Word(path.stem, 0.0, 0.5)])
@@ -244,46 +241,6 @@ async def test_run_jobs_bounds_concurrency_and_keeps_results_past_a_failure(
         "8 of 9 files transcribed, 1 failed:",
         f"  {jobs[3].source}: 400: corrupt audio",
     ]
-
-
-@pytest.mark.asyncio
-async def test_a_429_is_retried_after_retry_after(tmp_path: Path) -> None:
-    jobs = files(tmp_path, 2)
-    refused = RateLimitError("concurrency limited", status_code=429, retry_after=0.05)
-    server = FakeServer(refusals={"f00.wav": [refused]})
-    outcome = Outcome(len(jobs))
-    err = io.StringIO()
-    loop = asyncio.get_running_loop()
-    began = loop.time()
-    await run_jobs(
-        jobs[:1],
-        server,
-        "text",
-        concurrency=2,
-        progress=Progress(err, 1, tty=False),
-        outcome=outcome,
-    )
-    assert loop.time() - began >= 0.05
-    assert server.calls == ["f00.wav", "f00.wav"] and outcome.done == jobs[:1]
-    assert f"retry  {jobs[0].source} in 0.1 s: 429: concurrency limited" in err.getvalue()
-
-
-@pytest.mark.asyncio
-async def test_429_retries_run_out(tmp_path: Path) -> None:
-    jobs = files(tmp_path, 1)
-    refusals = [RateLimitError("busy", status_code=429, retry_after=0) for _ in range(5)]
-    server = FakeServer(refusals={"f00.wav": refusals})
-    outcome = Outcome(1)
-    await run_jobs(
-        jobs,
-        server,
-        "text",
-        concurrency=1,
-        progress=Progress(io.StringIO(), 1, tty=False),
-        outcome=outcome,
-        retries=2,
-    )
-    assert len(server.calls) == 3 and [why for _, why in outcome.failed] == ["429: busy"]
 
 
 @pytest.mark.asyncio
