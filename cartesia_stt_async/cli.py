@@ -518,12 +518,15 @@ async def _files(
     """``transcribe FILE...``: every file through the batch endpoint (see ``_cli_files``)."""
     from ._cli_files import Outcome, Progress, plan, run_jobs, summary
     from ._client import AsyncCartesia
+    from .protocol.batch import check_transcribe
 
+    # Word timings only when the format shows them (the text format does not).
+    granularities = None if fmt == "text" else ["word"]
+    # A bad --model or --language would fail every file the same way: a usage error, first.
+    check_transcribe(model=model, language=language, timestamp_granularities=granularities)
     planned, empty = plan(inputs, fmt, out)
     for arg in empty:
         print(f"cartesia-stt transcribe: no audio files in {arg}", file=note, flush=True)
-    # Word timings only when the format shows them (the text format does not).
-    granularities = None if fmt == "text" else ["word"]
     outcome = Outcome(len(planned))
     async with _client(note) as client:
         assert isinstance(client, AsyncCartesia)
