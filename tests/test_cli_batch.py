@@ -328,7 +328,7 @@ async def test_ctrl_c_cancels_the_uploads_and_says_what_finished(tmp_path: Path)
     async with holding_server() as (url, server):
         proc = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "cartesia_stt_async", "transcribe", str(folder)),
-            *("--format", "srt", "--jobs", "3"),
+            *("--format", "srt", "--jobs", "2"),  # fast and slow1, then slow2; never slow3
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=run_env(url),
