@@ -44,12 +44,12 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Protocol, cast
+from typing import Protocol, TypedDict, Unpack, cast
 
 from .errors import UsageError
 from .protocol.checks import check_int, check_number
 
-__all__ = ["Cue", "TimedWord", "cues", "format_timestamp", "to_srt", "to_vtt"]
+__all__ = ["Cue", "CueOptions", "TimedWord", "cues", "format_timestamp", "to_srt", "to_vtt"]
 
 MAX_CHARS = 84
 """Characters per cue by default: two lines of 42, the common broadcast limit."""
@@ -298,47 +298,39 @@ def format_timestamp(seconds: float, *, decimal: str = ",") -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{ms:03d}"
 
 
-def _as_cues(
-    source: Iterable[TimedWord] | Iterable[Cue] | None,
-    max_chars: int | None,
-    max_lines: int | None,
-    max_duration: float | None,
-    max_gap: float | None,
-) -> list[Cue]:
-    """``source`` as cues: cues as given, words cut with the options (defaults where ``None``)."""
+class CueOptions(TypedDict, total=False):
+    """The cutting options of :func:`cues`, which :func:`to_srt` and :func:`to_vtt` pass on
+    when given words."""
+
+    max_chars: int
+    max_lines: int
+    max_duration: float
+    max_gap: float
+
+
+def _as_cues(source: Iterable[TimedWord] | Iterable[Cue] | None, options: CueOptions) -> list[Cue]:
+    """``source`` as cues: cues as given, words cut by :func:`cues` with ``options``."""
     items = list(source) if source is not None else None
     if items and all(isinstance(item, Cue) for item in items):
-        if (max_chars, max_lines, max_duration, max_gap) != (None, None, None, None):
+        if options:
             raise UsageError("the cutting options apply to words, not to cues already cut")
         return [item for item in items if isinstance(item, Cue)]
     if items and any(isinstance(item, Cue) for item in items):
         raise UsageError("give words or cues, not a mix of both")
-    return cues(
-        cast("list[TimedWord] | None", items),  # words, none, or None (cues() says why)
-        max_chars=MAX_CHARS if max_chars is None else max_chars,
-        max_lines=MAX_LINES if max_lines is None else max_lines,
-        max_duration=MAX_DURATION if max_duration is None else max_duration,
-        max_gap=MAX_GAP if max_gap is None else max_gap,
-    )
+    # Words, no words, or None (cues() says why that is wrong).
+    return cues(cast("list[TimedWord] | None", items), **options)
 
 
 def to_srt(
-    source: Iterable[TimedWord] | Iterable[Cue] | None,
-    *,
-    max_chars: int | None = None,
-    max_lines: int | None = None,
-    max_duration: float | None = None,
-    max_gap: float | None = None,
+    source: Iterable[TimedWord] | Iterable[Cue] | None, **options: Unpack[CueOptions]
 ) -> str:
     """SubRip (``.srt``) text: numbered cues, ``00:00:01,234 --> 00:00:02,000``, blank lines.
 
     Args:
-        source: Timed words (cut by :func:`cues` with the options below) or cues from
-            :func:`cues`, written as they are.
-        max_chars: As for :func:`cues` (words only).
-        max_lines: As for :func:`cues` (words only).
-        max_duration: As for :func:`cues` (words only).
-        max_gap: As for :func:`cues` (words only).
+        source: Timed words, cut by :func:`cues` with ``options``; or cues from
+            :func:`cues` (perhaps edited), written as they are.
+        **options: For words only: ``max_chars``, ``max_lines``, ``max_duration``,
+            ``max_gap``, as for :func:`cues`.
 
     Returns:
         The file's text, ending with a newline; ``""`` when there are no cues.
@@ -348,9 +340,7 @@ def to_srt(
     """
     blocks = [
         f"{number}\n{format_timestamp(cue.start)} --> {format_timestamp(cue.end)}\n{cue.text}\n"
-        for number, cue in enumerate(
-            _as_cues(source, max_chars, max_lines, max_duration, max_gap), 1
-        )
+        for number, cue in enumerate(_as_cues(source, options), 1)
     ]
     return "\n".join(blocks)
 
@@ -362,12 +352,7 @@ def _vtt_escape(text: str) -> str:
 
 
 def to_vtt(
-    source: Iterable[TimedWord] | Iterable[Cue] | None,
-    *,
-    max_chars: int | None = None,
-    max_lines: int | None = None,
-    max_duration: float | None = None,
-    max_gap: float | None = None,
+    source: Iterable[TimedWord] | Iterable[Cue] | None, **options: Unpack[CueOptions]
 ) -> str:
     """WebVTT (``.vtt``) text: ``WEBVTT``, then cues ``00:00:01.234 --> 00:00:02.000``.
 
@@ -375,22 +360,18 @@ def to_vtt(
     show as recognized, never as markup.
 
     Args:
-        source: Timed words (cut by :func:`cues` with the options below) or cues from
-            :func:`cues`, written as they are.
-        max_chars: As for :func:`cues` (words only).
-        max_lines: As for :func:`cues` (words only).
-        max_duration: As for :func:`cues` (words only).
-        max_gap: As for :func:`cues` (words only).
+        source: As for :func:`to_srt`.
+        **options: As for :func:`to_srt`.
 
     Returns:
         The file's text, ending with a newline; ``"WEBVTT\\n"`` when there are no cues.
 
     Raises:
-        UsageError: As :func:`cues`; or options given with cues, or words and cues mixed.
+        UsageError: As :func:`to_srt`.
     """
     blocks = [
         f"{format_timestamp(cue.start, decimal='.')} --> "
         f"{format_timestamp(cue.end, decimal='.')}\n{_vtt_escape(cue.text)}\n"
-        for cue in _as_cues(source, max_chars, max_lines, max_duration, max_gap)
+        for cue in _as_cues(source, options)
     ]
     return "\n".join(["WEBVTT\n", *blocks])

@@ -147,30 +147,40 @@ def test_max_duration_cuts_the_cue() -> None:
     assert all(c.end - c.start <= 3.0 for c in got)
 
 
-def test_a_cut_prefers_the_end_of_a_sentence() -> None:
-    words = timed("It is late. We should go home now")
-    got = cues(words, max_chars=30, max_lines=1)
-    # Without the period the cut would fall before "now" (30 characters fit).
-    assert [c.text for c in got] == ["It is late.", "We should go home now"]
-
-
-def test_a_cut_prefers_a_clause_end_when_no_sentence_ends() -> None:
-    words = timed("When the rain stops, we will walk to the river")
-    got = cues(words, max_chars=36, max_lines=1)
-    assert [c.text for c in got] == ["When the rain stops,", "we will walk to the river"]
-
-
-def test_closing_quotes_after_the_period_still_end_a_sentence() -> None:
-    words = timed('He said "stop." Then he left the room quietly')
-    got = cues(words, max_chars=36, max_lines=1)
-    assert [c.text for c in got] == ['He said "stop."', "Then he left the room quietly"]
-
-
-def test_punctuation_too_early_in_the_cue_is_not_used() -> None:
-    # "Yes." is 4 of 29 characters, less than a third: cutting there would leave a sliver.
-    words = timed("Yes. and then we went to the shops")
-    got = cues(words, max_chars=29, max_lines=1)
-    assert [c.text for c in got] == ["Yes. and then we went to the", "shops"]
+@pytest.mark.parametrize(
+    ("text", "max_chars", "expected"),
+    [
+        # Without the period the cut would fall before "now" (30 characters fit).
+        ("It is late. We should go home now", 30, ["It is late.", "We should go home now"]),
+        # A sentence end wins over a later clause end.
+        ("We are late. So, we must go home", 30, ["We are late.", "So, we must go home"]),
+        (
+            "When the rain stops, we will walk to the river",
+            36,
+            ["When the rain stops,", "we will walk to the river"],
+        ),
+        (
+            'He said "stop." Then he left the room quietly',
+            36,
+            ['He said "stop."', "Then he left the room quietly"],
+        ),
+        # "Yes." is 4 of 29 characters, less than a third: cutting there would leave a sliver.
+        ("Yes. and then we went to the shops", 29, ["Yes. and then we went to the", "shops"]),
+        # "Well," is 5 of 27: less than half.
+        ("Well, and then we went to the shops", 27, ["Well, and then we went to", "the shops"]),
+    ],
+    ids=[
+        "sentence",
+        "sentence-before-clause",
+        "clause",
+        "closing-quote",
+        "early-sentence",
+        "early-clause",
+    ],
+)
+def test_where_a_full_cue_is_cut(text: str, max_chars: int, expected: list[str]) -> None:
+    got = cues(timed(text), max_chars=max_chars, max_lines=1)
+    assert [c.text for c in got] == expected
 
 
 def test_a_word_longer_than_the_limits_is_a_cue_of_its_own() -> None:
