@@ -402,3 +402,28 @@ def test_format_is_checked_by_argparse(capsys: pytest.CaptureFixture[str]) -> No
         main(["transcribe", "a.wav", "--format", "docx"])
     assert info.value.code == 2
     assert "invalid choice: 'docx'" in capsys.readouterr().err
+
+
+# -- no API key: the local twin in-process, real recognition -----------------------------------
+
+
+@pytest.mark.speech
+@pytest.mark.timeout(120)
+@pytest.mark.asyncio
+async def test_without_a_key_the_local_twin_writes_subtitles(tmp_path: Path) -> None:
+    from cartesia_stt_async.twin.wer import word_error_rate
+
+    from .speech import SEED, speech
+    from .test_cli import run_cli, write_wav
+
+    write_wav(tmp_path / "talk.wav", speech(SEED[0]), rate=16000, channels=1, width=2)
+    (tmp_path / "broken.wav").write_bytes(CORRUPT)
+    code, out, err = await run_cli("transcribe", str(tmp_path), "--format", "vtt")
+    assert code == 1, err
+    assert out == "" and "CARTESIA_API_KEY is not set: using the local twin" in err
+    vtt = (tmp_path / "talk.vtt").read_text()
+    assert vtt.startswith("WEBVTT\n\n00:00:00.")
+    said = " ".join(line for line in vtt.splitlines()[1:] if line and "-->" not in line)
+    assert word_error_rate(SEED[0], said) <= 0.35, said
+    assert err.splitlines()[-2:][0] == "1 of 2 files transcribed, 1 failed:"
+    assert f"  {tmp_path / 'broken.wav'}: 422 " in err
