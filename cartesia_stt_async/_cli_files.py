@@ -234,7 +234,7 @@ class Outcome:
 
 def _name(path: Path) -> str:
     """A path as the user will recognise it: relative to the working directory when inside it."""
-    with contextlib.suppress(ValueError):
+    with contextlib.suppress(ValueError, OSError):  # OSError: the working directory is gone
         return str(path.relative_to(Path.cwd()))
     return str(path)
 
