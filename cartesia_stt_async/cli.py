@@ -39,7 +39,7 @@ from ._cli_mic import KeySource, MicOptions, StreamFactory, sounddevice_stream, 
 from ._install import install_hint
 from ._version import __version__
 from .errors import CartesiaSTTError, InvalidAudioError, UsageError
-from .protocol.checks import check_number, check_speed
+from .protocol.checks import check_int, check_number, check_speed
 from .vad import VadBackend, VadFinalizer
 
 if TYPE_CHECKING:
@@ -487,9 +487,7 @@ def _transcribe_command(args: argparse.Namespace) -> int:
                 VadOptions(args.silence_ms, args.vad_backend) if args.vad else None,
             )
         )
-    jobs = DEFAULT_JOBS if args.jobs is None else args.jobs
-    if jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    jobs = check_int("--jobs", DEFAULT_JOBS if args.jobs is None else args.jobs, low=1)
     return asyncio.run(
         _files(
             args.files,

@@ -375,7 +375,7 @@ async def test_ctrl_c_cancels_the_uploads_and_says_what_finished(tmp_path: Path)
         (["--realtime", "a.wav", "b.wav"], "--realtime streams one WAV file, got 2"),
         (["a.wav", "--vad", "--format", "srt"], "--format: for the batch run"),
         (["a.wav", "--json", "--out", "x", "--jobs", "2"], "--out, --jobs: for the batch run"),
-        (["a.wav", "--jobs", "0"], "--jobs must be at least 1, got 0"),
+        (["a.wav", "--jobs", "0"], "--jobs must be an int >= 1, got 0"),
         (["missing.wav"], "missing.wav: no such file or directory"),
         (["empty"], "no audio files in empty (looked for .flac"),
     ],
