@@ -14,6 +14,7 @@ says why.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import subprocess
@@ -21,7 +22,7 @@ import sys
 import venv
 from pathlib import Path
 
-__all__ = ["OFFICIAL_VERSION", "RUNNER", "official_python"]
+__all__ = ["OFFICIAL_VERSION", "RUNNER", "official_python", "run_script"]
 
 # The version whose examples the conformance tests run (the seed's).
 OFFICIAL_VERSION = "3.2.0"
@@ -72,6 +73,32 @@ def official_python(version: str = OFFICIAL_VERSION) -> Path:
                 )
             ready.write_text(version)
     return python
+
+
+async def run_script(
+    python: Path | str, *args: str, env: dict[str, str] | None = None, timeout: float = 90
+) -> tuple[str, str]:
+    """Run ``python *args`` (a script and its arguments) to its end; its stdout and stderr.
+
+    Raises:
+        AssertionError: If it exits with a failure (its stderr included).
+    """
+    proc = await asyncio.create_subprocess_exec(
+        str(python),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    return out.decode(), err.decode()
 
 
 if __name__ == "__main__":  # `python tests/official.py [VERSION ...]`: make them now

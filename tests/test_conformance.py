@@ -24,7 +24,7 @@ import cartesia_stt_async as stt
 from cartesia_stt_async.twin import Twin, serve
 from cartesia_stt_async.twin.wer import word_error_rate
 
-from .official import OFFICIAL_VERSION, RUNNER, official_python
+from .official import OFFICIAL_VERSION, RUNNER, official_python, run_script
 from .seed_example import stt_manual_finalize_websocket_async
 from .speech import SEED, shared_engine
 
@@ -47,23 +47,9 @@ async def run_official(flavour: str, twin: Twin) -> str:
     """Run the seed's ``flavour`` ("async" or "sync") example with the official client in its
     own environment, against ``twin``; return what it printed."""
     python = await asyncio.to_thread(official_python)
-    proc = await asyncio.create_subprocess_exec(
-        str(python),
-        str(RUNNER),
-        flavour,
-        twin.base_url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0, err.decode()
-    assert f"official cartesia {OFFICIAL_VERSION}" in err.decode()
-    return out.decode()
+    out, err = await run_script(python, str(RUNNER), flavour, twin.base_url)
+    assert f"official cartesia {OFFICIAL_VERSION}" in err
+    return out
 
 
 def check_wire(twin: Twin) -> list[int]:
