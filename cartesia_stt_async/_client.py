@@ -151,6 +151,7 @@ class ConnectionManager(HandlerMethods):
         ws = await first_socket(
             lambda: self._handshake(config.extra_query or {}, config.extra_headers or {}),
             self._settings.retry,
+            config.open_timeout,
         )
         logger.debug("connected to %s", self.url)
         self._connection = AsyncConnection(
