@@ -65,6 +65,7 @@ from .protocol.events import (
 from .protocol.outbox import ConnectionStats
 from .protocol.retry import RetryPolicy
 from .protocol.transcript import Transcript, Utterance
+from .subtitles import Cue, TimedWord, cues, to_srt, to_vtt
 
 __all__ = [
     "ENCODINGS",
@@ -88,6 +89,7 @@ __all__ = [
     "ConnectionManager",
     "ConnectionStateError",
     "ConnectionStats",
+    "Cue",
     "DoneEvent",
     "Encoding",
     "ErrorEvent",
@@ -111,6 +113,7 @@ __all__ = [
     "SyncConnectionManager",
     "SyncSpeechResponse",
     "TLSError",
+    "TimedWord",
     "Transcript",
     "TranscriptEvent",
     "Transcription",
@@ -120,5 +123,8 @@ __all__ = [
     "Word",
     "__version__",
     "connect",
+    "cues",
     "parse_event",
+    "to_srt",
+    "to_vtt",
 ]

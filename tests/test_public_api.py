@@ -37,6 +37,7 @@ PUBLIC = [
     "ConnectionManager",
     "ConnectionStateError",
     "ConnectionStats",
+    "Cue",
     "DoneEvent",
     "Encoding",
     "ErrorEvent",
@@ -60,6 +61,7 @@ PUBLIC = [
     "SyncConnectionManager",
     "SyncSpeechResponse",
     "TLSError",
+    "TimedWord",
     "Transcript",
     "TranscriptEvent",
     "Transcription",
@@ -69,7 +71,10 @@ PUBLIC = [
     "Word",
     "__version__",
     "connect",
+    "cues",
     "parse_event",
+    "to_srt",
+    "to_vtt",
 ]
 
 
@@ -87,7 +92,7 @@ def test_all_is_pinned() -> None:
 
 
 # Modules users may import; every other module of the package is private (``_`` prefix).
-PUBLIC_MODULES = {"errors", "protocol", "twin", "testing", "cli", "audio", "vad"}
+PUBLIC_MODULES = {"errors", "protocol", "twin", "testing", "cli", "audio", "vad", "subtitles"}
 
 
 def test_internal_modules_are_private() -> None:
