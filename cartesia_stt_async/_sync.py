@@ -41,6 +41,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, Unpack
 
 from ._access_token import AccessToken
+from ._batch import FileTypes, TranscribeOptions
 from ._client import AsyncCartesia, ConnectionManager, TurnConnectionManager
 from ._config import DEFAULT, Default, SessionOptions, TurnSessionOptions
 from ._connection import AsyncConnection, BaseConnection
@@ -49,9 +50,11 @@ from ._portal import Portal, Runtime, SyncHandlerMethods, SyncHandlers
 from ._tts import SpeechResponse
 from ._turns import AsyncTurnConnection
 from .errors import CartesiaSTTError, UsageError
+from .protocol.batch import Transcription
 from .protocol.commands import DEFAULT_CARTESIA_VERSION
 from .protocol.events import Event, TurnEvent, parse_event, parse_turn_event
 from .protocol.outbox import ConnectionStats
+from .protocol.retry import RetryPolicy
 from .protocol.transcript import Transcript, Utterance
 from .protocol.turns import Turn, TurnSettings, TurnTranscript
 
@@ -673,12 +676,25 @@ class SyncSTT:
     def __init__(self, client: Cartesia) -> None:
         self.manual_finalize = SyncManualFinalize(client)
         self.auto_finalize = SyncAutoFinalize(client)
+        self._client = client
+
+    def transcribe(
+        self, *, file: FileTypes, model: str, **options: Unpack[TranscribeOptions]
+    ) -> Transcription:
+        """Transcribe a whole audio file in one request (see
+        ``AsyncCartesia().stt.transcribe``, whose arguments, result and errors these are).
+        """
+        stt = self._client._runtime.aclient.stt
+        return self._client._runtime.portal().call(
+            stt.transcribe, file=file, model=model, **options
+        )
 
 
 class Cartesia:
     """The synchronous client, with the official SDK's sync surface.
 
     ``client.stt.manual_finalize.websocket(...)`` opens sessions (``with ... as connection``),
+    ``client.stt.transcribe(...)`` transcribes a whole file,
     ``client.tts.generate(...).read()`` synthesizes speech, ``client.access_token.create(...)``
     mints browser tokens. Calls run the async client on one
     background thread per client (started on first use); ``client.close()`` or
@@ -694,6 +710,8 @@ class Cartesia:
             CA), ``None`` (default: system verification), or ``False`` for plain URLs only
             (see :class:`AsyncCartesia`).
         proxy: A proxy URL, ``None`` (default: from the environment) or ``False`` (never).
+        max_retries: Retries of a failed call, or a :class:`RetryPolicy` (see
+            :class:`AsyncCartesia`).
 
     Raises:
         ConfigurationError: Without an API key, with an unusable URL, ``ssl=False`` with an
@@ -711,6 +729,7 @@ class Cartesia:
         default_headers: Mapping[str, str] | None = None,
         ssl: SSLOption = None,
         proxy: ProxyOption = None,
+        max_retries: int | RetryPolicy = 2,
     ) -> None:
         aclient = AsyncCartesia(
             api_key=api_key,
@@ -720,6 +739,7 @@ class Cartesia:
             default_headers=default_headers,
             ssl=ssl,
             proxy=proxy,
+            max_retries=max_retries,
         )
         self._runtime = Runtime(aclient)
         self._finalizer = weakref.finalize(self, self._runtime.finalize)
