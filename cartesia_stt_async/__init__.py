@@ -36,6 +36,7 @@ from .errors import (
     BufferFullError,
     CartesiaSTTError,
     ConfigurationError,
+    ConflictError,
     ConnectionClosedError,
     ConnectionStateError,
     InvalidAudioError,
@@ -48,6 +49,7 @@ from .errors import (
     ReconnectError,
     ServerError,
     TLSError,
+    UnprocessableEntityError,
     UsageError,
 )
 from .protocol.audio import ENCODINGS, AudioFormat, Encoding
@@ -85,6 +87,7 @@ __all__ = [
     "Cartesia",
     "CartesiaSTTError",
     "ConfigurationError",
+    "ConflictError",
     "ConnectionClosedError",
     "ConnectionManager",
     "ConnectionStateError",
@@ -118,6 +121,7 @@ __all__ = [
     "TranscriptEvent",
     "Transcription",
     "UnknownEvent",
+    "UnprocessableEntityError",
     "UsageError",
     "Utterance",
     "Word",

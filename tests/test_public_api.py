@@ -33,6 +33,7 @@ PUBLIC = [
     "Cartesia",
     "CartesiaSTTError",
     "ConfigurationError",
+    "ConflictError",
     "ConnectionClosedError",
     "ConnectionManager",
     "ConnectionStateError",
@@ -66,6 +67,7 @@ PUBLIC = [
     "TranscriptEvent",
     "Transcription",
     "UnknownEvent",
+    "UnprocessableEntityError",
     "UsageError",
     "Utterance",
     "Word",
@@ -210,8 +212,9 @@ def test_the_docstring_draws_every_error_with_its_real_parent() -> None:
         (429, errors.RateLimitError),
         (500, errors.ServerError),
         (503, errors.ServerError),
-        (409, errors.APIStatusError),
-        (422, errors.APIStatusError),
+        (409, errors.ConflictError),
+        (422, errors.UnprocessableEntityError),
+        (418, errors.APIStatusError),
     ],
 )
 def test_error_for_status(status: int, cls: type[errors.APIStatusError]) -> None:
