@@ -456,7 +456,7 @@ class AsyncConnection(BaseConnection[Event]):
             if session.state is State.DONE:
                 return
             if link.finished.is_set() or link.failure.error is not None:
-                err = link.end_error()
+                err = link.end_error(events_shown=False)
                 if err is not None:
                     raise err
                 return

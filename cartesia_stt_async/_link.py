@@ -112,16 +112,21 @@ class Failure:
         self.told = True
         return self.error
 
-    def end_of_iteration(self) -> CartesiaSTTError | None:
+    def end_of_iteration(self, *, events_shown: bool = True) -> CartesiaSTTError | None:
         """The error that ends ``async for event in conn``; ``None`` for a clean end.
 
         Clean: after ``done``, after an ``error`` event was yielded, or after a clean close
         (1000/1001) that was not a failed reconnect and left no turn unanswered. Either way the
         caller is told.
+
+        Args:
+            events_shown: The stream ending is one of events, so a server ``error`` event was
+                shown in it. Streams that show no events (``finals()``, ``turns()``, signals)
+                pass False: there the error event is raised, or nobody would ever see it.
         """
         self.told = True
         error = self.error
-        if error is None or self.in_band:
+        if error is None or (self.in_band and events_shown):
             return None
         if (
             isinstance(error, ConnectionClosedError)
@@ -258,13 +263,14 @@ class Link:
         if self.failure.error is not None and not self.session.finished:
             self.failure.raise_it()
 
-    def end_error(self) -> CartesiaSTTError | None:
-        """The error that ends the event stream or ``finals()``, ``None`` for a clean end
-        (``done``, or see :meth:`Failure.end_of_iteration`); the caller is told either way."""
+    def end_error(self, *, events_shown: bool = True) -> CartesiaSTTError | None:
+        """The error that ends the event stream, ``finals()`` or ``turns()``, ``None`` for a
+        clean end (the session's clean end, or see :meth:`Failure.end_of_iteration`, which
+        takes ``events_shown``); the caller is told either way."""
         if self.session.finished:
             self.failure.mark_told()
             return None
-        return self.failure.end_of_iteration()
+        return self.failure.end_of_iteration(events_shown=events_shown)
 
     async def wait_done(self) -> None:
         """Return at the session's clean end; raise why it ended without one."""

@@ -314,7 +314,7 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
             if session.finished:
                 return
             if link.finished.is_set() or link.failure.error is not None:
-                err = link.end_error()
+                err = link.end_error(events_shown=False)
                 if err is not None:
                     raise err
                 return
@@ -378,7 +378,7 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
                 yield item
         finally:
             self._listeners.remove(queue)
-        err = self._link.end_error()
+        err = self._link.end_error(events_shown=False)
         if err is not None:
             raise err
 

@@ -152,3 +152,26 @@ async def test_finals_yields_what_was_committed_while_its_consumer_was_busy(
         await asyncio.wait_for(task, 5 * SLACK)
     assert out == ["a", "b", "c"]
     assert not other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_finals_raises_a_server_error_event_it_never_showed(
+    twin_factory: TwinFactory,
+) -> None:
+    """finals() shows no events, so a fatal ``error`` event must end it with the error, not
+    quietly (a relay reading only finals() would otherwise never learn why it stopped)."""
+    # Utterance 0's two finals go out, then an error event (status 500) before flush_done.
+    faults = Faults([Fault("error_event", connection=0, after_events=2, code=500)])
+    async with twin_factory(engine=ScriptedEngine([["a", "b"]]), faults=faults) as twin:
+        forwarded: list[str] = []
+        async with ws(client_for(twin)) as conn:
+            await conn.send_audio(bytes(320))
+            ticket = conn.finalize_nowait()
+            with pytest.raises(stt.ServerError):
+                async for delta in conn.finals():
+                    forwarded.append(delta)
+            with pytest.raises(stt.ServerError):
+                await ticket
+        # Told once: leaving `async with` normally raises nothing more.
+    assert forwarded == []  # the utterance was never answered: nothing committed
+    assert not other_tasks()

@@ -227,6 +227,29 @@ async def test_a_server_error_is_an_event_and_a_typed_error() -> None:
         await c.close()
 
 
+async def test_a_fatal_error_event_ends_turns_and_signals_with_the_error() -> None:
+    """turns() and signals() show no events: a fatal error event must end them with the
+    error, not quietly."""
+
+    async def script(conn: TurnsConn) -> None:
+        await conn.event("connected")
+        await conn.heard(len(SPEECH))
+        await conn.event("turn.start")
+        await conn.event("error", title="Server error", message="boom", status_code=500)
+        await conn.close(1011)
+
+    async with bounded(10), turns_server(script) as server, open_turns(server.base_url) as c:
+        signals = asyncio.create_task(collect(c.signals()))
+        await asyncio.sleep(0)  # the listener is registered before any event
+        await c.send_audio(SPEECH)
+        with pytest.raises(stt.ServerError, match="boom"):
+            async for _ in c.turns():
+                pass
+        with pytest.raises(stt.ServerError, match="boom"):
+            await signals
+        # Told: leaving `async with` normally raises nothing more.
+
+
 async def test_configure_checks_then_sends_and_official_commands_pass_through() -> None:
     async def script(conn: TurnsConn) -> None:
         await conn.command("config", 2)
