@@ -3,7 +3,10 @@
 Runs in the official SDK's own virtual environment (``tests/official.py``), never in the
 test environment::
 
-    python tests/official_turns_run.py BASE_URL WAV_PATH
+    python tests/official_turns_run.py BASE_URL WAV_PATH [SDK]
+
+``SDK`` is the module to import, ``cartesia`` (the default) or ``cartesia_stt_async``: the same
+code runs on both, only the import differs (ours runs in the test environment).
 
 It follows the SDK's ``stt_auto_finalize_websocket_async`` example (cartesia-python
 ``examples/async_examples.py``): a mono 16-bit WAV in 100 ms chunks at real-time pace through
@@ -17,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import wave
-
-import cartesia  # the official SDK, from this interpreter's environment
+from importlib import import_module
+from typing import Any
 
 
 def read_chunks(path: str) -> tuple[list[bytes], int]:
@@ -32,7 +35,7 @@ def read_chunks(path: str) -> tuple[list[bytes], int]:
     return chunks, rate
 
 
-async def run(base_url: str, path: str) -> None:
+async def run(cartesia: Any, base_url: str, path: str) -> None:
     chunks, rate = read_chunks(path)
     full_transcript = ""
     async with (
@@ -65,5 +68,7 @@ async def run(base_url: str, path: str) -> None:
 
 
 if __name__ == "__main__":
-    print(f"official cartesia {cartesia.__version__}", file=sys.stderr)
-    asyncio.run(run(sys.argv[1], sys.argv[2]))
+    name = sys.argv[3] if len(sys.argv) > 3 else "cartesia"
+    sdk = import_module(name)  # the official SDK, or ours with the import swapped
+    print(f"{'official ' if name == 'cartesia' else ''}{name} {sdk.__version__}", file=sys.stderr)
+    asyncio.run(run(sdk, sys.argv[1], sys.argv[2]))

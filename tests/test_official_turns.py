@@ -1,5 +1,6 @@
 """The official ``cartesia`` 4.2.0 client's turn-detection flow against the twin's
-``/stt/turns/websocket``: one ``turn.end`` per spoken sentence, and the sentences' words.
+``/stt/turns/websocket``: one ``turn.end`` per spoken sentence, and the sentences' words; the
+same code with the import swapped to ``cartesia_stt_async`` gets the same.
 
 The audio: sentences synthesized by the twin's own voice (``/tts/bytes``'s synthesizer),
 1.5 s of silence after each, in a WAV file. The official client runs in its own virtual
@@ -10,7 +11,10 @@ SDK's ``stt_auto_finalize_websocket_async`` example flow: 100 ms chunks at real-
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import sys
 import wave
 from pathlib import Path
 
@@ -19,7 +23,7 @@ import pytest
 from cartesia_stt_async.twin import serve
 from cartesia_stt_async.twin.wer import word_error_rate
 
-from .official import run_official
+from .official import ROOT, run_official, run_script
 from .speech import SEED, shared_engine, speech
 from .test_conformance import MAX_WER, full_transcript
 
@@ -41,14 +45,20 @@ def write_wav(path: Path) -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.timeout(150)
-async def test_official_client_gets_one_turn_end_per_sentence(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sdk", ["cartesia", "cartesia_stt_async"])
+async def test_official_client_gets_one_turn_end_per_sentence(sdk: str, tmp_path: Path) -> None:
     wav = tmp_path / "sentences.wav"
     write_wav(wav)
     async with serve(engine=shared_engine()) as twin:
-        printed = await run_official(VERSION, RUNNER, twin.base_url, str(wav))
+        if sdk == "cartesia":
+            printed = await run_official(VERSION, RUNNER, twin.base_url, str(wav))
+        else:  # the same code, the import swapped: this checkout's package
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            args = (str(RUNNER), twin.base_url, str(wav), sdk)
+            printed, _ = await run_script(sys.executable, *args, env=env, timeout=90)
     (record,) = twin.sessions
     assert record.close_code == 1000
-    assert [text for _, text in record.commands] == ['{"type": "close"}']
+    assert [json.loads(text) for _, text in record.commands] == [{"type": "close"}]
     assert record.headers.get("cartesia-version") == "2026-08-14"
 
     kinds = re.findall(r"^(connected|turn\.\w+|error) \|", printed, re.MULTILINE)
