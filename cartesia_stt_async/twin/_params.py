@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, fields, replace
 from typing import Final
 
-from ..errors import UsageError
+from ..errors import TurnConfigError, UsageError
 from ..protocol.audio import ENCODINGS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from ..protocol.commands import MAX_KEYTERM_CHARS, MAX_KEYTERMS
+from ..protocol.turns import TurnSettings as _Checked
+from ..protocol.turns import check_turn_settings
 from ._detector import DEFAULT_SETTINGS, TurnSettings
 from .engines import SessionParams
 
@@ -23,7 +25,6 @@ __all__ = [
     "MIN_SAMPLE_RATE",
     "MODELS",
     "TURN_MODELS",
-    "TURN_RANGES",
     "ParamError",
     "turn_settings",
     "validate_params",
@@ -32,13 +33,6 @@ __all__ = [
 
 MODELS: Final = frozenset({"ink-2", "ink-whisper", "ink-whisper-2025-06-04"})
 TURN_MODELS: Final = frozenset({"ink-2"})
-# Cartesia's documented ranges of the turn parameters (inclusive).
-TURN_RANGES: Final = {
-    "start_threshold": (0.5, 0.9),
-    "eager_end_threshold": (0.3, 0.6),
-    "end_threshold": (0.05, 0.5),
-    "end_timeout_ms": (640.0, 11200.0),
-}
 
 
 class ParamError(UsageError):
@@ -57,13 +51,18 @@ class ParamError(UsageError):
         self.error_code = error_code
 
 
-def _float_param(name: str, raw: object, low: float, high: float | None) -> float:
+def _number(name: str, raw: object) -> float:
+    """``raw`` (a query string or a JSON number) as a float: a ParamError if it is none."""
     try:
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
             raise ValueError
-        value = float(raw)
+        return float(raw)
     except ValueError:
         raise ParamError("Invalid parameter", f"{name} must be a number, got {raw!r}") from None
+
+
+def _float_param(name: str, raw: object, low: float, high: float | None) -> float:
+    value = _number(name, raw)
     if not math.isfinite(value) or value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise ParamError("Invalid parameter", f"{name} must be {bound}, got {raw!r}")
@@ -172,6 +171,10 @@ def turn_settings(
 ) -> TurnSettings:
     """``base`` with the turn parameters found in ``values`` checked and applied.
 
+    The ranges and the order start > eager end > end are the client's own rules
+    (:func:`~cartesia_stt_async.protocol.turns.check_turn_settings`, their one home); the twin
+    only parses the numbers and answers a broken rule with an ``error`` event.
+
     Args:
         values: Query parameters (``turn_start_threshold``, ...: ``prefix`` + field name) or
             a ``config`` command's ``turn`` object (``prefix=""``); other names are ignored.
@@ -185,21 +188,18 @@ def turn_settings(
         ParamError: A value that is not a number, out of its range, or thresholds out of
             order (start > eager end > end).
     """
-    changed: dict[str, float] = {}
-    for name, (low, high) in TURN_RANGES.items():
-        raw = values.get(prefix + name)
+    changes: dict[str, object] = {}
+    for field in fields(TurnSettings):
+        raw = values.get(prefix + field.name)
         if raw is not None:
-            changed[name] = _float_param(prefix + name, raw, low, high)
-    settings = replace(base, **changed)
-    if not (settings.start_threshold > settings.eager_end_threshold > settings.end_threshold):
-        raise ParamError(
-            "Invalid parameter",
-            f"the turn thresholds must be ordered {prefix}start_threshold > "
-            f"{prefix}eager_end_threshold > {prefix}end_threshold, got "
-            f"{settings.start_threshold} > {settings.eager_end_threshold} > "
-            f"{settings.end_threshold}",
+            changes[field.name] = _number(prefix + field.name, raw)
+    try:
+        checked = check_turn_settings(
+            changes, _Checked(**asdict(base)), names="query" if prefix else "config"
         )
-    return settings
+    except TurnConfigError as exc:
+        raise ParamError("Invalid parameter", str(exc)) from None
+    return replace(base, **{k: v for k, v in asdict(checked).items() if v is not None})
 
 
 def validate_turn_params(
