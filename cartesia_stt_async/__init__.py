@@ -61,6 +61,7 @@ from .errors import (
     UsageError,
 )
 from .protocol.audio import ENCODINGS, AudioFormat, Encoding
+from .protocol.batch import Transcription
 from .protocol.events import (
     ConnectedEvent,
     DoneEvent,
@@ -80,8 +81,10 @@ from .protocol.events import (
     parse_turn_event,
 )
 from .protocol.outbox import ConnectionStats
+from .protocol.retry import RetryPolicy
 from .protocol.transcript import Transcript, Utterance
 from .protocol.turns import Turn, TurnSettings, TurnSignal, TurnTranscript
+from .subtitles import Cue, TimedWord, cues, to_srt, to_vtt
 
 __all__ = [
     "ENCODINGS",
@@ -107,6 +110,7 @@ __all__ = [
     "ConnectionManager",
     "ConnectionStateError",
     "ConnectionStats",
+    "Cue",
     "DoneEvent",
     "Encoding",
     "ErrorEvent",
@@ -123,6 +127,7 @@ __all__ = [
     "RateLimitError",
     "ReconnectError",
     "ReconnectingEvent",
+    "RetryPolicy",
     "ServerError",
     "SessionOptions",
     "SpeechResponse",
@@ -132,8 +137,10 @@ __all__ = [
     "SyncTurnConnection",
     "SyncTurnConnectionManager",
     "TLSError",
+    "TimedWord",
     "Transcript",
     "TranscriptEvent",
+    "Transcription",
     "Turn",
     "TurnConfigError",
     "TurnConnectionManager",
@@ -153,6 +160,9 @@ __all__ = [
     "Word",
     "__version__",
     "connect",
+    "cues",
     "parse_event",
     "parse_turn_event",
+    "to_srt",
+    "to_vtt",
 ]

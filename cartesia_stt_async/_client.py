@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Generic, NoReturn, TypeVar, Unpack
 
 from ._access_token import AccessTokenResource
+from ._batch import FileTypes, transcribe
 from ._config import SessionConfig, SessionOptions, TurnSessionConfig, TurnSessionOptions
 from ._connection import AsyncConnection, BaseConnection
 from ._events import HandlerMethods, Handlers
@@ -29,11 +30,13 @@ from ._network import (
 )
 from ._redact import RedactingLogger, Secrets, proxy_secrets, secrets_in
 from ._socket import Socket, ws_connect
+from ._supervisor import first_socket
 from ._translate import handshake_error
 from ._tts import TTS
 from ._turns import AsyncTurnConnection
 from ._version import __version__
 from .errors import ConfigurationError, UsageError
+from .protocol.batch import Transcription
 from .protocol.commands import (
     DEFAULT_BASE_URL,
     DEFAULT_CARTESIA_VERSION,
@@ -42,6 +45,7 @@ from .protocol.commands import (
     build_ws_url,
     check_header_value,
 )
+from .protocol.retry import RetryPolicy
 
 __all__ = ["AsyncCartesia", "ConnectionManager", "TurnConnectionManager", "connect"]
 
@@ -141,7 +145,10 @@ class _Manager(HandlerMethods, Generic[_C]):
                 "it) first, or call websocket(...) again for a second session"
             )
         config = self._config
-        ws = await self._handshake(config.extra_query or {}, config.extra_headers or {})
+        ws = await first_socket(
+            lambda: self._handshake(config.extra_query or {}, config.extra_headers or {}),
+            self._settings.retry,
+        )
         logger.debug("connected to %s", self.url)
         return ws
 
@@ -224,6 +231,7 @@ class _Settings:
         "cartesia_version",
         "default_headers",
         "proxy",
+        "retry",
         "secrets",
         "ssl",
         "websocket_base_url",
@@ -238,6 +246,7 @@ class _Settings:
         default_headers: Mapping[str, str] | None,
         ssl: object = None,
         proxy: object = None,
+        max_retries: object = 2,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("CARTESIA_API_KEY")
         if not key:
@@ -261,6 +270,7 @@ class _Settings:
         ws_url = build_ws_url((), base_url=self.base_url, websocket_base_url=websocket_base_url)
         self.ssl: SSLOption = check_ssl(ssl, (ws_url, self.base_url))
         self.proxy: ProxyOption = check_proxy(proxy)
+        self.retry = RetryPolicy.of(max_retries)
         # The one registry of the client's secrets (sessions copy it, HTTP requests share it).
         self.secrets = Secrets.for_client(key, self.default_headers, self.proxy or None)
 
@@ -353,11 +363,71 @@ class AutoFinalize:
 
 
 class STT:
-    """``client.stt``."""
+    """``client.stt``: realtime sessions (``manual_finalize``) and whole files
+    (:meth:`transcribe`)."""
 
-    def __init__(self, settings: _Settings) -> None:
+    def __init__(self, settings: _Settings, http: HTTPClient) -> None:
         self.manual_finalize = ManualFinalize(settings)
         self.auto_finalize = AutoFinalize(settings)
+        self._http = http
+
+    async def transcribe(
+        self,
+        *,
+        file: FileTypes,
+        model: str,
+        language: str | None = None,
+        timestamp_granularities: Sequence[str] | None = None,
+        encoding: str | None = None,
+        sample_rate: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | None = None,
+    ) -> Transcription:
+        """Transcribe a whole audio file in one request (``POST /stt``), streamed from disk.
+
+        Args:
+            file: A path, ``bytes``, a binary file object, or a ``(filename, content[,
+                content_type])`` tuple. A container file (WAV, MP3, FLAC, ...) or raw PCM
+                (then give ``encoding`` and ``sample_rate``).
+            model: ``"ink-whisper"`` (or a dated ``ink-whisper-YYYY-MM-DD``).
+            language: The ISO-639-1 code of the speech (default: the server's, ``en``).
+            timestamp_granularities: ``["word"]`` for per-word start and end times.
+            encoding: Raw PCM only: ``pcm_s16le``, ``pcm_s32le``, ``pcm_f16le``,
+                ``pcm_f32le``, ``pcm_mulaw`` or ``pcm_alaw`` (sent in the query string).
+            sample_rate: Raw PCM only: Hz, 8000 to 48000.
+            extra_headers: More request headers.
+            extra_query: More query parameters.
+            extra_body: More form fields.
+            timeout: Seconds for the whole call, retries included (default: 60).
+
+        Returns:
+            The :class:`~cartesia_stt_async.Transcription`: ``text``, ``words``,
+            ``duration``, ``language``, ``request_id``.
+
+        Raises:
+            UsageError: A bad argument, or a file that does not exist or is not binary
+                (checked before any I/O, naming the value).
+            APIStatusError: The server refused (``BadRequestError``, ``RateLimitError``, ...),
+                with its message, ``error_code`` and ``request_id``, after any retries.
+            APIConnectionError: The server could not be reached (``APITimeoutError`` when
+                ``timeout`` ran out).
+            ProtocolError: The answer is not a transcript.
+        """
+        return await transcribe(
+            self._http,
+            file=file,
+            model=model,
+            language=language,
+            timestamp_granularities=timestamp_granularities,
+            encoding=encoding,
+            sample_rate=sample_rate,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+        )
 
 
 class AsyncCartesia:
@@ -372,7 +442,7 @@ class AsyncCartesia:
             ``http``/``ws`` map to ``ws://``, ``https``/``wss`` to ``wss://``; other schemes
             are a :class:`ConfigurationError`.
         websocket_base_url: A ``ws(s)://`` base that wins over ``base_url``.
-        cartesia_version: The ``cartesia-version`` header (default ``2025-11-04``).
+        cartesia_version: The ``cartesia-version`` header (default ``2026-08-14``).
         default_headers: Extra handshake headers for every session.
         ssl: TLS for ``wss://`` sessions and ``https://`` requests: an
             :class:`ssl.SSLContext` (for example one that trusts a private CA:
@@ -385,6 +455,12 @@ class AsyncCartesia:
             ``http://[user:password@]host:port`` URL: that proxy (an HTTP CONNECT tunnel) for
             every session and request; ``False``: never a proxy. Its credentials are
             redacted from every error, log and repr.
+        max_retries: Retries of a failed call (default 2), or a
+            :class:`~cartesia_stt_async.RetryPolicy` (retries and backoff). One policy for
+            every call: ``stt.transcribe``, ``tts.generate``, ``access_token.create`` and the
+            first handshake of each session retry 429, 5xx and network failures with jittered
+            backoff and the server's ``Retry-After``; never another 4xx. Reconnects after a
+            session's socket drops follow the session's own ``max_retries``.
 
     Raises:
         ConfigurationError: Without an API key, with an unusable URL, ``ssl=False`` with an
@@ -402,11 +478,18 @@ class AsyncCartesia:
         default_headers: Mapping[str, str] | None = None,
         ssl: SSLOption = None,
         proxy: ProxyOption = None,
+        max_retries: int | RetryPolicy = 2,
     ) -> None:
         self._settings = _Settings(
-            api_key, base_url, websocket_base_url, cartesia_version, default_headers, ssl, proxy
+            api_key,
+            base_url,
+            websocket_base_url,
+            cartesia_version,
+            default_headers,
+            ssl,
+            proxy,
+            max_retries,
         )
-        self._stt = STT(self._settings)
         self._http = HTTPClient(
             api_key=self._settings.api_key,
             base_url=self._settings.base_url,
@@ -415,7 +498,9 @@ class AsyncCartesia:
             ssl=self._settings.ssl,
             proxy=self._settings.proxy,
             secrets=self._settings.secrets,
+            retry=self._settings.retry,
         )
+        self._stt = STT(self._settings, self._http)
         self._tts = TTS(self._http)
         self._access_token = AccessTokenResource(self._http)
 

@@ -1,8 +1,11 @@
-"""The one aiohttp user: the client's HTTP routes (``/tts/bytes``, ``/access-token``).
+"""The one aiohttp user: the client's HTTP routes (``/stt``, ``/tts/bytes``, ``/access-token``).
 
 One :class:`HTTPClient` per ``AsyncCartesia``: it opens its aiohttp session on first use,
 sends the client's headers, and turns a refused request or a failed connection into this
-package's typed errors (through :mod:`._translate`). ``client.close()`` closes it.
+package's typed errors (through :mod:`._translate`). ``client.close()`` closes it. Failed
+requests are retried by the client's one policy (:class:`~.protocol.retry.RetryPolicy`: 429,
+5xx and connection failures, with backoff and the server's ``Retry-After``), within the call's
+``timeout``, which bounds every attempt and wait together.
 
 TLS and proxies (see :mod:`._network`): the client's ``ssl`` context goes to each
 ``https://`` request (``ssl=`` of ``ClientSession.request``; aiohttp's default, ``True``,
@@ -27,10 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import random
+import time
 import warnings
 import weakref
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -38,12 +44,16 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ._network import ProxyOption, SSLOption, http_proxy, proxy_authorization, ssl_for
-from ._redact import Secrets, proxy_secrets
+from ._redact import Secrets, proxy_secrets, secrets_in
 from ._translate import http_error, proxy_status_error, status_error
 from ._version import __version__
+from .errors import CartesiaSTTError
 from .protocol.commands import build_headers
+from .protocol.retry import RetryPolicy, transient
 
 __all__ = ["HTTPClient"]
+
+logger = logging.getLogger("cartesia_stt_async")
 
 
 class _Connector(aiohttp.TCPConnector):
@@ -124,6 +134,8 @@ class HTTPClient:
             (aiohttp's default verification; ``False`` is only ever accepted for plain
             URLs, checked by the client).
         proxy: A proxy URL, ``None`` (from the environment) or ``False`` (none).
+        secrets: The client's registry of credentials to redact.
+        retry: How failed requests are retried (default :class:`RetryPolicy`'s).
     """
 
     def __init__(
@@ -137,6 +149,7 @@ class HTTPClient:
         ssl: SSLOption = None,
         proxy: ProxyOption = None,
         secrets: Secrets | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._headers = build_headers(
@@ -151,6 +164,7 @@ class HTTPClient:
             else Secrets.for_client(api_key, default_headers, proxy or None)
         )
         self.timeout = timeout
+        self.retry = retry if retry is not None else RetryPolicy()
         self._ssl = ssl
         self._proxy = proxy
         self._pools: dict[asyncio.AbstractEventLoop, _Pool] = {}
@@ -161,19 +175,95 @@ class HTTPClient:
         return self.secrets.url(self._base + path)
 
     async def post(
-        self, path: str, body: Mapping[str, Any], *, accept: str
+        self,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        accept: str,
+        form: Callable[[], aiohttp.FormData] | None = None,
+        replayable: Callable[[], bool] | None = None,
+        query: Sequence[tuple[str, str]] = (),
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> tuple[bytes, CIMultiDictProxy[str]]:
-        """POST ``body`` as JSON to ``path``; return the response body and headers.
+        """POST ``body`` as JSON (or ``form()`` as multipart) to ``path``, retrying failures
+        the client's :class:`~.protocol.retry.RetryPolicy` allows; return the answer's body
+        and headers.
+
+        Args:
+            path: The route (``/tts/bytes``).
+            body: The JSON body.
+            accept: The ``Accept`` header.
+            form: Makes the multipart body, once per attempt (instead of ``body``).
+            replayable: After a failed attempt: whether ``form()`` can make the same body
+                again (a non-seekable file already partly read cannot); default yes.
+            query: Query string pairs.
+            extra_headers: More headers for this request (they win over the client's).
+            timeout: Seconds for the whole call, retries and their waits included; default
+                the client's ``timeout``.
 
         Raises:
             APIStatusError: The server answered with a status >= 400 (typed by status, with
-                the server's message).
-            APIConnectionError: The server could not be reached (``APITimeoutError`` after
-                ``timeout``, ``TLSError`` when its certificate did not verify, ``ProxyError``
-                when the proxy refused or could not be reached).
+                the server's message, code and request id), after any retries.
+            APIConnectionError: The server could not be reached (``APITimeoutError`` when the
+                call's time ran out, ``TLSError`` when its certificate did not verify,
+                ``ProxyError`` when the proxy refused or could not be reached).
         """
+        secrets = self.secrets
+        if query or extra_headers:
+            secrets = secrets.copy()  # this call's credentials, redacted from its errors
+            secrets.add(*secrets_in(query, extra_headers))
+        limit = self.timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = max(deadline - loop.time(), 0.001)
+            data = form() if form is not None else None
+            status, headers, outcome = await self._attempt(
+                path, body, data, accept, query, extra_headers, remaining, secrets
+            )
+            if isinstance(outcome, bytes):
+                assert headers is not None  # an answer always has them
+                return outcome, headers
+            if not transient(outcome):
+                raise outcome
+            wait = self.retry.decide(
+                attempt,
+                status=status,
+                headers=headers if headers is not None else {},
+                remaining=deadline - loop.time(),
+                jitter=random.random(),
+                now=time.time(),
+                replayable=replayable() if replayable is not None else True,
+            )
+            if wait is None:
+                raise outcome
+            logger.debug(
+                "%s failed (%s); retry %d in %.2f s",
+                path,
+                status or type(outcome).__name__,
+                attempt,
+                wait,
+            )
+            await asyncio.sleep(wait)
+
+    async def _attempt(
+        self,
+        path: str,
+        body: Mapping[str, Any] | None,
+        data: aiohttp.FormData | None,
+        accept: str,
+        query: Sequence[tuple[str, str]],
+        extra_headers: Mapping[str, str] | None,
+        timeout: float,
+        secrets: Secrets,
+    ) -> tuple[int | None, CIMultiDictProxy[str] | None, bytes | CartesiaSTTError]:
+        """One request: ``(status, headers, body)``, or ``(status, headers, error)`` for a
+        refusal or a failure (``None`` status and headers when no answer came)."""
         session = await self._session()
-        headers = {**self._headers, "Accept": accept}
+        headers = {**self._headers, "Accept": accept, **(extra_headers or {})}
         url = self._base + path
         proxy = http_proxy(url, self._proxy)
         proxy_url, proxy_headers = self._proxy_args(proxy)
@@ -184,8 +274,11 @@ class HTTPClient:
         try:
             async with session.post(
                 url,
-                json=body,
+                json=body if data is None else None,
+                data=data,
+                params=list(query) or None,
                 headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
                 # True: aiohttp's default (verify against the system's trust store).
                 ssl=ssl_for(url, self._ssl) or True,
                 proxy=proxy_url,
@@ -196,21 +289,26 @@ class HTTPClient:
             ) as response:
                 content = await response.read()
         except Exception as exc:
-            error = http_error(exc, self.url(path), self.secrets, self.timeout, proxy)
+            error = http_error(exc, secrets.url(url), secrets, timeout, proxy)
             if error is None:
                 raise
         else:
             error = None
         if error is not None:
-            raise error  # outside the except block: the foreign exception is not kept
+            return None, None, error  # outside the except block: the foreign one is not kept
         if response.status == 407 and proxy is not None and not url.startswith("https:"):
             # A forwarding proxy (plain http://, no tunnel) refuses in the response itself.
-            raise proxy_status_error(proxy, response.status, response.reason or "", self.secrets)
+            refused = proxy_status_error(proxy, response.status, response.reason or "", secrets)
+            return response.status, response.headers, refused
         if response.status >= 300:  # a redirect included (not followed: see above)
-            raise status_error(
-                response.status, response.reason or "", content, response.headers, self.secrets
+            return (
+                response.status,
+                response.headers,
+                status_error(
+                    response.status, response.reason or "", content, response.headers, secrets
+                ),
             )
-        return content, response.headers
+        return response.status, response.headers, content
 
     def _proxy_args(self, proxy: str | None) -> tuple[URL | None, dict[str, str] | None]:
         """``proxy=`` and ``proxy_headers=`` for aiohttp: the URL without its credentials,

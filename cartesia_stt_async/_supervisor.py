@@ -4,7 +4,7 @@ The connection's reader reads a socket until it ends, then asks :meth:`Superviso
 That either returns a new, open socket (the reader then rewinds the session and goes on) or
 raises the error that ends the session:
 
-* a close that is not recoverable (1001, 1006, 1011, 1012 and 1013 are), or reconnecting
+* a close that is not recoverable (1001, 1005, 1006, 1011, 1012, 1013 and 1015 are), or reconnecting
   turned off (``max_retries=0``): the close itself (:class:`ConnectionClosedError`);
 * more unanswered audio than ``max_replay_ms`` (an exact replay is impossible);
 * a permanent refusal of a new handshake (400, 401, 403, 404): that :class:`APIStatusError`;
@@ -24,6 +24,7 @@ import asyncio
 import inspect
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
@@ -39,14 +40,16 @@ from .errors import (
     TLSError,
 )
 from .protocol.pacing import backoff_delay
+from .protocol.retry import RetryPolicy, transient
 from .protocol.sending import AudioSession
 
-__all__ = ["RECOVERABLE_CLOSE_CODES", "Connector", "Supervisor"]
+__all__ = ["RECOVERABLE_CLOSE_CODES", "Connector", "Supervisor", "first_socket"]
 
 logger = logging.getLogger("cartesia_stt_async")
 
-# Closes worth a new socket. 1006: a drop without a close frame.
-RECOVERABLE_CLOSE_CODES: Final = frozenset({1001, 1006, 1011, 1012, 1013})
+# Closes worth a new socket. 1006: a drop without a close frame; 1005: a close frame without a
+# code (some proxies and load balancers send it); 1015: the TLS layer failed mid-session.
+RECOVERABLE_CLOSE_CODES: Final = frozenset({1001, 1005, 1006, 1011, 1012, 1013, 1015})
 # Handshake statuses that will not change by retrying.
 _PERMANENT_STATUSES: Final = frozenset({400, 401, 403, 404})
 # A proxy's refusals that will not change by retrying (forbidden, authentication required).
@@ -58,6 +61,39 @@ _STABLE_S: Final = 10.0
 
 Connector = Callable[[Mapping[str, object], Mapping[str, str]], Awaitable[Socket]]
 """Opens a new socket with replacement ``extra_query`` and ``extra_headers``."""
+
+
+async def first_socket(connect: Callable[[], Awaitable[Socket]], policy: RetryPolicy) -> Socket:
+    """Open a session's first socket, retrying as the client's policy says (429, 5xx and
+    network failures; never 400, 401, 403, 404, a TLS failure or a refusing proxy), so a
+    brief outage at the start of a call does not fail it. Each attempt is bounded by
+    ``open_timeout``; the server's ``Retry-After`` is honoured.
+
+    Raises:
+        APIStatusError: The last refusal, when it is not retried or retries ran out.
+        APIConnectionError: Likewise for the last network failure.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await connect()
+        except (APIStatusError, APIConnectionError) as exc:
+            if not transient(exc):
+                raise
+            retry_after = getattr(exc, "retry_after", None)
+            wait = policy.decide(
+                attempt,
+                status=exc.status_code if isinstance(exc, APIStatusError) else None,
+                headers={"retry-after": str(retry_after)} if retry_after is not None else {},
+                remaining=None,
+                jitter=random.random(),
+                now=time.time(),
+            )
+            if wait is None:
+                raise
+            logger.debug("handshake failed (%s); retry %d in %.2f s", exc, attempt, wait)
+        await asyncio.sleep(wait)
 
 
 class Supervisor:

@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, Unpack
 
 from ._access_token import AccessToken
+from ._batch import FileTypes
 from ._client import AsyncCartesia, ConnectionManager, TurnConnectionManager
 from ._config import DEFAULT, Default, SessionOptions, TurnSessionOptions
 from ._connection import AsyncConnection, BaseConnection
@@ -49,9 +50,11 @@ from ._portal import Portal, Runtime, SyncHandlerMethods, SyncHandlers
 from ._tts import SpeechResponse
 from ._turns import AsyncTurnConnection
 from .errors import CartesiaSTTError, UsageError
+from .protocol.batch import Transcription
 from .protocol.commands import DEFAULT_CARTESIA_VERSION
 from .protocol.events import Event, TurnEvent, parse_event, parse_turn_event
 from .protocol.outbox import ConnectionStats
+from .protocol.retry import RetryPolicy
 from .protocol.transcript import Transcript, Utterance
 from .protocol.turns import Turn, TurnSettings, TurnTranscript
 
@@ -673,12 +676,46 @@ class SyncSTT:
     def __init__(self, client: Cartesia) -> None:
         self.manual_finalize = SyncManualFinalize(client)
         self.auto_finalize = SyncAutoFinalize(client)
+        self._client = client
+
+    def transcribe(
+        self,
+        *,
+        file: FileTypes,
+        model: str,
+        language: str | None = None,
+        timestamp_granularities: Sequence[str] | None = None,
+        encoding: str | None = None,
+        sample_rate: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | None = None,
+    ) -> Transcription:
+        """Transcribe a whole audio file in one request (see
+        ``AsyncCartesia().stt.transcribe``, whose arguments, result and errors these are).
+        """
+        stt = self._client._runtime.aclient.stt
+        return self._client._runtime.portal().call(
+            stt.transcribe,
+            file=file,
+            model=model,
+            language=language,
+            timestamp_granularities=timestamp_granularities,
+            encoding=encoding,
+            sample_rate=sample_rate,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+        )
 
 
 class Cartesia:
     """The synchronous client, with the official SDK's sync surface.
 
     ``client.stt.manual_finalize.websocket(...)`` opens sessions (``with ... as connection``),
+    ``client.stt.transcribe(...)`` transcribes a whole file,
     ``client.tts.generate(...).read()`` synthesizes speech, ``client.access_token.create(...)``
     mints browser tokens. Calls run the async client on one
     background thread per client (started on first use); ``client.close()`` or
@@ -694,6 +731,8 @@ class Cartesia:
             CA), ``None`` (default: system verification), or ``False`` for plain URLs only
             (see :class:`AsyncCartesia`).
         proxy: A proxy URL, ``None`` (default: from the environment) or ``False`` (never).
+        max_retries: Retries of a failed call, or a :class:`RetryPolicy` (see
+            :class:`AsyncCartesia`).
 
     Raises:
         ConfigurationError: Without an API key, with an unusable URL, ``ssl=False`` with an
@@ -711,6 +750,7 @@ class Cartesia:
         default_headers: Mapping[str, str] | None = None,
         ssl: SSLOption = None,
         proxy: ProxyOption = None,
+        max_retries: int | RetryPolicy = 2,
     ) -> None:
         aclient = AsyncCartesia(
             api_key=api_key,
@@ -720,6 +760,7 @@ class Cartesia:
             default_headers=default_headers,
             ssl=ssl,
             proxy=proxy,
+            max_retries=max_retries,
         )
         self._runtime = Runtime(aclient)
         self._finalizer = weakref.finalize(self, self._runtime.finalize)

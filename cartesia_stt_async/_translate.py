@@ -11,9 +11,7 @@ every secret in :class:`Secrets` is redacted from all of it, server-provided str
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
 import socket
 import ssl
 import time
@@ -46,6 +44,7 @@ from .errors import (
     UsageError,
     error_for_status,
 )
+from .protocol.retry import parse_retry_after as _parse_retry_after
 
 __all__ = [
     "TRUST_HINT",
@@ -64,21 +63,9 @@ __all__ = [
 
 def parse_retry_after(raw: str | None, now: float | None = None) -> float | None:
     """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP-date; ``None`` for a
-    missing, malformed, negative, NaN or infinite value."""
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            return None
-        value = when.timestamp() - (time.time() if now is None else now)
-        return max(value, 0.0)
-    return value if math.isfinite(value) and value >= 0 else None
+    missing, malformed, negative, NaN or infinite value (the rule:
+    :func:`~.protocol.retry.parse_retry_after`, given the clock here)."""
+    return _parse_retry_after(raw, time.time() if now is None else now)
 
 
 def status_error(

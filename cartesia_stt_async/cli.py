@@ -2,7 +2,12 @@
 
 * ``cartesia-stt demo [TEXT ...]``: synthesize sentences, stream them in paced 100 ms frames,
   ``finalize`` after each, ``close``, print each final delta and the full transcript.
-* ``cartesia-stt transcribe FILE.wav [--speed X] [--finalize-every S | --vad] [--json]``.
+* ``cartesia-stt transcribe FILE|DIR ... [--format text|json|srt|vtt] [--out DIR] [--jobs N]``:
+  every file through the batch endpoint, N at a time, each result written next to its file
+  (or under ``--out``); a summary names the files that failed (``_cli_files``).
+* ``cartesia-stt transcribe --realtime FILE.wav [--speed X] [--finalize-every S | --vad]
+  [--json]``: stream one WAV file over the real-time socket and print its transcript
+  (``--speed``, ``--finalize-every``, ``--vad`` and ``--json`` imply ``--realtime``).
 * ``cartesia-stt mic [--vad]``: push-to-talk from the microphone (the ``mic`` extra).
 * ``cartesia-stt twin [--host H] [--port P] [--certfile F [--keyfile K]]``: serve the local twin
   (over TLS with a certificate).
@@ -10,8 +15,8 @@
 ``demo``, ``transcribe`` and ``mic`` use the Cartesia API when ``CARTESIA_API_KEY`` is set,
 and otherwise start the local twin in-process (offline recognizer) and say so.
 
-Exit codes: 0 done, 1 the session or the server failed, 2 a usage error (bad arguments, a
-missing extra, no microphone), 130 interrupted.
+Exit codes: 0 done, 1 the session or the server failed (for ``transcribe FILE...``: any file
+failed), 2 a usage error (bad arguments, a missing extra, no microphone), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
+from ._cli_files import FORMATS, BatchResult, Format
 from ._cli_mic import KeySource, MicOptions, StreamFactory, sounddevice_stream, stdin_keys
 from ._install import install_hint
 from ._version import __version__
 from .errors import CartesiaSTTError, InvalidAudioError, UsageError
-from .protocol.checks import check_number, check_speed
+from .protocol.checks import check_int, check_number, check_speed
 from .vad import VadBackend, VadFinalizer
 
 if TYPE_CHECKING:
@@ -131,30 +138,65 @@ def _parser() -> _Parser:
 
     tr = add(
         "transcribe",
-        help="stream a WAV file and print its transcript",
-        description="Stream a WAV file (any common format: converted to mono PCM when needed), "
-        "finalize at the end or every N seconds, print the text or JSON lines of events. Uses "
-        "the Cartesia API when CARTESIA_API_KEY is set, otherwise the local twin (offline).",
+        help="transcribe audio files (batch), or stream one WAV file (--realtime)",
+        description="Send each audio file (and each one found under a directory) to the batch "
+        "endpoint, a few at a time, and write its transcript next to it (or under --out) as "
+        "text, JSON, SRT or WebVTT. With --realtime, stream one WAV file over the real-time "
+        "socket instead and print its transcript. Uses the Cartesia API when CARTESIA_API_KEY "
+        "is set, otherwise the local twin (offline). Exit status: 0 all done, 1 a file failed, "
+        "2 a usage error, 130 interrupted.",
     )
-    tr.add_argument("file", help="a .wav file")
+    tr.add_argument("files", nargs="+", metavar="FILE", help="audio files and directories")
     tr.add_argument(
-        "--speed", type=float, default=1.0, help="pacing, 1.0 = real time (default), 0 = unpaced"
+        "--format",
+        choices=list(FORMATS),
+        default=None,
+        help="what to write for each file: text (.txt, the default), json, srt or vtt",
+    )
+    tr.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="write the results under DIR (default: next to each file)",
+    )
+    tr.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"files transcribed at once (default {DEFAULT_JOBS})",
+    )
+    tr.add_argument(
+        "--realtime",
+        action="store_true",
+        help="stream one WAV file over the real-time socket and print its transcript "
+        "(implied by --speed, --finalize-every, --vad and --json)",
+    )
+    tr.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="with --realtime: pacing, 1.0 = real time (default), 0 = unpaced",
     )
     tr.add_argument(
         "--finalize-every",
         type=float,
         default=None,
         metavar="SECONDS",
-        help="send finalize after every SECONDS of audio (default: once, at the end)",
+        help="with --realtime: finalize after every SECONDS of audio (default: once, at the end)",
     )
     tr.add_argument(
         "--vad",
         action="store_true",
-        help="send finalize after each pause in the speech (voice activity detection)",
+        help="with --realtime: finalize after each pause in the speech (voice activity detection)",
     )
     _vad_options(tr)
-    tr.add_argument("--json", action="store_true", help="print every event as a JSON line")
-    tr.add_argument("--model", default="ink-2", help="model (default ink-2)")
+    tr.add_argument(
+        "--json", action="store_true", help="with --realtime: print every event as a JSON line"
+    )
+    tr.add_argument(
+        "--model", default=None, help="model (default ink-whisper; ink-2 with --realtime)"
+    )
     tr.add_argument("--language", default=None, help="language code (default: the server's)")
 
     mic = add(
@@ -395,6 +437,119 @@ async def _transcribe(
     return 0
 
 
+DEFAULT_JOBS = 4
+"""Files transcribed at once by default: under every plan's concurrency limit (Free: 8)."""
+
+
+def _transcribe_command(args: argparse.Namespace) -> int:
+    """``transcribe``: the batch run over many files, or ``--realtime`` over one.
+
+    Raises:
+        UsageError: Options of one path given to the other, or several files with --realtime.
+    """
+    realtime = (
+        args.realtime
+        or args.speed is not None
+        or args.finalize_every is not None
+        or args.vad
+        or args.json
+    )
+    if realtime:
+        given = [
+            name
+            for name, value in (
+                ("--format", args.format),
+                ("--out", args.out),
+                ("--jobs", args.jobs),
+            )
+            if value is not None
+        ]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: for the batch run; --realtime (or --speed, "
+                "--finalize-every, --vad, --json) streams one file and prints its transcript"
+            )
+        if len(args.files) != 1:
+            raise UsageError(
+                f"--realtime streams one WAV file, got {len(args.files)}: leave out --realtime "
+                "(and --speed, --finalize-every, --vad, --json) to transcribe many"
+            )
+        return asyncio.run(
+            _transcribe(
+                args.files[0],
+                _speed(1.0 if args.speed is None else args.speed),
+                args.finalize_every,
+                args.json,
+                args.model or "ink-2",
+                args.language,
+                sys.stdout,
+                sys.stderr,
+                VadOptions(args.silence_ms, args.vad_backend) if args.vad else None,
+            )
+        )
+    jobs = check_int("--jobs", DEFAULT_JOBS if args.jobs is None else args.jobs, low=1)
+    return asyncio.run(
+        _files(
+            args.files,
+            args.format or "text",
+            None if args.out is None else Path(args.out),
+            jobs,
+            args.model or "ink-whisper",
+            args.language,
+            sys.stderr,
+            tty=sys.stderr.isatty(),
+        )
+    )
+
+
+async def _files(
+    inputs: Sequence[str],
+    fmt: Format,
+    out: Path | None,
+    jobs: int,
+    model: str,
+    language: str | None,
+    note: TextIO,
+    *,
+    tty: bool,
+) -> int:
+    """``transcribe FILE...``: every file through the batch endpoint (see ``_cli_files``)."""
+    from ._cli_files import Outcome, Progress, plan, run_jobs, summary
+    from ._client import AsyncCartesia
+    from .protocol.batch import check_transcribe
+
+    # Word timings only when the format shows them (the text format does not).
+    granularities = None if fmt == "text" else ["word"]
+    # A bad --model or --language would fail every file the same way: a usage error, first.
+    check_transcribe(model=model, language=language, timestamp_granularities=granularities)
+    planned, empty = plan(inputs, fmt, out)
+    for arg in empty:
+        print(f"cartesia-stt transcribe: no audio files in {arg}", file=note, flush=True)
+    outcome = Outcome(len(planned))
+    async with _client(note) as client:
+        assert isinstance(client, AsyncCartesia)
+
+        async def transcribe(path: Path) -> BatchResult:
+            return await client.stt.transcribe(
+                file=path, model=model, language=language, timestamp_granularities=granularities
+            )
+
+        progress = Progress(note, len(planned), tty=tty)
+        try:
+            await run_jobs(
+                planned, transcribe, fmt, concurrency=jobs, progress=progress, outcome=outcome
+            )
+        except asyncio.CancelledError:
+            progress.close()
+            for line in summary(outcome, planned, interrupted=True):
+                print(line, file=note, flush=True)
+            raise
+        progress.close()
+    for line in summary(outcome, planned, interrupted=False):
+        print(line, file=note, flush=True)
+    return 1 if outcome.failed else 0
+
+
 @dataclass(frozen=True)
 class VadOptions:
     """``--vad`` and its options."""
@@ -461,19 +616,7 @@ def main(
         if args.command == "demo":
             return asyncio.run(_demo(args.text, _speed(args.speed), sys.stdout))
         if args.command == "transcribe":
-            return asyncio.run(
-                _transcribe(
-                    args.file,
-                    _speed(args.speed),
-                    args.finalize_every,
-                    args.json,
-                    args.model,
-                    args.language,
-                    sys.stdout,
-                    sys.stderr,
-                    VadOptions(args.silence_ms, args.vad_backend) if args.vad else None,
-                )
-            )
+            return _transcribe_command(args)
         if args.command == "mic":
             options = MicOptions(
                 sample_rate=args.sample_rate,

@@ -155,7 +155,7 @@ async def test_transcribe_converts_a_stereo_24_bit_wav(tmp_path: Path) -> None:
     sentence = "The meeting has been moved to Friday afternoon"
     path = tmp_path / "stereo24.wav"
     write_wav(path, stereo_24bit(speech(sentence)), rate=16000, channels=2, width=3)
-    code, out, err = await run_cli("transcribe", str(path), "--speed", "0")
+    code, out, err = await run_cli("transcribe", "--realtime", str(path), "--speed", "0")
     assert code == 0, err
     assert "converted" in err and "2 channels averaged to mono" in err and "24-bit" in err
     assert word_error_rate(sentence, out.strip()) <= 0.35
@@ -168,7 +168,7 @@ async def test_transcribe_json_lines_with_periodic_finalize(tmp_path: Path) -> N
     path = tmp_path / "mono.wav"
     write_wav(path, audio, rate=16000, channels=1, width=2)
     code, out, err = await run_cli(
-        "transcribe", str(path), "--speed", "0", "--json", "--finalize-every", "2"
+        "transcribe", "--realtime", str(path), "--speed", "0", "--json", "--finalize-every", "2"
     )
     assert code == 0, err
     events = [json.loads(line) for line in out.splitlines()]
@@ -186,11 +186,11 @@ async def test_transcribe_json_lines_with_periodic_finalize(tmp_path: Path) -> N
 async def test_transcribe_rejects_what_is_not_a_wav(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("hello")
-    code, _, err = await run_cli("transcribe", str(path))
+    code, _, err = await run_cli("transcribe", "--realtime", str(path))
     assert code == 2 and "not a WAV file" in err  # a usage error
-    code, _, err = await run_cli("transcribe", str(tmp_path / "missing.wav"))
+    code, _, err = await run_cli("transcribe", "--realtime", str(tmp_path / "missing.wav"))
     assert code == 2 and "missing.wav" in err  # an unreadable file is a usage error too
-    code, _, err = await run_cli("transcribe", str(path), "--finalize-every", "-1")
+    code, _, err = await run_cli("transcribe", str(path), "--finalize-every", "-1")  # implied
     assert code == 2 and "--finalize-every" in err
 
 
@@ -314,7 +314,7 @@ def test_transcribe_says_when_no_speech_was_recognized(
 ) -> None:
     path = tmp_path / f"{name}.wav"
     write_wav(path, audio, rate=16000, channels=1, width=2)
-    assert main(["transcribe", str(path), "--speed", "0"]) == 0
+    assert main(["transcribe", "--realtime", str(path), "--speed", "0"]) == 0
     out, err = capsys.readouterr()
     assert out == "\n"  # stdout stays the transcript: empty
     assert f"no speech was recognized in {path}" in err
@@ -334,7 +334,10 @@ def test_transcribe_with_vad_finalizes_in_the_pauses(
     path = tmp_path / "two.wav"
     write_wav(path, audio, rate=16000, channels=1, width=2)
     code = main(
-        ["transcribe", str(path), "--speed", "0", "--vad", "--vad-backend", "energy", "--json"]
+        [
+            *("transcribe", "--realtime", str(path), "--speed", "0"),
+            *("--vad", "--vad-backend", "energy", "--json"),
+        ]
     )
     out, err = capsys.readouterr()
     assert code == 0, err

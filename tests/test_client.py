@@ -39,7 +39,7 @@ async def test_handshake_sends_auth_version_user_agent_and_query(
             assert conn.request_id
         rec = twin.sessions[0]
         assert rec.headers["authorization"] == f"Bearer {API_KEY}"
-        assert rec.headers["cartesia-version"] == "2025-11-04"
+        assert rec.headers["cartesia-version"] == "2026-08-14"
         assert re.fullmatch(r"cartesia-stt-async/\d+\.\d+\.\d+\S*", rec.headers["user-agent"])
         assert rec.query == [
             ("model", "ink-whisper"),
@@ -185,7 +185,8 @@ async def test_handshake_refusals_map_to_typed_errors(
 ) -> None:
     async with twin_factory(engine=ScriptedEngine([]), faults=Faults(refuse={0: status})) as twin:
         with pytest.raises(cls) as info:
-            async with client_for(twin).stt.manual_finalize.websocket(
+            # max_retries=0: the first 5xx is raised (test_retry.py shows it retried).
+            async with client_for(twin, max_retries=0).stt.manual_finalize.websocket(
                 model="ink-2", encoding="pcm_s16le", sample_rate=16000
             ):
                 pass
@@ -205,7 +206,9 @@ async def test_401_and_429(twin_factory: TwinFactory) -> None:
                 pass
         assert auth.value.status_code == 401
         assert API_KEY not in str(auth.value) and API_KEY not in repr(auth.value)
-        good = stt.AsyncCartesia(api_key="other", base_url=twin.base_url).stt.manual_finalize
+        good = stt.AsyncCartesia(
+            api_key="other", base_url=twin.base_url, max_retries=0
+        ).stt.manual_finalize
         async with good.websocket(model="ink-2", encoding="pcm_s16le", sample_rate=16000):
             with pytest.raises(stt.RateLimitError) as limited:
                 async with good.websocket(model="ink-2", encoding="pcm_s16le", sample_rate=16000):

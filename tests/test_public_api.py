@@ -46,6 +46,7 @@ PUBLIC = [
     "ConnectionManager",
     "ConnectionStateError",
     "ConnectionStats",
+    "Cue",
     "DoneEvent",
     "Encoding",
     "ErrorEvent",
@@ -62,6 +63,7 @@ PUBLIC = [
     "RateLimitError",
     "ReconnectError",
     "ReconnectingEvent",
+    "RetryPolicy",
     "ServerError",
     "SessionOptions",
     "SpeechResponse",
@@ -71,8 +73,10 @@ PUBLIC = [
     "SyncTurnConnection",
     "SyncTurnConnectionManager",
     "TLSError",
+    "TimedWord",
     "Transcript",
     "TranscriptEvent",
+    "Transcription",
     "Turn",
     "TurnConfigError",
     "TurnConnectionManager",
@@ -92,8 +96,11 @@ PUBLIC = [
     "Word",
     "__version__",
     "connect",
+    "cues",
     "parse_event",
     "parse_turn_event",
+    "to_srt",
+    "to_vtt",
 ]
 
 
@@ -111,7 +118,7 @@ def test_all_is_pinned() -> None:
 
 
 # Modules users may import; every other module of the package is private (``_`` prefix).
-PUBLIC_MODULES = {"errors", "protocol", "twin", "testing", "cli", "audio", "vad"}
+PUBLIC_MODULES = {"errors", "protocol", "twin", "testing", "cli", "audio", "vad", "subtitles"}
 
 
 def test_internal_modules_are_private() -> None:

@@ -36,8 +36,8 @@ COMMANDS: Final[tuple[Command, ...]] = ("finalize", "close")
 _LEGACY_ALIASES: Final = {"done": "close"}
 
 DEFAULT_BASE_URL: Final = "https://api.cartesia.ai"
-# The version the official Python SDK 3.2.0 sends.
-DEFAULT_CARTESIA_VERSION: Final = "2025-11-04"
+# The version the official SDKs 4.x send (Python 4.2.0, JS 4.2.0); overridable per client.
+DEFAULT_CARTESIA_VERSION: Final = "2026-08-14"
 STT_PATH: Final = "/stt/websocket"
 
 MAX_KEYTERMS: Final = 100

@@ -1,6 +1,6 @@
 """CORS for the twin's HTTP routes, so a page in a browser can call them directly.
 
-The HTTP routes (``/tts/bytes``, ``/access-token``) answer a preflight ``OPTIONS`` and add
+The HTTP routes (``/tts/bytes``, ``/access-token``, ``/stt``) answer a preflight ``OPTIONS`` and add
 ``Access-Control-Allow-Origin`` (the request's origin, when allowed) to every response, errors
 included, so a page can read an error's JSON body. By default any loopback origin is allowed
 (``http(s)://127.0.0.1``, ``localhost`` or ``[::1]``, any port); ``serve(cors_origins=[...])``
@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 # Routes with CORS, and their methods.
-CORS_ROUTES: Final = {"/tts/bytes": "POST", "/access-token": "POST"}
+CORS_ROUTES: Final = {"/tts/bytes": "POST", "/access-token": "POST", "/stt": "POST"}
 
 _LOOPBACK: Final = re.compile(r"^https?://(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?$")
 # What the official JS SDK and ours send (and what a page may add).

@@ -10,6 +10,7 @@ The pieces, each in its own module:
 * :mod:`._session`: the session loop (audio, ``finalize``, ``close``, idle timeout);
 * :mod:`._turns` and :mod:`._detector`: the turn-detection session loop and its detector;
 * :mod:`._tts_route` and :mod:`._tts`: ``POST /tts/bytes``;
+* :mod:`._stt_route`: ``POST /stt`` (batch transcription of a whole file);
 * :mod:`._cors`: CORS on the HTTP routes.
 
 This module holds the handshake of both socket routes (planned refusals, auth, the session
@@ -33,6 +34,7 @@ from ._auth import access_token_route, authorize, refusal
 from ._cors import CORS_ROUTES, allowed_origins, cors_middleware, preflight
 from ._session import run_session
 from ._state import OPTIONS, TURNS_PATH, TWIN, Options, SessionRecord, Twin
+from ._stt_route import stt_batch_route
 from ._tokens import AccessTokens
 from ._tts_route import tts_bytes_route
 from ._turns import run_turns_session
@@ -113,6 +115,7 @@ def _app(twin: Twin, opts: Options) -> web.Application:
     app.router.add_get("/stt/websocket", _websocket_route)
     app.router.add_get(TURNS_PATH, functools.partial(_websocket_route, run=run_turns_session))
     app.router.add_post("/tts/bytes", tts_bytes_route)
+    app.router.add_post("/stt", stt_batch_route)  # batch transcription: _stt_route.py
     app.router.add_post("/access-token", access_token_route)
     for path in CORS_ROUTES:
         app.router.add_route("OPTIONS", path, preflight)

@@ -8,6 +8,7 @@ Pass a :class:`Faults` plan to :func:`~cartesia_stt_async.twin.serve`::
             Fault("close", connection=1, after_events=2, code=1011),
         ],
         refuse={2: 503},  # the third handshake is refused with HTTP 503
+        http=[HTTPFault("status", request=0, status=429, retry_after="0.1")],  # POST /stt
     )
     async with serve(engine=ScriptedEngine(...), faults=plan) as twin: ...
 
@@ -25,7 +26,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Fault", "FaultAction", "Faults"]
+__all__ = ["Fault", "FaultAction", "Faults", "HTTPFault", "HTTPFaultAction"]
 
 FaultAction = Literal[
     "abort", "close", "stop_reading", "malformed_json", "unknown_event", "binary", "error_event"
@@ -67,6 +68,39 @@ class Fault:
             raise ValueError("a fault has one trigger: after_frames or after_events")
 
 
+HTTPFaultAction = Literal["status", "drop", "delay"]
+"""What an HTTP fault does to one ``POST /stt`` request.
+
+* ``status``: answer ``status`` with Cartesia's JSON error body (``Retry-After`` and any
+  ``headers`` added), instead of transcribing.
+* ``drop``: read the request, then close the TCP connection without answering.
+* ``delay``: wait ``delay`` seconds before answering (then answer normally, or as the next
+  fault of the same request says).
+"""
+
+
+@dataclass(frozen=True)
+class HTTPFault:
+    """One fault on one ``POST /stt`` request (or on every one).
+
+    Attributes:
+        action: See :data:`HTTPFaultAction`.
+        request: Index of the request (counted from 0 in arrival order), or ``None`` for all.
+        status: The status of a ``status`` fault (429, 500, 503, ...).
+        retry_after: The ``Retry-After`` header of a ``status`` fault (a 429 gets ``"1"``
+            when this is ``None``).
+        delay: Seconds a ``delay`` fault waits.
+        headers: More headers of a ``status`` fault (``retry-after-ms``, ``x-should-retry``).
+    """
+
+    action: HTTPFaultAction
+    request: int | None = None
+    status: int = 503
+    retry_after: str | None = None
+    delay: float = 0.0
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Faults:
     """A fault plan for one twin.
@@ -79,6 +113,7 @@ class Faults:
             every connection, or a collection of connection indices.
         close_delay: Seconds to wait, after answering a client's ``close`` command, before
             closing the socket (a slow close).
+        http: Faults of ``POST /stt`` requests (:class:`HTTPFault`), in the order they apply.
     """
 
     schedule: Sequence[Fault] = ()
@@ -86,6 +121,11 @@ class Faults:
     flush_done_delay: float = 0.0
     withhold_flush_done: bool | Collection[int] = False
     close_delay: float = 0.0
+    http: Sequence[HTTPFault] = ()
+
+    def for_request(self, index: int) -> list[HTTPFault]:
+        """The faults that apply to ``POST /stt`` request ``index``, in plan order."""
+        return [f for f in self.http if f.request is None or f.request == index]
 
     def withholds(self, index: int) -> bool:
         """Whether connection ``index`` never sends ``flush_done``."""

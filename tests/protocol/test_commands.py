@@ -26,7 +26,7 @@ from cartesia_stt_async.protocol.commands import (
 def test_constants() -> None:
     assert COMMANDS == ("finalize", "close")
     assert DEFAULT_BASE_URL == "https://api.cartesia.ai"
-    assert DEFAULT_CARTESIA_VERSION == "2025-11-04"  # protocol.md §11
+    assert DEFAULT_CARTESIA_VERSION == "2026-08-14"  # what the official SDKs 4.x send
     assert STT_PATH == "/stt/websocket"
 
 
