@@ -20,10 +20,11 @@ import importlib
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from ._cli_turns import show_signal
 from ._install import install_hint
 from .errors import UsageError
 from .protocol.events import TranscriptEvent
@@ -77,6 +78,7 @@ class MicOptions:
     vad_backend: VadBackend = "auto"
     model: str = "ink-2"
     language: str | None = None
+    turns: bool = False
 
 
 class Microphone:
@@ -150,6 +152,85 @@ def stdin_keys(post: Callable[[str | None], None]) -> None:
     post(None)
 
 
+class _Inbox:
+    """The event loop's side of one microphone session.
+
+    Audio blocks (from the sound card's thread) and key presses (from the key source's
+    thread) arrive in one queue, in the order they happened; the first Ctrl-C sets
+    :attr:`stop` (a second one interrupts the clean ending too).
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[tuple[str, bytes | str | None]] = asyncio.Queue()
+        self.stop = asyncio.Event()
+
+    def post_audio(self, data: bytes) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the session is over
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, ("audio", data))
+
+    def post_key(self, line: str | None) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, ("key", line))
+
+    def on_sigint(self) -> None:
+        self.loop.remove_signal_handler(signal.SIGINT)
+        self.stop.set()
+
+    @contextlib.contextmanager
+    def sigint(self) -> Iterator[None]:
+        """Route Ctrl-C to :meth:`on_sigint` while inside (where the platform allows it)."""
+        handled = _install_sigint(self.loop, self.on_sigint)
+        try:
+            yield
+        finally:
+            if handled:
+                with contextlib.suppress(ValueError, RuntimeError):
+                    self.loop.remove_signal_handler(signal.SIGINT)
+
+    async def run(
+        self,
+        microphone: Microphone,
+        keys: KeySource,
+        show: Coroutine[Any, Any, None],
+        pump: Coroutine[Any, Any, None],
+        note: TextIO,
+    ) -> asyncio.Task[None]:
+        """Run one session's tasks: ``show`` (the server's side) and ``pump`` (the queue to
+        the server) with the microphone on, until Ctrl-C (or ``pump`` ends or fails).
+
+        Returns:
+            The ``show`` task, still running: await it after leaving the session's
+            ``async with`` (which drains the last events).
+
+        Raises:
+            CartesiaSTTError: A send failed (from ``pump``).
+        """
+        shower = asyncio.create_task(show)
+        pumper = asyncio.create_task(pump)
+        try:
+            threading.Thread(target=keys, args=(self.post_key,), daemon=True).start()
+            microphone.listen(self.post_audio)
+            microphone.stream.start()
+            stopped = asyncio.create_task(self.stop.wait())
+            try:
+                await asyncio.wait({stopped, pumper}, return_when=asyncio.FIRST_COMPLETED)
+                if pumper.done():
+                    pumper.result()  # a send failed: raise it
+            finally:
+                microphone.stream.stop()
+                microphone.listen(None)
+                stopped.cancel()
+                pumper.cancel()
+                await asyncio.gather(stopped, pumper, return_exceptions=True)
+            print("closing: waiting for the last transcript...", file=note, flush=True)
+        except BaseException:
+            shower.cancel()
+            await asyncio.gather(shower, return_exceptions=True)
+            raise
+        return shower
+
+
 async def run_mic(
     client: AsyncCartesia,
     options: MicOptions,
@@ -177,36 +258,20 @@ async def run_mic(
             ``vad`` extra, ...).
         CartesiaSTTError: If the session fails.
     """
-    loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[tuple[str, bytes | str | None]] = asyncio.Queue()
-    stop = asyncio.Event()
-
-    def post_audio(data: bytes) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop has closed: the session is over
-            loop.call_soon_threadsafe(inbox.put_nowait, ("audio", data))
-
-    def post_key(line: str | None) -> None:
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(inbox.put_nowait, ("key", line))
-
-    def on_sigint() -> None:
-        # The first Ctrl-C ends the session cleanly; a second one interrupts that too.
-        loop.remove_signal_handler(signal.SIGINT)
-        stop.set()
-
-    handled = False
-    try:
-        vad = (
-            VadFinalizer(
-                "pcm_s16le",
-                options.sample_rate,
-                silence_ms=options.silence_ms,
-                backend=options.vad_backend,
-            )
-            if options.vad
-            else None
+    if options.turns:
+        return await _hands_free(client, options, microphone, keys=keys, out=out, note=note)
+    inbox = _Inbox()
+    vad = (
+        VadFinalizer(
+            "pcm_s16le",
+            options.sample_rate,
+            silence_ms=options.silence_ms,
+            backend=options.vad_backend,
         )
-        handled = _install_sigint(loop, on_sigint)
+        if options.vad
+        else None
+    )
+    with inbox.sigint():
         async with client.stt.manual_finalize.websocket(
             model=options.model,
             encoding="pcm_s16le",
@@ -223,11 +288,11 @@ async def run_mic(
             async def pump() -> None:
                 talking = False
                 while True:
-                    kind, item = await inbox.get()
+                    kind, item = await inbox.queue.get()
                     if kind == "key":
                         if item is None:  # end of input
                             if vad is None:
-                                stop.set()
+                                inbox.stop.set()
                             continue
                         if vad is not None:
                             continue
@@ -254,33 +319,55 @@ async def run_mic(
                 hint = f"Listening: finalize after {options.silence_ms} ms of silence "
                 hint += f"({vad.backend} VAD); Ctrl-C to quit."
             print(hint, file=note, flush=True)
-            shower = asyncio.create_task(show())
-            pumper = asyncio.create_task(pump())
-            try:
-                threading.Thread(target=keys, args=(post_key,), daemon=True).start()
-                microphone.listen(post_audio)
-                microphone.stream.start()
-                stopped = asyncio.create_task(stop.wait())
-                try:
-                    await asyncio.wait({stopped, pumper}, return_when=asyncio.FIRST_COMPLETED)
-                    if pumper.done():
-                        pumper.result()  # a send failed: raise it
-                finally:
-                    microphone.stream.stop()
-                    microphone.listen(None)
-                    stopped.cancel()
-                    pumper.cancel()
-                    await asyncio.gather(stopped, pumper, return_exceptions=True)
-                print("closing: waiting for the last transcript...", file=note, flush=True)
-            except BaseException:
-                shower.cancel()
-                await asyncio.gather(shower, return_exceptions=True)
-                raise
+            shower = await inbox.run(microphone, keys, show(), pump(), note)
         await shower  # leaving the block drained to 'done': the events have ended
-    finally:
-        if handled:
-            with contextlib.suppress(ValueError, RuntimeError):
-                loop.remove_signal_handler(signal.SIGINT)
+    text = conn.transcript.text
+    print(f"\nFull transcript: {text!r}", file=out, flush=True)
+    return text
+
+
+async def _hands_free(
+    client: AsyncCartesia,
+    options: MicOptions,
+    microphone: Microphone,
+    *,
+    keys: KeySource,
+    out: TextIO,
+    note: TextIO,
+) -> str:
+    """``mic --turns``: every block goes out; the server decides the turns (no key needed).
+
+    Prints ``barge-in | turn N`` when a turn starts and ``turn N | TEXT`` when it ends
+    (:func:`~cartesia_stt_async._cli_turns.show_signal`); Enter is ignored, Ctrl-C closes
+    the session (an open turn still gets its ``turn.end``).
+    """
+    inbox = _Inbox()
+    with inbox.sigint():
+        async with client.stt.auto_finalize.websocket(
+            model=options.model,
+            encoding="pcm_s16le",
+            sample_rate=options.sample_rate,
+            speed=None,  # the microphone paces the audio
+            fill_silence=False,  # and keeps it flowing, silence included
+        ) as conn:
+
+            async def show() -> None:
+                # The first task inbox.run starts: it listens before the first block goes out.
+                async with contextlib.aclosing(conn.signals()) as signals:
+                    async for item in signals:
+                        show_signal(item, out, note)
+
+            async def pump() -> None:
+                while True:
+                    kind, item = await inbox.queue.get()
+                    if kind == "audio":
+                        assert isinstance(item, bytes)
+                        await conn.send_audio(item)
+
+            hint = "Listening hands-free: the server detects the turns; Ctrl-C to quit."
+            print(hint, file=note, flush=True)
+            shower = await inbox.run(microphone, keys, show(), pump(), note)
+        await shower  # the signals end with the session
     text = conn.transcript.text
     print(f"\nFull transcript: {text!r}", file=out, flush=True)
     return text
