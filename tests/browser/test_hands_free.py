@@ -1,0 +1,122 @@
+"""The hands-free page in headless Chromium, against the example app and the speech twin.
+
+Chromium's fake microphone plays a WAV file the twin synthesized: a sentence, a pause of
+1.5 s, another sentence. Nobody touches the page: it streams the microphone to the app's
+``/ws/turns`` relay, which opens a turn-detection session on the twin; the test waits for
+two turns to appear, each with its barge-in mark, and reads their words off the page.
+Chromium and playwright as in test_push_to_talk.py (no browser is downloaded).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import wave
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from cartesia_stt_async.testing import TwinServer
+from cartesia_stt_async.twin.wer import word_error_rate
+from examples.fastapi_app import Settings
+
+from ..conftest import SLACK
+from .test_push_to_talk import CHROMIUM, CHROMIUM_ARGS, ROOT, have_chromium, served
+
+SCREENSHOT_COPY = ROOT / "docs" / "img" / "hands-free.png"
+SENTENCES = ("Thank you very much for your help", "Please call me tomorrow morning")
+LEAD_SILENCE = 2.0  # the microphone plays from getUserMedia on; the worklet loads after it
+PAUSE = 1.5  # between the sentences: the first turn ends in it (the twin: after 0.7 s)
+TAIL_SILENCE = 2.0
+
+pytestmark = pytest.mark.skipif(not have_chromium(), reason=f"no Chromium at {CHROMIUM}")
+
+
+def say(twin: TwinServer, text: str) -> bytes:
+    """``text`` spoken by the twin's voice: 16 kHz ``pcm_s16le``."""
+    response = httpx2.post(
+        f"{twin.base_url}/tts/bytes",
+        headers={"X-API-Key": "k"},
+        json={
+            "model_id": "sonic-latest",
+            "transcript": text,
+            "voice": {"mode": "id", "id": "any"},
+            "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
+        },
+    )
+    response.raise_for_status()
+    return response.content
+
+
+def two_sentences_wav(twin: TwinServer, path: Path) -> float:
+    """Write silence, a sentence, a pause, a sentence, silence as a 16 kHz WAV file.
+
+    Returns:
+        The file's length in seconds.
+    """
+    first, second = (say(twin, text) for text in SENTENCES)
+    audio = b"".join(
+        [
+            bytes(int(LEAD_SILENCE * 32000)),
+            first,
+            bytes(int(PAUSE * 32000)),
+            second,
+            bytes(int(TAIL_SILENCE * 32000)),
+        ]
+    )
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(audio)
+    path.write_bytes(out.getvalue())
+    return len(audio) / 32000
+
+
+@pytest.mark.speech
+@pytest.mark.timeout(180)
+def test_hands_free_page_shows_two_turns_and_their_barge_ins(
+    cartesia_speech_twin: TwinServer, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    wav = tmp_path / "two-sentences.wav"
+    seconds = two_sentences_wav(cartesia_speech_twin, wav)
+    settings = Settings(api_key="server-side-key", base_url=cartesia_speech_twin.base_url)
+    with served(settings) as base, sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),  # a fresh profile
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}%noloop"],
+            viewport={"width": 720, "height": 640},
+        )
+        try:
+            page = context.new_page()
+            page.goto(base + "/hands-free")  # no click, no key: it listens by itself
+            assert page.locator("button").count() == 0
+            page.locator('#transcript[data-turns="2"]').wait_for(
+                timeout=(seconds + 30 * SLACK) * 1000
+            )
+            turns = page.locator("#transcript .turn .text").all_inner_texts()
+            barge_ins = page.locator("#transcript .mark.barge-in").count()
+            counted = page.locator("#transcript").get_attribute("data-barge-ins")
+            agent = page.locator("#agent").inner_text()
+            shot = tmp_path / "hands-free.png"
+            page.screenshot(path=str(shot))
+        finally:
+            context.close()
+    SCREENSHOT_COPY.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, SCREENSHOT_COPY)
+    assert barge_ins == 2 and counted == "2", (barge_ins, counted)
+    assert agent == "Agent may speak"  # both turns ended: the barge-in is over
+    assert len(turns) == 2, turns
+    for said, heard in zip(SENTENCES, turns, strict=True):
+        assert word_error_rate(said, heard) <= 0.35, turns
+    cartesia_speech_twin.wait_idle(10 * SLACK)  # the page's session ended with the browser
+    (record,) = cartesia_speech_twin.sessions
+    assert record.turn_settings is not None  # the turn-detection route
+    assert record.headers["authorization"] == "Bearer server-side-key"
+    assert not any("finalize" in command for _, command in record.commands)
