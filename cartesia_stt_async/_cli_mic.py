@@ -158,9 +158,17 @@ class _Inbox:
     Audio blocks (from the sound card's thread) and key presses (from the key source's
     thread) arrive in one queue, in the order they happened; the first Ctrl-C sets
     :attr:`stop` (a second one interrupts the clean ending too).
+
+    Attributes:
+        microphone: The opened microphone; started and stopped by :meth:`run`.
+        keys: Delivers Enter presses (from :meth:`run` on).
+        note: Where prompts and status go.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, microphone: Microphone, keys: KeySource, note: TextIO) -> None:
+        self.microphone = microphone
+        self.keys = keys
+        self.note = note
         self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[tuple[str, bytes | str | None]] = asyncio.Queue()
         self.stop = asyncio.Event()
@@ -189,12 +197,7 @@ class _Inbox:
                     self.loop.remove_signal_handler(signal.SIGINT)
 
     async def run(
-        self,
-        microphone: Microphone,
-        keys: KeySource,
-        show: Coroutine[Any, Any, None],
-        pump: Coroutine[Any, Any, None],
-        note: TextIO,
+        self, show: Coroutine[Any, Any, None], pump: Coroutine[Any, Any, None]
     ) -> asyncio.Task[None]:
         """Run one session's tasks: ``show`` (the server's side) and ``pump`` (the queue to
         the server) with the microphone on, until Ctrl-C (or ``pump`` ends or fails).
@@ -206,10 +209,11 @@ class _Inbox:
         Raises:
             CartesiaSTTError: A send failed (from ``pump``).
         """
+        microphone = self.microphone
         shower = asyncio.create_task(show)
         pumper = asyncio.create_task(pump)
         try:
-            threading.Thread(target=keys, args=(self.post_key,), daemon=True).start()
+            threading.Thread(target=self.keys, args=(self.post_key,), daemon=True).start()
             microphone.listen(self.post_audio)
             microphone.stream.start()
             stopped = asyncio.create_task(self.stop.wait())
@@ -223,7 +227,7 @@ class _Inbox:
                 stopped.cancel()
                 pumper.cancel()
                 await asyncio.gather(stopped, pumper, return_exceptions=True)
-            print("closing: waiting for the last transcript...", file=note, flush=True)
+            print("closing: waiting for the last transcript...", file=self.note, flush=True)
         except BaseException:
             shower.cancel()
             await asyncio.gather(shower, return_exceptions=True)
@@ -244,7 +248,7 @@ async def run_mic(
 
     Args:
         client: The client to open the session with.
-        options: Sample rate, VAD and model options.
+        options: Sample rate, VAD, turns and model options.
         microphone: The opened microphone; started and stopped here (the caller closes it).
         keys: Delivers Enter presses.
         out: Where the transcript goes.
@@ -258,9 +262,19 @@ async def run_mic(
             ``vad`` extra, ...).
         CartesiaSTTError: If the session fails.
     """
-    if options.turns:
-        return await _hands_free(client, options, microphone, keys=keys, out=out, note=note)
-    inbox = _Inbox()
+    inbox = _Inbox(microphone, keys, note)
+    with inbox.sigint():
+        session = _hands_free if options.turns else _push_to_talk
+        text = await session(client, options, inbox, out)
+    print(f"\nFull transcript: {text!r}", file=out, flush=True)
+    return text
+
+
+async def _push_to_talk(
+    client: AsyncCartesia, options: MicOptions, inbox: _Inbox, out: TextIO
+) -> str:
+    """Push-to-talk (Enter, Enter) or ``--vad``, on ``manual_finalize``; the transcript."""
+    note = inbox.note
     vad = (
         VadFinalizer(
             "pcm_s16le",
@@ -271,106 +285,93 @@ async def run_mic(
         if options.vad
         else None
     )
-    with inbox.sigint():
-        async with client.stt.manual_finalize.websocket(
-            model=options.model,
-            encoding="pcm_s16le",
-            sample_rate=options.sample_rate,
-            language=options.language,
-            speed=None,  # the microphone paces the audio
-        ) as conn:
+    async with client.stt.manual_finalize.websocket(
+        model=options.model,
+        encoding="pcm_s16le",
+        sample_rate=options.sample_rate,
+        language=options.language,
+        speed=None,  # the microphone paces the audio
+    ) as conn:
 
-            async def show() -> None:
-                async for event in conn:
-                    if isinstance(event, TranscriptEvent) and event.is_final:
-                        print(f"transcript | {event.text}", file=out, flush=True)
+        async def show() -> None:
+            async for event in conn:
+                if isinstance(event, TranscriptEvent) and event.is_final:
+                    print(f"transcript | {event.text}", file=out, flush=True)
 
-            async def pump() -> None:
-                talking = False
-                while True:
-                    kind, item = await inbox.queue.get()
-                    if kind == "key":
-                        if item is None:  # end of input
-                            if vad is None:
-                                inbox.stop.set()
-                            continue
-                        if vad is not None:
-                            continue
-                        talking = not talking
-                        if talking:
-                            print("talking... (Enter to finalize)", file=note, flush=True)
-                        else:
-                            await conn.send("finalize")
-                            print("finalized (Enter to talk again)", file=note, flush=True)
+        async def pump() -> None:
+            talking = False
+            while True:
+                kind, item = await inbox.queue.get()
+                if kind == "key":
+                    if item is None:  # end of input
+                        if vad is None:
+                            inbox.stop.set()
                         continue
-                    assert isinstance(item, bytes)
-                    if vad is None:
-                        if talking:
-                            await conn.send_audio(item)
+                    if vad is not None:
                         continue
-                    for piece, finalize in vad.split(item):
-                        await conn.send_audio(piece)
-                        if finalize:
-                            await conn.send("finalize")
+                    talking = not talking
+                    if talking:
+                        print("talking... (Enter to finalize)", file=note, flush=True)
+                    else:
+                        await conn.send("finalize")
+                        print("finalized (Enter to talk again)", file=note, flush=True)
+                    continue
+                assert isinstance(item, bytes)
+                if vad is None:
+                    if talking:
+                        await conn.send_audio(item)
+                    continue
+                for piece, finalize in vad.split(item):
+                    await conn.send_audio(piece)
+                    if finalize:
+                        await conn.send("finalize")
 
-            if vad is None:
-                hint = "Press Enter to talk, Enter again to finalize; Ctrl-C to quit."
-            else:
-                hint = f"Listening: finalize after {options.silence_ms} ms of silence "
-                hint += f"({vad.backend} VAD); Ctrl-C to quit."
-            print(hint, file=note, flush=True)
-            shower = await inbox.run(microphone, keys, show(), pump(), note)
-        await shower  # leaving the block drained to 'done': the events have ended
-    text = conn.transcript.text
-    print(f"\nFull transcript: {text!r}", file=out, flush=True)
-    return text
+        if vad is None:
+            hint = "Press Enter to talk, Enter again to finalize; Ctrl-C to quit."
+        else:
+            hint = f"Listening: finalize after {options.silence_ms} ms of silence "
+            hint += f"({vad.backend} VAD); Ctrl-C to quit."
+        print(hint, file=note, flush=True)
+        shower = await inbox.run(show(), pump())
+    await shower  # leaving the block drained to 'done': the events have ended
+    return conn.transcript.text
 
 
 async def _hands_free(
-    client: AsyncCartesia,
-    options: MicOptions,
-    microphone: Microphone,
-    *,
-    keys: KeySource,
-    out: TextIO,
-    note: TextIO,
+    client: AsyncCartesia, options: MicOptions, inbox: _Inbox, out: TextIO
 ) -> str:
     """``mic --turns``: every block goes out; the server decides the turns (no key needed).
 
     Prints ``barge-in | turn N`` when a turn starts and ``turn N | TEXT`` when it ends
     (:func:`~cartesia_stt_async._cli_turns.show_signal`); Enter is ignored, Ctrl-C closes
-    the session (an open turn still gets its ``turn.end``).
+    the session (an open turn still gets its ``turn.end``). Returns the transcript.
     """
-    inbox = _Inbox()
-    with inbox.sigint():
-        async with client.stt.auto_finalize.websocket(
-            model=options.model,
-            encoding="pcm_s16le",
-            sample_rate=options.sample_rate,
-            speed=None,  # the microphone paces the audio
-            fill_silence=False,  # and keeps it flowing, silence included
-        ) as conn:
+    async with client.stt.auto_finalize.websocket(
+        model=options.model,
+        encoding="pcm_s16le",
+        sample_rate=options.sample_rate,
+        speed=None,  # the microphone paces the audio
+        fill_silence=False,  # and keeps it flowing, silence included
+    ) as conn:
 
-            async def show() -> None:
-                # The first task inbox.run starts: it listens before the first block goes out.
-                async with contextlib.aclosing(conn.signals()) as signals:
-                    async for item in signals:
-                        show_signal(item, out, note)
+        async def show() -> None:
+            # The first task inbox.run starts: it listens before the first block goes out.
+            async with contextlib.aclosing(conn.signals()) as signals:
+                async for item in signals:
+                    show_signal(item, out, inbox.note)
 
-            async def pump() -> None:
-                while True:
-                    kind, item = await inbox.queue.get()
-                    if kind == "audio":
-                        assert isinstance(item, bytes)
-                        await conn.send_audio(item)
+        async def pump() -> None:
+            while True:
+                kind, item = await inbox.queue.get()
+                if kind == "audio":
+                    assert isinstance(item, bytes)
+                    await conn.send_audio(item)
 
-            hint = "Listening hands-free: the server detects the turns; Ctrl-C to quit."
-            print(hint, file=note, flush=True)
-            shower = await inbox.run(microphone, keys, show(), pump(), note)
-        await shower  # the signals end with the session
-    text = conn.transcript.text
-    print(f"\nFull transcript: {text!r}", file=out, flush=True)
-    return text
+        hint = "Listening hands-free: the server detects the turns; Ctrl-C to quit."
+        print(hint, file=inbox.note, flush=True)
+        shower = await inbox.run(show(), pump())
+    await shower  # the signals end with the session
+    return conn.transcript.text
 
 
 def _install_sigint(loop: asyncio.AbstractEventLoop, handler: Callable[[], None]) -> bool:

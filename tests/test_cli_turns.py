@@ -8,7 +8,6 @@ point at it); scripted turns pin the exact output, the offline recognizer the re
 from __future__ import annotations
 
 import json
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from cartesia_stt_async.twin.wer import word_error_rate
 
 from .conftest import pcm
 from .speech import SEED, shared_engine, speech
+from .test_cli import write_wav
 from .test_sync import twin_thread
 
 LOUD = pcm(0.5, value=3000)  # the twin's energy detector hears speech
@@ -30,12 +30,9 @@ SCRIPT = [
 ]
 
 
-def write_wav(path: Path, audio: bytes, rate: int = 16000) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(audio)
+def wav(path: Path, audio: bytes) -> Path:
+    """``audio`` (16 kHz mono ``pcm_s16le``) as a WAV file at ``path``."""
+    write_wav(path, audio, rate=16000, channels=1, width=2)
     return path
 
 
@@ -51,7 +48,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Twin]:
 def test_each_turn_is_printed_as_it_ends_then_the_transcript(
     scripted: Twin, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_wav(tmp_path / "two.wav", LOUD + PAUSE + LOUD + PAUSE)
+    path = wav(tmp_path / "two.wav", LOUD + PAUSE + LOUD + PAUSE)
     code = main(["transcribe", "--turns", str(path), "--speed", "0"])  # --turns: realtime
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -71,7 +68,7 @@ def test_each_turn_is_printed_as_it_ends_then_the_transcript(
 def test_json_prints_every_turn_event(
     scripted: Twin, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_wav(tmp_path / "two.wav", LOUD + PAUSE + LOUD + PAUSE)
+    path = wav(tmp_path / "two.wav", LOUD + PAUSE + LOUD + PAUSE)
     code = main(["transcribe", "--realtime", "--turns", "--json", str(path), "--speed", "0"])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -94,7 +91,7 @@ def test_json_prints_every_turn_event(
 def test_options_of_manual_finalize_are_usage_errors_with_turns(
     extra: list[str], named: str, scripted: Twin, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_wav(tmp_path / "a.wav", LOUD)
+    path = wav(tmp_path / "a.wav", LOUD)
     assert main(["transcribe", "--turns", str(path), *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"cartesia-stt transcribe: {named}: not with --turns"), err
@@ -103,7 +100,7 @@ def test_options_of_manual_finalize_are_usage_errors_with_turns(
 
 
 def test_turns_streams_one_file_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    a, b = write_wav(tmp_path / "a.wav", LOUD), write_wav(tmp_path / "b.wav", LOUD)
+    a, b = wav(tmp_path / "a.wav", LOUD), wav(tmp_path / "b.wav", LOUD)
     assert main(["transcribe", "--turns", str(a), str(b)]) == 2
     assert "--realtime streams one WAV file, got 2" in capsys.readouterr().err
 
@@ -111,7 +108,7 @@ def test_turns_streams_one_file_only(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_silence_gives_no_turn_and_says_so(
     scripted: Twin, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_wav(tmp_path / "quiet.wav", PAUSE)
+    path = wav(tmp_path / "quiet.wav", PAUSE)
     assert main(["transcribe", "--turns", str(path), "--speed", "0"]) == 0
     out, err = capsys.readouterr()
     assert out == "\n"  # no turn; the empty transcript
@@ -123,7 +120,7 @@ def test_silence_gives_no_turn_and_says_so(
 def test_two_sentences_with_a_pause_are_two_turns(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_wav(tmp_path / "seed.wav", speech(SEED[0]) + PAUSE + speech(SEED[1]) + PAUSE)
+    path = wav(tmp_path / "seed.wav", speech(SEED[0]) + PAUSE + speech(SEED[1]) + PAUSE)
     with twin_thread(shared_engine()) as twin:
         monkeypatch.setenv("CARTESIA_API_KEY", "cli-turns-key")
         monkeypatch.setenv("CARTESIA_BASE_URL", twin.base_url)

@@ -118,6 +118,27 @@ def until_closed(ws: Any) -> list[dict[str, Any]]:
             return received
 
 
+# What the relays say to b"\x01\x02\x03" and to bytes(32002), both dropped.
+AUDIO_ERRORS = [
+    {
+        "type": "error",
+        "message": "audio messages must hold whole 16-bit samples; got 3 bytes (dropped)",
+        "fatal": False,
+    },
+    {
+        "type": "error",
+        "message": "audio messages may hold at most 1 s (32000 bytes); got 32002 bytes (dropped)",
+        "fatal": False,
+    },
+]
+
+
+def converse(twin: TwinServer, route: str, *messages: bytes | str, **options: Any) -> list[Any]:
+    """:func:`talk` to ``route`` of the app on ``twin`` (``options``: of :func:`app_for`)."""
+    with app_for(twin, **options) as http, http.websocket_connect(route) as ws:
+        return talk(ws, *messages)
+
+
 def finals(messages: list[dict[str, Any]]) -> list[str]:
     return [m["text"] for m in messages if m.get("type") == "final"]
 
@@ -198,17 +219,7 @@ def test_bad_input_gets_a_clear_error_and_the_session_goes_on(
             "audio as binary",
             "fatal": False,
         },
-        {
-            "type": "error",
-            "message": "audio messages must hold whole 16-bit samples; got 3 bytes (dropped)",
-            "fatal": False,
-        },
-        {
-            "type": "error",
-            "message": "audio messages may hold at most 1 s (32000 bytes); got 32002 bytes "
-            "(dropped)",
-            "fatal": False,
-        },
+        *AUDIO_ERRORS,
         {
             "type": "error",
             "message": "unknown command '': send 'finalize' or 'close' as text, audio as binary",
@@ -508,11 +519,9 @@ BOOK = [Turn(updates=["Book"], end="Book a table."), Turn(end=" For two, please.
 def test_hands_free_relay_sends_each_turns_moments(
     cartesia_twin: TwinServer, relay_loop: str
 ) -> None:
-    with (
-        app_for(cartesia_twin, loop=relay_loop) as http,
-        http.websocket_connect("/ws/turns") as ws,
-    ):
-        got = talk(ws, *frames(LOUD + PAUSE + LOUD + PAUSE), "close")
+    got = converse(
+        cartesia_twin, "/ws/turns", *frames(LOUD + PAUSE + LOUD + PAUSE), "close", loop=relay_loop
+    )
     assert got == [
         {"type": "turn.start", "index": 0},  # the barge-in moment
         {"type": "turn.eager_end", "index": 0, "text": "Book"},
@@ -537,11 +546,13 @@ def test_hands_free_relay_sends_each_turns_moments(
 def test_hands_free_relay_shows_a_withdrawn_eager_end(
     cartesia_twin: TwinServer, relay_loop: str
 ) -> None:
-    with (
-        app_for(cartesia_twin, loop=relay_loop) as http,
-        http.websocket_connect("/ws/turns") as ws,
-    ):
-        got = talk(ws, *frames(LOUD + SHORT_PAUSE + LOUD + PAUSE), "close")
+    got = converse(
+        cartesia_twin,
+        "/ws/turns",
+        *frames(LOUD + SHORT_PAUSE + LOUD + PAUSE),
+        "close",
+        loop=relay_loop,
+    )
     assert got == [
         {"type": "turn.start", "index": 0},
         {"type": "turn.eager_end", "index": 0, "text": "Book"},  # the user may be done...
@@ -557,28 +568,23 @@ def test_hands_free_relay_shows_a_withdrawn_eager_end(
 def test_hands_free_relay_reports_bad_input_and_goes_on(
     cartesia_twin: TwinServer, relay_loop: str
 ) -> None:
-    with (
-        app_for(cartesia_twin, loop=relay_loop) as http,
-        http.websocket_connect("/ws/turns") as ws,
-    ):
-        got = talk(ws, "finalize", b"\x01\x02\x03", bytes(32002), *frames(LOUD + PAUSE), "close")
+    got = converse(
+        cartesia_twin,
+        "/ws/turns",
+        "finalize",
+        b"\x01\x02\x03",
+        bytes(32002),
+        *frames(LOUD + PAUSE),
+        "close",
+        loop=relay_loop,
+    )
     assert [m for m in got if m.get("type") == "error"] == [
         {
             "type": "error",
             "message": "unknown command 'finalize': send 'close' as text, audio as binary",
             "fatal": False,
         },
-        {
-            "type": "error",
-            "message": "audio messages must hold whole 16-bit samples; got 3 bytes (dropped)",
-            "fatal": False,
-        },
-        {
-            "type": "error",
-            "message": "audio messages may hold at most 1 s (32000 bytes); got 32002 bytes "
-            "(dropped)",
-            "fatal": False,
-        },
+        *AUDIO_ERRORS,
     ]
     assert got[-2:] == [{"type": "done", "transcript": "Book a table."}, {"closed": 1000}]
     cartesia_twin.wait_idle(5 * SLACK)
@@ -590,11 +596,14 @@ def test_hands_free_relay_closes_with_1008_past_max_turns(
     cartesia_twin: TwinServer, relay_loop: str
 ) -> None:
     # Noise that starts turn after turn would keep a session (and Cartesia) busy forever.
-    with (
-        app_for(cartesia_twin, loop=relay_loop, max_turns=2) as http,
-        http.websocket_connect("/ws/turns") as ws,
-    ):
-        got = talk(ws, *frames((LOUD + PAUSE) * 3), "close")
+    got = converse(
+        cartesia_twin,
+        "/ws/turns",
+        *frames((LOUD + PAUSE) * 3),
+        "close",
+        loop=relay_loop,
+        max_turns=2,
+    )
     assert [m.get("index") for m in got if m.get("type") == "turn.end"] == [0, 1]
     assert got[-2:] == [
         {

@@ -1,6 +1,6 @@
 """The hands-free page in headless Chromium, against the example app and the speech twin.
 
-Chromium's fake microphone plays a WAV file the twin synthesized: a sentence, a pause of
+Chromium's fake microphone plays a WAV file in the twin's synthesized voice: a sentence, a pause of
 1.5 s, another sentence. Nobody touches the page: it streams the microphone to the app's
 ``/ws/turns`` relay, which opens a turn-detection session on the twin; the test waits for
 two turns to appear, each with its barge-in mark, and reads their words off the page.
@@ -9,12 +9,9 @@ Chromium and playwright as in test_push_to_talk.py (no browser is downloaded).
 
 from __future__ import annotations
 
-import io
 import shutil
-import wave
 from pathlib import Path
 
-import httpx2
 import pytest
 
 from cartesia_stt_async.testing import TwinServer
@@ -22,6 +19,8 @@ from cartesia_stt_async.twin.wer import word_error_rate
 from examples.fastapi_app import Settings
 
 from ..conftest import SLACK
+from ..speech import speech
+from ..test_cli import write_wav
 from .test_push_to_talk import CHROMIUM, CHROMIUM_ARGS, ROOT, have_chromium, served
 
 SCREENSHOT_COPY = ROOT / "docs" / "img" / "hands-free.png"
@@ -33,45 +32,17 @@ TAIL_SILENCE = 2.0
 pytestmark = pytest.mark.skipif(not have_chromium(), reason=f"no Chromium at {CHROMIUM}")
 
 
-def say(twin: TwinServer, text: str) -> bytes:
-    """``text`` spoken by the twin's voice: 16 kHz ``pcm_s16le``."""
-    response = httpx2.post(
-        f"{twin.base_url}/tts/bytes",
-        headers={"X-API-Key": "k"},
-        json={
-            "model_id": "sonic-latest",
-            "transcript": text,
-            "voice": {"mode": "id", "id": "any"},
-            "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
-        },
-    )
-    response.raise_for_status()
-    return response.content
-
-
-def two_sentences_wav(twin: TwinServer, path: Path) -> float:
-    """Write silence, a sentence, a pause, a sentence, silence as a 16 kHz WAV file.
+def two_sentences_wav(path: Path) -> float:
+    """Write silence, a sentence, a pause, a sentence, silence (the twin's voice) as a
+    16 kHz WAV file.
 
     Returns:
         The file's length in seconds.
     """
-    first, second = (say(twin, text) for text in SENTENCES)
-    audio = b"".join(
-        [
-            bytes(int(LEAD_SILENCE * 32000)),
-            first,
-            bytes(int(PAUSE * 32000)),
-            second,
-            bytes(int(TAIL_SILENCE * 32000)),
-        ]
-    )
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(audio)
-    path.write_bytes(out.getvalue())
+    first, second = (speech(text) for text in SENTENCES)
+    silence = [bytes(int(s * 32000)) for s in (LEAD_SILENCE, PAUSE, TAIL_SILENCE)]
+    audio = silence[0] + first + silence[1] + second + silence[2]
+    write_wav(path, audio, rate=16000, channels=1, width=2)
     return len(audio) / 32000
 
 
@@ -83,7 +54,7 @@ def test_hands_free_page_shows_two_turns_and_their_barge_ins(
     from playwright.sync_api import sync_playwright
 
     wav = tmp_path / "two-sentences.wav"
-    seconds = two_sentences_wav(cartesia_speech_twin, wav)
+    seconds = two_sentences_wav(wav)
     settings = Settings(api_key="server-side-key", base_url=cartesia_speech_twin.base_url)
     with served(settings) as base, sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
