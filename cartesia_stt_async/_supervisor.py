@@ -175,6 +175,7 @@ class Supervisor:
             # routine: that reconnect uses the budget like any other.
             idle = not owed
         if idle:
+            session.idle_closed()
             self.idle = True
             try:
                 await wait_for_send()

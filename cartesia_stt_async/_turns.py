@@ -22,6 +22,8 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from typing import Any, Literal
 
+import msgspec
+
 from ._config import DEFAULT, Default, TurnSessionConfig
 from ._connection import BaseConnection
 from ._events import Handlers
@@ -147,12 +149,13 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
     def _publish(self, event: Any, size: int) -> None:
         super()._publish(event, size)
         signals = self._session.signals
-        if not signals:
-            return
-        taken = list(signals)
-        signals.clear()
-        for signal in taken:
-            self._signal(signal)
+        if signals:
+            taken = list(signals)
+            signals.clear()
+            for signal in taken:
+                self._signal(signal)
+        if self._link.failure.error is not None:
+            self._fail_barge_waiters()  # a fatal error event: no turn will start
 
     def _signal(self, signal: TurnSignal) -> None:
         loop = self._loop
@@ -193,15 +196,18 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
         if self._preflight is not None:
             self._preflight._settle(withdrawn=True)
             self._preflight = None
-        error = self._link.failure.error
-        waiters, self._barge_waiters = self._barge_waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_exception(error or _ended())
-                fut.exception()  # retrieved here: the caller sees it when awaiting
+        self._fail_barge_waiters()
         self._changed.set()
         for queue in self._listeners:
             queue.put_nowait(_END)
+
+    def _fail_barge_waiters(self) -> None:
+        error = self._link.failure.error or _ended()
+        waiters, self._barge_waiters = self._barge_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_exception(error)
+                fut.exception()  # retrieved here: the caller sees it when awaiting
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -323,8 +329,10 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
                 when it ended cleanly).
         """
         fut: asyncio.Future[Turn] = self._loop.create_future()
+        if self._link.failure.error is not None:
+            self._link.failure.raise_it()
         if self._link.finished.is_set():
-            raise self._link.failure.error or _ended()
+            raise _ended()
         self._barge_waiters.append(fut)
         try:
             return await fut
@@ -409,9 +417,18 @@ def _ended() -> ConnectionClosedError:
 
 
 def _command_body(command: object) -> Mapping[str, object]:
-    """The JSON object of a command given as the official SDK takes it."""
+    """The JSON object of a command given as the official SDK takes it (or as its JSON text,
+    which ``send_raw`` passes on)."""
     if command == "close":
         return {"type": "close"}
+    if isinstance(command, str):
+        try:
+            command = msgspec.json.decode(command)
+        except msgspec.DecodeError:
+            raise InvalidCommandError(
+                f"unknown command {command!r}: the turn endpoint takes 'close' and 'config' "
+                "as JSON objects"
+            ) from None
     dump = getattr(command, "model_dump", None)
     if callable(dump):
         command = dump(exclude_none=True)

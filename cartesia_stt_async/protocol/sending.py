@@ -368,6 +368,9 @@ class AudioSession:
         """The socket was replaced: queue the replay first; how many items it has."""
         raise NotImplementedError
 
+    def idle_closed(self) -> None:
+        """The server closed the socket as idle while owing nothing (a routine close)."""
+
     @property
     def has_unanswered(self) -> bool:
         """True while the server owes an answer (repair a drop now)."""

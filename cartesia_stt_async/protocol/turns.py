@@ -54,8 +54,11 @@ Replay (reconnecting without losing or repeating a turn)
    keeps only the newest ``preroll`` of audio (a turn the server is detecting in audio it has
    not answered yet starts there); while a turn is open it keeps everything since (bounded by
    ``max_replay_bytes``: past it :attr:`replay_complete` is false until the turn ends); at
-   ``turn.end`` it is trimmed to ``preroll`` again. ``config`` commands are not replayed: one
-   ``config`` with the current settings goes first when any were changed.
+   ``turn.end`` everything written before it is forgotten (replaying the ended turn's tail
+   could make the server end it twice; the cost: a next turn whose onset was written before
+   that ``turn.end`` arrived loses that onset after a drop); so does a routine idle close
+   with no turn open (the server heard it all). ``config`` commands are not
+   replayed: one ``config`` with the current settings goes first when any were changed.
 10. :meth:`TurnSession.rewind` puts the journal back at the head of the outbox. A turn open at the
    drop is *resumed*: the replay's first turn event belongs to it, and its ``start`` is not
    signalled again; its ``eager`` is signalled again only with a different text. An ended turn
@@ -492,6 +495,11 @@ class TurnSession(AudioSession):
             head = Entry(self.settings.command())
         return self.outbox.rewind(head, _CONFIG_PREFIX)
 
+    def idle_closed(self) -> None:
+        """The server closed the socket as idle with no turn open: it heard all the audio and
+        found no turn in it, so nothing is replayed (rule 9)."""
+        self.outbox.trim_head(0, _KEEP)
+
     def unanswered_turns(self) -> tuple[int, ...]:
         """The open turn (rule 8), whose ``turn.end`` never came; empty once DONE."""
         if self.state is State.DONE:
@@ -624,8 +632,9 @@ class TurnSession(AudioSession):
             self.transcript.turns.append(turn)
             self.transcript._parts.append(text)
             self.transcript.interim = ""
-            # Rule 9: audio long before this answer is owed no more; nor is lost audio.
-            self.outbox.trim_head(self._preroll, _KEEP)
+            # Rule 9: the audio written before this answer is answered (replaying it could
+            # make the server find the ended turn's tail again, a turn.end twice).
+            self.outbox.trim_head(0, _KEEP)
             self._journal_lossy = False
             self.signals.append(TurnSignal("end", turn, text))
             return [turn]

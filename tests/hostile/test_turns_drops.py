@@ -2,10 +2,11 @@
 point of a turn, and what the user sees across it (docs/turns.md, "Across a reconnect").
 
 The client sends 1.5 s of speech; the first socket answers up to the drop point and aborts.
-The second socket must hear the replay (the newest 500 ms of audio while no turn was open:
-protocol/turns.py rule 9), then answers the rest of the turn. Across the drop:
-``turns()`` yields every turn once, a barge-in is signalled once per turn, a preflight standing
-at the drop is not issued twice, and the transcript holds each ``turn.end`` text once.
+The second socket must hear the replay (the newest 500 ms of audio while no turn was open,
+nothing once a turn ended: protocol/turns.py rule 9), then answers the rest of the turn.
+Across the drop: ``turns()`` yields every turn once, a barge-in is signalled once per turn, a
+preflight standing at the drop is not issued twice, and the transcript holds each ``turn.end``
+text once.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Drop:
     texts: list[str]
     preflights: list[tuple[str, str]]
     close_first: bool = False
+    replay: bytes = SPEECH[-PREROLL:]  # the newest 500 ms: the open turn's onset
 
 
 DROPS = [
@@ -72,6 +74,7 @@ DROPS = [
         (),
         ["x"],
         [("x", "confirmed")],
+        replay=b"",  # all of it was answered by turn.end: replaying it could end it twice
     ),
     Drop(
         "during_close",
@@ -101,7 +104,7 @@ async def test_a_drop_loses_no_turn_and_repeats_none(drop: Drop) -> None:
 
     async def second(conn: TurnsConn) -> None:
         await conn.event("connected")
-        await conn.heard(PREROLL)
+        await conn.heard(len(drop.replay))
         if drop.close_first:
             await conn.command("close")
         await conn.events(*drop.after)
@@ -124,7 +127,9 @@ async def test_a_drop_loses_no_turn_and_repeats_none(drop: Drop) -> None:
                 # Close only once the replayed turn has ended (or, after 'turn.end', once the
                 # new socket heard the replay).
                 await server.until(
-                    lambda: len(server.conns) > 1 and server.conns[1].audio_bytes >= PREROLL
+                    lambda: (
+                        len(server.conns) > 1 and server.conns[1].audio_bytes >= len(drop.replay)
+                    )
                 )
                 if drop.texts and drop.after:
                     await anext(aiter(c.turns()))
@@ -135,8 +140,7 @@ async def test_a_drop_loses_no_turn_and_repeats_none(drop: Drop) -> None:
         assert [(p.text, p.state) for p in await preflights] == drop.preflights
         assert c.stats.reconnects == 1
         assert c.state == "done"
-    replayed = b"".join(server.conns[1].audio)
-    assert replayed == SPEECH[-PREROLL:]  # the newest 500 ms: the open turn's onset
+    assert b"".join(server.conns[1].audio) == drop.replay
     closes = [m for m in server.conns[1].received if isinstance(m, str)]
     assert closes == ['{"type":"close"}']
 

@@ -69,7 +69,7 @@ async def official_handlers(client: Any) -> list[str]:
 
         connection.on("turn.start", lambda event: seen.append(event.type))
         await connection.send_raw(AUDIO)
-        await connection.send({"type": "close"})
+        await connection.send_raw('{"type": "close"}')  # JSON text, as the official send_raw
         await connection.dispatch_events()
     return seen
 
@@ -132,3 +132,22 @@ async def test_the_sync_idiomatic_surface() -> None:
                 return texts, connection.transcript.text
 
         assert await asyncio.to_thread(run) == (["Hello world.", " Bye."], "Hello world. Bye.")
+
+
+async def test_the_official_sync_handlers() -> None:
+    async with turns_server(script) as server:
+
+        def run() -> list[str]:
+            seen: list[str] = []
+            with cartesia.Cartesia(api_key=CANARY, base_url=server.base_url) as client:
+                manager = client.stt.auto_finalize.websocket(
+                    model="ink-2", encoding="pcm_s16le", sample_rate=16000
+                )
+                with manager as connection:
+                    connection.on("turn.end", lambda event: seen.append(event.transcript))
+                    connection.send_raw(AUDIO)
+                    connection.send({"type": "close"})
+                    connection.dispatch_events()
+            return seen
+
+        assert await asyncio.to_thread(run) == ["Hello world.", " Bye."]

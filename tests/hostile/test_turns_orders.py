@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import wave
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -318,3 +320,33 @@ async def _first(items: AsyncIterator[_T]) -> AsyncIterator[_T]:
     async for item in items:
         yield item
         return
+
+
+async def test_stream_sends_files_and_bytes_paced_then_closes(tmp_path: Path) -> None:
+    wav = tmp_path / "second.wav"
+    with wave.open(str(wav), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(pcm(3200, 7))
+    first = pcm(32000)  # 1 s
+    total = len(first) + 3200
+
+    async def script(conn: TurnsConn) -> None:
+        await conn.heard(total)
+        await conn.events("turn.start", ("turn.end", "first"), "turn.start")
+        await conn.command("close")
+        await conn.events(("turn.end", " second"))
+        await conn.close(1000)
+
+    async with bounded(10), turns_server(script) as server:
+        async with open_turns(server.base_url) as c:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            transcript = await c.stream([first, wav], speed=4.0)
+            elapsed = loop.time() - started
+        assert transcript is c.transcript and transcript.text == "first second"
+        assert elapsed >= 0.2  # 1 s of audio at four times real time: paced
+        (conn,) = server.conns
+        assert b"".join(conn.audio) == first + pcm(3200, 7)
+        assert conn.commands == [{"type": "close"}]

@@ -52,6 +52,7 @@ class TurnsConn:
         finally:
             self.closed = True
             self._changed.set()
+            self.server.changed.set()
 
     async def _until(self, check: Callable[[], bool]) -> None:
         while not check():

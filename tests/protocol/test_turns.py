@@ -310,15 +310,18 @@ def test_an_open_turn_keeps_its_audio_and_a_drop_replays_it_without_a_second_bar
     assert len(s.transcript.turns) == 1
 
 
-def test_a_drop_after_turn_end_replays_only_the_preroll_and_never_the_turn() -> None:
+def test_a_drop_after_turn_end_never_replays_the_turn() -> None:
     s = TurnSession(FMT, preroll_ms=100)
     s.audio(A * 3)
     write(s)
     feed(s, TurnStartEvent(), TurnEndEvent(transcript="x"))
-    assert s.outbox.journal_bytes == len(A)
+    assert s.outbox.journal_bytes == 0  # everything before turn.end is answered
     assert not s.has_unanswered
+    s.audio(B * 2)
+    write(s)
+    assert s.outbox.journal_bytes == len(B)  # then the preroll builds up again
     s.rewind()
-    assert write(s) == [(A, True)]
+    assert write(s) == [(B, True)]
 
 
 def test_a_drop_after_resume_reissues_the_eager_end_only_if_it_comes_again() -> None:
@@ -378,3 +381,36 @@ def test_silence_fills_an_open_turn_only() -> None:
     feed(off, TurnStartEvent())
     assert off.idle_deadline(1.0, None) is None
     assert not off.fill_idle() or write(off) == [(b"\xff" * 800, False)]
+
+
+def test_an_update_after_an_eager_end_does_not_withdraw_it() -> None:
+    s = TurnSession(FMT)
+    feed(s, TurnStartEvent(), TurnEagerEndEvent(transcript="a"), TurnUpdateEvent(transcript="a b"))
+    assert s.phase.name == "EAGER"
+    assert [k for k, _, _ in kinds(s)] == ["start", "eager"]
+
+
+def test_a_resumed_turn_may_be_ended_by_the_replay_without_a_start() -> None:
+    s = TurnSession(FMT)
+    s.audio(A)
+    write(s)
+    feed(s, TurnStartEvent())
+    kinds(s)
+    s.rewind()
+    assert s.unanswered_turns() == (0,) and s.has_unanswered
+    assert feed(s, TurnEndEvent(transcript="late")) == [0]
+    assert kinds(s) == [("end", 0, "late")]
+    assert s.unanswered_turns() == ()
+
+
+def test_a_routine_idle_close_forgets_the_preroll_but_keeps_close() -> None:
+    s = TurnSession(FMT)
+    s.audio(A)
+    write(s)
+    s.idle_closed()
+    assert s.journal_empty
+    s.close()
+    write(s)
+    s.idle_closed()
+    s.rewind()
+    assert write(s) == [(CLOSE_COMMAND, True)]
