@@ -214,4 +214,5 @@ async def run_forever(
             f"  as a WebSocket base URL (pipecat's CartesiaSTTService url=): {twin.ws_base_url}",
             flush=True,
         )
+        print(f"  turn detection (/stt/turns/websocket): {twin.turns_url}", flush=True)
         await asyncio.Event().wait()
