@@ -13,8 +13,9 @@ form it is given in:
 * the official tuple ``(filename, content[, content_type])``, ``content`` any of the above.
 
 Retries (the client's :class:`~.protocol.retry.RetryPolicy`) re-send the file from its start:
-a path or bytes always can, a seekable file object is sought back, and a non-seekable one
-(a pipe, a socket) that was already partly read is never retried: the first failure is raised.
+a path or bytes always can, a seekable file object is sought back to where it was, and a
+non-seekable one (a pipe, a socket) is never retried once an attempt started reading it: the
+first failure is raised.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from __future__ import annotations
 import io
 import mimetypes
 import os
+import threading
 from collections.abc import Mapping, Sequence
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TypedDict
 
 import aiohttp
 
@@ -33,7 +35,7 @@ from .protocol.batch import STT_BATCH_PATH, Transcription, check_transcribe, dec
 from .protocol.checks import check_number
 from .protocol.commands import check_header_value
 
-__all__ = ["FileTypes", "transcribe"]
+__all__ = ["FileTypes", "TranscribeOptions", "check_options", "transcribe"]
 
 FileContent = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 FileTypes = (
@@ -45,48 +47,53 @@ _DEFAULT_NAME: Final = "upload"  # httpx's name for a bytes upload, what the off
 
 
 class _Reader(io.RawIOBase):
-    """The caller's file object as aiohttp reads it: ``close()`` leaves the file open (it is
-    the caller's), and a non-seekable file has no ``fileno`` (else aiohttp would take a pipe's
-    size, 0, as the upload's length)."""
+    """A file object as aiohttp reads it for one attempt.
 
-    def __init__(self, file: Any) -> None:
+    ``close()`` (which aiohttp calls) leaves the file open; a non-seekable file has no
+    ``fileno`` (else aiohttp would take a pipe's size, 0, as the upload's length). aiohttp
+    reads in worker threads, and a read of an abandoned attempt may still run after the next
+    attempt has sought the file back: each read checks, under the source's lock, that its
+    attempt is still the current one (else it reads nothing).
+    """
+
+    def __init__(self, source: _Source, file: Any, seekable: bool, attempt: int) -> None:
         super().__init__()
-        self.file = file
-        try:
-            self.start: int | None = file.tell() if file.seekable() else None
-        except (AttributeError, OSError):
-            self.start = None
-        self.consumed = False
+        self._source = source
+        self._file = file
+        self._seekable = seekable
+        self._attempt = attempt
 
     def readable(self) -> bool:
         return True
 
     def seekable(self) -> bool:
-        return self.start is not None
+        return self._seekable
+
+    def _check_seekable(self) -> None:
+        if not self._seekable:
+            raise io.UnsupportedOperation("not seekable")
 
     def tell(self) -> int:
-        if self.start is None:
-            raise io.UnsupportedOperation("not seekable")
-        return int(self.file.tell())
+        self._check_seekable()
+        return int(self._file.tell())
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if self.start is None:
-            raise io.UnsupportedOperation("not seekable")
-        return int(self.file.seek(offset, whence))
+        self._check_seekable()
+        return int(self._file.seek(offset, whence))
 
     def fileno(self) -> int:
-        if self.start is None:
-            raise io.UnsupportedOperation("not seekable")
-        return int(self.file.fileno())
+        self._check_seekable()
+        return int(self._file.fileno())
 
     def read(self, size: int | None = -1) -> bytes:
-        data = self.file.read(size)
+        with self._source.lock:
+            if self._attempt != self._source.attempt:
+                return b""  # an abandoned attempt's late read: leave the file alone
+            data = self._file.read(size)
         if not isinstance(data, bytes | bytearray):
             raise UsageError(
                 f"file must be opened in binary mode ('rb'): read() gave {type(data).__name__}"
             )
-        if data:
-            self.consumed = True
         return bytes(data)
 
     def readinto(self, buffer: Any) -> int:  # pragma: no cover - aiohttp calls read()
@@ -94,8 +101,31 @@ class _Reader(io.RawIOBase):
         buffer[: len(data)] = data
         return len(data)
 
-    def close(self) -> None:
-        super().close()  # marks this wrapper closed; the caller's file stays open
+
+class _Source:
+    """A file object given by the caller, shared by the attempts of one call."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        try:
+            self.start: int | None = file.tell() if file.seekable() else None
+        except (AttributeError, OSError):
+            self.start = None
+        self.lock = threading.Lock()
+        self.attempt = 0
+
+    def reader(self) -> _Reader:
+        """A reader for a new attempt, from where the file was when given."""
+        with self.lock:
+            self.attempt += 1
+            if self.attempt > 1 and self.start is not None:
+                self.file.seek(self.start)
+        return _Reader(self, self.file, self.start is not None, self.attempt)
+
+    def replayable(self) -> bool:
+        """Seekable, or never handed to an attempt (a non-seekable file is never retried:
+        an abandoned attempt may have read from it in a worker thread)."""
+        return self.start is not None or self.attempt == 0
 
 
 class _Upload:
@@ -116,7 +146,7 @@ class _Upload:
             raise UsageError("file tuple content must be a path, bytes or a binary file object")
         self._path: str | None = None
         self._data: bytes | bytearray | memoryview | None = None
-        self._reader: _Reader | None = None
+        self._source: _Source | None = None  # the caller's file object
         self._opened: list[IO[bytes]] = []
         if isinstance(file, str | os.PathLike):
             path = os.fspath(file)
@@ -139,7 +169,7 @@ class _Upload:
         elif callable(getattr(file, "read", None)):
             if getattr(file, "closed", False) is True:
                 raise UsageError("file is a closed file object")
-            self._reader = _Reader(file)
+            self._source = _Source(file)
             raw_name = getattr(file, "name", None)
             default_name = (
                 os.path.basename(raw_name) if isinstance(raw_name, str) else _DEFAULT_NAME
@@ -169,19 +199,15 @@ class _Upload:
         if self._data is not None:
             return self._data
         if self._path is not None:
-            opened = open(self._path, "rb")  # noqa: SIM115  # closed by aclose()
+            opened = open(self._path, "rb")  # noqa: SIM115  # closed by close()
             self._opened.append(opened)
-            return _Reader(opened)
-        reader = self._reader
-        assert reader is not None
-        if reader.consumed and reader.start is not None:
-            reader.file.seek(reader.start)
-        return reader
+            return opened
+        assert self._source is not None
+        return self._source.reader()
 
     def replayable(self) -> bool:
         """Whether the part can be sent again from its start."""
-        reader = self._reader
-        return reader is None or reader.start is not None or not reader.consumed
+        return self._source is None or self._source.replayable()
 
     def close(self) -> None:
         """Close the files this upload opened (never the caller's)."""
@@ -214,6 +240,30 @@ def _check_extra(
             found.append((key, str(value).lower() if isinstance(value, bool) else str(value)))
         pairs.append(found)
     return headers, pairs[0], pairs[1]
+
+
+class TranscribeOptions(TypedDict, total=False):
+    """The optional arguments of ``transcribe`` (each documented at
+    ``AsyncCartesia().stt.transcribe``)."""
+
+    language: str | None
+    timestamp_granularities: Sequence[str] | None
+    encoding: str | None
+    sample_rate: int | None
+    extra_headers: Mapping[str, str] | None
+    extra_query: Mapping[str, object] | None
+    extra_body: Mapping[str, object] | None
+    timeout: float | None
+
+
+def check_options(options: Mapping[str, object]) -> None:
+    """Raise :class:`UsageError` for an argument ``transcribe`` does not take."""
+    unknown = sorted(set(options) - set(TranscribeOptions.__annotations__))
+    if unknown:
+        raise UsageError(
+            f"transcribe() got unknown argument(s) {', '.join(map(repr, unknown))}; it takes "
+            f"file, model, {', '.join(TranscribeOptions.__annotations__)}"
+        )
 
 
 async def transcribe(

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Generic, NoReturn, TypeVar, Unpack
 
 from ._access_token import AccessTokenResource
-from ._batch import FileTypes, transcribe
+from ._batch import FileTypes, TranscribeOptions, check_options, transcribe
 from ._config import SessionConfig, SessionOptions, TurnSessionConfig, TurnSessionOptions
 from ._connection import AsyncConnection, BaseConnection
 from ._events import HandlerMethods, Handlers
@@ -372,18 +372,7 @@ class STT:
         self._http = http
 
     async def transcribe(
-        self,
-        *,
-        file: FileTypes,
-        model: str,
-        language: str | None = None,
-        timestamp_granularities: Sequence[str] | None = None,
-        encoding: str | None = None,
-        sample_rate: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, object] | None = None,
-        extra_body: Mapping[str, object] | None = None,
-        timeout: float | None = None,
+        self, *, file: FileTypes, model: str, **options: Unpack[TranscribeOptions]
     ) -> Transcription:
         """Transcribe a whole audio file in one request (``POST /stt``), streamed from disk.
 
@@ -407,27 +396,16 @@ class STT:
             ``duration``, ``language``, ``request_id``.
 
         Raises:
-            UsageError: A bad argument, or a file that does not exist or is not binary
-                (checked before any I/O, naming the value).
+            UsageError: A bad or unknown argument, or a file that does not exist or is not
+                binary (checked before any I/O, naming the value).
             APIStatusError: The server refused (``BadRequestError``, ``RateLimitError``, ...),
                 with its message, ``error_code`` and ``request_id``, after any retries.
             APIConnectionError: The server could not be reached (``APITimeoutError`` when
                 ``timeout`` ran out).
             ProtocolError: The answer is not a transcript.
         """
-        return await transcribe(
-            self._http,
-            file=file,
-            model=model,
-            language=language,
-            timestamp_granularities=timestamp_granularities,
-            encoding=encoding,
-            sample_rate=sample_rate,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-            extra_body=extra_body,
-            timeout=timeout,
-        )
+        check_options(options)
+        return await transcribe(self._http, file=file, model=model, **options)
 
 
 class AsyncCartesia:

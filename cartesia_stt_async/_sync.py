@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, Unpack
 
 from ._access_token import AccessToken
-from ._batch import FileTypes
+from ._batch import FileTypes, TranscribeOptions
 from ._client import AsyncCartesia, ConnectionManager, TurnConnectionManager
 from ._config import DEFAULT, Default, SessionOptions, TurnSessionOptions
 from ._connection import AsyncConnection, BaseConnection
@@ -679,35 +679,14 @@ class SyncSTT:
         self._client = client
 
     def transcribe(
-        self,
-        *,
-        file: FileTypes,
-        model: str,
-        language: str | None = None,
-        timestamp_granularities: Sequence[str] | None = None,
-        encoding: str | None = None,
-        sample_rate: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, object] | None = None,
-        extra_body: Mapping[str, object] | None = None,
-        timeout: float | None = None,
+        self, *, file: FileTypes, model: str, **options: Unpack[TranscribeOptions]
     ) -> Transcription:
         """Transcribe a whole audio file in one request (see
         ``AsyncCartesia().stt.transcribe``, whose arguments, result and errors these are).
         """
         stt = self._client._runtime.aclient.stt
         return self._client._runtime.portal().call(
-            stt.transcribe,
-            file=file,
-            model=model,
-            language=language,
-            timestamp_granularities=timestamp_granularities,
-            encoding=encoding,
-            sample_rate=sample_rate,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-            extra_body=extra_body,
-            timeout=timeout,
+            stt.transcribe, file=file, model=model, **options
         )
 
 

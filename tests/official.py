@@ -22,7 +22,7 @@ import sys
 import venv
 from pathlib import Path
 
-__all__ = ["OFFICIAL_VERSION", "RUNNER", "official_python", "run_official"]
+__all__ = ["OFFICIAL_VERSION", "RUNNER", "official_python", "run_official", "run_script"]
 
 # The version whose examples the conformance tests run (the seed's).
 OFFICIAL_VERSION = "3.2.0"
@@ -75,6 +75,32 @@ def official_python(version: str = OFFICIAL_VERSION) -> Path:
     return python
 
 
+async def run_script(
+    python: Path | str, *args: str, env: dict[str, str] | None = None, timeout: float = 90
+) -> tuple[str, str]:
+    """Run ``python *args`` (a script and its arguments) to its end; its stdout and stderr.
+
+    Raises:
+        AssertionError: If it exits with a failure (its stderr included).
+    """
+    proc = await asyncio.create_subprocess_exec(
+        str(python),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    return out.decode(), err.decode()
+
+
 async def run_official(version: str, script: Path, *args: str, timeout: float = 90) -> str:
     """Run ``script`` with ``args`` in the official SDK's environment for ``version``.
 
@@ -86,22 +112,9 @@ async def run_official(version: str, script: Path, *args: str, timeout: float = 
             prints ``official cartesia <version>`` on stderr first).
     """
     python = await asyncio.to_thread(official_python, version)
-    proc = await asyncio.create_subprocess_exec(
-        str(python),
-        str(script),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0, err.decode()
-    assert f"official cartesia {version}" in err.decode()
-    return out.decode()
+    out, err = await run_script(python, str(script), *args, timeout=timeout)
+    assert f"official cartesia {version}" in err
+    return out
 
 
 if __name__ == "__main__":  # `python tests/official.py [VERSION ...]`: make them now

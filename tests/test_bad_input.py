@@ -37,6 +37,8 @@ class Env:
     options: dict[str, Any] = field(default_factory=dict)
 
     def client(self, **kw: Any) -> stt.AsyncCartesia:
+        # No retries: each case's first failure is its subject (retries: test_retry.py).
+        kw.setdefault("max_retries", 0)
         return stt.AsyncCartesia(api_key=API_KEY, base_url=self.base_url, **kw)
 
     def ws(self, **kw: Any) -> stt.ConnectionManager:

@@ -189,6 +189,7 @@ def _bad_cases(tmp: Path) -> list[tuple[dict[str, Any], str]]:
         ({"file": ("a.wav", good, "bad\ntype")}, "MIME type"),
         ({"extra_headers": {"X-A": "b\r\nInjected: 1"}}, "line break"),
         ({"timeout": 0}, "timeout must be"),
+        ({"languag": "en"}, "unknown argument(s) 'languag'"),
     ]
 
 

@@ -54,8 +54,9 @@ def client_for(base_url: str, api_key: str = CANARY, **kw: Any) -> stt.AsyncCart
 
 def open_ws(base_url: str, *, api_key: str = CANARY, **kw: Any) -> stt.ConnectionManager:
     """``client.stt.manual_finalize.websocket`` with test defaults (unpaced, fast backoff);
-    ``proxy`` and ``ssl`` go to the client, everything else to ``websocket()``."""
-    client_kw = {k: kw.pop(k) for k in ("proxy", "ssl") if k in kw}
+    ``proxy``, ``ssl`` and ``max_retries`` go to the client, everything else to
+    ``websocket()``."""
+    client_kw = {k: kw.pop(k) for k in ("proxy", "ssl", "max_retries") if k in kw}
     options: dict[str, Any] = {
         "model": "ink-2",
         "encoding": "pcm_s16le",

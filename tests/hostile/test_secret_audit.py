@@ -630,7 +630,7 @@ def raw(action: str | Callable[[bytes], bytes], *, head: bool = True) -> Callabl
 def refused(status: int, body: bytes | None = None) -> Callable[[Certs], Peer]:
     content = body if body is not None else _json(echo_fields(WS_ECHO))
     answer = Refusal(status, content, echo_headers(WS_ECHO), f"Denied {WS_ECHO}")
-    return peer(refuse={0: answer})
+    return peer(refuse={i: answer for i in range(3)})  # 429 and 5xx: retried, then raised
 
 
 def _bad_accept(request: bytes) -> bytes:
@@ -658,7 +658,12 @@ WS_CASES = [
         refused(401, straddling(KEY, 200).encode()),
     ),
     # A Location whose port is not a number: urllib's ValueError quotes it.
-    WSCase("redirect-to-a-bad-port", stt.CartesiaSTTError, peer(refuse={0: BAD_PORT})),
+    # Every attempt: the first handshake is retried (a refused redirect is a failed connection).
+    WSCase(
+        "redirect-to-a-bad-port",
+        stt.CartesiaSTTError,
+        peer(refuse={i: BAD_PORT for i in range(3)}),
+    ),
     WSCase(
         "reconnect-redirected-to-a-bad-port",
         stt.APIConnectionError,
@@ -978,7 +983,8 @@ async def test_a_session_failure_shows_no_secret(
 
 @dataclass(frozen=True)
 class HTTPCase:
-    """One failure of ``client.tts.generate`` / ``client.access_token.create``."""
+    """One failure of ``client.tts.generate`` / ``client.access_token.create`` /
+    ``client.stt.transcribe``."""
 
     name: str
     expect: type[BaseException]
@@ -986,7 +992,7 @@ class HTTPCase:
     proxy: tuple[str, ...] = ("tunnel",)
     tls: bool = False
     untrusted: bool = False  # the server presents a certificate the client does not trust
-    surfaces: tuple[str, ...] = ("tts", "token")
+    surfaces: tuple[str, ...] = ("tts", "token", "stt")
     routes: tuple[str, ...] = ("direct", "option", "env")
 
 
@@ -1119,6 +1125,8 @@ async def test_an_http_failure_shows_no_secret(
         try:
             if surface == "tts":
                 await client.tts.generate(**TTS_BODY)
+            elif surface == "stt":
+                await client.stt.transcribe(file=b"RIFF", model="ink-whisper", language="en")
             else:
                 await client.access_token.create(grants={"stt": True}, expires_in=60)
         except Exception as exc:
@@ -1169,7 +1177,8 @@ async def test_a_redirect_to_another_origin_does_not_get_the_credentials(
     clean_proxy_env(monkeypatch)
     async with bounded(10), Peer(refuse={0: Refusal(401, b"{}")}) as other:
         location = {"Location": f"ws://localhost:{other.port}/stt/websocket"}
-        async with Peer(refuse={0: Refusal(302, b"", location, "Found")}) as server:
+        found = Refusal(302, b"", location, "Found")  # every attempt: the first one is retried
+        async with Peer(refuse={i: found for i in range(3)}) as server:
             client = stt.AsyncCartesia(
                 api_key=KEY, base_url=server.base_url, default_headers={"X-Api-Key": HTOKEN}
             )

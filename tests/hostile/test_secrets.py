@@ -132,7 +132,8 @@ async def test_10_a_refused_handshake_echoing_the_key(
     status: int, error: type[Exception], debug_logs: pytest.LogCaptureFixture
 ) -> None:
     refusal = Refusal(status, json.dumps(ECHO).encode(), {"X-Request-Id": CANARY})
-    async with bounded(10), Peer(refuse={0: refusal}) as peer:
+    # Every attempt refused: 429 and 503 are retried (and logged) before the error is raised.
+    async with bounded(10), Peer(refuse={i: refusal for i in range(3)}) as peer:
         manager = open_ws(peer.base_url)
         with pytest.raises(error) as caught:
             async with manager:

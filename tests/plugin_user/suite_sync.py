@@ -38,7 +38,8 @@ def test_sync_code_against_the_twin(cartesia_twin: TwinServer) -> None:
 
 
 def test_refused_handshake_is_a_typed_error(cartesia_twin_factory: TwinFactory) -> None:
-    twin = cartesia_twin_factory(faults=Faults(refuse={0: 503}))
+    # Every attempt: the client retries a 5xx twice before it raises.
+    twin = cartesia_twin_factory(faults=Faults(refuse={0: 503, 1: 503, 2: 503}))
     with pytest.raises(stt.APIStatusError) as info:
         asyncio.run(transcribe(twin.base_url, bytes(320)))
     assert info.value.status_code == 503
