@@ -155,7 +155,9 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
             for signal in taken:
                 self._signal(signal)
         if self._link.failure.error is not None:
-            self._fail_barge_waiters()  # a fatal error event: no turn will start
+            # A fatal error event: no turn will start or end; turns() ends now.
+            self._fail_barge_waiters()
+            self._changed.set()
 
     def _signal(self, signal: TurnSignal) -> None:
         loop = self._loop

@@ -67,7 +67,7 @@ Replay (reconnecting without losing or repeating a turn)
 11. While a turn is open and the caller sends nothing, the server cannot end the turn (it decides
    on audio time). With ``fill_silence``, :meth:`idle_deadline` asks for a frame of silence
    after ``max(2 x frame, 0.5 s)`` without writing, then one per frame, until the turn ends or
-   the caller sends again.
+   the caller sends again. Audio held back mid-frame goes first, completed with silence.
 """
 
 from __future__ import annotations
@@ -388,6 +388,7 @@ class TurnSession(AudioSession):
         self._fill_after = max(2 * self._frame_s, _FILL_AFTER_S)
         self._filling = False
         self._fill_frame = silence(audio_format, self.frame_bytes)
+        self._padded: object = None  # the last frame the fill completed (rule 11)
         self.transcript = TurnTranscript()
         self.signals: list[TurnSignal] = []
         self.phase = Phase.IDLE
@@ -435,8 +436,8 @@ class TurnSession(AudioSession):
             return
         if not replay:
             self.position += len(item) / self._bytes_per_second
-            if item is not self._fill_frame:
-                self._filling = False  # the caller's audio flows again
+            # The caller's audio flows again unless this is the fill's own frame.
+            self._filling = item is self._fill_frame or item is self._padded
         if self.phase is Phase.IDLE and self._resumed is None:
             self.outbox.trim_head(self._preroll, _KEEP)
 
@@ -453,15 +454,24 @@ class TurnSession(AudioSession):
 
     def fill_idle(self) -> bool:
         """Queue one frame of silence for an open turn (rule 11), or keepalive silence."""
+        held = self._reframer.pending
         if (
             self.fill_silence
             and self._turn_open
             and self.state is State.OPEN
-            and not self._reframer.pending
             and not self.outbox.pending
+            and not held % self.format.sample_width
         ):
-            self.outbox.append(Entry(self._fill_frame, None))
-            self.stats.silence_fill_bytes += self.frame_bytes
+            if held:
+                # The caller's audio ended mid-frame: complete that frame with silence, so
+                # the held-back tail goes out first and frames stay whole.
+                pad = self.frame_bytes - held
+                frame = self._reframer.push(self._fill_frame[:pad])[0]
+                self._padded = frame
+            else:
+                frame, pad = self._fill_frame, self.frame_bytes
+            self.outbox.append(Entry(frame, None))
+            self.stats.silence_fill_bytes += pad
             self._filling = True
             return True
         return self.keepalive()

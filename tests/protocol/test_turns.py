@@ -379,8 +379,11 @@ def test_silence_fills_an_open_turn_only() -> None:
     assert s.stats.silence_fill_bytes == 3200
     off = TurnSession(AudioFormat("pcm_mulaw", 8000), fill_silence=False)
     feed(off, TurnStartEvent())
-    assert off.idle_deadline(1.0, None) is None
-    assert not off.fill_idle() or write(off) == [(b"\xff" * 800, False)]
+    assert off.idle_deadline(1.0, None) is None  # no fill: the writer never asks
+    assert off.idle_deadline(1.0, 2.0) == 3.0  # the keepalive still applies
+    assert off.fill_idle()  # what it asks for then: one frame of mu-law silence
+    assert write(off) == [(b"\xff" * 800, False)]
+    assert off.stats.silence_fill_bytes == 0 and off.stats.keepalives_sent == 1
 
 
 def test_an_update_after_an_eager_end_does_not_withdraw_it() -> None:
@@ -414,3 +417,16 @@ def test_a_routine_idle_close_forgets_the_preroll_but_keeps_close() -> None:
     s.idle_closed()
     s.rewind()
     assert write(s) == [(CLOSE_COMMAND, True)]
+
+
+def test_the_fill_completes_a_held_back_partial_frame_first() -> None:
+    s = TurnSession(FMT)
+    s.audio(A + A[:1000])  # one frame and 1000 bytes held back
+    feed(s, TurnStartEvent())
+    assert write(s) == [(A, False)]
+    assert s.fill_idle()
+    assert write(s) == [(A[:1000] + b"\x00" * 2200, False)]
+    assert s.idle_deadline(1.0, None) == pytest.approx(1.1)  # filling: one frame per frame
+    assert s.stats.silence_fill_bytes == 2200
+    s.audio(A[:3])  # a stray byte held back: no fill can keep the samples aligned
+    assert not s.fill_idle()
