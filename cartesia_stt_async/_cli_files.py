@@ -122,7 +122,8 @@ def plan(inputs: Sequence[str], fmt: Format, out: Path | None) -> tuple[list[Job
     A result goes next to its file (``talk.wav`` → ``talk.srt``), or with ``out`` under that
     folder, at the file's path relative to the directory argument it was found in. Two inputs
     that would write the same file (``talk.wav`` and ``talk.mp3``) keep their suffix instead
-    (``talk.wav.srt``, ``talk.mp3.srt``), as does a result that would overwrite its own input.
+    (``talk.wav.srt``, ``talk.mp3.srt``), as does a result that would overwrite an input
+    (``notes.txt`` gives ``notes.txt.txt``).
 
     Args:
         inputs: Files (taken whatever their suffix) and directories (searched for
@@ -158,7 +159,7 @@ def plan(inputs: Sequence[str], fmt: Format, out: Path | None) -> tuple[list[Job
         taken.setdefault(target.resolve(), []).append(key)
     for key, base in sources.items():
         target = targets[key]
-        if len(taken[target.resolve()]) > 1 or target.resolve() == key:
+        if len(taken[target.resolve()]) > 1 or target.resolve() in sources:
             targets[key] = base.with_name(base.name + suffix)
     seen: dict[Path, Path] = {}
     for key, target in targets.items():

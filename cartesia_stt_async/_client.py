@@ -148,6 +148,7 @@ class _Manager(HandlerMethods, Generic[_C]):
         ws = await first_socket(
             lambda: self._handshake(config.extra_query or {}, config.extra_headers or {}),
             self._settings.retry,
+            config.open_timeout,
         )
         logger.debug("connected to %s", self.url)
         return ws

@@ -4,8 +4,8 @@ The connection's reader reads a socket until it ends, then asks :meth:`Superviso
 That either returns a new, open socket (the reader then rewinds the session and goes on) or
 raises the error that ends the session:
 
-* a close that is not recoverable (1001, 1005, 1006, 1011, 1012, 1013 and 1015 are), or reconnecting
-  turned off (``max_retries=0``): the close itself (:class:`ConnectionClosedError`);
+* a close that is not recoverable (1001, 1005, 1006, 1011, 1012, 1013 and 1015 are), or
+  reconnecting turned off (``max_retries=0``): the close itself (:class:`ConnectionClosedError`);
 * more unanswered audio than ``max_replay_ms`` (an exact replay is impossible);
 * a permanent refusal of a new handshake (400, 401, 403, 404): that :class:`APIStatusError`;
   likewise a certificate that does not verify (:class:`TLSError`) and a proxy refusing the
@@ -16,6 +16,9 @@ raises the error that ends the session:
 Cartesia's idle close (1001 "Idle timeout") with nothing owed is routine: the supervisor waits
 for the next thing to send before opening a socket, and that costs no retry budget. Progress
 (an answered utterance, or a socket that lived ``_STABLE_S``) makes the budget whole again.
+
+A session's *first* socket is not a reconnect: :func:`first_socket` opens it under the client's
+one retry policy (:class:`~.protocol.retry.RetryPolicy`, shared with the HTTP calls).
 """
 
 from __future__ import annotations
@@ -63,16 +66,26 @@ Connector = Callable[[Mapping[str, object], Mapping[str, str]], Awaitable[Socket
 """Opens a new socket with replacement ``extra_query`` and ``extra_headers``."""
 
 
-async def first_socket(connect: Callable[[], Awaitable[Socket]], policy: RetryPolicy) -> Socket:
+async def first_socket(
+    connect: Callable[[], Awaitable[Socket]], policy: RetryPolicy, deadline: float | None
+) -> Socket:
     """Open a session's first socket, retrying as the client's policy says (429, 5xx and
-    network failures; never 400, 401, 403, 404, a TLS failure or a refusing proxy), so a
-    brief outage at the start of a call does not fail it. Each attempt is bounded by
-    ``open_timeout``; the server's ``Retry-After`` is honoured.
+    network failures; never 400, 401, 403, 404, a TLS failure or a failing proxy), so a
+    brief outage at the start of a call does not fail it. The server's ``Retry-After`` is
+    honoured.
+
+    Args:
+        connect: Opens one socket (each attempt bounded by the session's ``open_timeout``).
+        policy: The client's retry policy.
+        deadline: Seconds for every attempt and wait together (the session's
+            ``open_timeout``): a handshake that timed out leaves no time for another.
 
     Raises:
         APIStatusError: The last refusal, when it is not retried or retries ran out.
         APIConnectionError: Likewise for the last network failure.
     """
+    loop = asyncio.get_running_loop()
+    end = None if deadline is None else loop.time() + deadline
     attempt = 0
     while True:
         attempt += 1
@@ -86,7 +99,7 @@ async def first_socket(connect: Callable[[], Awaitable[Socket]], policy: RetryPo
                 attempt,
                 status=exc.status_code if isinstance(exc, APIStatusError) else None,
                 headers={"retry-after": str(retry_after)} if retry_after is not None else {},
-                remaining=None,
+                remaining=None if end is None else end - loop.time(),
                 jitter=random.random(),
                 now=time.time(),
             )

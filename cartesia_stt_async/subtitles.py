@@ -112,20 +112,34 @@ class _Word:
     end: float
 
 
-def _checked(words: Iterable[TimedWord] | None) -> list[_Word]:
-    """The words with their text normalized, empty ones dropped, their times checked.
+def _items(source: object) -> list[object]:
+    """``source`` as a list, or a :class:`UsageError` saying what was expected.
 
     Raises:
-        UsageError: ``None``, a word without text or times, or times no cue can show.
+        UsageError: ``None`` (no timings were asked for), or not an iterable (a whole
+            result rather than its ``.words``).
     """
-    if words is None:
+    if source is None:
         raise UsageError(
             "no word timings (words is None): ask for them, e.g. "
             "transcribe(..., timestamp_granularities=['word'])"
         )
+    if not isinstance(source, Iterable) or isinstance(source, str | bytes):
+        hint = ": pass its .words" if hasattr(source, "words") else ""
+        raise UsageError(f"expected words or cues, got a {type(source).__name__}{hint}")
+    return list(source)
+
+
+def _checked(words: Iterable[TimedWord] | None) -> list[_Word]:
+    """The words with their text normalized, empty ones dropped, their times checked.
+
+    Raises:
+        UsageError: ``None``, not an iterable, a word without text or times, or times no
+            cue can show.
+    """
     out: list[_Word] = []
     previous: _Word | None = None
-    for index, word in enumerate(words):
+    for index, word in enumerate(cast("list[TimedWord]", _items(words))):
         try:
             raw, start, end = word.word, word.start, word.end
         except AttributeError as exc:
@@ -310,15 +324,14 @@ class CueOptions(TypedDict, total=False):
 
 def _as_cues(source: Iterable[TimedWord] | Iterable[Cue] | None, options: CueOptions) -> list[Cue]:
     """``source`` as cues: cues as given, words cut by :func:`cues` with ``options``."""
-    items = list(source) if source is not None else None
+    items = _items(source)
     if items and all(isinstance(item, Cue) for item in items):
         if options:
             raise UsageError("the cutting options apply to words, not to cues already cut")
         return [item for item in items if isinstance(item, Cue)]
     if items and any(isinstance(item, Cue) for item in items):
         raise UsageError("give words or cues, not a mix of both")
-    # Words, no words, or None (cues() says why that is wrong).
-    return cues(cast("list[TimedWord] | None", items), **options)
+    return cues(cast("list[TimedWord]", items), **options)
 
 
 def to_srt(

@@ -438,3 +438,41 @@ async def test_a_large_file_is_streamed_not_read_into_memory(tmp_path: Path) -> 
     # Python allocations and resident memory grow by a few MB at most, not by 256 MiB.
     assert int(peak) < 4 << 20, int(peak)
     assert int(rss_growth) < 16 << 20, int(rss_growth)
+
+
+@pytest.mark.asyncio
+async def test_busy_recognizers_answer_429_with_retry_after() -> None:
+    async with serve(engine=engine(), max_sessions=1) as twin:
+        client = client_for(twin, max_retries=0)
+        async with client.stt.manual_finalize.websocket(
+            model="ink-2", encoding="pcm_s16le", sample_rate=16000
+        ):
+            with pytest.raises(stt.RateLimitError) as info:
+                await client.stt.transcribe(file=wav(pcm(0.2)), model="ink-whisper")
+        assert info.value.error_code == "concurrency_limited"
+        assert info.value.retry_after == 1.0
+        assert (await client.stt.transcribe(file=wav(pcm(0.2)), model="ink-whisper")).text
+        await client.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data; boundary=xyz", b"garbage"),
+        ("multipart/form-data", b"--x\r\n"),
+        ("multipart/form-data; boundary=xyz", b'--xyz\r\nContent-Disposition: form-data; name="f'),
+    ],
+)
+async def test_a_malformed_multipart_body_is_400(content_type: str, body: bytes) -> None:
+    async with (
+        serve(engine=engine()) as twin,
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{twin.base_url}/stt",
+            data=body,
+            headers={"Content-Type": content_type, "X-API-Key": "k"},
+        ) as response,
+    ):
+        assert response.status == 400
+        assert "malformed multipart body" in (await response.json())["message"]

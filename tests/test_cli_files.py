@@ -89,10 +89,13 @@ def test_plan_keeps_the_suffix_when_two_files_would_collide(tmp_path: Path) -> N
     assert sorted(j.target.name for j in jobs) == ["other.srt", "talk.mp3.srt", "talk.wav.srt"]
 
 
-def test_plan_never_overwrites_its_input(tmp_path: Path) -> None:
+def test_plan_never_overwrites_an_input(tmp_path: Path) -> None:
     named = touch(tmp_path / "notes.txt")
     (job,) = plan([str(named)], "text", None)[0]
     assert job.target == tmp_path / "notes.txt.txt"
+    audio = touch(tmp_path / "notes.wav")  # notes.txt is an input too: keep the suffix
+    jobs, _ = plan([str(named), str(audio)], "text", None)
+    assert [j.target.name for j in jobs] == ["notes.txt.txt", "notes.wav.txt"]
 
 
 def test_plan_takes_each_file_once(tmp_path: Path) -> None:

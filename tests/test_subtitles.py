@@ -85,6 +85,20 @@ def test_none_means_no_timings_were_asked_for() -> None:
             call(None)
 
 
+def test_a_whole_result_is_not_words() -> None:
+    @dataclass
+    class Result:
+        text: str
+        words: list[Word]
+
+    result = Result("hi", [Word("hi", 0, 1)])
+    with pytest.raises(UsageError, match=r"expected words or cues, got a Result: pass its \.words"):
+        to_srt(result)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=r"expected words or cues, got a str$"):
+        cues("hello")  # type: ignore[arg-type]
+    assert to_srt(result.words) == "1\n00:00:00,000 --> 00:00:01,000\nhi\n"
+
+
 def test_word_text_is_normalized() -> None:
     # The streaming endpoints' words keep their leading space; a stray newline must not end
     # an SRT block early.

@@ -17,6 +17,7 @@ deviation marked):
    when it is above 0 and at most :data:`MAX_RETRY_AFTER` seconds; else the jittered backoff
    :func:`~.pacing.backoff_delay` (``initial_delay`` doubling up to ``max_delay``).
 4. No retry after ``max_retries`` retries, or when the wait would not end before the deadline.
+   Never a certificate that did not verify or a proxy that failed (:func:`transient`).
 5. A request whose body cannot be sent again (a non-seekable file object already partly read)
    is never retried: the I/O layer says so with ``replayable=False``.
 """
@@ -84,18 +85,14 @@ def _server_wait(headers: Mapping[str, str], now: float) -> float | None:
     return parse_retry_after(headers.get("retry-after"), now)
 
 
-# A proxy's refusals that will not change by retrying (forbidden, authentication required).
-_PERMANENT_PROXY_STATUSES: Final = frozenset({403, 407})
-
-
 def transient(error: CartesiaSTTError) -> bool:
     """Whether a failed request or handshake may be worth retrying at all: a status error (the
     policy then decides by its status) or a connection failure, but never a certificate that
-    did not verify or a proxy that refused (403, 407)."""
-    if isinstance(error, TLSError):
+    did not verify (:class:`TLSError`) or a proxy that refused or could not be reached
+    (:class:`ProxyError`): those are the network's configuration, which a retry cannot
+    change. (A 5xx that a forwarding proxy answers is a status error, and retried.)"""
+    if isinstance(error, TLSError | ProxyError):
         return False
-    if isinstance(error, ProxyError):
-        return error.status_code not in _PERMANENT_PROXY_STATUSES
     return isinstance(error, APIStatusError | APIConnectionError)
 
 

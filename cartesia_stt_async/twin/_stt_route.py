@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import IO, Final
 
 from aiohttp import BodyPartReader, web
+from aiohttp.multipart import BadContentDispositionHeader
 
 from ..errors import InvalidAudioError
 from ..protocol.audio import (
@@ -204,7 +205,9 @@ async def _read_form(request: web.Request, record: BatchRecord, limit: int) -> _
                     form.fields[part.name] = value
             else:
                 await part.release()
-    except ValueError as exc:  # aiohttp's malformed multipart
+    except (ValueError, BadContentDispositionHeader) as exc:  # aiohttp's malformed multipart
+        # (BadContentDispositionHeader is a warning aiohttp emits; raised where warnings are
+        # errors, else the part has no name and is skipped.)
         if form.file is not None:
             form.file.close()
         raise _bad(f"malformed multipart body: {exc}") from None

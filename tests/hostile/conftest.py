@@ -54,9 +54,11 @@ def client_for(base_url: str, api_key: str = CANARY, **kw: Any) -> stt.AsyncCart
 
 def open_ws(base_url: str, *, api_key: str = CANARY, **kw: Any) -> stt.ConnectionManager:
     """``client.stt.manual_finalize.websocket`` with test defaults (unpaced, fast backoff);
-    ``proxy``, ``ssl`` and ``max_retries`` go to the client, everything else to
-    ``websocket()``."""
-    client_kw = {k: kw.pop(k) for k in ("proxy", "ssl", "max_retries") if k in kw}
+    ``proxy`` and ``ssl`` go to the client, and ``retry`` as the client's ``max_retries`` (its
+    retry policy: the first handshake's); everything else to ``websocket()``."""
+    client_kw: dict[str, Any] = {k: kw.pop(k) for k in ("proxy", "ssl") if k in kw}
+    if "retry" in kw:
+        client_kw["max_retries"] = kw.pop("retry")
     options: dict[str, Any] = {
         "model": "ink-2",
         "encoding": "pcm_s16le",

@@ -325,7 +325,7 @@ async def test_13_retry_after_of_a_refused_handshake_is_parsed(
     refusal = Refusal(429, b'{"message": "too many"}', {"Retry-After": value})
     async with bounded(10), Peer(refuse={0: refusal}) as peer:
         with pytest.raises(stt.RateLimitError) as caught:
-            async with open_ws(peer.base_url, max_retries=0):  # the first refusal, as raised
+            async with open_ws(peer.base_url, retry=0):  # the first refusal, as raised
                 pass
     got = caught.value.retry_after
     if expected == "about 30":

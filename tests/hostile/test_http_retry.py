@@ -252,7 +252,7 @@ async def test_a_silent_server_fails_at_one_deadline(name: str) -> None:
 )
 async def test_the_first_handshake_rides_over_a_brief_outage(refusal: Refusal) -> None:
     async with bounded(15), Peer(refuse={0: refusal, 1: refusal}) as peer:
-        async with open_ws(peer.base_url, max_retries=FAST) as conn:
+        async with open_ws(peer.base_url, retry=FAST) as conn:
             await conn.send_audio(pcm(0.1, value=1))
             assert (await conn.finalize(timeout=5 * SLACK)).text == " <3200>"
         assert [h.accepted for h in peer.handshakes] == [False, False, True]
@@ -264,7 +264,7 @@ async def test_the_first_handshake_rides_over_a_brief_outage(refusal: Refusal) -
 async def test_the_first_handshake_never_retries_a_refusal_that_would_repeat(status: int) -> None:
     async with bounded(15), Peer(refuse={0: Refusal(status, b"{}")}) as peer:
         with pytest.raises(stt.APIStatusError) as info:
-            async with open_ws(peer.base_url, max_retries=FAST):
+            async with open_ws(peer.base_url, retry=FAST):
                 pass
         assert info.value.status_code == status
         assert len(peer.handshakes) == 1
@@ -275,7 +275,7 @@ async def test_the_first_handshake_gives_up_after_the_budget() -> None:
     refusal = Refusal(503, b'{"message": "down"}')
     async with bounded(15), Peer(refuse={i: refusal for i in range(5)}) as peer:
         with pytest.raises(stt.ServerError, match="down"):
-            async with open_ws(peer.base_url, max_retries=FAST):
+            async with open_ws(peer.base_url, retry=FAST):
                 pass
         assert len(peer.handshakes) == 3
 
