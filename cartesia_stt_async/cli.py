@@ -212,7 +212,8 @@ def _parser() -> _Parser:
         help="push-to-talk from the microphone: Enter to talk, Enter to finalize",
         description="Stream the microphone (needs the mic extra: "
         f"{install_hint('mic')}). Press Enter to start talking and Enter again to "
-        "finalize; with --vad, finalize happens after each pause instead. Ctrl-C closes the "
+        "finalize; with --vad, finalize happens after each pause instead; with --turns, "
+        "hands-free: the server detects each turn. Ctrl-C closes the "
         "session and prints the full transcript. Uses the Cartesia API when "
         "CARTESIA_API_KEY is set, otherwise the local twin (offline).",
     )
