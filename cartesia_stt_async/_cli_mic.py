@@ -24,7 +24,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from ._cli_turns import show_signal
+from ._cli_turns import raise_failure, show_signal
 from ._install import install_hint
 from .errors import UsageError
 from .protocol.events import TranscriptEvent
@@ -200,7 +200,8 @@ class _Inbox:
         self, show: Coroutine[Any, Any, None], pump: Coroutine[Any, Any, None]
     ) -> asyncio.Task[None]:
         """Run one session's tasks: ``show`` (the server's side) and ``pump`` (the queue to
-        the server) with the microphone on, until Ctrl-C (or ``pump`` ends or fails).
+        the server) with the microphone on, until Ctrl-C, ``pump`` ends or fails, or ``show``
+        ends (the session is over).
 
         Returns:
             The ``show`` task, still running: await it after leaving the session's
@@ -218,7 +219,8 @@ class _Inbox:
             microphone.stream.start()
             stopped = asyncio.create_task(self.stop.wait())
             try:
-                await asyncio.wait({stopped, pumper}, return_when=asyncio.FIRST_COMPLETED)
+                # Ctrl-C; a send that failed; or the session over (the server ended it).
+                await asyncio.wait({stopped, pumper, shower}, return_when=asyncio.FIRST_COMPLETED)
                 if pumper.done():
                     pumper.result()  # a send failed: raise it
             finally:
@@ -359,6 +361,7 @@ async def _hands_free(
             async with contextlib.aclosing(conn.signals()) as signals:
                 async for item in signals:
                     show_signal(item, out, inbox.note)
+            await raise_failure(conn)
 
         async def pump() -> None:
             while True:

@@ -24,6 +24,7 @@ from .protocol.events import UnknownEvent, encode_event
 
 if TYPE_CHECKING:
     from ._client import AsyncCartesia
+    from ._turns import AsyncTurnConnection
     from .audio import WavAudio
     from .protocol.events import Event, TurnEvent
     from .protocol.turns import TurnSignal
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "check_turn_options",
     "json_line",
+    "raise_failure",
     "show_signal",
     "stream_turns",
 ]
@@ -102,11 +104,31 @@ async def stream_turns(
                 return
             async for turn in conn.turns():
                 print(f"turn {turn.index} | {turn.text}", file=out, flush=True)
+            await raise_failure(conn)
 
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(send_audio())
-            tasks.create_task(show())
+        sender = asyncio.create_task(send_audio())
+        try:
+            await show()
+        except BaseException:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+            raise
+        await sender
     return conn.transcript.text
+
+
+async def raise_failure(conn: AsyncTurnConnection) -> None:
+    """Raise why the session failed, if it did (after ``turns()`` or ``signals()`` ended).
+
+    Those two end quietly when a server ``error`` event ends the session (they never yield
+    it, yet the connection counts it as told, and leaving ``async with`` does not raise it
+    either); ``send_audio`` raises a failed session's error, as documented.
+
+    Raises:
+        APIError: The server's error.
+    """
+    if conn.state == "failed":
+        await conn.send_audio(b"")
 
 
 def show_signal(signal: TurnSignal, out: TextIO, note: TextIO) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cartesia_stt_async.cli import main
-from cartesia_stt_async.twin import ScriptedEngine, Turn, Twin
+from cartesia_stt_async.twin import Fault, Faults, ScriptedEngine, Turn, Twin
 from cartesia_stt_async.twin.wer import word_error_rate
 
 from .conftest import pcm
@@ -134,3 +134,21 @@ def test_two_sentences_with_a_pause_are_two_turns(
     assert transcript == "".join(texts)
     for said, heard in zip(SEED, texts, strict=True):
         assert word_error_rate(said, heard) <= 0.35, texts
+
+
+def test_a_server_error_is_one_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = wav(tmp_path / "two.wav", LOUD + PAUSE + LOUD + PAUSE)
+    faults = Faults([Fault("error_event", after_frames=3, code=500)])
+    with twin_thread(ScriptedEngine(turns=SCRIPT), faults=faults) as twin:
+        monkeypatch.setenv("CARTESIA_API_KEY", "cli-turns-key")
+        monkeypatch.setenv("CARTESIA_BASE_URL", twin.base_url)
+        code = main(["transcribe", "--turns", str(path), "--speed", "0"])
+    out, err = capsys.readouterr()
+    assert code == 1, err
+    assert out == ""  # no turn ended; no transcript printed for a failed session
+    assert "Traceback" not in err and "ExceptionGroup" not in err
+    assert err.splitlines()[-1] == (
+        "cartesia-stt transcribe: 500 Injected: injected server error"
+    ), err

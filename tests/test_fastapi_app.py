@@ -668,3 +668,22 @@ def test_a_token_also_opens_the_turn_detection_socket(cartesia_twin: TwinServer)
         browser.send(json.dumps({"type": "close"}))
         with pytest.raises(ConnectionClosedOK):
             browser.recv()
+
+
+@pytest.mark.cartesia_twin(
+    turns=BOOK, faults=Faults([Fault("error_event", after_frames=3, code=500)])
+)
+def test_hands_free_relay_reports_a_cartesia_error_and_closes_1011(
+    cartesia_twin: TwinServer, relay_loop: str
+) -> None:
+    got = converse(cartesia_twin, "/ws/turns", *frames(LOUD + PAUSE), loop=relay_loop)
+    assert got[0] == {"type": "turn.start", "index": 0}
+    assert got[-2:] == [
+        {
+            "type": "error",
+            "message": "transcription failed: 500 Injected: injected server error",
+            "fatal": True,
+        },
+        {"closed": 1011},
+    ]
+    cartesia_twin.wait_idle(5 * SLACK)

@@ -407,3 +407,25 @@ def test_hands_free_refuses_manual_finalize_options_before_connecting(
         assert twin.sessions == []
     assert_one_line_usage_error(code, capsys.readouterr().err, f"{named}: not with --turns")
     assert rig.stream is None  # not even the microphone was opened
+
+
+def test_hands_free_reports_a_server_error_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cartesia_stt_async.twin import Fault, Faults, Turn
+
+    rig = Rig()
+
+    def script(post: Post) -> None:
+        rig.wait_started().deliver(pcm(0.5, value=3000) + pcm(1.5))  # then nothing: no Ctrl-C
+
+    faults = Faults([Fault("error_event", after_frames=3, code=500)])
+    with twin_thread(ScriptedEngine(turns=[Turn(end="Hi.")]), faults=faults) as twin:
+        monkeypatch.setenv("CARTESIA_API_KEY", "mic-test-key")
+        monkeypatch.setenv("CARTESIA_BASE_URL", twin.base_url)
+        code = main(["mic", "--turns"], mic_stream=rig.factory, mic_keys=script)
+    out, err = capsys.readouterr()
+    assert code == 1, err
+    assert out == "barge-in | turn 0\n"  # the turn started; the error came before its end
+    assert err.splitlines()[-1] == "cartesia-stt mic: 500 Injected: injected server error", err
+    assert rig.stream is not None and rig.stream.calls == ["start", "stop", "close"]

@@ -424,6 +424,10 @@ async def _turns_to_browser(
                 await browser.send({"type": "turn.resume", "index": index})
             else:  # the final text, verbatim: the page joins turns with nothing added
                 await browser.send({"type": "turn.end", "index": index, "text": signal.text})
+    # signals() ends quietly when a server error event ended the session; send_audio raises
+    # that error (a failed session's, as documented): the relay reports it, 1011.
+    if conn.state == "failed":
+        await conn.send_audio(b"")
 
 
 app = create_app(Settings(local_twin=not os.environ.get("CARTESIA_API_KEY")))
