@@ -4,17 +4,21 @@ Chromium's fake microphone plays a WAV file in the twin's synthesized voice: a s
 1.5 s, another sentence. Nobody touches the page: it streams the microphone to the app's
 ``/ws/turns`` relay, which opens a turn-detection session on the twin; the test waits for
 two turns to appear, each with its barge-in mark, and reads their words off the page.
+A second test plays a sound, a short pause and the sound again to a scripted twin and reads
+the marks of an eager end withdrawn (``turn.resume``) off the page.
 Chromium and playwright as in test_push_to_talk.py (no browser is downloaded).
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
 import pytest
 
 from cartesia_stt_async.testing import TwinServer
+from cartesia_stt_async.twin import Turn
 from cartesia_stt_async.twin.wer import word_error_rate
 from examples.fastapi_app import Settings
 
@@ -91,3 +95,47 @@ def test_hands_free_page_shows_two_turns_and_their_barge_ins(
     assert record.turn_settings is not None  # the turn-detection route
     assert record.headers["authorization"] == "Bearer server-side-key"
     assert not any("finalize" in command for _, command in record.commands)
+
+
+def tone(seconds: float) -> bytes:
+    """A 440 Hz tone at a third of full scale: speech to the twin's energy detector."""
+    n = int(seconds * 16000)
+    return b"".join(
+        int(10000 * math.sin(2 * math.pi * 440 * i / 16000)).to_bytes(2, "little", signed=True)
+        for i in range(n)
+    )
+
+
+@pytest.mark.cartesia_twin(
+    turns=[Turn(updates=["Book"], resumed=["Book a table"], end="Book a table.")]
+)
+@pytest.mark.timeout(120)
+def test_hands_free_page_shows_an_eager_end_withdrawn(
+    cartesia_twin: TwinServer, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    # A sound, 0.5 s of pause (the twin's eager end comes at 0.4 s, its end at 0.7 s), the
+    # sound again (turn.resume), a long pause (the end). Scripted text: no recognizer.
+    wav = tmp_path / "resume.wav"
+    audio = bytes(64000) + tone(0.6) + bytes(16000) + tone(0.6) + bytes(64000)
+    write_wav(wav, audio, rate=16000, channels=1, width=2)
+    settings = Settings(api_key="server-side-key", base_url=cartesia_twin.base_url)
+    with served(settings) as base, sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}%noloop"],
+        )
+        try:
+            page = context.new_page()
+            page.goto(base + "/hands-free")
+            page.locator('#transcript[data-turns="1"]').wait_for(timeout=30_000 * SLACK)
+            marks = page.locator("#transcript .mark").all_inner_texts()
+            text = page.locator("#transcript .turn .text").inner_text()
+        finally:
+            context.close()
+    kinds = [mark.rsplit(" ", 2)[0] for mark in marks]  # without the time ("1.2 s")
+    assert kinds == ["barge-in", "eager end", "resumed: eager end withdrawn", "eager end", "end"]
+    assert text == "Book a table."
