@@ -14,14 +14,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
 import cartesia_stt_async as stt
 
-from .conftest import FAST, SLACK, bounded, client_for, pcm
-from .turns_peer import TurnsConn, turns_server
+from .conftest import bounded, pcm
+from .turns_peer import TurnsConn, open_turns, turns_server
 
 pytestmark = [pytest.mark.both_loops, pytest.mark.asyncio]
 
@@ -112,12 +112,8 @@ async def test_a_drop_loses_no_turn_and_repeats_none(drop: Drop) -> None:
             await conn.command("close")
         await conn.close(1000)
 
-    options: dict[str, Any] = {"speed": None, "close_timeout": 5 * SLACK, **FAST}
     async with bounded(15), turns_server(first, second) as server:
-        manager = client_for(server.base_url).stt.auto_finalize.websocket(
-            model="ink-2", encoding="pcm_s16le", sample_rate=16000, **options
-        )
-        async with manager as c:
+        async with open_turns(server.base_url) as c:
             turns = asyncio.create_task(collect(c.turns()))
             signals = asyncio.create_task(collect(c.signals()))
             preflights = asyncio.create_task(collect(c.preflights()))
@@ -162,10 +158,7 @@ async def test_raw_iteration_shows_the_replayed_events() -> None:
         await conn.close(1000)
 
     async with bounded(15), turns_server(first, second) as server:
-        manager = client_for(server.base_url).stt.auto_finalize.websocket(
-            model="ink-2", encoding="pcm_s16le", sample_rate=16000, speed=None, **FAST
-        )
-        async with manager as c:
+        async with open_turns(server.base_url) as c:
             events = asyncio.create_task(collect(aiter(c)))
             await c.send_audio(SPEECH)
             await anext(aiter(c.turns()))
@@ -188,15 +181,7 @@ async def test_a_turn_longer_than_max_replay_ms_is_not_replayed_inexactly() -> N
         conn.abort()
 
     async with bounded(15), turns_server(first) as server:
-        manager = client_for(server.base_url).stt.auto_finalize.websocket(
-            model="ink-2",
-            encoding="pcm_s16le",
-            sample_rate=16000,
-            speed=None,
-            max_replay_ms=500,
-            **FAST,
-        )
-        c = await manager.enter()
+        c = await open_turns(server.base_url, max_replay_ms=500).enter()
         await c.send_audio(SPEECH[:3200])
         await c.wait_barge_in()
         await c.send_audio(SPEECH[3200:])

@@ -8,34 +8,20 @@ import json
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
 import cartesia_stt_async as stt
 
-from .conftest import CANARY, FAST, SLACK, bounded, client_for, pcm
-from .turns_peer import TurnsConn, turns_server
+from .conftest import CANARY, SLACK, bounded, client_for, pcm
+from .turns_peer import TurnsConn, open_turns, turns_server
 
 pytestmark = [pytest.mark.both_loops, pytest.mark.asyncio]
 
 _T = TypeVar("_T")
 
 SPEECH = pcm(6400)  # 200 ms
-
-
-def open_turns(base_url: str, **kw: Any) -> stt.TurnConnectionManager:
-    """``client.stt.auto_finalize.websocket`` with test defaults (unpaced, fast backoff)."""
-    options: dict[str, Any] = {
-        "model": "ink-2",
-        "encoding": "pcm_s16le",
-        "sample_rate": 16000,
-        "speed": None,
-        "close_timeout": 5 * SLACK,
-        **FAST,
-        **kw,
-    }
-    return client_for(base_url).stt.auto_finalize.websocket(**options)
 
 
 async def collect(items: AsyncIterator[_T]) -> list[_T]:

@@ -12,20 +12,13 @@ import pytest
 
 import cartesia_stt_async as stt
 
-from .conftest import CANARY, FAST, SLACK, bounded, client_for, pcm
+from .conftest import CANARY, SLACK, bounded, pcm
 from .peer import Peer, Refusal
-from .turns_peer import TurnsConn, turns_server
+from .turns_peer import TurnsConn, open_turns, turns_server
 
 pytestmark = [pytest.mark.both_loops, pytest.mark.asyncio]
 
 SPEECH = pcm(6400)
-
-
-def open_turns(base_url: str, **kw: Any) -> stt.TurnConnectionManager:
-    options: dict[str, Any] = {"speed": None, "close_timeout": 5 * SLACK, **FAST, **kw}
-    return client_for(base_url).stt.auto_finalize.websocket(
-        model="ink-2", encoding="pcm_s16le", sample_rate=16000, **options
-    )
 
 
 @pytest.mark.parametrize(

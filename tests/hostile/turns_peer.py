@@ -17,7 +17,20 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 
-__all__ = ["Script", "TurnsConn", "TurnsServer", "turns_server"]
+import cartesia_stt_async as stt
+
+from .conftest import FAST, SLACK, client_for
+
+__all__ = ["Script", "TurnsConn", "TurnsServer", "open_turns", "turns_server"]
+
+
+def open_turns(base_url: str, **kw: Any) -> stt.TurnConnectionManager:
+    """``client.stt.auto_finalize.websocket`` with test defaults (pcm_s16le at 16 kHz,
+    unpaced, fast backoff); ``kw`` overrides them."""
+    options: dict[str, Any] = {"speed": None, "close_timeout": 5 * SLACK, **FAST, **kw}
+    return client_for(base_url).stt.auto_finalize.websocket(
+        model="ink-2", encoding="pcm_s16le", sample_rate=16000, **options
+    )
 
 
 class TurnsConn:
