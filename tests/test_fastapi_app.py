@@ -677,7 +677,9 @@ def test_hands_free_relay_reports_a_cartesia_error_and_closes_1011(
     cartesia_twin: TwinServer, relay_loop: str
 ) -> None:
     got = converse(cartesia_twin, "/ws/turns", *frames(LOUD + PAUSE), loop=relay_loop)
-    assert got[0] == {"type": "turn.start", "index": 0}
+    # turn.start came before the error; whether it is forwarded before the failure stops
+    # the relay is a race (the audio task may meet the failure first).
+    assert got[:-2] in ([], [{"type": "turn.start", "index": 0}]), got
     assert got[-2:] == [
         {
             "type": "error",

@@ -426,6 +426,8 @@ def test_hands_free_reports_a_server_error_in_one_line(
         code = main(["mic", "--turns"], mic_stream=rig.factory, mic_keys=script)
     out, err = capsys.readouterr()
     assert code == 1, err
-    assert out == "barge-in | turn 0\n"  # the turn started; the error came before its end
+    # The turn started before the error; whether its barge-in is shown before the failure
+    # stops the session is a race (the audio may meet the failure first). No turn ended.
+    assert out in ("", "barge-in | turn 0\n"), out
     assert err.splitlines()[-1] == "cartesia-stt mic: 500 Injected: injected server error", err
     assert rig.stream is not None and rig.stream.calls == ["start", "stop", "close"]
