@@ -45,6 +45,7 @@ from .errors import (
     BufferFullError,
     CartesiaSTTError,
     ConfigurationError,
+    ConflictError,
     ConnectionClosedError,
     ConnectionStateError,
     InvalidAudioError,
@@ -58,6 +59,7 @@ from .errors import (
     ServerError,
     TLSError,
     TurnConfigError,
+    UnprocessableEntityError,
     UsageError,
 )
 from .protocol.audio import ENCODINGS, AudioFormat, Encoding
@@ -105,6 +107,7 @@ __all__ = [
     "Cartesia",
     "CartesiaSTTError",
     "ConfigurationError",
+    "ConflictError",
     "ConnectedEvent",
     "ConnectionClosedError",
     "ConnectionManager",
@@ -155,6 +158,7 @@ __all__ = [
     "TurnTranscript",
     "TurnUpdateEvent",
     "UnknownEvent",
+    "UnprocessableEntityError",
     "UsageError",
     "Utterance",
     "Word",

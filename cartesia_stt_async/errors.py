@@ -24,11 +24,13 @@ Every exception this package raises on purpose derives from :class:`CartesiaSTTE
     ├── ProtocolError                 the server broke the wire contract (malformed JSON,
     │                                 binary frames) ("remote" errors)
     └── APIError                      the server reported an error (status, title, message)
-        └── APIStatusError            ... by refusing the WebSocket handshake with an HTTP status
+        └── APIStatusError            ... with an HTTP status (a refused handshake or HTTP call)
             ├── BadRequestError           400
             ├── AuthenticationError       401
             ├── PermissionDeniedError     403
             ├── NotFoundError             404
+            ├── ConflictError             409
+            ├── UnprocessableEntityError  422 (for example, audio the server cannot decode)
             ├── RateLimitError            429 (every status error has ``retry_after``)
             └── ServerError               5xx
 
@@ -53,6 +55,7 @@ __all__ = [
     "BufferFullError",
     "CartesiaSTTError",
     "ConfigurationError",
+    "ConflictError",
     "ConnectionClosedError",
     "ConnectionStateError",
     "InvalidAudioError",
@@ -66,6 +69,7 @@ __all__ = [
     "ServerError",
     "TLSError",
     "TurnConfigError",
+    "UnprocessableEntityError",
     "UsageError",
     "error_for_status",
 ]
@@ -276,6 +280,15 @@ class NotFoundError(APIStatusError):
     """HTTP 404: no such endpoint (check ``base_url``)."""
 
 
+class ConflictError(APIStatusError):
+    """HTTP 409: the request conflicts with the server's state (the official SDK's name)."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """HTTP 422: the request was understood but cannot be processed, for example a file whose
+    audio cannot be decoded."""
+
+
 class RateLimitError(APIStatusError):
     """HTTP 429: too many concurrent sessions (``retry_after`` says when to try again)."""
 
@@ -289,6 +302,8 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
     429: RateLimitError,
 }
 

@@ -50,7 +50,8 @@ def run_sync(sdk: Any, base_url: str, path: str) -> str:
 if __name__ == "__main__":
     name, flavour, url, file = sys.argv[1:5]
     sdk = import_module(name)
-    print(f"{name} {getattr(sdk, '__version__', '?')}", file=sys.stderr)
+    label = "official cartesia" if name == "cartesia" else name  # what run_official checks
+    print(f"{label} {getattr(sdk, '__version__', '?')}", file=sys.stderr)
     if flavour == "async":
         print(asyncio.run(run_async(sdk, url, file)))
     else:

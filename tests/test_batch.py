@@ -223,7 +223,7 @@ async def test_a_closed_file_object_is_refused(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_unreadable_audio_is_422_with_the_servers_fields() -> None:
     async with serve(engine=engine()) as twin:
-        with pytest.raises(stt.APIStatusError) as info:
+        with pytest.raises(stt.UnprocessableEntityError) as info:
             await transcribe(twin, file=b"ID3\x04 not a wav at all")
         (record,) = records(twin)
     err = info.value

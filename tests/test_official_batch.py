@@ -9,7 +9,6 @@ over the same injected 503 (both retry it).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -24,7 +23,7 @@ from cartesia_stt_async.twin._tts import TTSRequest
 from cartesia_stt_async.twin.faults import Faults, HTTPFault
 from cartesia_stt_async.twin.wer import word_error_rate
 
-from .official import ROOT, official_python, run_script
+from .official import ROOT, run_official, run_script
 from .speech import SEED, _synthesizer, shared_engine
 
 pytestmark = pytest.mark.speech
@@ -37,15 +36,12 @@ MAX_WER = 0.35
 
 async def run(sdk: str, flavour: str, base_url: str, path: Path) -> dict[str, Any]:
     """Run the script with ``sdk`` (``cartesia`` or ``cartesia_stt_async``); its result."""
-    env = dict(os.environ)
+    args = (sdk, flavour, base_url, str(path))
     if sdk == "cartesia":
-        python = str(await asyncio.to_thread(official_python, VERSION))
-    else:
-        python = sys.executable
-        env["PYTHONPATH"] = str(ROOT)  # this checkout's package
-    out, err = await run_script(python, str(SCRIPT), sdk, flavour, base_url, str(path), env=env)
-    if sdk == "cartesia":
-        assert f"cartesia {VERSION}" in err
+        out = await run_official(VERSION, SCRIPT, *args)
+    else:  # this checkout's package, in the test environment
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        out, _ = await run_script(sys.executable, str(SCRIPT), *args, env=env)
     result: dict[str, Any] = json.loads(out)
     return result
 

@@ -41,6 +41,7 @@ PUBLIC = [
     "Cartesia",
     "CartesiaSTTError",
     "ConfigurationError",
+    "ConflictError",
     "ConnectedEvent",
     "ConnectionClosedError",
     "ConnectionManager",
@@ -91,6 +92,7 @@ PUBLIC = [
     "TurnTranscript",
     "TurnUpdateEvent",
     "UnknownEvent",
+    "UnprocessableEntityError",
     "UsageError",
     "Utterance",
     "Word",
@@ -245,8 +247,9 @@ def test_the_docstring_draws_every_error_with_its_real_parent() -> None:
         (429, errors.RateLimitError),
         (500, errors.ServerError),
         (503, errors.ServerError),
-        (409, errors.APIStatusError),
-        (422, errors.APIStatusError),
+        (409, errors.ConflictError),
+        (422, errors.UnprocessableEntityError),
+        (418, errors.APIStatusError),
     ],
 )
 def test_error_for_status(status: int, cls: type[errors.APIStatusError]) -> None:

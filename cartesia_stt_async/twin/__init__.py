@@ -6,9 +6,9 @@ a client at ``twin.base_url``. From the shell: ``cartesia-stt twin --port 8765``
 
 Besides ``/stt/websocket`` the twin serves ``/stt/turns/websocket`` (turn detection, its
 turns decided from the audio's energy in audio time; script them with :class:`Turn`),
-``POST /tts/bytes`` (an offline voice) and ``POST /access-token`` (short-lived tokens it
-then enforces), with CORS for browser pages; a :class:`Faults` plan injects deterministic
-faults.
+``POST /stt`` (whole files, with word timings), ``POST /tts/bytes`` (an offline voice) and
+``POST /access-token`` (short-lived tokens it then enforces), with CORS for browser pages; a
+:class:`Faults` plan injects deterministic faults (:class:`HTTPFault` for the HTTP routes).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from .engines import (
     SessionParams,
     Turn,
 )
-from .faults import Fault, FaultAction, Faults
+from .faults import Fault, FaultAction, Faults, HTTPFault
 
 if TYPE_CHECKING:
     from .sphinx import SphinxEngine
@@ -37,6 +37,7 @@ __all__ = [
     "Fault",
     "FaultAction",
     "Faults",
+    "HTTPFault",
     "ParamError",
     "RawTurn",
     "RecognizerSession",

@@ -28,7 +28,8 @@ async def test_a_refused_handshake_is_typed_and_redacted(
     status: int, error: type[stt.APIStatusError]
 ) -> None:
     refusal = Refusal(status, json.dumps({"message": f"bad key {CANARY}"}).encode())
-    async with bounded(10), Peer(refuse={0: refusal}) as peer:
+    # Every attempt is refused: a client that retries a 429 handshake still ends with it.
+    async with bounded(10), Peer(refuse=dict.fromkeys(range(8), refusal)) as peer:
         manager = open_turns(peer.base_url, max_retries=0)
         with pytest.raises(error) as err:
             await manager.enter()
