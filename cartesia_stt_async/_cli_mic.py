@@ -20,10 +20,11 @@ import importlib
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from ._cli_turns import raise_failure, show_signal
 from ._install import install_hint
 from .errors import UsageError
 from .protocol.events import TranscriptEvent
@@ -77,6 +78,7 @@ class MicOptions:
     vad_backend: VadBackend = "auto"
     model: str = "ink-2"
     language: str | None = None
+    turns: bool = False
 
 
 class Microphone:
@@ -150,6 +152,91 @@ def stdin_keys(post: Callable[[str | None], None]) -> None:
     post(None)
 
 
+class _Inbox:
+    """The event loop's side of one microphone session.
+
+    Audio blocks (from the sound card's thread) and key presses (from the key source's
+    thread) arrive in one queue, in the order they happened; the first Ctrl-C sets
+    :attr:`stop` (a second one interrupts the clean ending too).
+
+    Attributes:
+        microphone: The opened microphone; started and stopped by :meth:`run`.
+        keys: Delivers Enter presses (from :meth:`run` on).
+        note: Where prompts and status go.
+    """
+
+    def __init__(self, microphone: Microphone, keys: KeySource, note: TextIO) -> None:
+        self.microphone = microphone
+        self.keys = keys
+        self.note = note
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[tuple[str, bytes | str | None]] = asyncio.Queue()
+        self.stop = asyncio.Event()
+
+    def post_audio(self, data: bytes) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the session is over
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, ("audio", data))
+
+    def post_key(self, line: str | None) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, ("key", line))
+
+    def on_sigint(self) -> None:
+        self.loop.remove_signal_handler(signal.SIGINT)
+        self.stop.set()
+
+    @contextlib.contextmanager
+    def sigint(self) -> Iterator[None]:
+        """Route Ctrl-C to :meth:`on_sigint` while inside (where the platform allows it)."""
+        handled = _install_sigint(self.loop, self.on_sigint)
+        try:
+            yield
+        finally:
+            if handled:
+                with contextlib.suppress(ValueError, RuntimeError):
+                    self.loop.remove_signal_handler(signal.SIGINT)
+
+    async def run(
+        self, show: Coroutine[Any, Any, None], pump: Coroutine[Any, Any, None]
+    ) -> asyncio.Task[None]:
+        """Run one session's tasks: ``show`` (the server's side) and ``pump`` (the queue to
+        the server) with the microphone on, until Ctrl-C, ``pump`` ends or fails, or ``show``
+        ends (the session is over).
+
+        Returns:
+            The ``show`` task, still running: await it after leaving the session's
+            ``async with`` (which drains the last events).
+
+        Raises:
+            CartesiaSTTError: A send failed (from ``pump``).
+        """
+        microphone = self.microphone
+        shower = asyncio.create_task(show)
+        pumper = asyncio.create_task(pump)
+        try:
+            threading.Thread(target=self.keys, args=(self.post_key,), daemon=True).start()
+            microphone.listen(self.post_audio)
+            microphone.stream.start()
+            stopped = asyncio.create_task(self.stop.wait())
+            try:
+                # Ctrl-C; a send that failed; or the session over (the server ended it).
+                await asyncio.wait({stopped, pumper, shower}, return_when=asyncio.FIRST_COMPLETED)
+                if pumper.done():
+                    pumper.result()  # a send failed: raise it
+            finally:
+                microphone.stream.stop()
+                microphone.listen(None)
+                stopped.cancel()
+                pumper.cancel()
+                await asyncio.gather(stopped, pumper, return_exceptions=True)
+            print("closing: waiting for the last transcript...", file=self.note, flush=True)
+        except BaseException:
+            shower.cancel()
+            await asyncio.gather(shower, return_exceptions=True)
+            raise
+        return shower
+
+
 async def run_mic(
     client: AsyncCartesia,
     options: MicOptions,
@@ -163,7 +250,7 @@ async def run_mic(
 
     Args:
         client: The client to open the session with.
-        options: Sample rate, VAD and model options.
+        options: Sample rate, VAD, turns and model options.
         microphone: The opened microphone; started and stopped here (the caller closes it).
         keys: Delivers Enter presses.
         out: Where the transcript goes.
@@ -177,113 +264,117 @@ async def run_mic(
             ``vad`` extra, ...).
         CartesiaSTTError: If the session fails.
     """
-    loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[tuple[str, bytes | str | None]] = asyncio.Queue()
-    stop = asyncio.Event()
-
-    def post_audio(data: bytes) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop has closed: the session is over
-            loop.call_soon_threadsafe(inbox.put_nowait, ("audio", data))
-
-    def post_key(line: str | None) -> None:
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(inbox.put_nowait, ("key", line))
-
-    def on_sigint() -> None:
-        # The first Ctrl-C ends the session cleanly; a second one interrupts that too.
-        loop.remove_signal_handler(signal.SIGINT)
-        stop.set()
-
-    handled = False
-    try:
-        vad = (
-            VadFinalizer(
-                "pcm_s16le",
-                options.sample_rate,
-                silence_ms=options.silence_ms,
-                backend=options.vad_backend,
-            )
-            if options.vad
-            else None
-        )
-        handled = _install_sigint(loop, on_sigint)
-        async with client.stt.manual_finalize.websocket(
-            model=options.model,
-            encoding="pcm_s16le",
-            sample_rate=options.sample_rate,
-            language=options.language,
-            speed=None,  # the microphone paces the audio
-        ) as conn:
-
-            async def show() -> None:
-                async for event in conn:
-                    if isinstance(event, TranscriptEvent) and event.is_final:
-                        print(f"transcript | {event.text}", file=out, flush=True)
-
-            async def pump() -> None:
-                talking = False
-                while True:
-                    kind, item = await inbox.get()
-                    if kind == "key":
-                        if item is None:  # end of input
-                            if vad is None:
-                                stop.set()
-                            continue
-                        if vad is not None:
-                            continue
-                        talking = not talking
-                        if talking:
-                            print("talking... (Enter to finalize)", file=note, flush=True)
-                        else:
-                            await conn.send("finalize")
-                            print("finalized (Enter to talk again)", file=note, flush=True)
-                        continue
-                    assert isinstance(item, bytes)
-                    if vad is None:
-                        if talking:
-                            await conn.send_audio(item)
-                        continue
-                    for piece, finalize in vad.split(item):
-                        await conn.send_audio(piece)
-                        if finalize:
-                            await conn.send("finalize")
-
-            if vad is None:
-                hint = "Press Enter to talk, Enter again to finalize; Ctrl-C to quit."
-            else:
-                hint = f"Listening: finalize after {options.silence_ms} ms of silence "
-                hint += f"({vad.backend} VAD); Ctrl-C to quit."
-            print(hint, file=note, flush=True)
-            shower = asyncio.create_task(show())
-            pumper = asyncio.create_task(pump())
-            try:
-                threading.Thread(target=keys, args=(post_key,), daemon=True).start()
-                microphone.listen(post_audio)
-                microphone.stream.start()
-                stopped = asyncio.create_task(stop.wait())
-                try:
-                    await asyncio.wait({stopped, pumper}, return_when=asyncio.FIRST_COMPLETED)
-                    if pumper.done():
-                        pumper.result()  # a send failed: raise it
-                finally:
-                    microphone.stream.stop()
-                    microphone.listen(None)
-                    stopped.cancel()
-                    pumper.cancel()
-                    await asyncio.gather(stopped, pumper, return_exceptions=True)
-                print("closing: waiting for the last transcript...", file=note, flush=True)
-            except BaseException:
-                shower.cancel()
-                await asyncio.gather(shower, return_exceptions=True)
-                raise
-        await shower  # leaving the block drained to 'done': the events have ended
-    finally:
-        if handled:
-            with contextlib.suppress(ValueError, RuntimeError):
-                loop.remove_signal_handler(signal.SIGINT)
-    text = conn.transcript.text
+    inbox = _Inbox(microphone, keys, note)
+    with inbox.sigint():
+        session = _hands_free if options.turns else _push_to_talk
+        text = await session(client, options, inbox, out)
     print(f"\nFull transcript: {text!r}", file=out, flush=True)
     return text
+
+
+async def _push_to_talk(
+    client: AsyncCartesia, options: MicOptions, inbox: _Inbox, out: TextIO
+) -> str:
+    """Push-to-talk (Enter, Enter) or ``--vad``, on ``manual_finalize``; the transcript."""
+    note = inbox.note
+    vad = (
+        VadFinalizer(
+            "pcm_s16le",
+            options.sample_rate,
+            silence_ms=options.silence_ms,
+            backend=options.vad_backend,
+        )
+        if options.vad
+        else None
+    )
+    async with client.stt.manual_finalize.websocket(
+        model=options.model,
+        encoding="pcm_s16le",
+        sample_rate=options.sample_rate,
+        language=options.language,
+        speed=None,  # the microphone paces the audio
+    ) as conn:
+
+        async def show() -> None:
+            async for event in conn:
+                if isinstance(event, TranscriptEvent) and event.is_final:
+                    print(f"transcript | {event.text}", file=out, flush=True)
+
+        async def pump() -> None:
+            talking = False
+            while True:
+                kind, item = await inbox.queue.get()
+                if kind == "key":
+                    if item is None:  # end of input
+                        if vad is None:
+                            inbox.stop.set()
+                        continue
+                    if vad is not None:
+                        continue
+                    talking = not talking
+                    if talking:
+                        print("talking... (Enter to finalize)", file=note, flush=True)
+                    else:
+                        await conn.send("finalize")
+                        print("finalized (Enter to talk again)", file=note, flush=True)
+                    continue
+                assert isinstance(item, bytes)
+                if vad is None:
+                    if talking:
+                        await conn.send_audio(item)
+                    continue
+                for piece, finalize in vad.split(item):
+                    await conn.send_audio(piece)
+                    if finalize:
+                        await conn.send("finalize")
+
+        if vad is None:
+            hint = "Press Enter to talk, Enter again to finalize; Ctrl-C to quit."
+        else:
+            hint = f"Listening: finalize after {options.silence_ms} ms of silence "
+            hint += f"({vad.backend} VAD); Ctrl-C to quit."
+        print(hint, file=note, flush=True)
+        shower = await inbox.run(show(), pump())
+    await shower  # leaving the block drained to 'done': the events have ended
+    return conn.transcript.text
+
+
+async def _hands_free(
+    client: AsyncCartesia, options: MicOptions, inbox: _Inbox, out: TextIO
+) -> str:
+    """``mic --turns``: every block goes out; the server decides the turns (no key needed).
+
+    Prints ``barge-in | turn N`` when a turn starts and ``turn N | TEXT`` when it ends
+    (:func:`~cartesia_stt_async._cli_turns.show_signal`); Enter is ignored, Ctrl-C closes
+    the session (an open turn still gets its ``turn.end``). Returns the transcript.
+    """
+    async with client.stt.auto_finalize.websocket(
+        model=options.model,
+        encoding="pcm_s16le",
+        sample_rate=options.sample_rate,
+        speed=None,  # the microphone paces the audio
+        fill_silence=False,  # and keeps it flowing, silence included
+    ) as conn:
+
+        async def show() -> None:
+            # The first task inbox.run starts: it listens before the first block goes out.
+            async with contextlib.aclosing(conn.signals()) as signals:
+                async for item in signals:
+                    show_signal(item, out, inbox.note)
+            await raise_failure(conn)
+
+        async def pump() -> None:
+            while True:
+                kind, item = await inbox.queue.get()
+                if kind == "audio":
+                    assert isinstance(item, bytes)
+                    await conn.send_audio(item)
+
+        hint = "Listening hands-free: the server detects the turns; Ctrl-C to quit."
+        print(hint, file=inbox.note, flush=True)
+        shower = await inbox.run(show(), pump())
+    await shower  # the signals end with the session
+    return conn.transcript.text
 
 
 def _install_sigint(loop: asyncio.AbstractEventLoop, handler: Callable[[], None]) -> bool:

@@ -8,7 +8,9 @@
 * ``cartesia-stt transcribe --realtime FILE.wav [--speed X] [--finalize-every S | --vad]
   [--json]``: stream one WAV file over the real-time socket and print its transcript
   (``--speed``, ``--finalize-every``, ``--vad`` and ``--json`` imply ``--realtime``).
-* ``cartesia-stt mic [--vad]``: push-to-talk from the microphone (the ``mic`` extra).
+  With ``--turns``, over the turn-detection socket: each turn printed as it ends (``_cli_turns``).
+* ``cartesia-stt mic [--vad | --turns]``: push-to-talk from the microphone (the ``mic`` extra);
+  ``--turns``: hands-free, the server detects the turns.
 * ``cartesia-stt twin [--host H] [--port P] [--certfile F [--keyfile K]]``: serve the local twin
   (over TLS with a certificate).
 
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import re
 import ssl
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from ._cli_files import FORMATS, BatchResult, Format
 from ._cli_mic import KeySource, MicOptions, StreamFactory, sounddevice_stream, stdin_keys
+from ._cli_turns import check_turn_options, json_line, stream_turns
 from ._install import install_hint
 from ._version import __version__
 from .errors import CartesiaSTTError, InvalidAudioError, UsageError
@@ -195,6 +197,12 @@ def _parser() -> _Parser:
         "--json", action="store_true", help="with --realtime: print every event as a JSON line"
     )
     tr.add_argument(
+        "--turns",
+        action="store_true",
+        help="with --realtime: the server detects the turns (turn detection, English); print "
+        "each turn as it ends, then the transcript",
+    )
+    tr.add_argument(
         "--model", default=None, help="model (default ink-whisper; ink-2 with --realtime)"
     )
     tr.add_argument("--language", default=None, help="language code (default: the server's)")
@@ -204,11 +212,18 @@ def _parser() -> _Parser:
         help="push-to-talk from the microphone: Enter to talk, Enter to finalize",
         description="Stream the microphone (needs the mic extra: "
         f"{install_hint('mic')}). Press Enter to start talking and Enter again to "
-        "finalize; with --vad, finalize happens after each pause instead. Ctrl-C closes the "
+        "finalize; with --vad, finalize happens after each pause instead; with --turns, "
+        "hands-free: the server detects each turn. Ctrl-C closes the "
         "session and prints the full transcript. Uses the Cartesia API when "
         "CARTESIA_API_KEY is set, otherwise the local twin (offline).",
     )
     mic.add_argument("--vad", action="store_true", help="finalize after each pause instead")
+    mic.add_argument(
+        "--turns",
+        action="store_true",
+        help="hands-free: the server detects the turns (turn detection, English); prints "
+        "'barge-in' when a turn starts and its text when it ends",
+    )
     _vad_options(mic)
     mic.add_argument(
         "--sample-rate", type=int, default=16000, help="capture rate in Hz (default 16000)"
@@ -360,12 +375,14 @@ async def _transcribe(
     out: TextIO,
     note: TextIO,
     vad: VadOptions | None = None,
+    turns: bool = False,
 ) -> int:
     from ._client import AsyncCartesia
     from .protocol.audio import AudioFormat
-    from .protocol.events import UnknownEvent, encode_event
     from .vad import VadFinalizer
 
+    if turns:
+        check_turn_options(**{"--finalize-every": every, "--vad": vad, "--language": language})
     if every is not None:
         check_number(
             "--finalize-every", every, low=0, strict=True, wanted="a positive number of seconds"
@@ -388,6 +405,13 @@ async def _transcribe(
         step = max(1, int(every * fmt.sample_rate)) * fmt.sample_width
     async with _client(note) as client:
         assert isinstance(client, AsyncCartesia)
+        if turns:
+            text = await stream_turns(
+                client, audio, model=model, speed=speed, as_json=as_json, out=out
+            )
+            if not as_json:
+                print(text, file=out, flush=True)
+            return _no_speech(text, path, fmt.duration(len(audio.data)), note)
         async with client.stt.manual_finalize.websocket(
             model=model,
             encoding=audio.encoding,
@@ -415,25 +439,24 @@ async def _transcribe(
             async def receive_events() -> None:
                 async for event in conn:
                     if as_json:
-                        line = (
-                            json.dumps(event.data)
-                            if isinstance(event, UnknownEvent)
-                            else encode_event(event).decode()
-                        )
-                        out.write(line + "\n")
+                        out.write(json_line(event) + "\n")
                         out.flush()
 
             await asyncio.gather(send_audio(), receive_events())
         if not as_json:
             print(conn.transcript.text, file=out, flush=True)
-        if not conn.transcript.text.strip():
-            seconds = fmt.duration(len(audio.data))
-            print(
-                f"cartesia-stt transcribe: no speech was recognized in {path} "
-                f"({seconds:.1f} s of audio)",
-                file=note,
-                flush=True,
-            )
+    return _no_speech(conn.transcript.text, path, fmt.duration(len(audio.data)), note)
+
+
+def _no_speech(text: str, path: str, seconds: float, note: TextIO) -> int:
+    """Say so when a streamed file gave no text (exit code 0: not an error)."""
+    if not text.strip():
+        print(
+            f"cartesia-stt transcribe: no speech was recognized in {path} "
+            f"({seconds:.1f} s of audio)",
+            file=note,
+            flush=True,
+        )
     return 0
 
 
@@ -453,6 +476,7 @@ def _transcribe_command(args: argparse.Namespace) -> int:
         or args.finalize_every is not None
         or args.vad
         or args.json
+        or args.turns
     )
     if realtime:
         given = [
@@ -467,12 +491,13 @@ def _transcribe_command(args: argparse.Namespace) -> int:
         if given:
             raise UsageError(
                 f"{', '.join(given)}: for the batch run; --realtime (or --speed, "
-                "--finalize-every, --vad, --json) streams one file and prints its transcript"
+                "--finalize-every, --vad, --json, --turns) streams one file and prints its "
+                "transcript"
             )
         if len(args.files) != 1:
             raise UsageError(
                 f"--realtime streams one WAV file, got {len(args.files)}: leave out --realtime "
-                "(and --speed, --finalize-every, --vad, --json) to transcribe many"
+                "(and --speed, --finalize-every, --vad, --json, --turns) to transcribe many"
             )
         return asyncio.run(
             _transcribe(
@@ -485,6 +510,7 @@ def _transcribe_command(args: argparse.Namespace) -> int:
                 sys.stdout,
                 sys.stderr,
                 VadOptions(args.silence_ms, args.vad_backend) if args.vad else None,
+                args.turns,
             )
         )
     jobs = check_int("--jobs", DEFAULT_JOBS if args.jobs is None else args.jobs, low=1)
@@ -568,6 +594,8 @@ async def _mic(
     from ._cli_mic import Microphone, run_mic
     from ._client import AsyncCartesia
 
+    if options.turns:
+        check_turn_options(**{"--vad": options.vad, "--language": options.language})
     if options.vad:  # check the VAD options before opening anything
         VadFinalizer(
             "pcm_s16le",
@@ -626,6 +654,7 @@ def main(
                 vad_backend=args.vad_backend,
                 model=args.model,
                 language=args.language,
+                turns=args.turns,
             )
             return asyncio.run(_mic(options, mic_stream, mic_keys, sys.stdout, sys.stderr))
     except KeyboardInterrupt:

@@ -28,12 +28,12 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from cartesia_stt_async.protocol.session import FinalOrderOption
 from cartesia_stt_async.testing import TwinFactory, TwinServer
-from cartesia_stt_async.twin import Fault, FaultAction, Faults
+from cartesia_stt_async.twin import Fault, FaultAction, Faults, Turn
 from examples.fastapi_app import Settings, create_app
 
 from .conftest import LOOP_TYPES, LOOPS, SLACK, selected_loops
@@ -88,7 +88,7 @@ def app_for(
         base_url=twin.base_url,
         # Unpaced, quick reconnects, and the order in which the twin sends finals.
         session_options={"speed": None, "initial_delay": 0.01, "final_order": final_order},
-        **options,
+        **{"turn_options": {"speed": None, "initial_delay": 0.01}, **options},
     )
     with TestClient(create_app(settings), backend_options={"loop_factory": LOOPS[loop]}) as http:
         assert http.portal is not None
@@ -104,6 +104,11 @@ def talk(ws: Any, *messages: bytes | str) -> list[dict[str, Any]]:
             ws.send_bytes(message)
         else:
             ws.send_text(message)
+    return until_closed(ws)
+
+
+def until_closed(ws: Any) -> list[dict[str, Any]]:
+    """What the relay sends until it closes the socket, then ``{"closed": code}``."""
     received = []
     while True:
         try:
@@ -111,6 +116,27 @@ def talk(ws: Any, *messages: bytes | str) -> list[dict[str, Any]]:
         except WebSocketDisconnect as closed:
             received.append({"closed": closed.code})
             return received
+
+
+# What the relays say to b"\x01\x02\x03" and to bytes(32002), both dropped.
+AUDIO_ERRORS = [
+    {
+        "type": "error",
+        "message": "audio messages must hold whole 16-bit samples; got 3 bytes (dropped)",
+        "fatal": False,
+    },
+    {
+        "type": "error",
+        "message": "audio messages may hold at most 1 s (32000 bytes); got 32002 bytes (dropped)",
+        "fatal": False,
+    },
+]
+
+
+def converse(twin: TwinServer, route: str, *messages: bytes | str, **options: Any) -> list[Any]:
+    """:func:`talk` to ``route`` of the app on ``twin`` (``options``: of :func:`app_for`)."""
+    with app_for(twin, **options) as http, http.websocket_connect(route) as ws:
+        return talk(ws, *messages)
 
 
 def finals(messages: list[dict[str, Any]]) -> list[str]:
@@ -193,17 +219,7 @@ def test_bad_input_gets_a_clear_error_and_the_session_goes_on(
             "audio as binary",
             "fatal": False,
         },
-        {
-            "type": "error",
-            "message": "audio messages must hold whole 16-bit samples; got 3 bytes (dropped)",
-            "fatal": False,
-        },
-        {
-            "type": "error",
-            "message": "audio messages may hold at most 1 s (32000 bytes); got 32002 bytes "
-            "(dropped)",
-            "fatal": False,
-        },
+        *AUDIO_ERRORS,
         {
             "type": "error",
             "message": "unknown command '': send 'finalize' or 'close' as text, audio as binary",
@@ -477,7 +493,199 @@ def test_docs_fastapi_md_shows_the_app_verbatim() -> None:
     docs = (ROOT / "docs" / "fastapi.md").read_text()
     source = (ROOT / "examples" / "fastapi_app" / "app.py").read_text()
     blocks = re.findall(r"^```python\n(.*?)^```$", docs, re.DOTALL | re.MULTILINE)
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     for block in blocks:
         assert block in source, block[:200]  # excerpts of the app the tests above run
     assert (ROOT / "docs" / "img" / "push-to-talk.png").exists()
+    assert (ROOT / "docs" / "img" / "hands-free.png").exists()
+
+
+# -- the hands-free relay (/ws/turns): the twin's detector decides the turns --------------------
+
+LOUD = bytes([0x20, 0x0B]) * 8000  # 0.5 s at 2848: speech to the twin's energy detector
+PAUSE = bytes(48000)  # 1.5 s: a turn ends in it (eager end at 0.4 s, end at 0.7 s)
+SHORT_PAUSE = bytes(16000)  # 0.5 s: an eager end, not an end
+
+
+def frames(audio: bytes) -> list[bytes]:
+    """``audio`` as a page sends it: one binary message per 100 ms."""
+    return [audio[i : i + 3200] for i in range(0, len(audio), 3200)]
+
+
+BOOK = [Turn(updates=["Book"], end="Book a table."), Turn(end=" For two, please.")]
+
+
+@pytest.mark.cartesia_twin(turns=BOOK)
+def test_hands_free_relay_sends_each_turns_moments(
+    cartesia_twin: TwinServer, relay_loop: str
+) -> None:
+    got = converse(
+        cartesia_twin, "/ws/turns", *frames(LOUD + PAUSE + LOUD + PAUSE), "close", loop=relay_loop
+    )
+    assert got == [
+        {"type": "turn.start", "index": 0},  # the barge-in moment
+        {"type": "turn.eager_end", "index": 0, "text": "Book"},
+        {"type": "turn.end", "index": 0, "text": "Book a table."},
+        {"type": "turn.start", "index": 1},
+        {"type": "turn.eager_end", "index": 1, "text": ""},
+        {"type": "turn.end", "index": 1, "text": " For two, please."},
+        {"type": "done", "transcript": "Book a table. For two, please."},  # verbatim join
+        {"closed": 1000},
+    ]
+    cartesia_twin.wait_idle(5 * SLACK)
+    (record,) = cartesia_twin.sessions
+    assert record.turn_settings is not None  # /stt/turns/websocket
+    assert record.headers["authorization"] == "Bearer server-side-key"  # the key stays here
+    assert [json.loads(c) for _, c in record.commands] == [{"type": "close"}]  # no finalize
+    assert record.audio_bytes == 2 * len(LOUD + PAUSE)
+
+
+@pytest.mark.cartesia_twin(
+    turns=[Turn(updates=["Book"], resumed=["Book a table"], end="Book a table.")]
+)
+def test_hands_free_relay_shows_a_withdrawn_eager_end(
+    cartesia_twin: TwinServer, relay_loop: str
+) -> None:
+    got = converse(
+        cartesia_twin,
+        "/ws/turns",
+        *frames(LOUD + SHORT_PAUSE + LOUD + PAUSE),
+        "close",
+        loop=relay_loop,
+    )
+    assert got == [
+        {"type": "turn.start", "index": 0},
+        {"type": "turn.eager_end", "index": 0, "text": "Book"},  # the user may be done...
+        {"type": "turn.resume", "index": 0},  # ...but went on: drop a reply started on it
+        {"type": "turn.eager_end", "index": 0, "text": "Book a table"},
+        {"type": "turn.end", "index": 0, "text": "Book a table."},
+        {"type": "done", "transcript": "Book a table."},
+        {"closed": 1000},
+    ]
+
+
+@pytest.mark.cartesia_twin(turns=BOOK)
+def test_hands_free_relay_reports_bad_input_and_goes_on(
+    cartesia_twin: TwinServer, relay_loop: str
+) -> None:
+    got = converse(
+        cartesia_twin,
+        "/ws/turns",
+        "finalize",
+        b"\x01\x02\x03",
+        bytes(32002),
+        *frames(LOUD + PAUSE),
+        "close",
+        loop=relay_loop,
+    )
+    assert [m for m in got if m.get("type") == "error"] == [
+        {
+            "type": "error",
+            "message": "unknown command 'finalize': send 'close' as text, audio as binary",
+            "fatal": False,
+        },
+        *AUDIO_ERRORS,
+    ]
+    assert got[-2:] == [{"type": "done", "transcript": "Book a table."}, {"closed": 1000}]
+    cartesia_twin.wait_idle(5 * SLACK)
+    assert cartesia_twin.sessions[0].audio_bytes == len(LOUD + PAUSE)  # nothing of the bad ones
+
+
+@pytest.mark.cartesia_twin(turns=BOOK)
+def test_hands_free_relay_closes_with_1008_past_max_turns(
+    cartesia_twin: TwinServer, relay_loop: str
+) -> None:
+    # Noise that starts turn after turn would keep a session (and Cartesia) busy forever.
+    got = converse(
+        cartesia_twin,
+        "/ws/turns",
+        *frames((LOUD + PAUSE) * 3),
+        "close",
+        loop=relay_loop,
+        max_turns=2,
+    )
+    assert [m.get("index") for m in got if m.get("type") == "turn.end"] == [0, 1]
+    assert got[-2:] == [
+        {
+            "type": "error",
+            "message": "too many turns: a session takes at most 2 turns; this one is closed "
+            "(1008), open a new one to go on",
+            "fatal": True,
+        },
+        {"closed": 1008},
+    ]
+    assert {"type": "turn.start", "index": 2} not in got
+    cartesia_twin.wait_idle(5 * SLACK)  # its Cartesia session is over
+
+
+@pytest.mark.cartesia_twin(turns=BOOK)
+def test_hands_free_relay_never_outlives_its_browser(
+    cartesia_twin: TwinServer, relay_loop: str
+) -> None:
+    with (
+        app_for(cartesia_twin, loop=relay_loop) as http,
+        http.websocket_connect("/ws/turns") as ws,
+    ):
+        assert ws.receive_json() == {"type": "ready"}
+        for frame in frames(LOUD):
+            ws.send_bytes(frame)
+        assert ws.receive_json() == {"type": "turn.start", "index": 0}  # mid-turn
+        assert cartesia_twin.active_sessions == 1
+        ws.close(1001)  # a closed tab
+        cartesia_twin.wait_idle(5 * SLACK)
+        assert http.get("/hands-free").status_code == 200
+    assert cartesia_twin.sessions[0].close_code == 1000  # closed by the app, not the twin
+
+
+@pytest.mark.cartesia_twin(api_keys=["the-real-key"])
+def test_hands_free_relay_reports_a_refused_session(cartesia_twin: TwinServer) -> None:
+    with app_for(cartesia_twin) as http, http.websocket_connect("/ws/turns") as ws:
+        got = until_closed(ws)  # no ready: the session never opened
+    assert got[0]["type"] == "error" and got[0]["fatal"] is True
+    assert got[0]["message"].startswith("transcription failed: ")
+    assert "server-side-key" not in got[0]["message"]
+    assert got[-1] == {"closed": 1011}
+
+
+def test_hands_free_page_and_its_scripts_are_served(cartesia_twin: TwinServer) -> None:
+    with app_for(cartesia_twin) as http:
+        page = http.get("/hands-free")
+        script = http.get("/static/hands-free.js")
+        shared = http.get("/static/relay.js")
+    assert page.status_code == 200 and "<button" not in page.text  # no button: hands-free
+    assert 'src="/static/relay.js"' in page.text and 'src="/static/hands-free.js"' in page.text
+    assert script.status_code == 200 and 'new Relay("/ws/turns"' in script.text
+    assert "finalize" not in script.text  # Cartesia decides the turns
+    assert shared.status_code == 200 and "class Relay" in shared.text
+
+
+def test_a_token_also_opens_the_turn_detection_socket(cartesia_twin: TwinServer) -> None:
+    with app_for(cartesia_twin) as http:
+        token = http.post("/api/token").json()["token"]
+    url = f"{cartesia_twin.turns_url}?model=ink-2&encoding=pcm_s16le&sample_rate=16000"
+    with ws_connect(f"{url}&access_token={token}") as browser:
+        assert json.loads(browser.recv())["type"] == "connected"
+        browser.send(json.dumps({"type": "close"}))
+        with pytest.raises(ConnectionClosedOK):
+            browser.recv()
+
+
+@pytest.mark.cartesia_twin(
+    turns=BOOK, faults=Faults([Fault("error_event", after_frames=3, code=500)])
+)
+def test_hands_free_relay_reports_a_cartesia_error_and_closes_1011(
+    cartesia_twin: TwinServer, relay_loop: str
+) -> None:
+    got = converse(cartesia_twin, "/ws/turns", *frames(LOUD + PAUSE), loop=relay_loop)
+    # turn.start came before the error; whether it is forwarded before the failure stops
+    # the relay is a race (the audio task may meet the failure first).
+    assert got[:-2] in ([], [{"type": "turn.start", "index": 0}]), got
+    assert got[-2:] == [
+        {
+            "type": "error",
+            "message": "transcription failed: 500 Injected: injected server error",
+            "fatal": True,
+        },
+        {"closed": 1011},
+    ]
+    cartesia_twin.wait_idle(5 * SLACK)

@@ -312,3 +312,122 @@ def test_this_machines_microphone_state_is_reported_in_one_line(
     code = main(["mic"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+# -- hands-free (mic --turns): the server detects the turns, no key at all ----------------------
+
+
+def hands_free(rig: Rig, twin_of: Callable[[], Twin], audio: bytes) -> Callable[[Post], None]:
+    """A script that never presses a key: it plays ``audio`` into the microphone, waits until
+    the twin has it all, and presses Ctrl-C."""
+
+    def script(post: Post) -> None:
+        stream = rig.wait_started()
+        post(None)  # no keyboard: hands-free does not need one
+        stream.deliver(audio)
+        # send_audio holds back the last partial 100 ms frame until 'close'.
+        wait_for(twin_of(), lambda t: t.sessions[0].audio_bytes == len(audio) // 3200 * 3200)
+        ctrl_c()
+
+    return script
+
+
+def test_hands_free_prints_a_barge_in_and_each_turn_as_it_ends(
+    connect_to: Connect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cartesia_stt_async.twin import Turn
+
+    loud, pause = pcm(0.5, value=3000), pcm(1.5)  # the twin's detector: speech, then a pause
+    rig = Rig()
+    script = [Turn(updates=["Book"], end="Book a table."), Turn(end=" For two, please.")]
+    with connect_to(ScriptedEngine(turns=script)) as twin:
+        code = main(
+            ["mic", "--turns"],
+            mic_stream=rig.factory,
+            mic_keys=hands_free(rig, lambda: twin, loud + pause + loud + pause),
+        )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Listening hands-free" in err and "Traceback" not in err
+    assert out.splitlines() == [
+        "barge-in | turn 0",
+        "turn 0 | Book a table.",
+        "barge-in | turn 1",
+        "turn 1 |  For two, please.",
+        "",
+        "Full transcript: 'Book a table. For two, please.'",
+    ]
+    # The twin's eager end comes 400 ms into each pause, with the text so far (a status line).
+    assert "turn 0 may be over: 'Book'" in err
+    (record,) = twin.sessions
+    assert record.turn_settings is not None  # the turn route
+    assert [text.replace(" ", "") for _, text in record.commands] == ['{"type":"close"}']
+    assert record.audio_bytes == 2 * (len(loud) + len(pause))  # every block went out
+    assert rig.stream is not None and rig.stream.calls == ["start", "stop", "close"]
+
+
+@pytest.mark.speech
+@pytest.mark.timeout(120)
+def test_hands_free_two_sentences_with_a_pause_are_two_turns(
+    connect_to: Connect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sentences = ("The quick brown fox jumps over the lazy dog", "Sandy sells seashells")
+    pause = pcm(1.5)
+    rig = Rig()
+    audio = speech(sentences[0]) + pause + speech(sentences[1]) + pause
+    with connect_to(shared_engine()) as twin:
+        code = main(
+            ["mic", "--turns"],
+            mic_stream=rig.factory,
+            mic_keys=hands_free(rig, lambda: twin, audio),
+        )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [line for line in lines if line.startswith("barge-in")] == [
+        "barge-in | turn 0",
+        "barge-in | turn 1",
+    ]
+    ends = [line.split(" | ", 1)[1] for line in lines if line.startswith("turn ")]
+    assert len(ends) == 2, out
+    for said, heard in zip(sentences, ends, strict=True):
+        assert word_error_rate(said, heard) <= 0.35, ends
+    assert lines[-1] == f"Full transcript: {''.join(ends)!r}"  # turn.end texts, verbatim
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"), [(["--vad"], "--vad"), (["--language", "de"], "--language")]
+)
+def test_hands_free_refuses_manual_finalize_options_before_connecting(
+    extra: list[str], named: str, connect_to: Connect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rig = Rig()
+    with connect_to(ScriptedEngine([])) as twin:
+        code = main(["mic", "--turns", *extra], mic_stream=rig.factory)
+        assert twin.sessions == []
+    assert_one_line_usage_error(code, capsys.readouterr().err, f"{named}: not with --turns")
+    assert rig.stream is None  # not even the microphone was opened
+
+
+def test_hands_free_reports_a_server_error_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cartesia_stt_async.twin import Fault, Faults, Turn
+
+    rig = Rig()
+
+    def script(post: Post) -> None:
+        rig.wait_started().deliver(pcm(0.5, value=3000) + pcm(1.5))  # then nothing: no Ctrl-C
+
+    faults = Faults([Fault("error_event", after_frames=3, code=500)])
+    with twin_thread(ScriptedEngine(turns=[Turn(end="Hi.")]), faults=faults) as twin:
+        monkeypatch.setenv("CARTESIA_API_KEY", "mic-test-key")
+        monkeypatch.setenv("CARTESIA_BASE_URL", twin.base_url)
+        code = main(["mic", "--turns"], mic_stream=rig.factory, mic_keys=script)
+    out, err = capsys.readouterr()
+    assert code == 1, err
+    # The turn started before the error; whether its barge-in is shown before the failure
+    # stops the session is a race (the audio may meet the failure first). No turn ended.
+    assert out in ("", "barge-in | turn 0\n"), out
+    assert err.splitlines()[-1] == "cartesia-stt mic: 500 Injected: injected server error", err
+    assert rig.stream is not None and rig.stream.calls == ["start", "stop", "close"]

@@ -1,8 +1,9 @@
-"""A FastAPI app in front of Cartesia's realtime STT: relay, access tokens, uploads, a page.
+"""A FastAPI app in front of Cartesia's realtime STT: relays, access tokens, uploads, pages.
 
 Routes:
 
 * ``GET /``: a push-to-talk page (hold the button, speak, release: the text appears).
+* ``GET /hands-free``: a hands-free page (no button: speak, pause, and the turn appears).
 * ``WS /ws/transcribe``: the relay. The browser sends 16 kHz mono ``pcm_s16le`` audio as
   binary messages and the text commands ``finalize`` (end of a turn) and ``close`` (end of
   the session); the app forwards them through one Cartesia session and sends back JSON:
@@ -12,6 +13,14 @@ Routes:
   after ``close`` ``{"type": "done", "transcript": ...}``. The API key stays on the server.
   A session takes at most ``Settings.max_turns`` turns: one more is a fatal error, and the
   socket closes with 1008.
+* ``WS /ws/turns``: the hands-free relay, through one turn-detection session
+  (``client.stt.auto_finalize``): the browser sends audio and, at the end, ``close``; the app
+  sends ``{"type": "ready"}``, then for turn ``i`` ``{"type": "turn.start", "index": i}`` (the
+  barge-in moment), ``{"type": "turn.eager_end", "index": i, "text": ...}`` (the user may be
+  done), ``{"type": "turn.resume", "index": i}`` (that eager end is withdrawn) and
+  ``{"type": "turn.end", "index": i, "text": ...}`` (the final text), each once (also across
+  a reconnect), then ``error`` and ``done`` as above. Turn ``max_turns`` + 1 is a fatal
+  error (1008).
 * ``POST /api/token``: a short-lived access token, for browsers that talk to Cartesia directly.
 * ``POST /api/transcribe``: transcribe an uploaded WAV file (form field ``file``).
 
@@ -25,10 +34,18 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping, MutableMapping
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Mapping,
+    MutableMapping,
+)
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile, WebSocket
@@ -59,12 +76,15 @@ class Settings:
         model: The STT model.
         session_options: ``websocket()`` options: ``speed`` (pacing, 1.0 real time by
             default; ``None`` unpaced, for tests), reconnect delays, timeouts, ...
+        turn_options: ``auto_finalize.websocket()`` options (the hands-free relay): the
+            same I/O options, and the turn thresholds (``turn_end_threshold``, ...).
         local_twin: Serve a local twin with the offline recognizer and use it (no API key).
         token_ttl: Lifetime in seconds of the access tokens ``/api/token`` hands out.
         max_upload_bytes: Largest file ``/api/transcribe`` accepts.
-        max_turns: Most turns (``finalize`` commands) one relay session takes; one more
-            gets a fatal error and the socket closes with 1008 (a browser flooding
-            ``finalize`` cannot keep Cartesia and this process busy).
+        max_turns: Most turns one relay session takes (``finalize`` commands; on the
+            hands-free relay, turns started); one more gets a fatal error and the socket
+            closes with 1008 (a browser flooding ``finalize``, or streaming noise that
+            starts turn after turn, cannot keep Cartesia and this process busy).
     """
 
     api_key: str | None = None
@@ -72,6 +92,9 @@ class Settings:
     model: str = "ink-2"
     session_options: stt.SessionOptions = field(
         default_factory=lambda: stt.SessionOptions(speed=1.0)
+    )
+    turn_options: stt.TurnSessionOptions = field(
+        default_factory=lambda: stt.TurnSessionOptions(speed=1.0)
     )
     local_twin: bool = False
     token_ttl: int = 60
@@ -108,15 +131,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_api_route("/", page, methods=["GET"], response_class=HTMLResponse)
+    app.add_api_route("/hands-free", hands_free_page, methods=["GET"], response_class=HTMLResponse)
     app.add_api_route("/api/token", token, methods=["POST"])
     app.add_api_route("/api/transcribe", transcribe_file, methods=["POST"])
     app.add_api_websocket_route("/ws/transcribe", relay)
+    app.add_api_websocket_route("/ws/turns", turns_relay)
     return app
 
 
 async def page() -> HTMLResponse:
     """The push-to-talk page."""
     return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+
+async def hands_free_page() -> HTMLResponse:
+    """The hands-free page."""
+    return HTMLResponse((STATIC / "hands-free.html").read_text(encoding="utf-8"))
 
 
 async def token(request: Request) -> dict[str, object]:
@@ -170,12 +200,12 @@ class _ClientGone(Exception):
 
 
 class _TooManyTurns(Exception):
-    """The browser sent more ``finalize`` commands than ``Settings.max_turns``."""
+    """More turns than ``Settings.max_turns``: ``finalize`` commands, or turns started."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, what: str = "finalize commands") -> None:
         super().__init__(
-            f"too many turns: a session takes at most {limit} finalize commands; this one "
-            "is closed (1008), open a new one to go on"
+            f"too many turns: a session takes at most {limit} {what}; this one is closed "
+            "(1008), open a new one to go on"
         )
 
 
@@ -211,29 +241,49 @@ class _Browser:
 
 
 TurnQueue = asyncio.Queue[asyncio.Future[stt.Utterance] | None]
+Conn = TypeVar("Conn", stt.AsyncConnection, stt.AsyncTurnConnection)
 
 
 async def relay(ws: WebSocket) -> None:
     """Relay one browser's audio through one Cartesia session; send exact final text back."""
-    client: stt.AsyncCartesia = ws.app.state.cartesia
     settings: Settings = ws.app.state.settings
-    await ws.accept()
-    browser = _Browser(ws)
-    try:
-        async with client.stt.manual_finalize.websocket(
+    turns: TurnQueue = asyncio.Queue()  # finalize futures, from one task to the other
+    await _relay(
+        ws,
+        lambda client: client.stt.manual_finalize.websocket(
             model=settings.model,
             encoding="pcm_s16le",
             sample_rate=SAMPLE_RATE,
             **settings.session_options,
-        ) as conn:
+        ),
+        lambda browser, conn: _from_browser(browser, conn, turns, settings.max_turns),
+        lambda browser, conn: _to_browser(browser, conn, turns),
+    )
+
+
+async def _relay(
+    ws: WebSocket,
+    session: Callable[[stt.AsyncCartesia], AbstractAsyncContextManager[Conn]],
+    *tasks: Callable[[_Browser, Conn], Coroutine[Any, Any, None]],
+) -> None:
+    """Open one Cartesia ``session`` for one browser and run ``tasks`` on both until they end.
+
+    Then the whole transcript goes to the browser (``done``) and its socket closes (1000).
+    A vanished browser closes the Cartesia session at once; too many turns and Cartesia
+    failures are told to the browser as fatal errors (1008, 1011).
+    """
+    client: stt.AsyncCartesia = ws.app.state.cartesia
+    await ws.accept()
+    browser = _Browser(ws)
+    try:
+        async with session(client) as conn:
             await browser.send({"type": "ready"})
-            turns: TurnQueue = asyncio.Queue()
             # anyio's task group rather than asyncio.TaskGroup, which on Python 3.11 can leave
             # a cancellation request on this task when a task fails after the body ended.
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(_from_browser, browser, conn, turns, settings.max_turns)
-                tasks.start_soon(_to_browser, browser, conn, turns)
-        # Leaving `async with` waited for `done`: the transcript is complete.
+            async with anyio.create_task_group() as group:
+                for task in tasks:
+                    group.start_soon(task, browser, conn)
+        # Leaving `async with` waited for the session's clean end: the transcript is complete.
         await browser.send({"type": "done", "transcript": conn.transcript.text})
         await browser.close(1000)
     except* _ClientGone:
@@ -252,11 +302,15 @@ async def relay(ws: WebSocket) -> None:
         await browser.close(1011)
 
 
-async def _from_browser(
-    browser: _Browser, conn: stt.AsyncConnection, turns: TurnQueue, max_turns: int
-) -> None:
-    """Audio and commands from the browser to Cartesia; mistakes are reported, not fatal."""
-    count = 0
+async def _forward_audio(
+    browser: _Browser,
+    conn: stt.AsyncConnection | stt.AsyncTurnConnection,
+    commands: Collection[str],
+) -> str:
+    """Send the browser's audio to Cartesia until it sends one of ``commands``; return it.
+
+    Mistakes (a broken audio message, an unknown command) are reported, not fatal.
+    """
     while True:
         message = await browser.receive()
         audio: bytes | None = message.get("bytes")
@@ -276,22 +330,29 @@ async def _from_browser(
                 )
             else:
                 await conn.send_audio(audio)
-        elif text == "finalize":
-            count += 1
-            if count > max_turns:
-                raise _TooManyTurns(max_turns)  # fatal: the relay closes the socket (1008)
-            # Queued now, after the audio before it; its answer is awaited by _to_browser.
-            turns.put_nowait(conn.finalize_nowait())
-        elif text == "close":
-            await conn.send("close")
-            turns.put_nowait(None)
-            return
+        elif text is not None and text in commands:
+            return text
         else:
             shown = repr(text[:40]) if text is not None else "an empty message"
+            names = " or ".join(repr(c) for c in commands)
             await browser.error(
-                f"unknown command {shown}: send 'finalize' or 'close' as text, audio as binary",
-                fatal=False,
+                f"unknown command {shown}: send {names} as text, audio as binary", fatal=False
             )
+
+
+async def _from_browser(
+    browser: _Browser, conn: stt.AsyncConnection, turns: TurnQueue, max_turns: int
+) -> None:
+    """Audio and commands from the browser to Cartesia: ``finalize`` ends a turn."""
+    count = 0
+    while await _forward_audio(browser, conn, ("finalize", "close")) == "finalize":
+        count += 1
+        if count > max_turns:
+            raise _TooManyTurns(max_turns)  # fatal: the relay closes the socket (1008)
+        # Queued now, after the audio before it; its answer is awaited by _to_browser.
+        turns.put_nowait(conn.finalize_nowait())
+    await conn.send("close")
+    turns.put_nowait(None)
 
 
 async def _to_browser(browser: _Browser, conn: stt.AsyncConnection, turns: TurnQueue) -> None:
@@ -314,6 +375,59 @@ async def _to_browser(browser: _Browser, conn: stt.AsyncConnection, turns: TurnQ
             await browser.send({"type": "turn", "index": utterance.index})
         async for delta in finals:  # text answered at close, then the iterator ends at done
             await browser.send({"type": "final", "text": delta})
+
+
+# -- the hands-free relay: Cartesia decides the turns ----------------------------------------
+
+
+async def turns_relay(ws: WebSocket) -> None:
+    """Relay one browser's audio through one turn-detection session; send its turns back."""
+    settings: Settings = ws.app.state.settings
+    await _relay(
+        ws,
+        lambda client: client.stt.auto_finalize.websocket(
+            model=settings.model,
+            encoding="pcm_s16le",
+            sample_rate=SAMPLE_RATE,
+            **settings.turn_options,
+        ),
+        # First: it listens before the other task can send the audio that starts a turn.
+        lambda browser, conn: _turns_to_browser(browser, conn, settings.max_turns),
+        _audio_from_browser,
+    )
+
+
+async def _audio_from_browser(browser: _Browser, conn: stt.AsyncTurnConnection) -> None:
+    """The browser's audio to Cartesia until ``close`` (no ``finalize``: Cartesia decides)."""
+    await _forward_audio(browser, conn, ("close",))
+    await conn.send("close")  # the open turn gets its turn.end, then the session ends
+
+
+async def _turns_to_browser(
+    browser: _Browser, conn: stt.AsyncTurnConnection, max_turns: int
+) -> None:
+    """Each turn's moments to the browser: start (barge-in), eager end, resume, end.
+
+    ``conn.signals()`` yields each once, in order, also across a reconnect (whose replay
+    repeats ``turn.start`` and updates on the wire); it ends with the session.
+    """
+    async with contextlib.aclosing(conn.signals()) as signals:
+        async for signal in signals:
+            index = signal.turn.index
+            if signal.kind == "start":
+                if index >= max_turns:
+                    raise _TooManyTurns(max_turns, "turns")  # fatal: closed with 1008
+                await browser.send({"type": "turn.start", "index": index})
+            elif signal.kind == "eager":
+                await browser.send({"type": "turn.eager_end", "index": index, "text": signal.text})
+            elif signal.kind == "resume":
+                await browser.send({"type": "turn.resume", "index": index})
+            else:  # the final text, verbatim: the page joins turns with nothing added
+                await browser.send({"type": "turn.end", "index": index, "text": signal.text})
+    # signals() ends quietly when a server error event ended the session; send_audio raises
+    # that error (a failed session's, as documented): the relay reports it, 1011.
+    if conn.state == "failed":
+        await conn.send_audio(b"")
 
 
 app = create_app(Settings(local_twin=not os.environ.get("CARTESIA_API_KEY")))

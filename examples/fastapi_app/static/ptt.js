@@ -1,17 +1,13 @@
 // Push to talk: hold the button (or Space) to speak, release to get the text.
-// Audio goes to this app's /ws/transcribe as 16 kHz mono pcm_s16le; the app relays it to
-// Cartesia with the API key, which never reaches the browser.
-const SAMPLE_RATE = 16000;
+// Audio goes to this app's /ws/transcribe (relay.js has the microphone and the socket).
 const talk = document.getElementById("talk");
 const statusLine = document.getElementById("status");
 const errorLine = document.getElementById("error");
 const transcript = document.getElementById("transcript");
 
-let socket = null; // the open relay socket, once "ready"
-let connecting = null; // a Promise while it opens
+let socket = null; // the relay, from the first press until it closes
 let capture = null; // the microphone, once started
 let talking = false;
-let waiting = []; // audio captured while the socket was still opening
 let turn = null; // the element of the turn being transcribed
 let turns = 0;
 
@@ -48,53 +44,22 @@ function onMessage(message) {
 }
 
 function connect() {
-  if (connecting) return connecting;
-  connecting = new Promise((resolve, reject) => {
-    const url = new URL("/ws/transcribe", location.href);
-    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(url);
-    ws.binaryType = "arraybuffer";
-    ws.onmessage = (event) => {
-      const message = JSON.parse(event.data);
-      if (message.type === "ready") {
-        socket = ws;
-        for (const chunk of waiting) ws.send(chunk);
-        waiting = [];
-        resolve(ws);
-      } else {
-        onMessage(message);
-      }
-    };
-    ws.onclose = () => {
-      if (socket === ws) socket = null;
-      connecting = null;
-      waiting = [];
-      reject(new Error("could not reach the transcription server"));
+  if (!socket) {
+    const relay = new Relay("/ws/transcribe", onMessage, () => {
+      if (socket === relay) socket = null;
       setStatus("Disconnected: press to reconnect");
-    };
-  });
-  return connecting;
+    });
+    socket = relay;
+  }
+  return socket.ready;
 }
 
 async function startMicrophone() {
-  if (capture) return capture;
-  const stream = await navigator.mediaDevices.getUserMedia({
-    audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-  });
-  const context = new AudioContext({ sampleRate: SAMPLE_RATE });
-  if (context.sampleRate !== SAMPLE_RATE) throw new Error("this browser cannot capture at 16 kHz");
-  await context.audioWorklet.addModule("/static/pcm-worklet.js");
-  const node = new AudioWorkletNode(context, "pcm-capture");
-  node.port.onmessage = (event) => {
-    if (!talking) return;
-    if (socket) socket.send(event.data);
-    else waiting.push(event.data);
-  };
-  const mute = context.createGain(); // keeps the graph pulled without playing anything
-  mute.gain.value = 0;
-  context.createMediaStreamSource(stream).connect(node);
-  node.connect(mute).connect(context.destination);
-  capture = { context, stream };
+  if (!capture) {
+    capture = await openMicrophone((chunk) => {
+      if (talking && socket) socket.send(chunk); // kept until the relay is ready
+    });
+  }
   return capture;
 }
 
