@@ -24,7 +24,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from ._cli_turns import raise_failure, show_signal
+from ._cli_turns import show_signal
 from ._install import install_hint
 from .errors import UsageError
 from .protocol.events import TranscriptEvent
@@ -359,9 +359,9 @@ async def _hands_free(
         async def show() -> None:
             # The first task inbox.run starts: it listens before the first block goes out.
             async with contextlib.aclosing(conn.signals()) as signals:
+                # signals() ends by raising a server error event that ended the session.
                 async for item in signals:
                     show_signal(item, out, inbox.note)
-            await raise_failure(conn)
 
         async def pump() -> None:
             while True:

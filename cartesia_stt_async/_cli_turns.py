@@ -24,7 +24,6 @@ from .protocol.events import UnknownEvent, encode_event
 
 if TYPE_CHECKING:
     from ._client import AsyncCartesia
-    from ._turns import AsyncTurnConnection
     from .audio import WavAudio
     from .protocol.events import Event, TurnEvent
     from .protocol.turns import TurnSignal
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = [
     "check_turn_options",
     "json_line",
-    "raise_failure",
     "show_signal",
     "stream_turns",
 ]
@@ -102,9 +100,9 @@ async def stream_turns(
                     out.write(json_line(event) + "\n")
                     out.flush()
                 return
+            # turns() ends by raising a server error event that ended the session.
             async for turn in conn.turns():
                 print(f"turn {turn.index} | {turn.text}", file=out, flush=True)
-            await raise_failure(conn)
 
         sender = asyncio.create_task(send_audio())
         try:
@@ -115,20 +113,6 @@ async def stream_turns(
             raise
         await sender
     return conn.transcript.text
-
-
-async def raise_failure(conn: AsyncTurnConnection) -> None:
-    """Raise why the session failed, if it did (after ``turns()`` or ``signals()`` ended).
-
-    Those two end quietly when a server ``error`` event ends the session (they never yield
-    it, yet the connection counts it as told, and leaving ``async with`` does not raise it
-    either); ``send_audio`` raises a failed session's error, as documented.
-
-    Raises:
-        APIError: The server's error.
-    """
-    if conn.state == "failed":
-        await conn.send_audio(b"")
 
 
 def show_signal(signal: TurnSignal, out: TextIO, note: TextIO) -> None:

@@ -409,7 +409,8 @@ async def _turns_to_browser(
     """Each turn's moments to the browser: start (barge-in), eager end, resume, end.
 
     ``conn.signals()`` yields each once, in order, also across a reconnect (whose replay
-    repeats ``turn.start`` and updates on the wire); it ends with the session.
+    repeats ``turn.start`` and updates on the wire); it ends with the session, raising a
+    server error event that ended it (the relay reports it, 1011).
     """
     async with contextlib.aclosing(conn.signals()) as signals:
         async for signal in signals:
@@ -424,10 +425,6 @@ async def _turns_to_browser(
                 await browser.send({"type": "turn.resume", "index": index})
             else:  # the final text, verbatim: the page joins turns with nothing added
                 await browser.send({"type": "turn.end", "index": index, "text": signal.text})
-    # signals() ends quietly when a server error event ended the session; send_audio raises
-    # that error (a failed session's, as documented): the relay reports it, 1011.
-    if conn.state == "failed":
-        await conn.send_audio(b"")
 
 
 app = create_app(Settings(local_twin=not os.environ.get("CARTESIA_API_KEY")))
