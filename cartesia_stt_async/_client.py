@@ -90,9 +90,13 @@ class _Manager(HandlerMethods, Generic[_C]):
         return f"<{type(self).__name__} url={self.url!r}>"
 
     async def _handshake(
-        self, extra_query: Mapping[str, object], extra_headers: Mapping[str, str]
+        self,
+        extra_query: Mapping[str, object],
+        extra_headers: Mapping[str, str],
+        timeout: float | None = None,
     ) -> Socket:
-        """Open a socket with these extra query parameters and headers."""
+        """Open a socket with these extra query parameters and headers, within ``timeout``
+        seconds (default ``open_timeout``)."""
         config, settings = self._config, self._settings
         params = config.params.with_extra_query(extra_query)
         url = self._url_for(params)
@@ -105,7 +109,8 @@ class _Manager(HandlerMethods, Generic[_C]):
         secrets = self._secrets
         # on_reconnecting may bring new ones
         secrets.add(*secrets_in(params.extra_query, extra_headers))
-        timeout = config.open_timeout
+        if timeout is None:
+            timeout = config.open_timeout
         proxy: str | None = None
         try:
             # Resolved on every handshake (reconnects included), so the error can name it.
@@ -146,7 +151,9 @@ class _Manager(HandlerMethods, Generic[_C]):
             )
         config = self._config
         ws = await first_socket(
-            lambda: self._handshake(config.extra_query or {}, config.extra_headers or {}),
+            lambda left: self._handshake(
+                config.extra_query or {}, config.extra_headers or {}, left
+            ),
             self._settings.retry,
             config.open_timeout,
         )

@@ -67,7 +67,9 @@ Connector = Callable[[Mapping[str, object], Mapping[str, str]], Awaitable[Socket
 
 
 async def first_socket(
-    connect: Callable[[], Awaitable[Socket]], policy: RetryPolicy, deadline: float | None
+    connect: Callable[[float | None], Awaitable[Socket]],
+    policy: RetryPolicy,
+    deadline: float | None,
 ) -> Socket:
     """Open a session's first socket, retrying as the client's policy says (429, 5xx and
     network failures; never 400, 401, 403, 404, a TLS failure or a failing proxy), so a
@@ -75,7 +77,7 @@ async def first_socket(
     honoured.
 
     Args:
-        connect: Opens one socket (each attempt bounded by the session's ``open_timeout``).
+        connect: Opens one socket within the seconds it is given (``None``: its own bound).
         policy: The client's retry policy.
         deadline: Seconds for every attempt and wait together (the session's
             ``open_timeout``): a handshake that timed out leaves no time for another.
@@ -90,7 +92,8 @@ async def first_socket(
     while True:
         attempt += 1
         try:
-            return await connect()
+            # A retry gets only the time left, not a whole open_timeout more.
+            return await connect(None if end is None else max(end - loop.time(), 0.001))
         except (APIStatusError, APIConnectionError) as exc:
             if not transient(exc):
                 raise
