@@ -495,7 +495,10 @@ class TurnSession(AudioSession):
         """
         if self.turn is not None:
             self._resumed = self.turn
-            self._standing_eager = self.turn.interim if self.phase is Phase.EAGER else None
+            if self.phase is Phase.EAGER:
+                self._standing_eager = self.turn.interim
+            # Else keep what an earlier drop left standing: a replay that reopened the turn
+            # and dropped before its eager end repeated does not withdraw it.
         self.turn = None
         self.phase = Phase.IDLE
         self.transcript.interim = ""

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from typing import TypeVar
 
 import pytest
 
 import cartesia_stt_async as stt
 
-from .conftest import SLACK, bounded, open_ws
+from .conftest import SLACK, bounded, open_ws, pcm
+from .turns_peer import TurnsConn, open_turns, turns_server
 
 pytestmark = [pytest.mark.both_loops, pytest.mark.asyncio]
+
+_T = TypeVar("_T")
 
 
 async def test_the_first_handshake_retry_stays_within_open_timeout() -> None:
@@ -52,3 +57,48 @@ async def test_the_first_handshake_retry_stays_within_open_timeout() -> None:
         await server.wait_closed()
     assert seen == 2  # the 503 was retried
     assert took < open_timeout + 0.25 * SLACK, f"gave up after {took:.2f} s"
+
+
+SPEECH = b"".join(pcm(3200, v) for v in range(1, 16))  # 1.5 s, each 100 ms frame distinct
+PREROLL = 16000  # 500 ms of pcm_s16le at 16 kHz: the replay of a turn open from the start
+
+
+async def test_an_eager_end_standing_across_two_drops_is_not_issued_again() -> None:
+    """A drop while an eager end stands, then a second drop once the replay reopened the turn:
+    the third socket's eager end with the same text is the same one (rule 10), not a new
+    preflight withdrawing the first (an agent would drop its reply and start it again)."""
+
+    async def first(conn: TurnsConn) -> None:
+        await conn.event("connected")
+        await conn.heard(len(SPEECH))
+        await conn.events("turn.start", ("turn.eager_end", "e"))
+        await asyncio.sleep(0.05)  # the events reach the client before the drop
+        conn.abort()
+
+    async def second(conn: TurnsConn) -> None:
+        await conn.event("connected")
+        await conn.heard(PREROLL)
+        await conn.events("turn.start")  # the replay reopens the turn, then drops again
+        await asyncio.sleep(0.05)
+        conn.abort()
+
+    async def third(conn: TurnsConn) -> None:
+        await conn.event("connected")
+        await conn.heard(PREROLL)
+        await conn.events("turn.start", ("turn.eager_end", "e"), ("turn.end", "e"))
+        await conn.command("close")
+        await conn.close(1000)
+
+    async with bounded(15), turns_server(first, second, third) as server:
+        async with open_turns(server.base_url) as c:
+            preflights = asyncio.create_task(collect(c.preflights()))
+            await asyncio.sleep(0)
+            await c.send_audio(SPEECH)
+            await anext(aiter(c.turns()))
+        got = [(p.text, p.state) for p in await preflights]
+        assert c.stats.reconnects == 2
+    assert got == [("e", "confirmed")]
+
+
+async def collect(items: AsyncIterator[_T]) -> list[_T]:
+    return [item async for item in items]
