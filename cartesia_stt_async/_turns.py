@@ -155,9 +155,9 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
             for signal in taken:
                 self._signal(signal)
         if self._link.failure.error is not None:
-            # A fatal error event: no turn will start or end; turns() ends now.
-            self._fail_barge_waiters()
-            self._changed.set()
+            # A fatal error event: no turn will start or end; everything waiting ends now,
+            # not when the server gets round to closing the socket.
+            self._end_signals()
 
     def _signal(self, signal: TurnSignal) -> None:
         loop = self._loop
@@ -195,6 +195,10 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
     def _finished(self) -> None:
         """The reader ended: settle what can no longer be answered, wake every waiter."""
         super()._finished()
+        self._end_signals()
+
+    def _end_signals(self) -> None:
+        """Settle the standing preflight, fail barge-in waiters, end every listener."""
         if self._preflight is not None:
             self._preflight._settle(withdrawn=True)
             self._preflight = None
@@ -370,7 +374,7 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
 
     async def _listen(self) -> AsyncGenerator[TurnSignal | Preflight, None]:
         queue: asyncio.Queue[TurnSignal | Preflight] = asyncio.Queue()
-        if self._link.finished.is_set():
+        if self._link.finished.is_set() or self._link.failure.error is not None:
             queue.put_nowait(_END)
         self._listeners.append(queue)
         try:

@@ -102,3 +102,39 @@ async def test_an_eager_end_standing_across_two_drops_is_not_issued_again() -> N
 
 async def collect(items: AsyncIterator[_T]) -> list[_T]:
     return [item async for item in items]
+
+
+async def test_a_fatal_error_settles_the_preflight_and_ends_signals_at_once() -> None:
+    """A fatal ``error`` event ends the session (rule 7): turns() ends with it at once, and so
+    must signals(), preflights() and a standing preflight, even while the server keeps the
+    socket open (else an agent waiting on ``withdrawn()`` hangs until the server closes)."""
+    release = asyncio.Event()
+
+    async def script(conn: TurnsConn) -> None:
+        await conn.event("connected")
+        await conn.heard(len(SPEECH))
+        await conn.events("turn.start", ("turn.eager_end", "e"))
+        await conn.event("error", title="Server error", message="boom", status_code=500)
+        await release.wait()  # the socket stays open
+        await conn.close(1011)
+
+    async with bounded(15), turns_server(script) as server, open_turns(server.base_url) as c:
+        signals = asyncio.create_task(collect(c.signals()))
+        preflights = aiter(c.preflights())
+        first = asyncio.create_task(anext(preflights))
+        await asyncio.sleep(0)
+        await c.send_audio(SPEECH)
+        preflight = await first
+        with pytest.raises(stt.ServerError, match="boom"):
+            async for _ in c.turns():
+                pass
+        try:
+            assert await asyncio.wait_for(preflight.withdrawn(), 2 * SLACK) is True
+            with pytest.raises(stt.ServerError, match="boom"):
+                await asyncio.wait_for(signals, 2 * SLACK)
+            with pytest.raises(stt.ServerError, match="boom"):
+                await asyncio.wait_for(anext(preflights), 2 * SLACK)
+        finally:
+            release.set()
+            signals.cancel()
+            await asyncio.gather(signals, return_exceptions=True)
