@@ -121,7 +121,7 @@ async def test_a_fatal_error_settles_the_preflight_and_ends_signals_at_once() ->
     async with bounded(15), turns_server(script) as server, open_turns(server.base_url) as c:
         signals = asyncio.create_task(collect(c.signals()))
         preflights = aiter(c.preflights())
-        first = asyncio.create_task(anext(preflights))
+        first = asyncio.ensure_future(anext(preflights))
         await asyncio.sleep(0)
         await c.send_audio(SPEECH)
         preflight = await first
