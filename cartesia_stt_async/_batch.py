@@ -313,4 +313,5 @@ async def transcribe(
         )
     finally:
         upload.close()
-    return decode_transcription(content, answer_headers.get("X-Request-Id"))
+    request_id = http.secrets.optional(answer_headers.get("X-Request-Id"))
+    return decode_transcription(content, request_id)

@@ -184,7 +184,8 @@ def decode_transcription(body: bytes, request_id: str | None = None) -> Transcri
 
     Args:
         body: The response body.
-        request_id: The ``X-Request-Id`` header, used when the body has no ``request_id``.
+        request_id: The ``X-Request-Id`` header (redacted), used when the body has no
+            ``request_id``, and named in the error.
 
     Raises:
         ProtocolError: The body is not a transcript (not JSON, no ``text``, wrong types).
@@ -192,7 +193,9 @@ def decode_transcription(body: bytes, request_id: str | None = None) -> Transcri
     try:
         result = _DECODER.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ProtocolError(f"the /stt answer is not a transcript: {exc}") from None
+        # The request id is what support asks for: status errors carry it, this one too.
+        of = f" (request id {request_id})" if request_id else ""
+        raise ProtocolError(f"the /stt answer{of} is not a transcript: {exc}") from None
     if result.request_id is None and request_id:
         result.request_id = request_id
     return result

@@ -13,6 +13,7 @@ import pytest
 import cartesia_stt_async as stt
 
 from .conftest import SLACK, bounded, open_ws, pcm
+from .test_http_retry import HTTPScript, answer, call
 from .turns_peer import TurnsConn, open_turns, turns_server
 
 pytestmark = [pytest.mark.both_loops, pytest.mark.asyncio]
@@ -138,3 +139,12 @@ async def test_a_fatal_error_settles_the_preflight_and_ends_signals_at_once() ->
             release.set()
             signals.cancel()
             await asyncio.gather(signals, return_exceptions=True)
+
+
+async def test_an_answer_that_is_not_a_transcript_names_the_request_id() -> None:
+    """A 200 whose body is not a transcript is a ProtocolError: it must carry the server's
+    ``X-Request-Id`` (the one thing support needs), as status errors do."""
+    script = HTTPScript([answer(200, b"<html>maintenance</html>", X_Request_Id="rid-7")])
+    result, error = await call("transcribe", script)
+    assert result is None and isinstance(error, stt.ProtocolError)
+    assert "rid-7" in str(error)
