@@ -137,7 +137,8 @@ class _Manager(HandlerMethods, Generic[_C]):
             assert isinstance(ws, Socket)
             return ws
         except Exception as exc:
-            error = handshake_error(exc, secrets.url(url), secrets, timeout, proxy)
+            # A retry's timeout is what was left of open_timeout: the message names the whole.
+            error = handshake_error(exc, secrets.url(url), secrets, config.open_timeout, proxy)
             if error is None:
                 raise
         raise error  # outside the except block: the foreign exception is not kept
