@@ -496,6 +496,8 @@ class AsyncConnection(BaseConnection[Event]):
             APIError: If the server reports an error.
             InvalidAudioError: For a WAV file that does not match the session.
             ConnectionClosedError: If the socket closes before ``done``.
+            APITimeoutError: If ``done`` did not come within ``close_timeout`` after
+                ``close`` was written.
         """
         pace = self._speed if isinstance(speed, Default) else check_speed(speed)
         await run_stream(

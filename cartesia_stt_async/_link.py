@@ -236,6 +236,31 @@ class Link:
 
     # -- what the connection tells the link --------------------------------------------------
 
+    @property
+    def close_timeout(self) -> float:
+        """Seconds the server has to end the session once ``close`` is written."""
+        return self._config.close_timeout
+
+    async def wait_closed_answer(self) -> None:
+        """After ``close`` was queued: wait until everything queued is written, then at most
+        ``close_timeout`` for the session to settle (its clean end or its failure).
+
+        Raises:
+            APITimeoutError: The server did not end the session in time (then nothing waits
+                on it any more: the caller closes the socket).
+        """
+        session = self.session
+        while session.outbox.pending and not self.settled.is_set():
+            await self.wait_for_room()  # the writer took an item, or the session failed
+        timeout = self._config.close_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await self.settled.wait()
+        except TimeoutError:
+            raise APITimeoutError(
+                f"the server did not {session.CLOSE_ANSWER} within close_timeout ({timeout} s)"
+            ) from None
+
     def now(self) -> float:
         """The event loop's monotonic time."""
         return self._loop.time()

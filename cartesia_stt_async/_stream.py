@@ -39,7 +39,8 @@ async def run_stream(
 
     The sender queues each utterance's audio (paced at ``speed``), a ``finalize`` wherever
     ``vad`` says silence followed speech, and a ``finalize`` after each utterance (unless
-    ``finalize_each`` is false), then ``close``; the receiver waits until the link settles:
+    ``finalize_each`` is false), then ``close``, and gives the server ``close_timeout`` seconds
+    from when it is written to end the session; the receiver waits until the link settles:
     the session's clean end (success), or its failure (raised). If either task fails, or the
     caller is cancelled, the other is cancelled, the socket is closed and the error propagates.
     The turn endpoint has no ``finalize``: its connection passes ``finalize_each=False``.
@@ -72,6 +73,9 @@ async def run_stream(
             for source in utterances:
                 await one(source)
         await conn.send("close")
+        # Bounded as aclose() is: a server that never ends the session fails the stream
+        # (APITimeoutError) instead of hanging it.
+        await link.wait_closed_answer()
 
     async def receiver() -> None:
         await link.wait_done()

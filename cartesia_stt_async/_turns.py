@@ -409,6 +409,8 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
             APIError: If the server reports an error.
             InvalidAudioError: For a WAV file that does not match the session.
             ConnectionClosedError: If the socket closes first (``.unanswered``: a turn lost).
+            APITimeoutError: If the server did not close within ``close_timeout`` after
+                ``close`` was written.
         """
         pace = self._speed if isinstance(speed, Default) else check_speed(speed)
         await run_stream(self, self._link, sources, speed=pace, finalize_each=False)

@@ -145,8 +145,9 @@ def test_push_to_talk_page_transcribes_the_microphone(
             page.screenshot(path=str(shot))
         finally:
             context.close()
-    SCREENSHOT_COPY.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, SCREENSHOT_COPY)
+    if os.environ.get("CARTESIA_UPDATE_SCREENSHOTS"):  # refresh the docs' picture on request
+        SCREENSHOT_COPY.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, SCREENSHOT_COPY)
     assert text.strip() == "thank you very much for your help"
     cartesia_speech_twin.wait_idle(10 * SLACK)  # the page's session ended with the browser
     record = cartesia_speech_twin.sessions[0]

@@ -14,7 +14,8 @@ import pytest
 
 import cartesia_stt_async as stt
 
-from .conftest import CANARY, SLACK, bounded, client_for, pcm
+from .conftest import CANARY, SLACK, bounded, client_for, open_ws, pcm
+from .peer import Peer, PeerConn
 from .turns_peer import TurnsConn, open_turns, turns_server
 
 pytestmark = [pytest.mark.both_loops, pytest.mark.asyncio]
@@ -359,3 +360,27 @@ async def test_stream_sends_files_and_bytes_paced_then_closes(tmp_path: Path) ->
         (conn,) = server.conns
         assert b"".join(conn.audio) == first + pcm(3200, 7)
         assert conn.commands == [{"type": "close"}]
+
+
+@pytest.mark.parametrize("endpoint", ["turns", "manual"])
+async def test_stream_is_bounded_by_close_timeout_when_the_server_never_ends(
+    endpoint: str,
+) -> None:
+    """A server that takes audio and ``close`` and never ends the session: ``stream()`` raises
+    APITimeoutError after ``close_timeout``, as ``aclose()`` does, instead of hanging."""
+
+    async def never_answers(conn: PeerConn) -> None:
+        await conn.hang()  # reads everything, answers nothing, never closes
+
+    async with bounded(10), Peer(handler=never_answers) as peer:
+        manager: stt.TurnConnectionManager | stt.ConnectionManager
+        if endpoint == "turns":
+            manager = open_turns(peer.base_url, close_timeout=0.5)
+        else:
+            manager = open_ws(peer.base_url, close_timeout=0.5)
+        conn = await manager.enter()
+        try:
+            with pytest.raises(stt.APITimeoutError, match="close_timeout"):
+                await conn.stream([SPEECH])
+        finally:
+            await conn.close()
