@@ -3,7 +3,9 @@
 Installing the package registers this module as a pytest plugin (the ``pytest11`` entry
 point), so these fixtures are available in any test, with no ``conftest.py`` line:
 
-* ``cartesia_twin``: a running twin (scripted engine; no text unless you script some);
+* ``cartesia_twin``: a running twin (scripted engine; no text unless you script some), serving
+  ``/stt/websocket`` and the turn-detection route ``/stt/turns/websocket``
+  (``cartesia_twin.turns_url``; script its turns with the marker's ``turns=[Turn(...)]``);
 * ``cartesia_client``: an :class:`~cartesia_stt_async.AsyncCartesia` pointed at it, closed
   after the test (needs ``pytest-asyncio``);
 * ``cartesia_speech_twin``: a twin that recognizes real speech and synthesizes it on
@@ -19,6 +21,9 @@ Configure a test's twin with the ``cartesia_twin`` marker::
 
     @pytest.mark.cartesia_twin(script=[["Hello", " world."]], max_sessions=1)
     async def test_greeting(cartesia_client): ...
+
+    @pytest.mark.cartesia_twin(turns=[Turn(updates=["Hel", "Hello"], end="Hello world")])
+    async def test_turns(cartesia_twin): ...  # connect to cartesia_twin.turns_url
 
 Outside pytest, :func:`start_twin` gives the same background twin (``with start_twin() as
 twin:``). Disable the plugin with ``-p no:cartesia_stt_async``.
@@ -41,7 +46,7 @@ import pytest
 
 from ._client import AsyncCartesia
 from .protocol.session import ServerOrder
-from .twin import Engine, Faults, Reply, ScriptedEngine, TwinServer, start_twin
+from .twin import Engine, Faults, RawTurn, Reply, ScriptedEngine, Turn, TwinServer, start_twin
 
 if TYPE_CHECKING:
     from .twin.sphinx import SphinxEngine
@@ -63,7 +68,7 @@ TEST_API_KEY = "cartesia-stt-async-test-key"
 """The API key ``cartesia_client`` sends (the twin accepts any key unless told otherwise)."""
 
 MARKER_OPTIONS = frozenset(
-    {"script", "order", "by_audio", "faults", "max_sessions", "api_keys", "idle_timeout"}
+    {"script", "order", "by_audio", "turns", "faults", "max_sessions", "api_keys", "idle_timeout"}
 )
 """Keyword arguments the ``cartesia_twin`` marker accepts."""
 
@@ -87,8 +92,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "cartesia_twin(script=None, *, order='finals_first', by_audio=None, faults=None, "
-        "max_sessions=None, api_keys=None, idle_timeout=180.0): configure this test's "
+        "cartesia_twin(script=None, *, order='finals_first', by_audio=None, turns=None, "
+        "faults=None, max_sessions=None, api_keys=None, idle_timeout=180.0): configure this "
+        "test's "
         "cartesia_twin / cartesia_speech_twin (cartesia_stt_async.testing)",
     )
 
@@ -139,11 +145,13 @@ def cartesia_twin_factory(request: pytest.FixtureRequest) -> Iterator[TwinFactor
     """Start twins for this test; each is stopped when the test ends.
 
     Call it as ``factory(script=None, *, speech=False, engine=None, order="finals_first",
-    by_audio=None, faults=None, max_sessions=None, api_keys=None, idle_timeout=180.0)``:
+    by_audio=None, turns=None, faults=None, max_sessions=None, api_keys=None,
+    idle_timeout=180.0)``:
 
     * ``script``: a ``ScriptedEngine`` script (the k-th finalize of each connection gets
-      ``script[k]``: a list of final deltas, or a ``Reply``); ``order`` and ``by_audio``
-      as ``ScriptedEngine`` takes them;
+      ``script[k]``: a list of final deltas, or a ``Reply``); ``order``, ``by_audio`` and
+      ``turns`` (``Turn`` or ``RawTurn`` scripts for ``/stt/turns/websocket``) as
+      ``ScriptedEngine`` takes them;
     * ``speech=True``: the offline recognizer (``cartesia_recognizer``) instead;
     * ``engine``: any other engine;
     * ``faults``, ``max_sessions``, ``api_keys``, ``idle_timeout``: as ``serve()`` takes them.
@@ -159,14 +167,20 @@ def cartesia_twin_factory(request: pytest.FixtureRequest) -> Iterator[TwinFactor
         engine: Engine | None = None,
         order: ServerOrder = "finals_first",
         by_audio: ByAudio | None = None,
+        turns: Sequence[Turn | RawTurn] | None = None,
         faults: Faults | None = None,
         max_sessions: int | None = None,
         api_keys: Collection[str] | None = None,
         idle_timeout: float = 180.0,
     ) -> TwinServer:
-        scripted = script is not None or by_audio is not None or order != "finals_first"
+        scripted = (
+            script is not None
+            or by_audio is not None
+            or turns is not None
+            or order != "finals_first"
+        )
         if sum((speech, engine is not None, scripted)) > 1:
-            raise TypeError("give one of script (order, by_audio), speech=True or engine")
+            raise TypeError("give one of script (order, by_audio, turns), speech=True or engine")
         if speech:
             recognizer: SphinxEngine = request.getfixturevalue("cartesia_recognizer")
             if max_sessions is not None and max_sessions > recognizer.max_sessions:
@@ -177,7 +191,9 @@ def cartesia_twin_factory(request: pytest.FixtureRequest) -> Iterator[TwinFactor
                 )
             engine = recognizer
         elif engine is None:
-            engine = ScriptedEngine(list(script or []), order=order, by_audio=by_audio)
+            engine = ScriptedEngine(
+                list(script or []), order=order, by_audio=by_audio, turns=list(turns or [])
+            )
         server = start_twin(
             engine,
             faults=faults,
@@ -234,7 +250,7 @@ def cartesia_speech_twin(
     """A running twin that recognizes real speech (``cartesia_recognizer``) and synthesizes
     it on ``/tts/bytes``; the ``cartesia_twin`` marker's faults and limits apply."""
     options = _marker_options(request)
-    scripted = sorted({"script", "order", "by_audio"} & set(options))
+    scripted = sorted({"script", "order", "by_audio", "turns"} & set(options))
     if scripted:
         pytest.fail(
             f"@pytest.mark.cartesia_twin: {', '.join(scripted)} do not apply to "

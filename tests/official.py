@@ -14,6 +14,7 @@ says why.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import subprocess
@@ -21,7 +22,7 @@ import sys
 import venv
 from pathlib import Path
 
-__all__ = ["OFFICIAL_VERSION", "RUNNER", "official_python"]
+__all__ = ["OFFICIAL_VERSION", "RUNNER", "official_python", "run_official"]
 
 # The version whose examples the conformance tests run (the seed's).
 OFFICIAL_VERSION = "3.2.0"
@@ -72,6 +73,35 @@ def official_python(version: str = OFFICIAL_VERSION) -> Path:
                 )
             ready.write_text(version)
     return python
+
+
+async def run_official(version: str, script: Path, *args: str, timeout: float = 90) -> str:
+    """Run ``script`` with ``args`` in the official SDK's environment for ``version``.
+
+    Returns:
+        What it printed on stdout.
+
+    Raises:
+        AssertionError: It failed, or its environment holds another version (the script
+            prints ``official cartesia <version>`` on stderr first).
+    """
+    python = await asyncio.to_thread(official_python, version)
+    proc = await asyncio.create_subprocess_exec(
+        str(python),
+        str(script),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert f"official cartesia {version}" in err.decode()
+    return out.decode()
 
 
 if __name__ == "__main__":  # `python tests/official.py [VERSION ...]`: make them now

@@ -15,7 +15,6 @@ twin follows protocol.md (§11): finals before each ``flush_done``, ``done`` the
 from __future__ import annotations
 
 import ast
-import asyncio
 import re
 
 import pytest
@@ -24,7 +23,8 @@ import cartesia_stt_async as stt
 from cartesia_stt_async.twin import Twin, serve
 from cartesia_stt_async.twin.wer import word_error_rate
 
-from .official import OFFICIAL_VERSION, RUNNER, official_python
+from . import official
+from .official import OFFICIAL_VERSION, RUNNER
 from .seed_example import stt_manual_finalize_websocket_async
 from .speech import SEED, shared_engine
 
@@ -46,24 +46,7 @@ def full_transcript(printed: str) -> str:
 async def run_official(flavour: str, twin: Twin) -> str:
     """Run the seed's ``flavour`` ("async" or "sync") example with the official client in its
     own environment, against ``twin``; return what it printed."""
-    python = await asyncio.to_thread(official_python)
-    proc = await asyncio.create_subprocess_exec(
-        str(python),
-        str(RUNNER),
-        flavour,
-        twin.base_url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0, err.decode()
-    assert f"official cartesia {OFFICIAL_VERSION}" in err.decode()
-    return out.decode()
+    return await official.run_official(OFFICIAL_VERSION, RUNNER, flavour, twin.base_url)
 
 
 def check_wire(twin: Twin) -> list[int]:

@@ -4,17 +4,29 @@
 ``twin`` extra) or ``serve(engine=ScriptedEngine([...]))`` (exact scripted answers), then point
 a client at ``twin.base_url``. From the shell: ``cartesia-stt twin --port 8765``.
 
-Besides ``/stt/websocket`` the twin serves ``POST /tts/bytes`` (an offline voice) and
-``POST /access-token`` (short-lived tokens it then enforces), with CORS for browser pages;
-a :class:`Faults` plan injects deterministic faults.
+Besides ``/stt/websocket`` the twin serves ``/stt/turns/websocket`` (turn detection, its
+turns decided from the audio's energy in audio time; script them with :class:`Turn`),
+``POST /tts/bytes`` (an offline voice) and ``POST /access-token`` (short-lived tokens it
+then enforces), with CORS for browser pages; a :class:`Faults` plan injects deterministic
+faults.
 """
 
 from typing import TYPE_CHECKING, Any
 
+from ._detector import TurnSettings
 from ._params import ParamError, validate_params
 from ._server import SessionRecord, Twin, run_forever, serve
 from ._thread import TwinServer, start_twin
-from .engines import Engine, RecognizerSession, Reply, ScriptedEngine, Segment, SessionParams
+from .engines import (
+    Engine,
+    RawTurn,
+    RecognizerSession,
+    Reply,
+    ScriptedEngine,
+    Segment,
+    SessionParams,
+    Turn,
+)
 from .faults import Fault, FaultAction, Faults
 
 if TYPE_CHECKING:
@@ -26,6 +38,7 @@ __all__ = [
     "FaultAction",
     "Faults",
     "ParamError",
+    "RawTurn",
     "RecognizerSession",
     "Reply",
     "ScriptedEngine",
@@ -33,6 +46,8 @@ __all__ = [
     "SessionParams",
     "SessionRecord",
     "SphinxEngine",
+    "Turn",
+    "TurnSettings",
     "Twin",
     "TwinServer",
     "run_forever",

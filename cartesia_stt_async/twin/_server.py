@@ -1,4 +1,5 @@
-"""The twin server: Cartesia's ``/stt/websocket`` (manual finalize) and HTTP routes on aiohttp.web.
+"""The twin server: Cartesia's ``/stt/websocket`` (manual finalize), ``/stt/turns/websocket``
+(turn detection) and HTTP routes on aiohttp.web.
 
 The pieces, each in its own module:
 
@@ -7,10 +8,11 @@ The pieces, each in its own module:
   JSON refusals (HTTP 401, 429 with ``Retry-After``);
 * :mod:`._wire` and :mod:`.faults`: the fault plan, applied to each connection's socket;
 * :mod:`._session`: the session loop (audio, ``finalize``, ``close``, idle timeout);
+* :mod:`._turns` and :mod:`._detector`: the turn-detection session loop and its detector;
 * :mod:`._tts_route` and :mod:`._tts`: ``POST /tts/bytes``;
 * :mod:`._cors`: CORS on the HTTP routes.
 
-This module holds the handshake of ``/stt/websocket`` (planned refusals, auth, the session
+This module holds the handshake of both socket routes (planned refusals, auth, the session
 cap, one ``request_id`` per connection, also the ``X-Request-Id`` header) and :func:`serve`.
 Access logging is off: query strings may carry an API key or a token.
 """
@@ -19,27 +21,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl as ssl_module
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
 from aiohttp import web
 
 from ._auth import access_token_route, authorize, refusal
 from ._cors import CORS_ROUTES, allowed_origins, cors_middleware, preflight
 from ._session import run_session
-from ._state import OPTIONS, TWIN, Options, SessionRecord, Twin
+from ._state import OPTIONS, TURNS_PATH, TWIN, Options, SessionRecord, Twin
 from ._tokens import AccessTokens
 from ._tts_route import tts_bytes_route
+from ._turns import run_turns_session
 from ._wire import EndSession, Wire
 from .engines import Engine
 from .faults import Faults
 
 __all__ = ["SessionRecord", "Twin", "run_forever", "serve"]
 
+# A socket route's session loop: (wire, options, cartesia-version header) -> None.
+SessionRunner = Callable[[Wire, Options, str | None], Awaitable[None]]
 
-async def _websocket_route(request: web.Request) -> web.StreamResponse:
+
+async def _websocket_route(
+    request: web.Request, run: SessionRunner = run_session
+) -> web.StreamResponse:
     twin, opts = request.app[TWIN], request.app[OPTIONS]
     request_id = str(uuid.uuid4())
     attempt = twin.handshakes
@@ -77,7 +86,7 @@ async def _websocket_route(request: web.Request) -> web.StreamResponse:
     wire = Wire(ws, record, twin, opts.faults, len(twin.sessions), request)
     twin.sessions.append(record)
     try:
-        await run_session(wire, opts, request.headers.get("cartesia-version"))
+        await run(wire, opts, request.headers.get("cartesia-version"))
     except (ConnectionError, asyncio.CancelledError, EndSession):
         pass  # the client went away, the twin is shutting down, or a fault ended it
     finally:
@@ -102,6 +111,7 @@ def _app(twin: Twin, opts: Options) -> web.Application:
     app[TWIN] = twin
     app[OPTIONS] = opts
     app.router.add_get("/stt/websocket", _websocket_route)
+    app.router.add_get(TURNS_PATH, functools.partial(_websocket_route, run=run_turns_session))
     app.router.add_post("/tts/bytes", tts_bytes_route)
     app.router.add_post("/access-token", access_token_route)
     for path in CORS_ROUTES:
@@ -201,4 +211,5 @@ async def run_forever(
             f"  as a WebSocket base URL (pipecat's CartesiaSTTService url=): {twin.ws_base_url}",
             flush=True,
         )
+        print(f"  turn detection (/stt/turns/websocket): {twin.turns_url}", flush=True)
         await asyncio.Event().wait()

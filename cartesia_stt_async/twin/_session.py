@@ -6,7 +6,8 @@
   go out at once.
 * ``finalize`` sends the utterance's final deltas then ``flush_done`` (or the reverse, per the
   engine's ``order``); ``close`` or the legacy ``done`` sends the remaining finals, ``done``,
-  and closes 1000; any other text gets an ``error`` event and the session goes on.
+  and closes 1000 (after ``Faults.close_delay``); any other text gets an ``error`` event and
+  the session goes on.
 * No message for ``idle_timeout`` seconds closes 1001 "Idle timeout".
 * The recognizer failing closes 1011 (a passing server fault, which clients may retry).
 """
@@ -14,19 +15,19 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
-from aiohttp import WSMsgType
 
 from ..protocol.events import DoneEvent, TranscriptEvent
 from ._params import ParamError, validate_params
 from ._state import Options
 from ._wire import EndSession, Wire
-from .engines import RecognizerSession, Segment
+from .engines import RecognizerSession, Segment, SessionParams
 
-__all__ = ["run_session"]
+__all__ = ["refuse_params", "run_session", "serve_engine"]
 
 log = logging.getLogger("cartesia_stt_async.twin")
 
@@ -57,9 +58,29 @@ async def run_session(wire: Wire, opts: Options, version: str | None) -> None:
     try:
         params = validate_params(wire.record.query, version)
     except ParamError as err:
-        await wire.send(wire.error(err.message, 400, err.title, err.error_code))
-        await wire.ws.close(code=1008, message=b"invalid parameters")
+        await refuse_params(wire, err)
         return
+    await serve_engine(wire, opts, params, functools.partial(_serve, wire, opts))
+
+
+async def refuse_params(wire: Wire, err: ParamError) -> None:
+    """A bad query parameter: one ``error`` event (``status_code`` 400), then close 1008."""
+    await wire.send(wire.error(err.message, 400, err.title, err.error_code))
+    await wire.ws.close(code=1008, message=b"invalid parameters")
+
+
+async def serve_engine(
+    wire: Wire,
+    opts: Options,
+    params: SessionParams,
+    serve: Callable[[RecognizerSession], Awaitable[None]],
+) -> None:
+    """Record ``params``, fire the handshake faults, open the engine's recognizer and run
+    ``serve`` with it; a recognizer failure closes 1011. Both socket routes use this.
+
+    Raises:
+        ConnectionError, asyncio.CancelledError, EndSession: The connection ended.
+    """
     wire.record.params = params
     await wire.start()
     try:
@@ -68,7 +89,7 @@ async def run_session(wire: Wire, opts: Options, version: str | None) -> None:
         await _engine_failed(wire, exc)
         return
     try:
-        await _serve(wire, opts, rec)
+        await serve(rec)
     except (ConnectionError, asyncio.CancelledError, EndSession):
         raise
     except Exception as exc:
@@ -96,40 +117,25 @@ async def _send_segments(wire: Wire, segments: Sequence[Segment]) -> None:
 
 
 async def _serve(wire: Wire, opts: Options, rec: RecognizerSession) -> None:
-    ws, record = wire.ws, wire.record
     flush_first = opts.engine.order == "flush_first"
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            msg = await ws.receive(timeout=opts.idle_timeout)
-        except TimeoutError:
-            await ws.close(code=1001, message=b"Idle timeout")
-            return
-        if msg.type == WSMsgType.BINARY:
-            data: bytes = msg.data
-            record.frames.append((loop.time(), len(data)))
-            record.audio_bytes += len(data)
-            await _send_segments(wire, await rec.feed(data))
+    while (message := await wire.receive(opts.idle_timeout)) is not None:
+        if isinstance(message, bytes):
+            await _send_segments(wire, await rec.feed(message))
             await wire.frame_received()
-        elif msg.type == WSMsgType.TEXT:
-            text: str = msg.data
-            record.commands.append((loop.time(), text))
-            if text == "finalize":
-                segments = await rec.finalize()
-                if flush_first:
-                    await wire.send_flush_done()
-                await _send_segments(wire, segments)
-                if not flush_first:
-                    await wire.send_flush_done()
-            elif text in ("close", "done"):
-                await _send_segments(wire, await rec.close())
-                await wire.send(DoneEvent(request_id=wire.request_id))
-                await ws.close(code=1000)
-                return
-            else:
-                message = f"unknown command {text[:40]!r}: use 'finalize' or 'close'"
-                # The session goes on after it ("done": false).
-                error = wire.error(message, 400, "Invalid command", "invalid_command", done=False)
-                await wire.send(error)
-        else:  # CLOSE, CLOSING, CLOSED, ERROR: the client is gone
+        elif message == "finalize":
+            segments = await rec.finalize()
+            if flush_first:
+                await wire.send_flush_done()
+            await _send_segments(wire, segments)
+            if not flush_first:
+                await wire.send_flush_done()
+        elif message in ("close", "done"):
+            await _send_segments(wire, await rec.close())
+            await wire.send(DoneEvent(request_id=wire.request_id))
+            await wire.close_normally()
             return
+        else:
+            command = f"unknown command {message[:40]!r}: use 'finalize' or 'close'"
+            # The session goes on after it ("done": false).
+            error = wire.error(command, 400, "Invalid command", "invalid_command", done=False)
+            await wire.send(error)

@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from ._detector import TurnSettings
 from ._tokens import AccessTokens
 from ._tts import Synthesizer
 from .engines import Engine, SessionParams
 from .faults import Faults
 
-__all__ = ["OPTIONS", "TWIN", "Options", "SessionRecord", "Twin"]
+__all__ = ["OPTIONS", "TURNS_PATH", "TWIN", "Options", "SessionRecord", "Twin"]
+
+TURNS_PATH = "/stt/turns/websocket"
 
 
 @dataclass
@@ -29,6 +32,8 @@ class SessionRecord:
         frames: ``(monotonic time, size)`` of every binary frame.
         commands: ``(monotonic time, text)`` of every text message.
         close_code: The WebSocket close code once the connection ended.
+        turn_settings: On ``/stt/turns/websocket``, the turn settings in force (after the
+            last ``config``); ``None`` on other routes or when the parameters were rejected.
     """
 
     request_id: str
@@ -39,6 +44,7 @@ class SessionRecord:
     frames: list[tuple[float, int]] = field(default_factory=list)
     commands: list[tuple[float, str]] = field(default_factory=list)
     close_code: int | None = None
+    turn_settings: TurnSettings | None = None
 
 
 @dataclass
@@ -103,6 +109,11 @@ class Twin:
     def ws_url(self) -> str:
         """The full ``ws://host:port/stt/websocket`` URL (``wss://`` when serving TLS)."""
         return self.ws_base_url + "/stt/websocket"
+
+    @property
+    def turns_url(self) -> str:
+        """The full ``ws://host:port/stt/turns/websocket`` URL (turn detection)."""
+        return self.ws_base_url + TURNS_PATH
 
     @property
     def active_sessions(self) -> int:

@@ -72,6 +72,11 @@ class TwinServer:
         return self.twin.ws_url
 
     @property
+    def turns_url(self) -> str:
+        """The full ``ws://127.0.0.1:PORT/stt/turns/websocket`` URL (turn detection)."""
+        return self.twin.turns_url
+
+    @property
     def sessions(self) -> list[SessionRecord]:
         """What the twin saw of each accepted WebSocket connection, in order."""
         return self.twin.sessions

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from ..protocol.events import ErrorEvent, FlushDoneEvent, encode_event
 from ._state import SessionRecord, Twin
@@ -67,7 +67,17 @@ class Wire:
 
     async def send(self, event: object) -> None:
         """Send one event, then fire the faults due after it."""
-        await self.ws.send_str(encode_event(event).decode())  # type: ignore[arg-type]
+        await self._send_text(encode_event(event).decode())  # type: ignore[arg-type]
+
+    async def send_json(self, event: Mapping[str, object]) -> None:
+        """Send one event given as a mapping (``request_id`` added if absent), then fire the
+        faults due after it."""
+        if "request_id" not in event:
+            event = {**event, "request_id": self.request_id}
+        await self._send_text(json.dumps(event))
+
+    async def _send_text(self, text: str) -> None:
+        await self.ws.send_str(text)
         self.events += 1
         await self._fire(lambda f: f.after_events == self.events)
 
@@ -92,6 +102,36 @@ class Wire:
         if self._plan.flush_done_delay > 0:
             await asyncio.sleep(self._plan.flush_done_delay)
         await self.send(FlushDoneEvent(request_id=self.request_id))
+
+    async def close_normally(self) -> None:
+        """Close 1000 after the client's close command, once the plan's ``close_delay``
+        has passed."""
+        if self._plan.close_delay > 0:
+            await asyncio.sleep(self._plan.close_delay)
+        await self.ws.close(code=1000)
+
+    async def receive(self, idle_timeout: float) -> bytes | str | None:
+        """The next message, recorded: an audio frame (bytes) or a text command (str).
+
+        Returns ``None`` once the connection is over: the client went away, or nothing came
+        for ``idle_timeout`` seconds (the socket is then closed 1001 "Idle timeout").
+        """
+        try:
+            msg = await self.ws.receive(timeout=idle_timeout)
+        except TimeoutError:
+            await self.ws.close(code=1001, message=b"Idle timeout")
+            return None
+        now = asyncio.get_running_loop().time()
+        if msg.type == WSMsgType.BINARY:
+            data: bytes = msg.data
+            self.record.frames.append((now, len(data)))
+            self.record.audio_bytes += len(data)
+            return data
+        if msg.type == WSMsgType.TEXT:
+            text: str = msg.data
+            self.record.commands.append((now, text))
+            return text
+        return None  # CLOSE, CLOSING, CLOSED, ERROR: the client is gone
 
     async def frame_received(self) -> None:
         """Count one binary frame, then fire the faults due after it."""

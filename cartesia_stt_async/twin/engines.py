@@ -10,18 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ..protocol.audio import BYTES_PER_SAMPLE
 from ..protocol.session import ServerOrder
 
 __all__ = [
     "Engine",
+    "RawTurn",
     "RecognizerSession",
     "Reply",
     "ScriptedEngine",
+    "ScriptsTurns",
     "Segment",
     "SessionParams",
+    "Turn",
 ]
 
 
@@ -93,12 +96,64 @@ class Reply:
     interims: Sequence[str] = ()
 
 
+@dataclass(frozen=True)
+class Turn:
+    """The scripted text of one turn on ``/stt/turns/websocket`` (the twin's detector still
+    decides *when*, from the audio).
+
+    The twin sends ``turn.start`` at the speech onset, then ``updates`` one per audio frame
+    received while the turn is speaking; any left are sent before the turn's
+    ``turn.eager_end`` or ``turn.end``. Texts are sent verbatim, so a script may also break
+    the rules (a revised text, say) to test a client.
+
+    Attributes:
+        updates: The ``turn.update`` transcripts, in order.
+        eager_end: The transcript of every ``turn.eager_end`` of the turn; ``None``: the last
+            text sent (``""`` if none).
+        end: The ``turn.end`` transcript; ``None``: the last text sent.
+        resumed: ``turn.update`` transcripts to send after the turn's first ``turn.resume``.
+    """
+
+    updates: Sequence[str] = ()
+    eager_end: str | None = None
+    end: str | None = None
+    resumed: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class RawTurn:
+    """One turn's events verbatim: what the twin sends at each of the detector's decisions,
+    in place of its own event (``request_id`` is added to an event that lacks one).
+
+    Attributes:
+        start: Sent when the turn starts (instead of ``turn.start``).
+        eager_end: Sent at each eager end.
+        resume: Sent at each resume.
+        end: Sent when the turn ends (instead of ``turn.end``).
+    """
+
+    start: Sequence[Mapping[str, Any]] = ()
+    eager_end: Sequence[Mapping[str, Any]] = ()
+    resume: Sequence[Mapping[str, Any]] = ()
+    end: Sequence[Mapping[str, Any]] = ()
+
+
+@runtime_checkable
+class ScriptsTurns(Protocol):
+    """A recognizer session that may script the turns of ``/stt/turns/websocket``."""
+
+    def next_turn(self) -> Turn | RawTurn | None:
+        """The script of the turn starting now, or ``None`` to recognize its text."""
+        ...
+
+
 @dataclass
 class _ScriptedSession:
     engine: ScriptedEngine
     params: SessionParams
     record: list[int]
     cursor: int = 0
+    turn_cursor: int = 0
     buffered: int = 0
     total: int = 0
     audio: bytearray = field(default_factory=bytearray)
@@ -153,6 +208,11 @@ class _ScriptedSession:
     async def aclose(self) -> None:
         return None
 
+    def next_turn(self) -> Turn | RawTurn | None:
+        turns = self.engine.turns
+        self.turn_cursor += 1
+        return turns[self.turn_cursor - 1] if self.turn_cursor <= len(turns) else None
+
 
 @dataclass
 class ScriptedEngine:
@@ -169,16 +229,23 @@ class ScriptedEngine:
     finalize of the old connection may be the first of the new one), the same audio gets the
     same text. ``replies`` is then unused.
 
+    On ``/stt/turns/websocket``, ``turns`` scripts whole turns: the k-th turn of each
+    connection follows ``turns[k]`` (a :class:`Turn` or a :class:`RawTurn`). Turns past its
+    end are recognized: each phrase (speech up to a pause of 250 ms, an eager end or an end)
+    is one finalize, answered by the next of ``replies`` (or by ``by_audio``); the turn's text
+    is its phrases' texts joined.
+
     Args:
         replies: The script.
         order: ``finals_first`` (default) or ``flush_first``.
         by_audio: Replies keyed by utterance audio (see above).
+        turns: Turn scripts for ``/stt/turns/websocket``.
 
     Attributes:
         utterance_bytes: Per connection, the audio bytes of each answered finalize/close.
     """
 
-    replies: Sequence[Sequence[str] | Reply]
+    replies: Sequence[Sequence[str] | Reply] = ()
     order: ServerOrder = "finals_first"
     utterance_bytes: list[list[int]] = field(default_factory=list)
     by_audio: (
@@ -186,6 +253,7 @@ class ScriptedEngine:
         | Callable[[bytes], Sequence[str] | Reply | None]
         | None
     ) = None
+    turns: Sequence[Turn | RawTurn] = ()
 
     async def open(self, params: SessionParams) -> RecognizerSession:
         """Start a connection's cursor at the first reply."""

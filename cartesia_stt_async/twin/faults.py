@@ -77,12 +77,15 @@ class Faults:
         flush_done_delay: Seconds to wait before each ``flush_done`` (the connection stalls).
         withhold_flush_done: Never send ``flush_done`` (finals are still sent): ``True`` on
             every connection, or a collection of connection indices.
+        close_delay: Seconds to wait, after answering a client's ``close`` command, before
+            closing the socket (a slow close).
     """
 
     schedule: Sequence[Fault] = ()
     refuse: Mapping[int, int] = field(default_factory=dict)
     flush_done_delay: float = 0.0
     withhold_flush_done: bool | Collection[int] = False
+    close_delay: float = 0.0
 
     def withholds(self, index: int) -> bool:
         """Whether connection ``index`` never sends ``flush_done``."""
