@@ -48,13 +48,32 @@ for a full run of the whole suite into the default ``--out``).
 clients existed); ``--suite loops`` runs only bare, ours-relay and ours-stream on the four
 loop/transport combinations at N = 100 and 500 (steady runs only).
 
-Needs the official package (``pip install 'cartesia[websockets]==3.2.0'``), ``uvloop`` and
-``trustme`` (all in the ``bench`` extra), and matplotlib for the plot (skipped with a note when
-missing). Linux only (/proc).
+``--workload turns`` runs the same harness on the turn-detection endpoint,
+``/stt/turns/websocket``: the same server process decides a turn every ``--finalize-every``
+seconds of audio by counting frames (``turn.start`` on a turn's first frame, ``turn.update``
+every 500 ms, ``turn.eager_end``, ``turn.end`` on its last frame; ``close`` ends an open turn,
+then close 1000), and nobody sends ``finalize``. Clients (``_steady_client.py``): ``bare``,
+``ours-relay`` (``client.stt.auto_finalize.websocket(..., speed=1.0)``, ``send_audio`` per
+frame), ``ours-stream`` (its ``stream([audio], speed=1.0)``), both with a task on
+``conn.signals()``, and ``official``: the official client's ``auto_finalize``, which needs
+cartesia 4.x (3.2.0, the ``bench`` extra's, has none) and so runs in that SDK's own virtual
+environment (``tests/official.py``, ``cartesia[websockets]==4.2.0`` with websockets 15).
+At N = 100 and 500 (``--quick``: 10 and 100), steady runs only; the uvloop/TLS variants run
+when named in ``--kinds``. Reported as above, with the delivery of ``turn.start`` (from the
+server handing it to its socket to the caller's code having it) in place of the finalize round
+trip; every ``turn.end`` must be seen for a run to be ok. Output:
+``<out>/steady_state_turns[_quick].json`` and ``.md``.
+
+The official client runs in this interpreter when it has the version a workload needs
+(3.2.0 for manual, 4.2.0 for turns), otherwise in that version's own virtual environment,
+made on first use from the package registry (``tests/official.py``). Needs ``uvloop`` and
+``trustme`` (both in the ``bench`` extra), and matplotlib for the plot (skipped with a note
+when missing). Linux only (/proc).
 
 Run: ``python benchmarks/steady_state.py --quick`` (about 3 minutes),
-``python benchmarks/steady_state.py --suite loops`` (about 10 minutes) or
-``python benchmarks/steady_state.py`` (the full run, about 20 minutes).
+``python benchmarks/steady_state.py --suite loops`` (about 10 minutes),
+``python benchmarks/steady_state.py`` (the full run, about 20 minutes) or
+``python benchmarks/steady_state.py --workload turns`` (about 7 minutes).
 """
 
 from __future__ import annotations
@@ -292,7 +311,9 @@ def official_versions(python: str) -> dict[str, str]:
     code = "import cartesia, websockets; print(cartesia.__version__, websockets.__version__)"
     out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
     sdk, ws = out.stdout.split()
-    return {"cartesia": sdk, "websockets": ws, "python": python}
+    path = Path(python)
+    shown = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else python
+    return {"cartesia": sdk, "websockets": ws, "python": shown}
 
 
 class Bench:
@@ -733,11 +754,13 @@ def loops_table(report: dict[str, Any], bases: list[str] = LOOP_BASES) -> list[s
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     dirty = " (dirty)" if "uncommitted" in m["git_commit"] else ""
-    packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+    official = report.get("official")
+    packages = ", ".join(
+        f"{k} {v}" for k, v in m["packages"].items() if not (official and k == "cartesia")
+    )
     main_kinds = [k for k in report["kinds"] if not is_variant(k)]
     variant_kinds = [k for k in report["kinds"] if is_variant(k)]
     turns = report.get("workload") == "turns"
-    official = report.get("official")
     if turns:
         what = (
             f"/stt/turns/websocket, a turn every {report['finalize_every']:g} s decided by the "
@@ -923,7 +946,7 @@ def main() -> int:
         args.render.with_suffix(".md").write_text(table)
         path = args.plot or (
             args.render.with_suffix(".png")
-            if done["mode"] == "quick"
+            if done["mode"] == "quick" or done.get("workload", "manual") != "manual"
             else ROOT / "docs" / "img" / "steady_state.png"
         )
         print(table)
