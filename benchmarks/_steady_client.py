@@ -64,6 +64,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import inspect
 import json
@@ -382,15 +383,17 @@ def bare_client(plan: Plan) -> Any:
     return None
 
 
-async def bare(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
+def bare_connect(plan: Plan, path: str, query: str) -> Any:
+    """websockets' ``connect`` (no deflate) to ``path`` with the session's audio format."""
     from websockets.asyncio.client import connect
 
-    url = (
-        f"{plan.url}/stt/websocket?model=ink-2&encoding=pcm_s16le&sample_rate={RATE}"
-        f"&bench={log.tag}"
-    )
+    url = f"{plan.url}{path}?model=ink-2&encoding=pcm_s16le&sample_rate={RATE}&{query}"
     tls: dict[str, Any] = {} if plan.ssl is None else {"ssl": plan.ssl}
-    async with opened(plan, connect(url, compression=None, **tls)) as ws:
+    return connect(url, compression=None, **tls)
+
+
+async def bare(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
+    async with opened(plan, bare_connect(plan, "/stt/websocket", f"bench={log.tag}")) as ws:
 
         async def reader() -> None:
             async for message in ws:
@@ -421,6 +424,14 @@ async def bare(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
 # ``close`` and reads until the server's close 1000 (this endpoint has no ``done``).
 
 
+async def send_paced(plan: Plan, i: int, send: Callable[[bytes], Awaitable[Any]]) -> None:
+    """Session ``i``'s frames, each sent with ``send`` at its deadline."""
+    start = plan.first_frame_at(i)
+    for k in range(plan.frames):
+        await sleep_until(start + k * FRAME_S)
+        await send(plan.frame(k))
+
+
 def turn_query(plan: Plan, log: SessionLog) -> dict[str, str]:
     return {"bench": log.tag, "bench_turn": str(plan.finalize_every)}
 
@@ -444,23 +455,12 @@ def ours_turns(client: Any, plan: Plan, log: SessionLog, speed: float | None = 1
     )
 
 
-async def ours_relay_turns(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
-    await _ours_relay_turns(client, plan, i, log, speed=1.0)
-
-
-async def ours_relay_unpaced_turns(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
-    await _ours_relay_turns(client, plan, i, log, speed=None)
-
-
-async def _ours_relay_turns(
+async def ours_relay_turns(
     client: Any, plan: Plan, i: int, log: SessionLog, *, speed: float | None
 ) -> None:
     async with opened(plan, ours_turns(client, plan, log, speed)) as conn:
         watcher = asyncio.create_task(ours_watch(conn, log))
-        start = plan.first_frame_at(i)
-        for k in range(plan.frames):
-            await sleep_until(start + k * FRAME_S)
-            await conn.send_audio(plan.frame(k))
+        await send_paced(plan, i, conn.send_audio)
     await watcher  # leaving ``async with`` sent close and waited for the server's close
     log.done = conn.state == "done"
 
@@ -488,24 +488,15 @@ async def official_turns(client: Any, plan: Plan, i: int, log: SessionLog) -> No
                     log.turn_ends += 1
 
         task = asyncio.create_task(reader())
-        start = plan.first_frame_at(i)
-        for k in range(plan.frames):
-            await sleep_until(start + k * FRAME_S)
-            await conn.send_raw(plan.frame(k))
+        await send_paced(plan, i, conn.send_raw)
         await conn.send({"type": "close"})
         await task
         log.done = True
 
 
 async def bare_turns(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
-    from websockets.asyncio.client import connect
-
-    url = (
-        f"{plan.url}/stt/turns/websocket?model=ink-2&encoding=pcm_s16le&sample_rate={RATE}"
-        f"&bench={log.tag}&bench_turn={plan.finalize_every}"
-    )
-    tls: dict[str, Any] = {} if plan.ssl is None else {"ssl": plan.ssl}
-    async with opened(plan, connect(url, compression=None, **tls)) as ws:
+    query = f"bench={log.tag}&bench_turn={plan.finalize_every}"
+    async with opened(plan, bare_connect(plan, "/stt/turns/websocket", query)) as ws:
 
         async def reader() -> None:
             async for message in ws:  # ends on the server's close 1000
@@ -516,10 +507,7 @@ async def bare_turns(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
                     log.turn_ends += 1
 
         task = asyncio.create_task(reader())
-        start = plan.first_frame_at(i)
-        for k in range(plan.frames):
-            await sleep_until(start + k * FRAME_S)
-            await ws.send(plan.frame(k))
+        await send_paced(plan, i, ws.send)
         await ws.send('{"type":"close"}')
         await task
         log.done = ws.close_code == 1000
@@ -535,8 +523,8 @@ BASES: dict[str, tuple[Callable[[Plan], Any], SessionCode]] = {
 }
 # The same clients on the turn-detection endpoint (``--workload turns``).
 TURN_SESSIONS: dict[str, SessionCode] = {
-    "ours-relay": ours_relay_turns,
-    "ours-relay-unpaced": ours_relay_unpaced_turns,
+    "ours-relay": functools.partial(ours_relay_turns, speed=1.0),
+    "ours-relay-unpaced": functools.partial(ours_relay_turns, speed=None),
     "ours-stream": ours_stream_turns,
     "official": official_turns,
     "bare": bare_turns,

@@ -29,8 +29,8 @@ It records, per session tagged with the query parameter ``bench=<run>-<index>``,
 time (``time.monotonic()``, system-wide on Linux, so comparable with the clients' stamps) each
 frame arrived and its *answers*: for each ``finalize``, when it was read and when its
 ``flush_done`` was handed to the socket (the server's own share of the finalize round trip);
-for each ``turn.start``, when the frame that started the turn was read and when the event was
-handed to the socket (a client's barge-in signal is measured from there).
+for each ``turn.start``, when the frame that started the turn was read and just before the event
+is written to the socket (a client's barge-in signal is measured from there).
 
 Control is on stdin, one command a line, answers one JSON line on stdout:
 ``stats <run>`` (the sessions of that run, then forgotten), ``quit``.
@@ -151,9 +151,11 @@ class BenchProtocol(asyncio.Protocol):
             self.open_turn = True
             self.turn_count += 1
             self.event("turn.start")
-            self.flush()
             if self.record is not None:
+                # Stamped before the write: on another core the client may have the event
+                # before the write call returns here.
                 self.record.answers.append((read, time.monotonic()))
+            self.flush()
             return
         if not self.open_turn:
             return
