@@ -22,7 +22,8 @@ Two sources, both paced at real time:
 
 Clients: this package (``client.stt.auto_finalize.websocket``, a task looping on
 ``wait_barge_in()``) and a bare ``websockets`` loop on the same path (a reader task with
-``json.loads``, stamping ``turn.start``), in alternating blocks (``--rounds``) of the same run.
+``json.loads``, stamping ``turn.start``), in alternating blocks (``--rounds``) of the same run,
+on the same audio.
 
 The delay, per burst, ``total`` = (when the caller's code has the signal) - (the onset's wall
 time), split exactly into:
@@ -425,8 +426,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         for rnd in range(args.rounds):
             for source in args.sources.split(","):
                 clients = ["ours", "bare"] if rnd % 2 == 0 else ["bare", "ours"]
+                # The same audio for both clients: only what follows the twin's decision differs.
+                scripts = [make_script(rng, args.turns) for _ in range(args.sessions)]
                 for client in clients:
-                    scripts = [make_script(rng, args.turns) for _ in range(args.sessions)]
                     result = await block(client, source, (base, turns_url), scripts)
                     result["round"] = rnd
                     result["loadavg"] = loadavg()
