@@ -205,6 +205,7 @@ class Plan:
     finalize_every: int
     audio: bytes
     ssl: ssl.SSLContext | None = None  # trusts the server's certificate (TLS kinds)
+    turns: bool = False  # the turn-detection endpoint
     opened: asyncio.Event = field(default_factory=asyncio.Event)
     start: asyncio.Event = field(default_factory=asyncio.Event)
     t0: float = 0.0
@@ -214,9 +215,11 @@ class Plan:
 
     @property
     def utterances(self) -> list[bytes]:
-        """The audio cut at each finalize, shared by every session (made once)."""
+        """The audio cut at each finalize (turns: all of it in one piece), shared by every
+        session (made once)."""
         if not self._utterances:
-            per = self.finalize_every * FRAME_BYTES
+            # turns: the server decides the turns; the audio is one piece
+            per = (self.frames if self.turns else self.finalize_every) * FRAME_BYTES
             total = self.frames * FRAME_BYTES
             self._utterances = [self.audio[a : min(a + per, total)] for a in range(0, total, per)]
         return self._utterances
@@ -469,7 +472,7 @@ async def ours_stream_turns(client: Any, plan: Plan, i: int, log: SessionLog) ->
     async with opened(plan, ours_turns(client, plan, log)) as conn:
         watcher = asyncio.create_task(ours_watch(conn, log))
         await sleep_until(plan.first_frame_at(i))
-        await conn.stream([plan.audio[: plan.frames * FRAME_BYTES]], speed=1.0)
+        await conn.stream([plan.utterances[0]], speed=1.0)  # turns: one utterance, all of it
     await watcher
     log.done = conn.state == "done"
 
@@ -587,6 +590,7 @@ async def steady(args: argparse.Namespace) -> dict[str, Any]:
         finalize_every=max(1, round(args.finalize_every / FRAME_S)),
         audio=make_audio(frames * FRAME_S),
         ssl=context,
+        turns=turns,
     )
     client = make(plan)
     plan.utterances  # noqa: B018 - shared audio is made before the memory baseline
