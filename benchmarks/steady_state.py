@@ -73,7 +73,7 @@ when missing). Linux only (/proc).
 Run: ``python benchmarks/steady_state.py --quick`` (about 3 minutes),
 ``python benchmarks/steady_state.py --suite loops`` (about 10 minutes),
 ``python benchmarks/steady_state.py`` (the full run, about 20 minutes) or
-``python benchmarks/steady_state.py --workload turns`` (about 7 minutes).
+``python benchmarks/steady_state.py --workload turns`` (about 4 minutes).
 """
 
 from __future__ import annotations
