@@ -42,6 +42,18 @@ frame's bytes reach the transport: asyncio's socket transport, uvloop's C ``TCPT
 ``write`` (before encryption). Lateness of frame n of a session = its stamp - (stamp of the
 session's first frame + n x 100 ms).
 
+``--workload turns`` runs the same clients against the turn-detection endpoint
+(``/stt/turns/websocket``; steady mode only), where the server decides the turns (one every
+``--finalize-every`` seconds of audio, see ``_steady_server.py``) and nobody finalizes: the
+same paced frames; ``ours-relay`` is ``client.stt.auto_finalize.websocket(..., speed=1.0)``
+with ``send_audio`` per frame, ``ours-stream`` its ``stream([audio], speed=1.0)``, both with a
+task on ``conn.signals()`` (as a voice agent watches for barge-in); ``official`` the official
+client's ``auto_finalize`` (4.x; run with that SDK's interpreter) with ``send_raw`` and a reader
+task on ``async for event in conn``; ``bare`` the websockets loop on the same path with a
+``json.loads`` reader. Each stamps when ``turn.start`` reaches the caller's code and counts
+``turn.end``; at the end it sends ``{"type":"close"}`` and reads until the server's close 1000
+(the endpoint has no ``done``).
+
 Modes: ``steady`` (the above), ``throughput`` (one connection, unpaced), ``latency`` (one
 connection, one frame then a timed ``finalize``, repeated). Arguments are documented in
 ``main``.
@@ -52,6 +64,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import inspect
 import json
@@ -188,9 +201,11 @@ class Plan:
     run: str
     n: int
     frames: int
+    # frames between finalizes (manual); the length of the server's turns in frames (turns)
     finalize_every: int
     audio: bytes
     ssl: ssl.SSLContext | None = None  # trusts the server's certificate (TLS kinds)
+    turns: bool = False  # the turn-detection endpoint
     opened: asyncio.Event = field(default_factory=asyncio.Event)
     start: asyncio.Event = field(default_factory=asyncio.Event)
     t0: float = 0.0
@@ -200,9 +215,11 @@ class Plan:
 
     @property
     def utterances(self) -> list[bytes]:
-        """The audio cut at each finalize, shared by every session (made once)."""
+        """The audio cut at each finalize (turns: all of it in one piece), shared by every
+        session (made once)."""
         if not self._utterances:
-            per = self.finalize_every * FRAME_BYTES
+            # turns: the server decides the turns; the audio is one piece
+            per = (self.frames if self.turns else self.finalize_every) * FRAME_BYTES
             total = self.frames * FRAME_BYTES
             self._utterances = [self.audio[a : min(a + per, total)] for a in range(0, total, per)]
         return self._utterances
@@ -230,9 +247,11 @@ class SessionLog:
     """What one session measured: each finalize's call time and when its flush_done was seen."""
 
     tag: str
-    finalize_calls: list[float] = field(default_factory=list)
-    flush_seen: list[float] = field(default_factory=list)
+    finalize_calls: list[float] = field(default_factory=list)  # manual only
+    # when each answer reached the caller's code: flush_done (manual), turn.start (turns)
+    answer_seen: list[float] = field(default_factory=list)
     sdk_latency: list[float] = field(default_factory=list)  # ours-stream: Utterance.latency
+    turn_ends: int = 0  # turns: turn.end events the caller saw
     done: bool = False
 
 
@@ -302,7 +321,7 @@ async def _ours_relay(
         pending: list[asyncio.Future[Any]] = []
 
         def answered(_: asyncio.Future[Any]) -> None:
-            log.flush_seen.append(time.monotonic())
+            log.answer_seen.append(time.monotonic())
 
         for k in range(plan.frames):
             await sleep_until(start + k * FRAME_S)
@@ -346,7 +365,7 @@ async def official(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
         async def reader() -> None:
             async for event in conn:
                 if event.type == "flush_done":
-                    log.flush_seen.append(time.monotonic())
+                    log.answer_seen.append(time.monotonic())
                 elif event.type == "done":
                     log.done = True
                     return
@@ -367,22 +386,24 @@ def bare_client(plan: Plan) -> Any:
     return None
 
 
-async def bare(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
+def bare_connect(plan: Plan, path: str, query: str) -> Any:
+    """websockets' ``connect`` (no deflate) to ``path`` with the session's audio format."""
     from websockets.asyncio.client import connect
 
-    url = (
-        f"{plan.url}/stt/websocket?model=ink-2&encoding=pcm_s16le&sample_rate={RATE}"
-        f"&bench={log.tag}"
-    )
+    url = f"{plan.url}{path}?model=ink-2&encoding=pcm_s16le&sample_rate={RATE}&{query}"
     tls: dict[str, Any] = {} if plan.ssl is None else {"ssl": plan.ssl}
-    async with opened(plan, connect(url, compression=None, **tls)) as ws:
+    return connect(url, compression=None, **tls)
+
+
+async def bare(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
+    async with opened(plan, bare_connect(plan, "/stt/websocket", f"bench={log.tag}")) as ws:
 
         async def reader() -> None:
             async for message in ws:
                 event = json.loads(message)
                 kind = event["type"]
                 if kind == "flush_done":
-                    log.flush_seen.append(time.monotonic())
+                    log.answer_seen.append(time.monotonic())
                 elif kind == "done":
                     log.done = True
                     return
@@ -399,12 +420,117 @@ async def bare(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
         await task
 
 
-BASES: dict[str, tuple[Callable[[Plan], Any], Callable[[Any, Plan, int, SessionLog], Any]]] = {
+# -- the four clients on the turn-detection endpoint (/stt/turns/websocket) -------------------
+# The server decides the turns (one every ``plan.finalize_every`` frames, see
+# _steady_server.py); each client streams the same paced audio, watches for ``turn.start`` (the
+# barge-in signal, stamped when the caller's code has it) and counts ``turn.end``, then sends
+# ``close`` and reads until the server's close 1000 (this endpoint has no ``done``).
+
+
+async def send_paced(plan: Plan, i: int, send: Callable[[bytes], Awaitable[Any]]) -> None:
+    """Session ``i``'s frames, each sent with ``send`` at its deadline."""
+    start = plan.first_frame_at(i)
+    for k in range(plan.frames):
+        await sleep_until(start + k * FRAME_S)
+        await send(plan.frame(k))
+
+
+def turn_query(plan: Plan, log: SessionLog) -> dict[str, str]:
+    return {"bench": log.tag, "bench_turn": str(plan.finalize_every)}
+
+
+async def ours_watch(conn: Any, log: SessionLog) -> None:
+    """A voice agent's signal loop: barge-in on ``start``, the turn's text on ``end``."""
+    async for signal in conn.signals():
+        if signal.kind == "start":
+            log.answer_seen.append(time.monotonic())
+        elif signal.kind == "end":
+            log.turn_ends += 1
+
+
+def ours_turns(client: Any, plan: Plan, log: SessionLog, speed: float | None = 1.0) -> Any:
+    return client.stt.auto_finalize.websocket(
+        model="ink-2",
+        encoding="pcm_s16le",
+        sample_rate=RATE,
+        extra_query=turn_query(plan, log),
+        speed=speed,
+    )
+
+
+async def ours_relay_turns(
+    client: Any, plan: Plan, i: int, log: SessionLog, *, speed: float | None
+) -> None:
+    async with opened(plan, ours_turns(client, plan, log, speed)) as conn:
+        watcher = asyncio.create_task(ours_watch(conn, log))
+        await send_paced(plan, i, conn.send_audio)
+    await watcher  # leaving ``async with`` sent close and waited for the server's close
+    log.done = conn.state == "done"
+
+
+async def ours_stream_turns(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
+    async with opened(plan, ours_turns(client, plan, log)) as conn:
+        watcher = asyncio.create_task(ours_watch(conn, log))
+        await sleep_until(plan.first_frame_at(i))
+        await conn.stream([plan.utterances[0]], speed=1.0)  # turns: one utterance, all of it
+    await watcher
+    log.done = conn.state == "done"
+
+
+async def official_turns(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
+    manager = client.stt.auto_finalize.websocket(
+        model="ink-2", encoding="pcm_s16le", sample_rate=RATE, extra_query=turn_query(plan, log)
+    )
+    async with opened(plan, manager) as conn:
+
+        async def reader() -> None:
+            async for event in conn:  # ends on the server's close 1000
+                if event.type == "turn.start":
+                    log.answer_seen.append(time.monotonic())
+                elif event.type == "turn.end":
+                    log.turn_ends += 1
+
+        task = asyncio.create_task(reader())
+        await send_paced(plan, i, conn.send_raw)
+        await conn.send({"type": "close"})
+        await task
+        log.done = True
+
+
+async def bare_turns(client: Any, plan: Plan, i: int, log: SessionLog) -> None:
+    query = f"bench={log.tag}&bench_turn={plan.finalize_every}"
+    async with opened(plan, bare_connect(plan, "/stt/turns/websocket", query)) as ws:
+
+        async def reader() -> None:
+            async for message in ws:  # ends on the server's close 1000
+                kind = json.loads(message)["type"]
+                if kind == "turn.start":
+                    log.answer_seen.append(time.monotonic())
+                elif kind == "turn.end":
+                    log.turn_ends += 1
+
+        task = asyncio.create_task(reader())
+        await send_paced(plan, i, ws.send)
+        await ws.send('{"type":"close"}')
+        await task
+        log.done = ws.close_code == 1000
+
+
+SessionCode = Callable[[Any, Plan, int, SessionLog], Any]
+BASES: dict[str, tuple[Callable[[Plan], Any], SessionCode]] = {
     "ours-relay": (ours_client, ours_relay),
     "ours-relay-unpaced": (ours_client, ours_relay_unpaced),
     "ours-stream": (ours_client, ours_stream),
     "official": (official_client, official),
     "bare": (bare_client, bare),
+}
+# The same clients on the turn-detection endpoint (``--workload turns``).
+TURN_SESSIONS: dict[str, SessionCode] = {
+    "ours-relay": functools.partial(ours_relay_turns, speed=1.0),
+    "ours-relay-unpaced": functools.partial(ours_relay_turns, speed=None),
+    "ours-stream": ours_stream_turns,
+    "official": official_turns,
+    "bare": bare_turns,
 }
 # A kind is a base, optionally run on uvloop and/or over TLS: "ours-relay-uvloop-tls".
 VARIANTS = ["", "-uvloop", "-tls", "-uvloop-tls"]
@@ -437,6 +563,9 @@ def mark(what: str) -> None:
 async def steady(args: argparse.Namespace) -> dict[str, Any]:
     base, _, tls = split_kind(args.kind)
     make, session = BASES[base]
+    turns = args.workload == "turns"
+    if turns:
+        session = TURN_SESSIONS[base]
     frames = round(args.seconds / FRAME_S)
     context: ssl.SSLContext | None = None
     trust = None
@@ -461,6 +590,7 @@ async def steady(args: argparse.Namespace) -> dict[str, Any]:
         finalize_every=max(1, round(args.finalize_every / FRAME_S)),
         audio=make_audio(frames * FRAME_S),
         ssl=context,
+        turns=turns,
     )
     client = make(plan)
     plan.utterances  # noqa: B018 - shared audio is made before the memory baseline
@@ -530,8 +660,9 @@ async def steady(args: argparse.Namespace) -> dict[str, Any]:
         late.extend(t - (first + k * FRAME_S) for k, t in enumerate(stamps))
     audio_s = plan.n * frames * FRAME_S
     window = t_end - (plan.t0 - 0.05)
-    return {
+    result: dict[str, Any] = {
         "kind": args.kind,
+        "workload": args.workload,
         "n": plan.n,
         "loop": f"{type(loop).__module__}.{type(loop).__qualname__}",
         "tls": tls,
@@ -562,10 +693,14 @@ async def steady(args: argparse.Namespace) -> dict[str, Any]:
         "idle_kib_per_session": (rss_idle - rss_base) / plan.n / 1024,
         "stream_kib_per_session": (max(samples, default=rss_idle) - rss_base) / plan.n / 1024,
         "finalize": {
-            log.tag.rsplit("-", 1)[1]: [log.finalize_calls, log.flush_seen, log.sdk_latency]
+            log.tag.rsplit("-", 1)[1]: [log.finalize_calls, log.answer_seen, log.sdk_latency]
             for log in logs
         },
     }
+    if turns:
+        result["turn_ends_expected"] = plan.n * (frames // plan.finalize_every)
+        result["turn_ends_seen"] = sum(log.turn_ends for log in logs)
+    return result
 
 
 async def throughput(args: argparse.Namespace) -> dict[str, Any]:
@@ -706,7 +841,18 @@ def main() -> int:
     parser.add_argument("--run", required=True, help="tag prefix the server files sessions by")
     parser.add_argument("--n", type=int, default=10, help="concurrent sessions (steady)")
     parser.add_argument("--seconds", type=float, default=12.0, help="audio per session (steady)")
-    parser.add_argument("--finalize-every", type=float, default=3.0, help="seconds (steady)")
+    parser.add_argument(
+        "--workload",
+        choices=["manual", "turns"],
+        default="manual",
+        help="the endpoint: /stt/websocket (manual) or /stt/turns/websocket (turns; steady only)",
+    )
+    parser.add_argument(
+        "--finalize-every",
+        type=float,
+        default=3.0,
+        help="seconds between finalizes (manual) or the length of each turn (turns; steady)",
+    )
     parser.add_argument("--mb", type=float, default=16.0, help="megabytes (throughput)")
     parser.add_argument("--count", type=int, default=100, help="finalizes (latency)")
     parser.add_argument("--ca", help="PEM file of the CA that signed the server's certificate")
@@ -714,6 +860,8 @@ def main() -> int:
     _, on_uvloop, tls = split_kind(args.kind)
     if args.mode != "steady" and (on_uvloop or tls):
         parser.error(f"{args.mode} runs the default-loop, plain kinds only")
+    if args.mode != "steady" and args.workload != "manual":
+        parser.error(f"{args.mode} runs the manual workload only")
     mode = {"steady": steady, "throughput": throughput, "latency": latency}[args.mode]
     if on_uvloop:
         import uvloop

@@ -1,9 +1,19 @@
 """The minimal server of ``steady_state.py``: cheap enough that it is never what is measured.
 
-It speaks just enough of the manual-finalize protocol for the benchmark: it accepts any
-WebSocket handshake on ``/stt/websocket``, counts binary frames, answers ``finalize`` with one
-small final ``transcript`` and a ``flush_done``, and ``close`` with ``done`` followed by a close
-frame. There is no recognizer and no pacing check.
+It speaks just enough of each realtime protocol for the benchmark, chosen by the path:
+
+* ``/stt/websocket`` (manual finalize): it counts binary frames, answers ``finalize`` with one
+  small final ``transcript`` and a ``flush_done``, and ``close`` with ``done`` followed by a
+  close frame.
+* ``/stt/turns/websocket`` (turn detection): ``connected`` first; then it decides turns by
+  counting frames (audio time), as a turn-detection server would decide them from the audio:
+  a turn every ``bench_turn`` frames (query parameter, default 25: 2.5 s), whose first frame
+  brings ``turn.start``, every fifth frame a ``turn.update`` with a growing transcript, the
+  fifth-last frame ``turn.eager_end`` and the last ``turn.end``; ``{"type":"close"}`` ends an
+  open turn with ``turn.end``, then the server closes with 1000 (this endpoint has no
+  ``done``). Other text frames are ignored.
+
+There is no recognizer, no energy detector and no pacing check.
 
 It is built on websockets' sans-I/O ``ServerProtocol`` driven from a plain
 ``asyncio.Protocol``: no task, future or queue per message, so thousands of frames per second
@@ -17,8 +27,10 @@ asyncio's default loop for every port, so the TLS port adds the server's own dec
 
 It records, per session tagged with the query parameter ``bench=<run>-<index>``, the monotonic
 time (``time.monotonic()``, system-wide on Linux, so comparable with the clients' stamps) each
-frame arrived and, for each ``finalize``, when it was read and when its ``flush_done`` was
-handed to the socket: the server's own share of the finalize round trip.
+frame arrived and its *answers*: for each ``finalize``, when it was read and when its
+``flush_done`` was handed to the socket (the server's own share of the finalize round trip);
+for each ``turn.start``, when the frame that started the turn was read and just before the event
+is written to the socket (a client's barge-in signal is measured from there).
 
 Control is on stdin, one command a line, answers one JSON line on stdout:
 ``stats <run>`` (the sessions of that run, then forgotten), ``quit``.
@@ -45,6 +57,8 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 FRAME_SECONDS = 0.1
+TURN_FRAMES = 25  # the default length of a turn on /stt/turns/websocket, in frames
+UPDATE_EVERY = 5  # frames between turn.update events (and before the end: the eager end)
 
 
 @dataclass
@@ -53,7 +67,8 @@ class Record:
 
     frames: list[float] = field(default_factory=list)  # arrival time of each binary frame
     audio_bytes: int = 0
-    finalizes: list[tuple[float, float]] = field(default_factory=list)  # (read, answered)
+    # (finalize read, flush_done written) or (turn's first frame read, turn.start written)
+    answers: list[tuple[float, float]] = field(default_factory=list)
     closed: bool = False
     deflate: bool = False
 
@@ -72,6 +87,11 @@ class BenchProtocol(asyncio.Protocol):
         self.request_id = ""
         self.counter = counter
         self.finalized = 0
+        self.turns = False  # the path is /stt/turns/websocket
+        self.turn_frames = TURN_FRAMES
+        self.frames = 0  # binary frames received (turns: the audio clock)
+        self.open_turn = False
+        self.turn_count = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -83,11 +103,18 @@ class BenchProtocol(asyncio.Protocol):
         for event in ws.events_received():
             if isinstance(event, Frame):
                 if event.opcode is Opcode.BINARY:
+                    read = time.monotonic()
                     if self.record is not None:
-                        self.record.frames.append(time.monotonic())
+                        self.record.frames.append(read)
                         self.record.audio_bytes += len(event.data)
+                    if self.turns:
+                        self.turn_frame(read)
                 elif event.opcode is Opcode.TEXT:
-                    self.command(bytes(event.data).decode())
+                    text = bytes(event.data).decode()
+                    if self.turns:
+                        self.turn_command(text)
+                    else:
+                        self.command(text)
             elif isinstance(event, Request):
                 self.handshake(event)
         self.flush()
@@ -99,10 +126,59 @@ class BenchProtocol(asyncio.Protocol):
         self.request_id = f"bench-{self.counter[0]}"
         response.headers["X-Request-Id"] = self.request_id
         ws.send_response(response)
-        tag = parse_qs(urlsplit(request.path).query).get("bench", [""])[0]
+        url = urlsplit(request.path)
+        query = parse_qs(url.query)
+        tag = query.get("bench", [""])[0]
         if tag and response.status_code == 101:
             self.record = RECORDS.setdefault(tag, Record())
             self.record.deflate = bool(ws.extensions)
+        if url.path == "/stt/turns/websocket" and response.status_code == 101:
+            self.turns = True
+            self.turn_frames = max(2 * UPDATE_EVERY, int(query.get("bench_turn", [TURN_FRAMES])[0]))
+            self.event("connected")
+
+    def event(self, kind: str, transcript: str | None = None) -> None:
+        """Queue one turn-detection event (flushed by the caller)."""
+        text = "" if transcript is None else f',"transcript":"{transcript}"'
+        self.ws.send_text(f'{{"type":"{kind}","request_id":"{self.request_id}"{text}}}'.encode())
+
+    def turn_frame(self, read: float) -> None:
+        """One frame of audio on the turn endpoint: the turn decisions it brings."""
+        j = self.frames % self.turn_frames
+        self.frames += 1
+        last = self.turn_frames - 1
+        if j == 0:
+            self.open_turn = True
+            self.turn_count += 1
+            self.event("turn.start")
+            if self.record is not None:
+                # Stamped before the write: on another core the client may have the event
+                # before the write call returns here.
+                self.record.answers.append((read, time.monotonic()))
+            self.flush()
+            return
+        if not self.open_turn:
+            return
+        words = " ".join(f"w{k}" for k in range(j // UPDATE_EVERY + 1))
+        text = f"{'' if self.turn_count == 1 else ' '}t{self.turn_count} {words}"
+        if j == last:
+            self.open_turn = False
+            self.event("turn.end", text)
+        elif j == last - UPDATE_EVERY + 1:
+            self.event("turn.eager_end", text)
+        elif j % UPDATE_EVERY == 0:
+            self.event("turn.update", text)
+
+    def turn_command(self, text: str) -> None:
+        """A text frame on the turn endpoint: ``close`` ends an open turn, then the socket."""
+        if '"close"' not in text:
+            return
+        if self.open_turn:
+            self.open_turn = False
+            self.event("turn.end", f"t{self.turn_count} closed")
+        self.ws.send_close(1000)
+        if self.record is not None:
+            self.record.closed = True
 
     def command(self, text: str) -> None:
         ws, rid = self.ws, self.request_id
@@ -118,7 +194,7 @@ class BenchProtocol(asyncio.Protocol):
             ws.send_text(b'{"type":"flush_done","request_id":"%s"}' % rid.encode())
             self.flush()
             if self.record is not None:
-                self.record.finalizes.append((read, time.monotonic()))
+                self.record.answers.append((read, time.monotonic()))
         elif text in ("close", "done"):
             ws.send_text(b'{"type":"done","request_id":"%s"}' % rid.encode())
             ws.send_close(1000)
@@ -166,7 +242,7 @@ def stats(run: str) -> dict[str, Any]:
         sessions[tag[len(prefix) :]] = {
             "frames": len(rec.frames),
             "audio_bytes": rec.audio_bytes,
-            "finalizes": rec.finalizes,
+            "answers": rec.answers,
             "closed": rec.closed,
             "deflate": rec.deflate,
         }

@@ -48,13 +48,32 @@ for a full run of the whole suite into the default ``--out``).
 clients existed); ``--suite loops`` runs only bare, ours-relay and ours-stream on the four
 loop/transport combinations at N = 100 and 500 (steady runs only).
 
-Needs the official package (``pip install 'cartesia[websockets]==3.2.0'``), ``uvloop`` and
-``trustme`` (all in the ``bench`` extra), and matplotlib for the plot (skipped with a note when
-missing). Linux only (/proc).
+``--workload turns`` runs the same harness on the turn-detection endpoint,
+``/stt/turns/websocket``: the same server process decides a turn every ``--finalize-every``
+seconds of audio by counting frames (``turn.start`` on a turn's first frame, ``turn.update``
+every 500 ms, ``turn.eager_end``, ``turn.end`` on its last frame; ``close`` ends an open turn,
+then close 1000), and nobody sends ``finalize``. Clients (``_steady_client.py``): ``bare``,
+``ours-relay`` (``client.stt.auto_finalize.websocket(..., speed=1.0)``, ``send_audio`` per
+frame), ``ours-stream`` (its ``stream([audio], speed=1.0)``), both with a task on
+``conn.signals()``, and ``official``: the official client's ``auto_finalize``, which needs
+cartesia 4.x (3.2.0, the ``bench`` extra's, has none) and so runs in that SDK's own virtual
+environment (``tests/official.py``, ``cartesia[websockets]==4.2.0`` with websockets 15).
+At N = 100 and 500 (``--quick``: 10 and 100), steady runs only; the uvloop/TLS variants run
+when named in ``--kinds``. Reported as above, with the delivery of ``turn.start`` (from the
+server handing it to its socket to the caller's code having it) in place of the finalize round
+trip; every ``turn.end`` must be seen for a run to be ok. Output:
+``<out>/steady_state_turns[_quick].json`` and ``.md``.
+
+The official client runs in this interpreter when it has the version a workload needs
+(3.2.0 for manual, 4.2.0 for turns), otherwise in that version's own virtual environment,
+made on first use from the package registry (``tests/official.py``). Needs ``uvloop`` and
+``trustme`` (both in the ``bench`` extra), and matplotlib for the plot (skipped with a note
+when missing). Linux only (/proc).
 
 Run: ``python benchmarks/steady_state.py --quick`` (about 3 minutes),
-``python benchmarks/steady_state.py --suite loops`` (about 10 minutes) or
-``python benchmarks/steady_state.py`` (the full run, about 20 minutes).
+``python benchmarks/steady_state.py --suite loops`` (about 10 minutes),
+``python benchmarks/steady_state.py`` (the full run, about 20 minutes) or
+``python benchmarks/steady_state.py --workload turns`` (about 4 minutes).
 """
 
 from __future__ import annotations
@@ -93,6 +112,9 @@ VARIANTS = {"": "default loop", "-uvloop": "uvloop", "-tls": "TLS", "-uvloop-tls
 VARIANT_KINDS = [base + v for v in VARIANTS if v for base in LOOP_BASES]
 QUICK_VARIANT_KINDS = [k for k in VARIANT_KINDS if not k.endswith("-uvloop-tls")]
 VARIANT_MIN_N = 100  # in the default plans, the variant kinds run at N >= 100 only
+# The official SDK each workload runs: 3.2.0 (the ``bench`` extra) has no ``auto_finalize``.
+OFFICIAL = {"manual": "3.2.0", "turns": "4.2.0"}
+TURN_KINDS = ["bare", "official", "ours-relay", "ours-stream"]
 ONE_CONNECTION = ["bare", "official", "ours"]
 THROUGHPUT = [*ONE_CONNECTION, "ours-10s-utterances"]
 LABELS = {
@@ -268,14 +290,53 @@ class Server:
         self._tmp.cleanup()
 
 
+def official_interpreter(wanted: str) -> str:
+    """A Python with the official SDK ``cartesia==wanted``: this one if it has that version,
+    else the SDK's own virtual environment (``tests/official.py``, made on first use).
+
+    Raises:
+        RuntimeError: If that environment cannot be made.
+    """
+    if version("cartesia") == wanted:
+        return sys.executable
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.official import official_python
+
+    return str(official_python(wanted))
+
+
+def official_versions(python: str) -> dict[str, str]:
+    """The official SDK's and websockets' versions in ``python``'s environment."""
+    code = "import cartesia, websockets; print(cartesia.__version__, websockets.__version__)"
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    sdk, ws = out.stdout.split()
+    path = Path(python)
+    shown = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else python
+    return {"cartesia": sdk, "websockets": ws, "python": shown}
+
+
 class Bench:
     """Runs client processes against the server and collects what they and it measured."""
 
-    def __init__(self, server: Server, seconds: float, finalize_every: float) -> None:
+    def __init__(
+        self, server: Server, seconds: float, finalize_every: float, workload: str = "manual"
+    ) -> None:
         self.server = server
         self.seconds = seconds
         self.finalize_every = finalize_every
+        self.workload = workload
+        self.turns = workload == "turns"
         self.counter = 0
+        self._official: str | None = None
+
+    def python(self, kind: str) -> str:
+        """The interpreter of a client process: the official SDK's for ``official*``."""
+        if not kind.startswith("official"):
+            return sys.executable
+        if self._official is None:
+            self._official = official_interpreter(OFFICIAL[self.workload])
+        return self._official
 
     def _run_id(self, kind: str) -> str:
         self.counter += 1
@@ -290,8 +351,9 @@ class Bench:
             "ours": "ours-relay",
             "ours-10s-utterances": "ours-stream",
         }.get(kind, kind)
-        cmd = [sys.executable, str(CLIENT), mode, "--kind", client_kind, "--url", url]
-        cmd += ["--run", run, *extra]
+        cmd = [self.python(kind), str(CLIENT), mode, "--kind", client_kind, "--url", url]
+        workload = self.workload if mode == "steady" else "manual"
+        cmd += ["--run", run, "--workload", workload, *extra]
         if kind.endswith("-tls"):
             cmd += ["--ca", self.server.ca]
         env = {
@@ -323,7 +385,8 @@ class Bench:
         result["server"] = summarize_server(server, samples)
         if "start" in samples and "end" in samples:
             result["machine_load"] = machine_load(samples, result)
-        result["finalize_latency"] = finalize_latency(result.pop("finalize", {}), server)
+        answers = answer_latency(result.pop("finalize", {}), server)
+        result["turn_start_latency" if self.turns else "finalize_latency"] = answers
         result["ok"] = ok(result, server)
         return result
 
@@ -334,7 +397,7 @@ class Bench:
         server = self.server.stats(run)
         sessions = server["sessions"]
         received = sessions["0"]["audio_bytes"] if "0" in sessions else 0
-        result["server_finalizes"] = len(sessions["0"]["finalizes"]) if "0" in sessions else 0
+        result["server_finalizes"] = len(sessions["0"]["answers"]) if "0" in sessions else 0
         result["server_received_bytes"] = received
         result["server_cpu_s"] = proc_cpu(self.server.proc.pid) - cpu0
         result["ok"] = received == result.get("bytes") and not result.get("errors")
@@ -343,7 +406,7 @@ class Bench:
     def latency(self, kind: str, count: int) -> dict[str, Any]:
         result, _, run = self._client("latency", kind, self.server.plain, ["--count", str(count)])
         server = self.server.stats(run)
-        return {"kind": kind, **finalize_latency(result.get("finalize", {}), server)}
+        return {"kind": kind, **answer_latency(result.get("finalize", {}), server)}
 
 
 def summarize_server(server: dict[str, Any], samples: dict[str, Sample]) -> dict[str, Any]:
@@ -377,25 +440,35 @@ def machine_load(samples: dict[str, Sample], result: dict[str, Any]) -> dict[str
     }
 
 
-def finalize_latency(client: dict[str, Any], server: dict[str, Any]) -> dict[str, Any]:
-    """Split each finalize round trip: the caller's total, the server's own time, the rest.
+def answer_latency(client: dict[str, Any], server: dict[str, Any]) -> dict[str, Any]:
+    """Split each answer's round trip: the caller's total, the server's own time, the rest.
 
-    ``client`` maps session index -> [call times, flush_done seen times, SDK latencies];
-    ``server`` has, per session, [(finalize read, flush_done written)] on the same clock.
+    Manual: a finalize, from the caller's call to its ``flush_done`` in the caller's code.
+    Turns: a ``turn.start``, from the server reading the frame that started the turn to the
+    caller's code having the signal (no call: ``total`` stays empty, and the part after the
+    server's write is the barge-in signal's delivery).
+
+    ``client`` maps session index -> [call times, answer seen times, SDK latencies];
+    ``server`` has, per session, ``answers``: [(request read, answer written)] on the same
+    clock.
     """
     total: list[float] = []
     own: list[float] = []
+    outside: list[float] = []
     to_server: list[float] = []
     from_server: list[float] = []
     sdk: list[float] = []
     for index, (calls, seen, sdk_latency) in client.items():
         sdk.extend(sdk_latency)
-        records = server["sessions"].get(index, {}).get("finalizes", [])
-        for call, got, (read, written) in zip(calls, seen, records, strict=False):
-            total.append(got - call)
+        records = server["sessions"].get(index, {}).get("answers", [])
+        for k, (read, written) in enumerate(records):
             own.append(written - read)
-            to_server.append(read - call)
-            from_server.append(got - written)
+            if k < len(seen):
+                from_server.append(seen[k] - written)
+            if k < len(seen) and k < len(calls):
+                total.append(seen[k] - calls[k])
+                outside.append(total[-1] - own[-1])
+                to_server.append(read - calls[k])
 
     def ms(values: list[float]) -> dict[str, float]:
         return {
@@ -407,7 +480,7 @@ def finalize_latency(client: dict[str, Any], server: dict[str, Any]) -> dict[str
     out = {
         "total_ms": ms(total),
         "server_own_ms": ms(own),
-        "outside_server_ms": ms([t - o for t, o in zip(total, own, strict=True)]),
+        "outside_server_ms": ms(outside),
         "call_to_server_read_ms": ms(to_server),
         "server_write_to_seen_ms": ms(from_server),
     }
@@ -417,13 +490,15 @@ def finalize_latency(client: dict[str, Any], server: dict[str, Any]) -> dict[str
 
 
 def ok(result: dict[str, Any], server: dict[str, Any]) -> bool:
-    """The run is valid: no error, every frame written and received, every session done."""
+    """The run is valid: no error, every frame written and received, every session done,
+    and (turns) every turn's end seen."""
     if result.get("error_count", 1) or "frames_expected" not in result:
         return False
     srv = result["server"]
     return bool(
         result["frames_written"] == result["frames_expected"] == srv["frames"]
         and result["sessions_done"] == result["n"] == srv["closed"]
+        and result.get("turn_ends_seen") == result.get("turn_ends_expected")
     )
 
 
@@ -535,20 +610,27 @@ def runs_of(report: dict[str, Any], kind: str, n: int) -> list[dict[str, Any]]:
 
 def steady_table(report: dict[str, Any], kinds: list[str]) -> list[str]:
     """One row per client and N: every figure of the steady runs."""
+    turns = report.get("workload") == "turns"
+    answer = "turn.start, server write -> caller" if turns else "finalize total"
     lines = [
         "| client | N | CPU ms per audio s | lateness p50 / p99 / max ms | server CPU | "
-        "other load (cores) | finalize total p50 / p99 ms | ok |",
+        f"other load (cores) | {answer} p50 / p99 ms | ok |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for kind in kinds:
-        stream = kind.startswith("ours-stream")
+        stream = kind.startswith("ours-stream") and not turns
         for n in report["ns"]:
             runs = [r for r in report["steady"] if r["kind"] == kind and r.get("n") == n]
             if not runs:
                 continue
             good = [r for r in runs if "cpu_ms_per_audio_s" in r]
             late = [r["lateness_ms"] for r in good]
-            fin = [r["finalize_latency"]["total_ms"] for r in good]
+            fin = [
+                r["turn_start_latency"]["server_write_to_seen_ms"]
+                if turns
+                else r["finalize_latency"]["total_ms"]
+                for r in good
+            ]
             if stream:
                 fin = [r["finalize_latency"].get("sdk_reported_ms", {}) for r in good]
             other = [r.get("machine_load", {}).get("other_cores", 0) for r in good]
@@ -629,12 +711,13 @@ def stream_kib(r: dict[str, Any]) -> float:
     return float(r["stream_kib_per_session"])
 
 
-def loops_table(report: dict[str, Any]) -> list[str]:
-    """Ours against the bare loop on each event loop and transport, at N >= 100."""
+def loops_table(report: dict[str, Any], bases: list[str] = LOOP_BASES) -> list[str]:
+    """Each of ``bases`` (the bare loop first) against the bare loop on each event loop and
+    transport, at N >= 100."""
     lines: list[str] = []
     for suffix, label in VARIANTS.items():
         for n in rss_ns(report):
-            kinds = [base + suffix for base in LOOP_BASES]
+            kinds = [base + suffix for base in bases]
             if not runs_of(report, kinds[0], n):
                 continue
             runs = [r for r in report["steady"] if r["kind"] in kinds and r.get("n") == n]
@@ -655,13 +738,14 @@ def loops_table(report: dict[str, Any]) -> list[str]:
             )
     if not lines:
         return []
+    names = " / ".join(b.removeprefix("ours-") for b in bases)
     return [
-        "ours against the bare loop by event loop and transport; the ratio (x bare) pairs each "
+        "against the bare loop by event loop and transport; the ratio (x bare) pairs each "
         "run with the bare loop's run of the same repetition.",
         "",
-        "| loop, transport | N | CPU ms per audio s: bare / relay / stream | "
-        "p99 lateness ms: bare / relay / stream | "
-        "RSS KiB per streaming session: bare / relay / stream | server CPU | ok |",
+        f"| loop, transport | N | CPU ms per audio s: {names} | "
+        f"p99 lateness ms: {names} | "
+        f"RSS KiB per streaming session: {names} | server CPU | ok |",
         "|---|---|---|---|---|---|---|",
         *lines,
     ]
@@ -670,16 +754,34 @@ def loops_table(report: dict[str, Any]) -> list[str]:
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     dirty = " (dirty)" if "uncommitted" in m["git_commit"] else ""
-    packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+    official = report.get("official")
+    packages = ", ".join(
+        f"{k} {v}" for k, v in m["packages"].items() if not (official and k == "cartesia")
+    )
     main_kinds = [k for k in report["kinds"] if not is_variant(k)]
     variant_kinds = [k for k in report["kinds"] if is_variant(k)]
+    turns = report.get("workload") == "turns"
+    if turns:
+        what = (
+            f"/stt/turns/websocket, a turn every {report['finalize_every']:g} s decided by the "
+            "server (turn.start, turn.update x3, turn.eager_end, turn.end)"
+        )
+    else:
+        what = f"finalize every {report['finalize_every']:g} s"
     lines = [
         f"Run {m['date']} ({report['mode']} mode), {m['cpu_model']}, {m['cpus']} CPUs, "
         f"Python {m['python']}, {packages}, commit {m['git_commit'][:12]}{dirty}.",
+        *(
+            [
+                f"The official client: cartesia {official['cartesia']} with websockets "
+                f"{official['websockets']} ({official['python']})."
+            ]
+            if official
+            else []
+        ),
         f"Load average at start {m['loadavg_start']}, at end {report['loadavg_end']}; "
-        f"{report['seconds']:.0f} s of audio per session, finalize every "
-        f"{report['finalize_every']:g} s, {report['repeats']} run(s) per cell (ranges are "
-        "min-max over runs).",
+        f"{report['seconds']:.0f} s of audio per session, {what}, {report['repeats']} run(s) "
+        "per cell (ranges are min-max over runs).",
         load_line(report),
         "",
     ]
@@ -693,7 +795,9 @@ def markdown(report: dict[str, Any]) -> str:
             *steady_table(report, variant_kinds),
             "",
         ]
-    loops = loops_table(report)
+    loops = loops_table(
+        report, ["bare", "ours-relay", "ours-stream", "official"] if turns else LOOP_BASES
+    )
     if loops:
         lines += [*loops, ""]
     lines += rss_table(report)
@@ -759,8 +863,10 @@ def plot(report: dict[str, Any], path: Path) -> str | None:
                 cpu.append(statistics.median(r["cpu_ms_per_audio_s"] for r in runs))
                 p99.append(statistics.median(r["lateness_ms"]["p99"] for r in runs))
         style = "--" if kind.startswith("official") else "-"
-        ax_cpu.plot(xs, cpu, style, marker="o", label=LABELS.get(kind, kind))
-        ax_late.plot(xs, p99, style, marker="o", label=LABELS.get(kind, kind))
+        sdk = report.get("official", {}).get("cartesia", "3.2.0")
+        label = LABELS.get(kind, kind).replace("3.2.0", sdk)
+        ax_cpu.plot(xs, cpu, style, marker="o", label=label)
+        ax_late.plot(xs, p99, style, marker="o", label=label)
     for ax, title in (
         (ax_cpu, "client CPU per audio second (ms)"),
         (ax_late, "frame lateness p99 (ms)"),
@@ -802,6 +908,14 @@ def main() -> int:
         "the default loop, uvloop, TLS and uvloop + TLS (N = 100, 500; steady runs only); "
         "all (default): both, the uvloop/TLS clients at N >= 100 only",
     )
+    parser.add_argument(
+        "--workload",
+        choices=["manual", "turns"],
+        default="manual",
+        help="manual (default): /stt/websocket with a finalize every --finalize-every s; "
+        "turns: /stt/turns/websocket, the server deciding a turn every --finalize-every s "
+        "(bare, official 4.2.0, ours-relay, ours-stream at N = 100, 500; steady runs only)",
+    )
     parser.add_argument("--ns", help="comma-separated N values (default 10,100,500)")
     parser.add_argument(
         "--kinds",
@@ -832,22 +946,20 @@ def main() -> int:
         args.render.with_suffix(".md").write_text(table)
         path = args.plot or (
             args.render.with_suffix(".png")
-            if done["mode"] == "quick"
+            if done["mode"] == "quick" or done.get("workload", "manual") != "manual"
             else ROOT / "docs" / "img" / "steady_state.png"
         )
         print(table)
         print(plot(done, path) or f"plot: {path}")
         return 0
-    try:
-        import cartesia  # noqa: F401
-    except ImportError:
-        print("needs the official SDK: pip install 'cartesia[websockets]==3.2.0'", file=sys.stderr)
-        return 2
     quick, suite = args.quick, args.suite
+    turns = args.workload == "turns"
+    if turns and suite != "all":
+        parser.error("--workload turns runs its own plan: leave out --suite")
     if args.ns:
         ns = [int(x) for x in args.ns.split(",")]
-    elif suite == "loops":
-        ns = [100] if quick else [100, 500]
+    elif suite == "loops" or turns:
+        ns = ([10, 100] if turns else [100]) if quick else [100, 500]
     else:
         ns = [10, 100] if quick else [10, 100, 500]
     if args.kinds:
@@ -855,24 +967,28 @@ def main() -> int:
         unknown = [k for k in kinds if k not in ALL_KINDS]
         if unknown:
             parser.error(f"unknown clients {unknown}; known: {', '.join(ALL_KINDS)}")
+    elif turns:
+        kinds = list(TURN_KINDS)
     elif suite == "loops":
         kinds = LOOP_BASES + VARIANT_KINDS
     else:
         kinds = KINDS + ([] if quick else ["official-deflate"])
         kinds += (QUICK_VARIANT_KINDS if quick else VARIANT_KINDS) if suite == "all" else []
+    if turns and "official-deflate" in kinds:
+        parser.error("official-deflate is a manual-endpoint client")
     big = [n for n in ns if n >= VARIANT_MIN_N] or ns
 
     def runs_at(kind: str) -> list[int]:
         """The N a client runs at: every N, but the variants of a default plan at N >= 100."""
         return big if is_variant(kind) and not args.kinds else ns
 
-    steady_only = args.steady_only or suite == "loops"
-    no_search = args.no_search or suite == "loops"
+    steady_only = args.steady_only or suite == "loops" or turns
+    no_search = args.no_search or suite == "loops" or turns
     repeats = args.repeats or (1 if quick else 2)
-    name = "steady_state_quick" if quick else "steady_state"
+    name = "steady_state" + ("_turns" if turns else "") + ("_quick" if quick else "")
     if suite == "loops":
         name += "_loops"
-    recorded = not quick and suite == "all" and args.out == HERE / "results"
+    recorded = not quick and suite == "all" and not turns and args.out == HERE / "results"
     plot_path = args.plot or (
         ROOT / "docs" / "img" / "steady_state.png" if recorded else args.out / f"{name}.png"
     )
@@ -881,6 +997,7 @@ def main() -> int:
     report: dict[str, Any] = {
         "mode": "quick" if quick else "full",
         "suite": suite,
+        "workload": args.workload,
         "machine": machine(),
         "ns": ns,
         "kinds": kinds,
@@ -896,7 +1013,14 @@ def main() -> int:
     }
     server = Server()
     try:
-        bench = Bench(server, args.seconds, args.finalize_every)
+        bench = Bench(server, args.seconds, args.finalize_every, args.workload)
+        if any(k.startswith("official") for k in kinds):
+            try:
+                report["official"] = official_versions(bench.python("official"))
+            except (RuntimeError, subprocess.CalledProcessError) as exc:
+                print(f"no official client: {exc}", file=sys.stderr)
+                return 2
+            print(f"official client: {json.dumps(report['official'])}")
         print(
             f"server on {server.plain} (deflate on {server.deflate}, TLS on {server.tls}), "
             f"pid {server.proc.pid}"
