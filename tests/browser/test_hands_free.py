@@ -12,8 +12,6 @@ Chromium and playwright as in test_push_to_talk.py (no browser is downloaded).
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,14 @@ from examples.fastapi_app import Settings
 from ..conftest import SLACK
 from ..speech import speech
 from ..test_cli import write_wav
-from .test_push_to_talk import CHROMIUM, CHROMIUM_ARGS, ROOT, have_chromium, served
+from .test_push_to_talk import (
+    CHROMIUM,
+    ROOT,
+    fake_mic_browser,
+    have_chromium,
+    keep_screenshot,
+    served,
+)
 
 SCREENSHOT_COPY = ROOT / "docs" / "img" / "hands-free.png"
 SENTENCES = ("Thank you very much for your help", "Please call me tomorrow morning")
@@ -61,32 +66,22 @@ def test_hands_free_page_shows_two_turns_and_their_barge_ins(
     wav = tmp_path / "two-sentences.wav"
     seconds = two_sentences_wav(wav)
     settings = Settings(api_key="server-side-key", base_url=cartesia_speech_twin.base_url)
-    with served(settings) as base, sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),  # a fresh profile
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}%noloop"],
-            viewport={"width": 720, "height": 640},
-        )
-        try:
-            page = context.new_page()
-            page.goto(base + "/hands-free")  # no click, no key: it listens by itself
-            assert page.locator("button").count() == 0
-            page.locator('#transcript[data-turns="2"]').wait_for(
-                timeout=(seconds + 30 * SLACK) * 1000
-            )
-            turns = page.locator("#transcript .turn .text").all_inner_texts()
-            barge_ins = page.locator("#transcript .mark.barge-in").count()
-            counted = page.locator("#transcript").get_attribute("data-barge-ins")
-            agent = page.locator("#agent").inner_text()
-            shot = tmp_path / "hands-free.png"
-            page.screenshot(path=str(shot))
-        finally:
-            context.close()
-    if os.environ.get("CARTESIA_UPDATE_SCREENSHOTS"):  # refresh the docs' picture on request
-        SCREENSHOT_COPY.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT_COPY)
+    with (
+        served(settings) as base,
+        sync_playwright() as playwright,
+        fake_mic_browser(playwright, tmp_path, wav, {"width": 720, "height": 640}) as context,
+    ):
+        page = context.new_page()
+        page.goto(base + "/hands-free")  # no click, no key: it listens by itself
+        assert page.locator("button").count() == 0
+        page.locator('#transcript[data-turns="2"]').wait_for(timeout=(seconds + 30 * SLACK) * 1000)
+        turns = page.locator("#transcript .turn .text").all_inner_texts()
+        barge_ins = page.locator("#transcript .mark.barge-in").count()
+        counted = page.locator("#transcript").get_attribute("data-barge-ins")
+        agent = page.locator("#agent").inner_text()
+        shot = tmp_path / "hands-free.png"
+        page.screenshot(path=str(shot))
+    keep_screenshot(shot, SCREENSHOT_COPY)
     assert barge_ins == 2 and counted == "2", (barge_ins, counted)
     assert agent == "Agent may speak"  # both turns ended: the barge-in is over
     assert len(turns) == 2, turns
@@ -123,21 +118,16 @@ def test_hands_free_page_shows_an_eager_end_withdrawn(
     audio = bytes(64000) + tone(0.6) + bytes(16000) + tone(0.6) + bytes(64000)
     write_wav(wav, audio, rate=16000, channels=1, width=2)
     settings = Settings(api_key="server-side-key", base_url=cartesia_twin.base_url)
-    with served(settings) as base, sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}%noloop"],
-        )
-        try:
-            page = context.new_page()
-            page.goto(base + "/hands-free")
-            page.locator('#transcript[data-turns="1"]').wait_for(timeout=30_000 * SLACK)
-            marks = page.locator("#transcript .mark").all_inner_texts()
-            text = page.locator("#transcript .turn .text").inner_text()
-        finally:
-            context.close()
+    with (
+        served(settings) as base,
+        sync_playwright() as playwright,
+        fake_mic_browser(playwright, tmp_path, wav) as context,
+    ):
+        page = context.new_page()
+        page.goto(base + "/hands-free")
+        page.locator('#transcript[data-turns="1"]').wait_for(timeout=30_000 * SLACK)
+        marks = page.locator("#transcript .mark").all_inner_texts()
+        text = page.locator("#transcript .turn .text").inner_text()
     kinds = [mark.rsplit(" ", 2)[0] for mark in marks]  # without the time ("1.2 s")
     assert kinds == ["barge-in", "eager end", "resumed: eager end withdrawn", "eager end", "end"]
     assert text == "Book a table."

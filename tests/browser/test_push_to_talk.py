@@ -17,6 +17,7 @@ import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -61,6 +62,33 @@ def have_chromium() -> bool:
 
 
 pytestmark = pytest.mark.skipif(not have_chromium(), reason=f"no Chromium at {CHROMIUM}")
+
+
+@contextmanager
+def fake_mic_browser(
+    playwright: Any, tmp_path: Path, wav: Path, viewport: dict[str, int] | None = None
+) -> Iterator[Any]:
+    """Debian's Chromium, headless, a fresh profile, its microphone playing ``wav`` once."""
+    options: dict[str, Any] = {"viewport": viewport} if viewport else {}
+    context = playwright.chromium.launch_persistent_context(
+        str(tmp_path / "profile"),  # a fresh profile
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}%noloop"],
+        **options,
+    )
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def keep_screenshot(shot: Path, copy: Path) -> None:
+    """Refresh a docs picture from a test's screenshot, on request only
+    (``CARTESIA_UPDATE_SCREENSHOTS=1``): a test run leaves the tree as it was."""
+    if os.environ.get("CARTESIA_UPDATE_SCREENSHOTS"):
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, copy)
 
 
 @contextmanager
@@ -123,31 +151,23 @@ def test_push_to_talk_page_transcribes_the_microphone(
     seconds = speech_wav(cartesia_speech_twin, wav)
     speech_seconds = seconds - LEAD_SILENCE - TAIL_SILENCE
     settings = Settings(api_key="server-side-key", base_url=cartesia_speech_twin.base_url)
-    with served(settings) as base, sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),  # a fresh profile
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}%noloop"],
-            viewport={"width": 720, "height": 560},
-        )
-        try:
-            page = context.new_page()
-            page.goto(base + "/")
-            talk = page.locator("#talk")
-            talk.hover()
-            page.mouse.down()  # hold to talk: the microphone opens, the file starts playing
-            page.wait_for_timeout((LEAD_SILENCE + speech_seconds + 0.8) * 1000)
-            page.mouse.up()  # release: 'finalize'
-            page.locator('#transcript[data-turns="1"]').wait_for(timeout=30_000 * SLACK)
-            text = page.locator("#transcript").inner_text()
-            shot = tmp_path / "push-to-talk.png"
-            page.screenshot(path=str(shot))
-        finally:
-            context.close()
-    if os.environ.get("CARTESIA_UPDATE_SCREENSHOTS"):  # refresh the docs' picture on request
-        SCREENSHOT_COPY.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT_COPY)
+    with (
+        served(settings) as base,
+        sync_playwright() as playwright,
+        fake_mic_browser(playwright, tmp_path, wav, {"width": 720, "height": 560}) as context,
+    ):
+        page = context.new_page()
+        page.goto(base + "/")
+        talk = page.locator("#talk")
+        talk.hover()
+        page.mouse.down()  # hold to talk: the microphone opens, the file starts playing
+        page.wait_for_timeout((LEAD_SILENCE + speech_seconds + 0.8) * 1000)
+        page.mouse.up()  # release: 'finalize'
+        page.locator('#transcript[data-turns="1"]').wait_for(timeout=30_000 * SLACK)
+        text = page.locator("#transcript").inner_text()
+        shot = tmp_path / "push-to-talk.png"
+        page.screenshot(path=str(shot))
+    keep_screenshot(shot, SCREENSHOT_COPY)
     assert text.strip() == "thank you very much for your help"
     cartesia_speech_twin.wait_idle(10 * SLACK)  # the page's session ended with the browser
     record = cartesia_speech_twin.sessions[0]
