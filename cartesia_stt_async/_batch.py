@@ -31,7 +31,13 @@ import aiohttp
 
 from ._http import HTTPClient
 from .errors import UsageError
-from .protocol.batch import STT_BATCH_PATH, Transcription, check_transcribe, decode_transcription
+from .protocol.batch import (
+    STT_BATCH_PATH,
+    Transcription,
+    audio_duration,
+    check_transcribe,
+    decode_transcription,
+)
 from .protocol.checks import check_number
 from .protocol.commands import check_header_value
 
@@ -310,6 +316,7 @@ async def transcribe(
             query=[*params.query(), *query],
             extra_headers=headers,
             timeout=timeout,
+            audio_seconds=audio_duration,
         )
     finally:
         upload.close()

@@ -8,9 +8,10 @@ the manager is made (:class:`~cartesia_stt_async._config.SessionConfig`), before
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Generic, NoReturn, TypeVar, Unpack
 
@@ -31,11 +32,13 @@ from ._network import (
 from ._redact import RedactingLogger, Secrets, proxy_secrets, secrets_in
 from ._socket import Socket, ws_connect
 from ._supervisor import first_socket
+from ._telemetry import Hub, SessionTrace, check_observers
 from ._translate import handshake_error
 from ._tts import TTS
 from ._turns import AsyncTurnConnection
 from ._version import __version__
 from .errors import ConfigurationError, UsageError
+from .observe import Endpoint, Observer
 from .protocol.batch import Transcription
 from .protocol.commands import (
     DEFAULT_BASE_URL,
@@ -62,6 +65,7 @@ class _Manager(HandlerMethods, Generic[_C]):
     block. ``_FACTORY`` is the endpoint's connection class."""
 
     _FACTORY: ClassVar[type[Any]]
+    _ENDPOINT: ClassVar[Endpoint] = "manual"
 
     def __init__(self, config: SessionConfig, settings: _Settings) -> None:
         self._config: SessionConfig = config
@@ -72,6 +76,7 @@ class _Manager(HandlerMethods, Generic[_C]):
         self._url = self._url_for(config.params)
         self._handlers = Handlers()
         self._connection: BaseConnection[Any] | None = None
+        self._trace: SessionTrace | None = None
 
     def _url_for(self, params: ConnectParams) -> str:
         return build_ws_url(
@@ -100,6 +105,9 @@ class _Manager(HandlerMethods, Generic[_C]):
         config, settings = self._config, self._settings
         params = config.params.with_extra_query(extra_query)
         url = self._url_for(params)
+        trace = self._trace
+        if trace is not None:
+            trace.handshakes += 1
         headers = build_headers(
             api_key=settings.api_key,
             cartesia_version=settings.cartesia_version,
@@ -129,7 +137,11 @@ class _Manager(HandlerMethods, Generic[_C]):
                 open_timeout=timeout,
                 close_timeout=min(config.close_timeout, 5.0),
                 max_size=config.max_message_size,
-                logger=RedactingLogger(logging.getLogger("cartesia_stt_async.ws"), secrets),
+                logger=RedactingLogger(
+                    logging.getLogger("cartesia_stt_async.ws"),
+                    secrets,
+                    trace.fields if trace is not None else {},
+                ),
                 # websockets >= 15: an HTTP CONNECT (or SOCKS) tunnel; None: direct.
                 proxy=proxy,
                 **tls,
@@ -143,22 +155,22 @@ class _Manager(HandlerMethods, Generic[_C]):
                 raise
         raise error  # outside the except block: the foreign exception is not kept
 
-    async def _open(self) -> Socket:
+    async def _open(self, trace: SessionTrace) -> Socket:
         """The first handshake of :meth:`enter`."""
-        if self._connection is not None and self._connection.state in ("open", "closing"):
-            raise UsageError(
-                "this manager's connection is still open: leave its `async with` (or close "
-                "it) first, or call websocket(...) again for a second session"
-            )
         config = self._config
-        ws = await first_socket(
-            lambda left: self._handshake(
-                config.extra_query or {}, config.extra_headers or {}, left
-            ),
-            self._settings.retry,
-            config.open_timeout,
-        )
-        logger.debug("connected to %s", self.url)
+        try:
+            ws = await first_socket(
+                lambda left: self._handshake(
+                    config.extra_query or {}, config.extra_headers or {}, left
+                ),
+                self._settings.retry,
+                config.open_timeout,
+                trace.log,
+            )
+        except BaseException as exc:
+            trace.closed("failed" if isinstance(exc, Exception) else "closed", exc)
+            raise
+        trace.log.debug("connected to %s", self.url)
         return ws
 
     async def enter(self) -> _C:
@@ -169,13 +181,26 @@ class _Manager(HandlerMethods, Generic[_C]):
                 live session: call ``websocket(...)`` again for a second one).
             APIStatusError, APIConnectionError: The handshake was refused or failed.
         """
-        ws = await self._open()
+        if self._connection is not None and self._connection.state in ("open", "closing"):
+            raise UsageError(
+                "this manager's connection is still open: leave its `async with` (or close "
+                "it) first, or call websocket(...) again for a second session"
+            )
+        trace = self._trace = SessionTrace(
+            self._settings.hub,
+            endpoint=self._ENDPOINT,
+            model=self._config.params.model,
+            url=self.url,
+            now=asyncio.get_running_loop().time,
+        )
+        ws = await self._open(trace)
         conn: _C = self._FACTORY(
             ws,
             self._config,
             connector=self._handshake,
             handlers=self._handlers,
             secrets=self._secrets,
+            trace=trace,
         )
         self._connection = conn
         return conn
@@ -229,6 +254,7 @@ class TurnConnectionManager(_Manager[AsyncTurnConnection]):
     _RESOURCE = "client.stt.auto_finalize"
 
     _FACTORY = AsyncTurnConnection
+    _ENDPOINT = "turns"
 
 
 class _Settings:
@@ -239,6 +265,7 @@ class _Settings:
         "base_url",
         "cartesia_version",
         "default_headers",
+        "hub",
         "proxy",
         "retry",
         "secrets",
@@ -256,6 +283,7 @@ class _Settings:
         ssl: object = None,
         proxy: object = None,
         max_retries: object = 2,
+        observers: object = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("CARTESIA_API_KEY")
         if not key:
@@ -282,6 +310,7 @@ class _Settings:
         self.retry = RetryPolicy.of(max_retries)
         # The one registry of the client's secrets (sessions copy it, HTTP requests share it).
         self.secrets = Secrets.for_client(key, self.default_headers, self.proxy or None)
+        self.hub = Hub.of(check_observers(observers), self.secrets)
 
     def manager(
         self, model: str, encoding: str, sample_rate: int, options: Mapping[str, Any]
@@ -448,6 +477,10 @@ class AsyncCartesia:
             first handshake of each session retry 429, 5xx and network failures with jittered
             backoff and the server's ``Retry-After``; never another 4xx. Reconnects after a
             session's socket drops follow the session's own ``max_retries``.
+        observers: Objects told about every session and HTTP call (usage, latency,
+            reconnects, failures): :class:`~cartesia_stt_async.observe.Observer` subclasses,
+            such as :class:`~cartesia_stt_async.otel.OpenTelemetryObserver` (see
+            ``docs/observability.md``). Default: none, and no record is built.
 
     Raises:
         ConfigurationError: Without an API key, with an unusable URL, ``ssl=False`` with an
@@ -466,6 +499,7 @@ class AsyncCartesia:
         ssl: SSLOption = None,
         proxy: ProxyOption = None,
         max_retries: int | RetryPolicy = 2,
+        observers: Iterable[Observer] | None = None,
     ) -> None:
         self._settings = _Settings(
             api_key,
@@ -476,6 +510,7 @@ class AsyncCartesia:
             ssl,
             proxy,
             max_retries,
+            observers,
         )
         self._http = HTTPClient(
             api_key=self._settings.api_key,
@@ -486,6 +521,7 @@ class AsyncCartesia:
             proxy=self._settings.proxy,
             secrets=self._settings.secrets,
             retry=self._settings.retry,
+            hub=self._settings.hub,
         )
         self._stt = STT(self._settings, self._http)
         self._tts = TTS(self._http)
@@ -552,13 +588,23 @@ def connect(
     cartesia_version: str = DEFAULT_CARTESIA_VERSION,
     ssl: SSLOption = None,
     proxy: ProxyOption = None,
+    observers: Iterable[Observer] | None = None,
     **options: Unpack[SessionOptions],
 ) -> ConnectionManager:
     """Shortcut: ``async with cartesia_stt_async.connect(model=..., ...) as conn``.
 
     Takes the arguments of ``client.stt.manual_finalize.websocket`` plus the client's
-    ``api_key``, ``base_url``, ``websocket_base_url``, ``cartesia_version``, ``ssl`` and
-    ``proxy`` (see :class:`AsyncCartesia`).
+    ``api_key``, ``base_url``, ``websocket_base_url``, ``cartesia_version``, ``ssl``,
+    ``proxy`` and ``observers`` (see :class:`AsyncCartesia`).
     """
-    settings = _Settings(api_key, base_url, websocket_base_url, cartesia_version, None, ssl, proxy)
+    settings = _Settings(
+        api_key,
+        base_url,
+        websocket_base_url,
+        cartesia_version,
+        None,
+        ssl,
+        proxy,
+        observers=observers,
+    )
     return settings.manager(model, encoding, sample_rate, options)

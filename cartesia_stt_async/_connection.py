@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
-from typing import Any, Generic, Literal, Self, TypeVar, cast
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast
 
 from ._config import DEFAULT, Default, SessionConfig
 from ._events import EventBuffer, HandlerMethods, Handlers
@@ -26,12 +26,14 @@ from ._socket import Socket
 from ._sources import AudioSource
 from ._stream import run_stream
 from ._supervisor import Connector, Supervisor
+from ._telemetry import SessionTrace
 from .errors import (
     APITimeoutError,
     BufferFullError,
     CartesiaSTTError,
     ConnectionClosedError,
 )
+from .observe import Endpoint
 from .protocol.audio import audio_bytes
 from .protocol.checks import check_speed, check_timeout
 from .protocol.commands import normalize_command
@@ -55,6 +57,8 @@ class BaseConnection(HandlerMethods, Generic[_E]):
         stats: Counters, see :class:`ConnectionStats`.
     """
 
+    _ENDPOINT: ClassVar[Endpoint] = "manual"
+
     def __init__(
         self,
         ws: Socket,
@@ -64,25 +68,32 @@ class BaseConnection(HandlerMethods, Generic[_E]):
         connector: Connector | None = None,
         handlers: Handlers | None = None,
         secrets: Secrets | None = None,
+        trace: SessionTrace | None = None,
     ) -> None:
+        if trace is None:  # made without a manager (tests): no observers, fresh log fields
+            trace = SessionTrace(
+                None, endpoint=self._ENDPOINT, model=config.params.model, url="", now=_now
+            )
         self._config = config
         self._speed = config.speed
         self._buffer_bytes = config.buffer_bytes
         self._base_session = session
         self.stats: ConnectionStats = session.stats
         self._events = EventBuffer(
-            config.max_event_backlog, config.max_event_backlog_bytes, self.stats
+            config.max_event_backlog, config.max_event_backlog_bytes, self.stats, trace.log
         )
         self._handlers = handlers if handlers is not None else Handlers()
         self._link = Link(
             ws,
             session,
             config,
-            Supervisor(config, connector),
+            Supervisor(config, connector, trace.log),
             publish=self._publish,
             on_finished=self._finished,
             secrets=secrets if secrets is not None else Secrets(),
+            trace=trace,
         )
+        trace.opened(self._link.request_id, session)
         self._link.start()
 
     def _publish(self, event: Any, size: int) -> None:
@@ -193,7 +204,9 @@ class BaseConnection(HandlerMethods, Generic[_E]):
         while pos < size:
             queued = stats.queued_bytes
             if queued and queued + frame > limit:
+                blocked_at = link.now()
                 await link.wait_for_room()
+                stats.blocked_seconds += link.now() - blocked_at
                 link.check_usable()
                 continue
             end = min(pos + max(limit - queued, frame), size)
@@ -325,6 +338,7 @@ class AsyncConnection(BaseConnection[Event]):
         connector: Connector | None = None,
         handlers: Handlers | None = None,
         secrets: Secrets | None = None,
+        trace: SessionTrace | None = None,
     ) -> None:
         self._session = Session(
             config.audio_format,
@@ -334,7 +348,13 @@ class AsyncConnection(BaseConnection[Event]):
             final_order=config.final_order,
         )
         super().__init__(
-            ws, config, self._session, connector=connector, handlers=handlers, secrets=secrets
+            ws,
+            config,
+            self._session,
+            connector=connector,
+            handlers=handlers,
+            secrets=secrets,
+            trace=trace,
         )
 
     @property
@@ -504,6 +524,10 @@ class AsyncConnection(BaseConnection[Event]):
             self, self._link, utterances, speed=pace, finalize_each=finalize_each, vad=vad
         )
         return self._session.transcript
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def _mark_retrieved(fut: asyncio.Future[Utterance]) -> None:

@@ -41,9 +41,17 @@ class EventBuffer:
         max_events: The count bound; past it the oldest event is dropped.
         max_bytes: The size bound (wire size of the messages); likewise.
         stats: Counters (``events_dropped``).
+        log: Where its warning goes (the session's logger, with its fields).
     """
 
-    def __init__(self, max_events: int, max_bytes: int, stats: ConnectionStats) -> None:
+    def __init__(
+        self,
+        max_events: int,
+        max_bytes: int,
+        stats: ConnectionStats,
+        log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
+    ) -> None:
+        self._log = log
         # Two parallel deques rather than one of (event, size) tuples: no object per event
         # for the garbage collector to track while nobody iterates.
         self._events: deque[ServerEvent] = deque()
@@ -63,7 +71,7 @@ class EventBuffer:
             self._bytes -= sizes.popleft()
             self._stats.events_dropped += 1
             if self._stats.events_dropped == 1:
-                logger.warning(
+                self._log.warning(
                     "event backlog full (%d events, %d bytes): nobody iterates this connection, "
                     "dropping the oldest events (transcript and finalize() are unaffected)",
                     self._max,

@@ -45,6 +45,7 @@ from yarl import URL
 
 from ._network import ProxyOption, SSLOption, http_proxy, proxy_authorization, ssl_for
 from ._redact import Secrets, proxy_secrets, secrets_in
+from ._telemetry import Hub, request_record
 from ._translate import http_error, proxy_status_error, status_error
 from ._version import __version__
 from .errors import CartesiaSTTError
@@ -121,6 +122,26 @@ if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+class _Call:
+    """What one :meth:`HTTPClient.post` call did, for its observers' record."""
+
+    __slots__ = ("attempts", "headers", "loop", "path", "start", "started_at", "status")
+
+    def __init__(self, path: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.path = path
+        self.loop = loop
+        self.start = loop.time()
+        self.started_at = time.time()
+        self.attempts = 0
+        self.status: int | None = None
+        self.headers: CIMultiDictProxy[str] | None = None
+
+    def request_id(self, secrets: Secrets) -> str:
+        """The last answer's ``X-Request-Id`` (``""`` if none), redacted."""
+        found = self.headers.get("X-Request-Id") if self.headers is not None else None
+        return secrets.optional(found) or ""
+
+
 class HTTPClient:
     """POSTs JSON to the API's HTTP routes.
 
@@ -136,6 +157,7 @@ class HTTPClient:
         proxy: A proxy URL, ``None`` (from the environment) or ``False`` (none).
         secrets: The client's registry of credentials to redact.
         retry: How failed requests are retried (default :class:`RetryPolicy`'s).
+        hub: The client's observers (told about every call), or ``None``.
     """
 
     def __init__(
@@ -150,7 +172,9 @@ class HTTPClient:
         proxy: ProxyOption = None,
         secrets: Secrets | None = None,
         retry: RetryPolicy | None = None,
+        hub: Hub | None = None,
     ) -> None:
+        self._hub = hub
         self._base = base_url.rstrip("/")
         self._headers = build_headers(
             api_key=api_key,
@@ -185,6 +209,7 @@ class HTTPClient:
         query: Sequence[tuple[str, str]] = (),
         extra_headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        audio_seconds: Callable[[bytes], float | None] | None = None,
     ) -> tuple[bytes, CIMultiDictProxy[str]]:
         """POST ``body`` as JSON (or ``form()`` as multipart) to ``path``, retrying failures
         the client's :class:`~.protocol.retry.RetryPolicy` allows; return the answer's body
@@ -201,6 +226,8 @@ class HTTPClient:
             extra_headers: More headers for this request (they win over the client's).
             timeout: Seconds for the whole call, retries and their waits included; default
                 the client's ``timeout``.
+            audio_seconds: Reads the audio duration from a successful answer, for the
+                observers' record (called only when someone observes).
 
         Raises:
             APIStatusError: The server answered with a status >= 400 (typed by status, with
@@ -214,16 +241,67 @@ class HTTPClient:
             secrets = secrets.copy()  # this call's credentials, redacted from its errors
             secrets.add(*secrets_in(query, extra_headers))
         limit = self.timeout if timeout is None else timeout
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
+        hub = self._hub
+        call = _Call(path, asyncio.get_running_loop())
+        if hub is None or not hub.wants("request_finished"):
+            return await self._post(
+                call, body, accept, form, replayable, query, extra_headers, limit, secrets
+            )
+        error: BaseException | None = None
+        content: bytes | None = None
+        try:
+            content, headers = await self._post(
+                call, body, accept, form, replayable, query, extra_headers, limit, secrets
+            )
+            return content, headers
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            seconds = None
+            if content is not None and audio_seconds is not None:
+                with contextlib.suppress(Exception):  # a bad answer raises to the caller
+                    seconds = audio_seconds(content)
+            hub.emit(
+                "request_finished",
+                request_record(
+                    path=path,
+                    url=secrets.url(self._base + path),
+                    status=call.status,
+                    error=error,
+                    request_id=call.request_id(secrets),
+                    started_at=call.started_at,
+                    duration=call.loop.time() - call.start,
+                    attempts=call.attempts,
+                    audio_seconds=seconds,
+                ),
+            )
+
+    async def _post(
+        self,
+        call: _Call,
+        body: Mapping[str, Any] | None,
+        accept: str,
+        form: Callable[[], aiohttp.FormData] | None,
+        replayable: Callable[[], bool] | None,
+        query: Sequence[tuple[str, str]],
+        extra_headers: Mapping[str, str] | None,
+        limit: float,
+        secrets: Secrets,
+    ) -> tuple[bytes, CIMultiDictProxy[str]]:
+        """The attempts of :meth:`post`, each noted in ``call``."""
+        path, loop = call.path, call.loop
+        deadline = call.start + limit
         attempt = 0
         while True:
             attempt += 1
+            call.attempts = attempt
             remaining = max(deadline - loop.time(), 0.001)
             data = form() if form is not None else None
             status, headers, outcome = await self._attempt(
                 path, body, data, accept, query, extra_headers, remaining, secrets
             )
+            call.status, call.headers = status, headers
             if isinstance(outcome, bytes):
                 assert headers is not None  # an answer always has them
                 return outcome, headers
@@ -246,6 +324,7 @@ class HTTPClient:
                 status or type(outcome).__name__,
                 attempt,
                 wait,
+                extra={"cartesia_path": path, "cartesia_request_id": call.request_id(secrets)},
             )
             await asyncio.sleep(wait)
 

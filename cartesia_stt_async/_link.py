@@ -34,6 +34,7 @@ from ._config import SessionConfig
 from ._redact import Secrets
 from ._socket import Socket
 from ._supervisor import Supervisor
+from ._telemetry import SessionTrace
 from ._translate import closed_error, ended_error, io_error
 from ._writer import Writer
 from .errors import (
@@ -47,13 +48,12 @@ from .errors import (
     ReconnectError,
     error_for_status,
 )
+from .observe import Outcome
 from .protocol.events import ErrorEvent, ServerEvent
 from .protocol.sending import AudioSession, State
 from .protocol.transcript import Utterance
 
 __all__ = ["Failure", "Link", "api_error"]
-
-logger = logging.getLogger("cartesia_stt_async")
 
 # A clean end of the socket: normal closure or going away after the session is over.
 _CLEAN_CLOSE_CODES: Final = frozenset({1000, 1001})
@@ -72,27 +72,36 @@ class Failure:
             event or by ending).
         in_band: True when the reason is a server ``error`` event (iteration yields it as an
             event, as the official SDK does, instead of raising).
+        ours: True when the reason is our own close (``close()``, ``aclose()``, leaving
+            ``async with``), not a failure.
     """
 
-    __slots__ = ("error", "in_band", "told")
+    __slots__ = ("error", "in_band", "ours", "told")
 
     def __init__(self) -> None:
         self.error: CartesiaSTTError | None = None
         self.told = False
         self.in_band = False
+        self.ours = False
 
-    def record(self, exc: CartesiaSTTError, *, in_band: bool = False, told: bool = False) -> bool:
+    def record(self, exc: CartesiaSTTError, *, in_band: bool = False, ours: bool = False) -> bool:
         """Keep ``exc`` as the reason unless there is one already; True when it was kept.
 
         Args:
             exc: Why the session cannot go on.
             in_band: It is a server ``error`` event (iteration yields it).
-            told: The caller needs no telling (our own close).
+            ours: Our own close: the caller needs no telling.
         """
         if self.error is not None:
             return False
-        self.error, self.in_band, self.told = exc, in_band, told
+        self.error, self.in_band, self.told, self.ours = exc, in_band, ours, ours
         return True
+
+    @property
+    def outcome(self) -> Outcome:
+        """How the session ended, as telemetry reports it (``done`` is the session's to say:
+        this is ``closed`` for our own close, else ``failed``)."""
+        return "closed" if self.ours else "failed"
 
     def mark_told(self) -> None:
         """The caller has seen the failure (a call raised it, or an event showed it)."""
@@ -185,6 +194,7 @@ class Link:
         publish: Called with every decoded event, after the session has seen it.
         on_finished: Called once when the reader has ended (no event will follow).
         secrets: Credentials to redact from server-provided text.
+        trace: The session's telemetry and log fields.
     """
 
     def __init__(
@@ -197,8 +207,11 @@ class Link:
         publish: Callable[[ServerEvent, int], None],
         on_finished: Callable[[], None],
         secrets: Secrets,
+        trace: SessionTrace,
     ) -> None:
         self.ws = ws
+        self.trace = trace
+        self.log = trace.log
         self.session = session
         self.failure = Failure()
         self.supervisor = supervisor
@@ -224,7 +237,9 @@ class Link:
         self.down = False  # between a drop and its repair
         self.finished = asyncio.Event()  # the reader has ended
         self.settled = asyncio.Event()  # 'done' arrived, the session failed, or the reader ended
-        self.writer = Writer(session, config, on_room=self._room.set, on_error=self._write_failed)
+        self.writer = Writer(
+            session, config, on_room=self._room.set, on_error=self._write_failed, log=self.log
+        )
         self._reader: asyncio.Task[None] | None = None
         # Resolved when a message of the current socket broke the protocol.
         self._broken: asyncio.Future[None] = self._loop.create_future()
@@ -341,8 +356,8 @@ class Link:
             in_band: A server ``error`` event (iteration yields it instead of raising).
         """
         failure = self.failure
-        if failure.record(exc, in_band=in_band, told=quiet) and not quiet:
-            logger.debug("connection failed: %s", type(exc).__name__)
+        if failure.record(exc, in_band=in_band, ours=quiet) and not quiet:
+            self.log.debug("connection failed: %s", type(exc).__name__)
         error = failure.error
         assert error is not None
         waiters, self._waiters = self._waiters, {}
@@ -365,6 +380,7 @@ class Link:
     def _resolve(self, completed: Sequence[object]) -> None:
         if completed:
             self.supervisor.progress()
+            self.trace.answered(completed)
             for utt in completed:
                 fut = self._waiters.pop(utt, None)
                 if fut is not None and not fut.done():
@@ -411,7 +427,7 @@ class Link:
         except CartesiaSTTError as exc:
             self.fail(with_lost_turns(exc, session))
         except Exception as exc:  # a bug: fail the session rather than hang its callers
-            logger.error("reader failed:\n%s", self.secrets.traceback(exc))
+            self.log.error("reader failed:\n%s", self.secrets.traceback(exc))
             self.fail(io_error("receiving", exc, self.secrets))
         finally:
             self.down = False
@@ -421,6 +437,8 @@ class Link:
             self.settled.set()
             self._wake_committers()
             self._on_finished()
+            failure = self.failure
+            self.trace.closed("done" if session.finished else failure.outcome, failure.error)
 
     async def _read_socket(self, ws: Socket) -> ConnectionClosedError | None:
         """Read one socket to its end: each message is handled inline, as it is parsed
@@ -477,12 +495,13 @@ class Link:
         session.stats.events_received += 1
         if not self.request_id and session.request_id:
             self.request_id = self.secrets.redact(session.request_id)
+            self.trace.set_request_id(self.request_id)
         if isinstance(event, ErrorEvent) and session.fatal(event):
             self.fail(api_error(event, self.secrets), in_band=True)
-        if completed and logger.isEnabledFor(logging.DEBUG):
+        if completed and self.log.isEnabledFor(logging.DEBUG):
             self._log_completed(completed)
         elif self._config.log_transcripts and (text := session.log_text(event)) is not None:
-            logger.debug("final delta %r", text)
+            self.log.debug("final delta %r", text)
         self._resolve(completed)
         self._arm_timer()
         if session.idle_changed:
@@ -495,7 +514,7 @@ class Link:
 
     def _on_bug(self, exc: Exception) -> None:
         """Handling a message raised something unexpected: fail the session, not the loop."""
-        logger.error("reader failed:\n%s", self.secrets.traceback(exc))
+        self.log.error("reader failed:\n%s", self.secrets.traceback(exc))
         self.fail(io_error("receiving", exc, self.secrets))
         if not self._broken.done():
             self._broken.set_result(None)
@@ -503,7 +522,9 @@ class Link:
     async def _repair(self, drop: ConnectionClosedError) -> None:
         """Replace the socket (raises why not), rewind the session, start a new writer."""
         session, loop = self.session, self._loop
-        lived = loop.time() - self._connected_at
+        dropped_at = loop.time()
+        lived = dropped_at - self._connected_at
+        handshakes = self.trace.handshakes
         self.down = True
         # A late window must not close while the socket is down: the late utterance may be
         # replayed (session rule 7), which only an unsealed utterance can be.
@@ -521,7 +542,15 @@ class Link:
         session.request_id = self.request_id
         replayed = session.rewind()
         session.stats.reconnects += 1
-        logger.debug(
+        self.trace.reconnected(
+            code=drop.code,
+            idle=self.supervisor.reopened_idle,
+            dropped_at=dropped_at,
+            handshakes_before=handshakes,
+            replay_items=replayed,
+            request_id=self.request_id,
+        )
+        self.log.debug(
             "reconnected (reconnect %d, attempt %d): replaying %d items",
             session.stats.reconnects,
             self.supervisor.attempt,
@@ -549,7 +578,7 @@ class Link:
         stats = self.session.stats
         for utt in completed:
             if not isinstance(utt, Utterance):
-                logger.debug(
+                self.log.debug(
                     "%s answered; %d frames / %d bytes sent, %d events received",
                     type(utt).__name__.lower(),
                     stats.frames_sent,
@@ -557,7 +586,7 @@ class Link:
                     stats.events_received,
                 )
                 continue
-            logger.debug(
+            self.log.debug(
                 "utterance #%d answered: %d final chunks, %.3f s audio, latency %s; "
                 "%d frames / %d bytes sent, %d events received",
                 utt.index,
@@ -569,7 +598,7 @@ class Link:
                 stats.events_received,
             )
             if self._config.log_transcripts:
-                logger.debug("utterance #%d text %r", utt.index, utt.text)
+                self.log.debug("utterance #%d text %r", utt.index, utt.text)
 
     # -- shutdown ----------------------------------------------------------------------------
 

@@ -212,8 +212,10 @@ class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     reaches any handler.
     """
 
-    def __init__(self, base: logging.Logger, secrets: Secrets) -> None:
-        super().__init__(base, {})
+    def __init__(
+        self, base: logging.Logger, secrets: Secrets, fields: Mapping[str, object] | None = None
+    ) -> None:
+        super().__init__(base, fields or {})
         self._secrets = secrets
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
@@ -227,5 +229,5 @@ class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
         lower = text.lower()
         if lower.startswith("> authorization:") or lower.startswith("> x-api-key:"):
             text = text.split(":", 1)[0] + ": [redacted]"
-        kwargs.pop("extra", None)
+        kwargs["extra"] = self.extra  # the session's fields, not websockets' connection object
         self.logger.log(level, "%s", self._secrets.redact(text), **kwargs)

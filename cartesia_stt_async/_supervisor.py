@@ -70,6 +70,7 @@ async def first_socket(
     connect: Callable[[float | None], Awaitable[Socket]],
     policy: RetryPolicy,
     deadline: float | None,
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
 ) -> Socket:
     """Open a session's first socket, retrying as the client's policy says (429, 5xx and
     network failures; never 400, 401, 403, 404, a TLS failure or a failing proxy), so a
@@ -81,6 +82,7 @@ async def first_socket(
         policy: The client's retry policy.
         deadline: Seconds for every attempt and wait together (the session's
             ``open_timeout``): a handshake that timed out leaves no time for another.
+        log: Where the retries are logged (the session's logger).
 
     Raises:
         APIStatusError: The last refusal, when it is not retried or retries ran out.
@@ -108,7 +110,7 @@ async def first_socket(
             )
             if wait is None:
                 raise
-            logger.debug("handshake failed (%s); retry %d in %.2f s", exc, attempt, wait)
+            log.debug("handshake failed (%s); retry %d in %.2f s", exc, attempt, wait)
         await asyncio.sleep(wait)
 
 
@@ -118,16 +120,26 @@ class Supervisor:
     Args:
         config: The session's options (``max_retries``, backoff, ``on_reconnecting``).
         connector: Opens a socket; ``None`` means reconnecting is impossible.
+        log: Where its decisions are logged (the session's logger).
 
     Attributes:
         attempt: Reconnect attempts since the last progress.
         idle: True while waiting for the next send after a routine idle close.
+        reopened_idle: True when the last socket it opened replaced one the server closed
+            for idleness while nothing was owed (reopened on the next send).
         extra_query: The query parameters of the next handshake (``on_reconnecting`` may
             replace them).
         extra_headers: Likewise for headers.
     """
 
-    def __init__(self, config: SessionConfig, connector: Connector | None) -> None:
+    def __init__(
+        self,
+        config: SessionConfig,
+        connector: Connector | None,
+        log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
+    ) -> None:
+        self._log = log
+        self.reopened_idle = False
         self._config = config
         self._connector = connector
         self._max_retries = config.max_retries if connector is not None else 0
@@ -177,7 +189,7 @@ class Supervisor:
             self.attempt = 0
         idle = code == 1001 and "idle" in drop.reason.lower()
         owed = session.has_unanswered
-        logger.debug(
+        self._log.debug(
             "socket ended (code %s%s) after %.3f s; %s",
             code,
             ", idle" if idle else "",
@@ -190,6 +202,7 @@ class Supervisor:
             # send, so it can never loop. A server "idle" while it owes an answer is no
             # routine: that reconnect uses the budget like any other.
             idle = not owed
+        self.reopened_idle = idle
         if idle:
             session.idle_closed()
             self.idle = True
@@ -235,7 +248,7 @@ class Supervisor:
             except (APIStatusError, APIConnectionError) as exc:
                 self._check_permanent(exc)
                 last, close_code, quick = exc, None, False
-                logger.debug(
+                self._log.debug(
                     "reconnect attempt %d failed: %s",
                     self.attempt,
                     getattr(exc, "status_code", None) or type(exc).__name__,

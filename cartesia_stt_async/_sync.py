@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, Unpack
@@ -50,6 +50,7 @@ from ._portal import Portal, Runtime, SyncHandlerMethods, SyncHandlers
 from ._tts import SpeechResponse
 from ._turns import AsyncTurnConnection
 from .errors import CartesiaSTTError, UsageError
+from .observe import Observer
 from .protocol.batch import Transcription
 from .protocol.commands import DEFAULT_CARTESIA_VERSION
 from .protocol.events import Event, TurnEvent, parse_event, parse_turn_event
@@ -712,6 +713,8 @@ class Cartesia:
         proxy: A proxy URL, ``None`` (default: from the environment) or ``False`` (never).
         max_retries: Retries of a failed call, or a :class:`RetryPolicy` (see
             :class:`AsyncCartesia`).
+        observers: Objects told about every session and HTTP call (see
+            :class:`AsyncCartesia`); they run on the client's loop thread.
 
     Raises:
         ConfigurationError: Without an API key, with an unusable URL, ``ssl=False`` with an
@@ -730,6 +733,7 @@ class Cartesia:
         ssl: SSLOption = None,
         proxy: ProxyOption = None,
         max_retries: int | RetryPolicy = 2,
+        observers: Iterable[Observer] | None = None,
     ) -> None:
         aclient = AsyncCartesia(
             api_key=api_key,
@@ -740,6 +744,7 @@ class Cartesia:
             ssl=ssl,
             proxy=proxy,
             max_retries=max_retries,
+            observers=observers,
         )
         self._runtime = Runtime(aclient)
         self._finalizer = weakref.finalize(self, self._runtime.finalize)

@@ -32,6 +32,7 @@ from ._socket import Socket
 from ._sources import AudioSource
 from ._stream import run_stream
 from ._supervisor import Connector
+from ._telemetry import SessionTrace
 from .errors import ConnectionClosedError, InvalidCommandError
 from .protocol.checks import check_speed
 from .protocol.events import TurnEvent, parse_turn_event
@@ -101,6 +102,8 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
         stats: Counters, see :class:`~cartesia_stt_async.ConnectionStats`.
     """
 
+    _ENDPOINT = "turns"
+
     def __init__(
         self,
         ws: Socket,
@@ -109,6 +112,7 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
         connector: Connector | None = None,
         handlers: Handlers | None = None,
         secrets: Secrets | None = None,
+        trace: SessionTrace | None = None,
     ) -> None:
         self._session = TurnSession(
             config.audio_format,
@@ -123,7 +127,13 @@ class AsyncTurnConnection(BaseConnection[TurnEvent]):
         self._barge_waiters: list[asyncio.Future[Turn]] = []
         self._preflight: Preflight | None = None
         super().__init__(
-            ws, config, self._session, connector=connector, handlers=handlers, secrets=secrets
+            ws,
+            config,
+            self._session,
+            connector=connector,
+            handlers=handlers,
+            secrets=secrets,
+            trace=trace,
         )
 
     # -- introspection ---------------------------------------------------------------------

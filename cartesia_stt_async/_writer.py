@@ -150,6 +150,7 @@ class Writer:
         config: ``keepalive`` and ``catch_up_speed``.
         on_room: Called after an item was taken (a blocked producer may queue more).
         on_error: Called with an unexpected exception (a bug): the link fails the session.
+        log: Where its records go (the session's logger, with its fields).
     """
 
     def __init__(
@@ -159,7 +160,9 @@ class Writer:
         *,
         on_room: Callable[[], None],
         on_error: Callable[[Exception], None],
+        log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
     ) -> None:
+        self._log = log
         self._session = session
         self._bytes_per_second = float(session.format.bytes_per_second)
         self._keepalive = config.keepalive
@@ -207,7 +210,7 @@ class Writer:
         try:
             self._pump(ws)
         except Exception as exc:  # a bug: fail the session rather than hang its callers
-            logger.exception("writer failed")
+            self._log.exception("writer failed")
             self.detach()
             self._on_error(exc)
 
@@ -246,9 +249,9 @@ class Writer:
                 ws.transport.write(self._frames.binary(item.view()))
             else:
                 ws.transport.write(self._frames.text(item.encode()))  # type: ignore[union-attr]
-                if logger.isEnabledFor(logging.DEBUG):
+                if self._log.isEnabledFor(logging.DEBUG):
                     stats = session.stats
-                    logger.debug(
+                    self._log.debug(
                         "sent %r after %d frames (%d bytes)",
                         item,
                         stats.frames_sent,

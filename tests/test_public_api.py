@@ -120,7 +120,19 @@ def test_all_is_pinned() -> None:
 
 
 # Modules users may import; every other module of the package is private (``_`` prefix).
-PUBLIC_MODULES = {"errors", "protocol", "twin", "testing", "cli", "audio", "vad", "subtitles"}
+PUBLIC_MODULES = {
+    "errors",
+    "protocol",
+    "twin",
+    "testing",
+    "cli",
+    "audio",
+    "vad",
+    "subtitles",
+    "observe",
+    "otel",
+    "prometheus",
+}
 
 
 def test_internal_modules_are_private() -> None:

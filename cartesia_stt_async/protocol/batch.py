@@ -36,6 +36,7 @@ __all__ = [
     "TIMESTAMP_GRANULARITIES",
     "TranscribeParams",
     "Transcription",
+    "audio_duration",
     "check_transcribe",
     "decode_transcription",
 ]
@@ -199,6 +200,22 @@ def decode_transcription(body: bytes, request_id: str | None = None) -> Transcri
     if result.request_id is None and request_id:
         result.request_id = request_id
     return result
+
+
+class _Duration(msgspec.Struct):
+    duration: float | None = None
+
+
+_DURATION_DECODER: Final = msgspec.json.Decoder(_Duration)
+
+
+def audio_duration(body: bytes) -> float | None:
+    """The ``duration`` of a ``POST /stt`` answer (seconds), ``None`` when it has none or is
+    not a transcript: only what an observer's record needs, nothing else decoded."""
+    try:
+        return _DURATION_DECODER.decode(body).duration
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,8 @@ class ConnectionStats:
             (a server quirk; nothing is attributed differently because of it).
         silence_fill_bytes: Turn endpoint: silence sent to keep an open turn moving while
             the caller sent nothing (``fill_silence``).
+        blocked_seconds: Wall seconds ``send_audio`` waited for room in the queue
+            (``buffer_policy="block"``).
     """
 
     frames_sent: int = 0
@@ -93,6 +95,7 @@ class ConnectionStats:
     keepalives_sent: int = 0
     unmatched_flush_done: int = 0
     silence_fill_bytes: int = 0
+    blocked_seconds: float = 0.0
 
 
 class Outbox:
