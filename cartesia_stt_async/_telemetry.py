@@ -351,6 +351,7 @@ class SessionTrace:
             "reconnected",
             Reconnected(
                 session=self.number,
+                endpoint=self._endpoint,
                 socket=socket,
                 request_id=request_id,
                 previous_request_id=previous,

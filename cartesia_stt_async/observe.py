@@ -173,6 +173,7 @@ class Reconnected(msgspec.Struct, frozen=True, kw_only=True):
 
     Attributes:
         session: The session's number.
+        endpoint: ``manual`` or ``turns``.
         socket: The new socket's number in the session (2 after the first drop).
         request_id: The new socket's request id.
         previous_request_id: The dropped socket's request id.
@@ -186,6 +187,7 @@ class Reconnected(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     session: int
+    endpoint: Endpoint
     socket: int
     request_id: str
     previous_request_id: str
