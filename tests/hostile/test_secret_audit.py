@@ -15,7 +15,9 @@ raised to the caller (``str``, ``repr``, ``args``, every attribute, the whole
 traceback (``traceback.format_exception``), every log record of the process at DEBUG
 (``cartesia_stt_async``, ``websockets``, ``asyncio``, ``aiohttp``: message, arguments as
 ``str`` and ``repr``, ``exc_info`` formatted and walked, string extras), and the reprs of the
-client, manager and connection. The blocking client (``stt.Cartesia``) gets a slice of the
+client, manager and connection, and every observer record (issue 24: the clients run with an
+observer that keeps each record; its repr and every string in it are searched, and each test
+checks the record it expects was made). The blocking client (``stt.Cartesia``) gets a slice of the
 matrix: the same exceptions, re-raised in the caller's thread.
 
 A canary counts as found when any 10-character piece of it appears (a message cut in the
@@ -44,10 +46,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 
+import msgspec
 import pytest
 import trustme
 
 import cartesia_stt_async as stt
+from cartesia_stt_async.observe import Observer, RequestFinished, SessionClosed
 
 from ..proxies import clean_proxy_env
 from ..test_tls_proxy import TTS_BODY, Proxy
@@ -233,6 +237,33 @@ def assert_nothing_shown(
     assert not hits, "canaries found:\n" + "\n".join(hits)
 
 
+class _AuditObserver(Observer):
+    """Keeps every observer record (all six methods)."""
+
+    def __init__(self) -> None:
+        self.records: list[object] = []
+
+    def session_opened(self, record: object) -> None:
+        self.records.append(record)
+
+    utterance_answered = turn_ended = reconnected = session_closed = request_finished = (
+        session_opened
+    )
+
+
+AUDIT = _AuditObserver()
+
+
+def observer_texts() -> list[str]:
+    """Every record's repr and every string in it (the results' texts included)."""
+    texts = []
+    for record in AUDIT.records:
+        texts.append(repr(record))
+        builtins = msgspec.to_builtins(record, enc_hook=repr)
+        texts += [json.dumps(builtins)]
+    return texts
+
+
 class _Keep(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -248,6 +279,7 @@ def audit_logs() -> Iterator[list[logging.LogRecord]]:
     names = ["", "cartesia_stt_async", "websockets", "asyncio", "aiohttp"]
     levels = {name: logging.getLogger(name).level for name in names}
     keep = _Keep()
+    AUDIT.records.clear()
     for name in names:
         logging.getLogger(name).setLevel(logging.DEBUG)
     logging.getLogger().addHandler(keep)
@@ -505,6 +537,7 @@ def client_kw(route: Route, port: int, tls: bool, certs: Certs) -> dict[str, Any
         "default_headers": {"X-Api-Key": HTOKEN},
         "proxy": route.option,
         "ssl": certs.client,
+        "observers": [AUDIT],
     }
 
 
@@ -528,7 +561,7 @@ def session_kw(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def shown_by(client: stt.AsyncCartesia | stt.Cartesia, *objs: object) -> list[str]:
-    out = [repr(client), repr(client.tts), repr(client.access_token)]
+    out = [repr(client), repr(client.tts), repr(client.access_token), *observer_texts()]
     for obj in objs:
         if obj is not None:
             out.append(repr(obj))
@@ -974,6 +1007,7 @@ async def test_a_session_failure_shows_no_secret(
             assert PPASS not in heard and quote(PPASS, safe="") not in heard  # ...not the proxy's
     assert_nothing_shown(error, audit_logs if case.logs else [], shown)
     assert isinstance(error, case.expect), f"expected {case.expect.__name__}, got {error!r}"
+    assert [r for r in AUDIT.records if isinstance(r, SessionClosed)], "no session record"
     if way.proxy is not None and case.proxy == ("tunnel",):
         assert way.proxy.tunnels, "the session did not go through the proxy"
 
@@ -1139,6 +1173,7 @@ async def test_an_http_failure_shows_no_secret(
         assert PPASS not in heard and quote(PPASS, safe="") not in heard  # ...not the proxy's
     assert isinstance(error, case.expect), f"expected {case.expect.__name__}, got {error!r}"
     assert_nothing_shown(error, audit_logs, shown)
+    assert [r for r in AUDIT.records if isinstance(r, RequestFinished)], "no request record"
 
 
 # -- beyond the matrix ------------------------------------------------------------------------
