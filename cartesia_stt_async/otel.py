@@ -227,27 +227,23 @@ class OpenTelemetryObserver(Observer):
 
     def utterance_answered(self, record: UtteranceAnswered) -> None:
         """Count the answer, its latency and its usage; add an event to the session's span."""
-        attrs = _BY_ENDPOINT["manual"]
-        self._answers.add(1, attrs)
-        if record.latency is not None:
-            self._finalize.record(record.latency, attrs)
-        self._count_usage(record.usage, attrs)
-        span = self._spans.get(record.session)
-        if span is not None:
-            event: dict[str, int | float] = {
-                "index": record.index,
-                "audio_seconds": record.audio_seconds,
-            }
-            if record.latency is not None:
-                event["latency"] = record.latency
-            span.add_event("cartesia.stt.utterance", event)
+        self._answer("manual", self._finalize, "cartesia.stt.utterance", record)
 
     def turn_ended(self, record: TurnEnded) -> None:
         """Count the turn, its latency and its usage; add an event to the session's span."""
-        attrs = _BY_ENDPOINT["turns"]
+        self._answer("turns", self._turn_latency, "cartesia.stt.turn", record)
+
+    def _answer(
+        self,
+        endpoint: str,
+        latencies: metrics.Histogram,
+        event_name: str,
+        record: UtteranceAnswered | TurnEnded,
+    ) -> None:
+        attrs = _BY_ENDPOINT[endpoint]
         self._answers.add(1, attrs)
         if record.latency is not None:
-            self._turn_latency.record(record.latency, attrs)
+            latencies.record(record.latency, attrs)
         self._count_usage(record.usage, attrs)
         span = self._spans.get(record.session)
         if span is not None:
@@ -257,7 +253,7 @@ class OpenTelemetryObserver(Observer):
             }
             if record.latency is not None:
                 event["latency"] = record.latency
-            span.add_event("cartesia.stt.turn", event)
+            span.add_event(event_name, event)
 
     def reconnected(self, record: Reconnected) -> None:
         """Count the reconnect by cause; add an event to the session's span."""

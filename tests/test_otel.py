@@ -33,7 +33,7 @@ from cartesia_stt_async.observe import Observer, SessionClosed
 from cartesia_stt_async.otel import OpenTelemetryObserver
 from cartesia_stt_async.twin import Fault, Faults, HTTPFault, ScriptedEngine, Turn, Twin, serve
 
-from .conftest import SLACK, client_for, pcm
+from .conftest import SLACK, client_for, pcm, ws
 from .test_batch import wav
 
 FRAME = 3200  # 100 ms of 16 kHz pcm_s16le
@@ -120,16 +120,9 @@ def utterance(k: int) -> bytes:
 REPLIES = [["Hello", " world."], [" Second", " one."], [" Third."]]
 
 
-def manual(twin: Twin, client: stt.AsyncCartesia) -> stt.ConnectionManager:
-    return client.stt.manual_finalize.websocket(
-        model="ink-2",
-        encoding="pcm_s16le",
-        sample_rate=16000,
-        speed=None,
-        initial_delay=0.001,
-        max_delay=0.005,
-        close_timeout=5 * SLACK,
-    )
+def manual(client: stt.AsyncCartesia) -> stt.ConnectionManager:
+    """A manual-endpoint session (16 kHz pcm_s16le, unpaced, fast reconnects)."""
+    return ws(client, close_timeout=5 * SLACK)
 
 
 async def send_frames(conn: stt.AsyncConnection, audio: bytes) -> int:
@@ -153,7 +146,7 @@ async def test_a_dropped_and_resumed_session_is_one_span_with_every_request_id(
         client = client_for(twin, observers=[otel.observer, records])
         frames = 0
         with user.start_as_current_span("handle-call") as parent:
-            async with manual(twin, client) as conn:
+            async with manual(client) as conn:
                 for k in range(len(REPLIES)):
                     frames += await send_frames(conn, utterance(k))
                     await conn.finalize(timeout=5 * SLACK)
@@ -284,7 +277,7 @@ async def test_a_refused_first_handshake_is_an_error_span(otel: Telemetry) -> No
     async with serve(engine=ScriptedEngine([]), faults=Faults(refuse={0: 401})) as twin:
         client = client_for(twin, observers=[otel.observer])
         with pytest.raises(stt.AuthenticationError):
-            async with manual(twin, client):
+            async with manual(client):
                 pass
         await client.close()
     (span,) = otel.finished("cartesia.stt.session")
