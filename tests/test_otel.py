@@ -251,10 +251,13 @@ async def test_turns_give_one_latency_point_per_turn(otel: Telemetry) -> None:
             first = await anext(turns)
             await conn.send_audio(SPEECH)
             second = await anext(turns)
+            # Silence after the last turn: counted by SessionClosed's usage alone.
+            await conn.send_audio(bytes(FRAME))
         await client.close()
         (socket,) = [s.request_id for s in twin.sessions]
     assert (first.text, second.text) == ("Hello world", " Again")
     (closed,) = records.closed
+    assert closed.usage.audio_seconds >= FRAME_SECONDS
     latency = only(otel.points("cartesia.stt.turn.latency"), cartesia__stt__endpoint="turns")
     assert latency.count == 2
     assert latency.sum == pytest.approx((first.latency or 0) + (second.latency or 0))
