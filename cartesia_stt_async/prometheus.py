@@ -215,7 +215,7 @@ class PrometheusObserver(Observer):
         self._turn_latency.labels("turns")
         try:
             self.registry.register(self._collector)
-        except ValueError as exc:  # prometheus-client: "Duplicated timeseries ..."
+        except ValueError:  # prometheus-client: "Duplicated timeseries ..."
             raise UsageError(
                 f"this registry already has metrics named like {ns}_stt_*, most likely those "
                 "of another PrometheusObserver: make one observer per registry and give it to "
