@@ -115,14 +115,10 @@ class PrometheusObserver(Observer):
         try:
             import prometheus_client as prom
         except ImportError:
-            missing = True
-        else:
-            missing = False
-        if missing:  # raised outside the except block: no ImportError as __context__
             raise ConfigurationError(
                 "PrometheusObserver needs prometheus-client, the 'prometheus' extra: "
                 f"{install_hint('prometheus')}"
-            )
+            ) from None
         if not isinstance(namespace, str) or not namespace:
             raise UsageError(f"namespace must be a non-empty string, got {namespace!r}")
         self.registry: CollectorRegistry = prom.REGISTRY if registry is None else registry

@@ -28,7 +28,7 @@ from cartesia_stt_async.twin import (
     start_twin,
 )
 
-from .conftest import API_KEY, SLACK, pcm
+from .conftest import API_KEY, SLACK, pcm, ws
 
 pytestmark = pytest.mark.both_loops
 
@@ -61,17 +61,8 @@ def client(twin: TwinServer, observer: PrometheusObserver, **kw: object) -> stt.
 
 
 def manual(c: stt.AsyncCartesia, **kw: object) -> stt.ConnectionManager:
-    options: dict[str, object] = {
-        "model": "ink-2",
-        "encoding": "pcm_s16le",
-        "sample_rate": 16000,
-        "speed": None,
-        "initial_delay": 0.001,
-        "max_delay": 0.005,
-        "close_timeout": 5 * SLACK,
-        **kw,
-    }
-    return c.stt.manual_finalize.websocket(**options)  # type: ignore[arg-type]
+    """A 16 kHz session with the suite's test defaults (unpaced, quick reconnects)."""
+    return ws(c, close_timeout=5 * SLACK, **kw)
 
 
 @pytest.mark.asyncio
@@ -346,4 +337,4 @@ def test_without_prometheus_client_the_error_names_the_extra(
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails, as uninstalled
     with pytest.raises(stt.ConfigurationError, match=r"prometheus-client.*\[prometheus\]") as err:
         PrometheusObserver(CollectorRegistry())
-    assert err.value.__context__ is None and err.value.__cause__ is None
+    assert err.value.__suppress_context__  # the clear error alone, not the ImportError
