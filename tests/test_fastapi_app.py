@@ -493,7 +493,7 @@ def test_docs_fastapi_md_shows_the_app_verbatim() -> None:
     docs = (ROOT / "docs" / "fastapi.md").read_text()
     source = (ROOT / "examples" / "fastapi_app" / "app.py").read_text()
     blocks = re.findall(r"^```python\n(.*?)^```$", docs, re.DOTALL | re.MULTILINE)
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     for block in blocks:
         assert block in source, block[:200]  # excerpts of the app the tests above run
     assert (ROOT / "docs" / "img" / "push-to-talk.png").exists()

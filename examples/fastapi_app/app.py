@@ -23,6 +23,9 @@ Routes:
   error (1008).
 * ``POST /api/token``: a short-lived access token, for browsers that talk to Cartesia directly.
 * ``POST /api/transcribe``: transcribe an uploaded WAV file (form field ``file``).
+* ``GET /metrics``: the SDK's metrics in Prometheus's text format (audio seconds, answers,
+  finalize and turn latency, reconnects, errors, active sessions, HTTP calls), kept by a
+  :class:`~cartesia_stt_async.prometheus.PrometheusObserver` on the app's own registry.
 
 Run it with ``python -m examples.fastapi_app`` (without ``CARTESIA_API_KEY`` it serves a
 local twin with the offline recognizer instead of the real API).
@@ -49,11 +52,13 @@ from typing import Any, TypeVar
 
 import anyio
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile, WebSocket
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 import cartesia_stt_async as stt
 from cartesia_stt_async.audio import load_wav
+from cartesia_stt_async.prometheus import PrometheusObserver
 
 __all__ = ["Settings", "app", "create_app"]
 
@@ -123,17 +128,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 twin = await stack.enter_async_context(serve())  # offline recognizer
                 api_key, base_url = "local-twin", twin.base_url
                 log.warning("no CARTESIA_API_KEY: using the local twin at %s", base_url)
-            client = stt.AsyncCartesia(api_key=api_key, base_url=base_url)
+            client = stt.AsyncCartesia(
+                api_key=api_key, base_url=base_url, observers=[app.state.metrics]
+            )
             app.state.cartesia = await stack.enter_async_context(client)
             yield
 
     app = FastAPI(title="Cartesia STT relay", lifespan=lifespan)
     app.state.settings = settings
+    # Metrics on the app's own registry, not prometheus-client's global one: each app (tests
+    # build many) counts its own sessions, and one observer serves every client it makes.
+    app.state.metrics = PrometheusObserver(CollectorRegistry())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_api_route("/", page, methods=["GET"], response_class=HTMLResponse)
     app.add_api_route("/hands-free", hands_free_page, methods=["GET"], response_class=HTMLResponse)
     app.add_api_route("/api/token", token, methods=["POST"])
     app.add_api_route("/api/transcribe", transcribe_file, methods=["POST"])
+    app.add_api_route("/metrics", metrics, methods=["GET"])
     app.add_api_websocket_route("/ws/transcribe", relay)
     app.add_api_websocket_route("/ws/turns", turns_relay)
     return app
@@ -190,6 +201,15 @@ async def transcribe_file(request: Request, file: UploadFile = File()) -> dict[s
         log.warning("transcription failed: %s", exc)
         raise HTTPException(502, f"transcription failed: {exc}") from None
     return {"text": transcript.text, "seconds": round(wav.duration, 3)}
+
+
+async def metrics(request: Request) -> Response:
+    """The SDK's metrics, in Prometheus's text format, for your Prometheus to scrape.
+
+    Like ``/api/token``, keep it off the public internet (your network, or your auth).
+    """
+    observer: PrometheusObserver = request.app.state.metrics
+    return Response(generate_latest(observer.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 # -- the relay ------------------------------------------------------------------------------
