@@ -71,7 +71,7 @@ def session_records(rec: Recorder) -> list[Any]:
 
 
 def audio_of(rec: Recorder) -> float:
-    return sum(r.usage.audio_seconds for r in session_records(rec) if hasattr(r, "usage"))
+    return float(sum(r.usage.audio_seconds for r in session_records(rec) if hasattr(r, "usage")))
 
 
 def utterance(k: int, frames: int) -> bytes:
@@ -349,16 +349,19 @@ async def test_every_session_log_record_carries_the_session_ids(
     assert len(ours) > 20
     missing = [r.getMessage() for r in ours if not hasattr(r, "cartesia_session")]
     assert not missing, missing
-    by_session = {o.session: [r for r in ours if r.cartesia_session == o.session] for o in opened}
-    first, second = by_session.values()
-    assert {r.cartesia_socket for r in first} == {1, 2}
+    # (session, socket, request id, logger) of each record.
+    fields = [
+        (r.cartesia_session, r.cartesia_socket, r.cartesia_request_id, r.name)  # type: ignore[attr-defined]
+        for r in ours
+    ]
+    first, second = ([f for f in fields if f[0] == o.session] for o in opened)
+    assert {socket for _, socket, _, _ in first} == {1, 2}
     # Once known, the request id is the socket's own.
-    for r in first:
-        assert r.cartesia_request_id in ("", ids[r.cartesia_socket - 1])
-    assert {r.cartesia_request_id for r in first} >= {ids[0], ids[1]}
-    assert {r.cartesia_request_id for r in second} >= {ids[2]}
+    for _, socket, request_id, _ in first:
+        assert request_id in ("", ids[socket - 1])
+    assert {f[2] for f in first} >= {ids[0], ids[1]} and {f[2] for f in second} >= {ids[2]}
     # websockets' own records (the handshake, frames) are among them, with the same fields.
-    assert any(r.name == "cartesia_stt_async.ws" for r in first)
+    assert any(name == "cartesia_stt_async.ws" for *_, name in first)
 
 
 @pytest.mark.asyncio
