@@ -62,6 +62,17 @@ def other_tasks() -> set[asyncio.Task[object]]:
     return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
 
 
+class KeepRecords(logging.Handler):
+    """A log handler that keeps every record it is given (DEBUG and up)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 class _AsyncioErrors(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)

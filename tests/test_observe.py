@@ -30,7 +30,7 @@ from cartesia_stt_async.observe import (
 from cartesia_stt_async.twin import HTTPFault, ScriptedEngine, Turn, serve, start_twin
 from cartesia_stt_async.twin.faults import Fault, Faults
 
-from .conftest import API_KEY, SLACK, client_for, other_tasks, pcm, ws
+from .conftest import API_KEY, SLACK, KeepRecords, client_for, other_tasks, pcm, ws
 
 pytestmark = pytest.mark.both_loops
 
@@ -304,21 +304,12 @@ def pcm_wav(seconds: float) -> bytes:
 # -- logs ---------------------------------------------------------------------------------------
 
 
-class _Keep(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def sdk_records() -> Iterator[list[logging.LogRecord]]:
     """Every record of the SDK's loggers (``cartesia_stt_async`` and ``.ws``) at DEBUG."""
     root = logging.getLogger("cartesia_stt_async")
     level = root.level
-    keep = _Keep()
+    keep = KeepRecords()
     root.setLevel(logging.DEBUG)
     root.addHandler(keep)
     try:

@@ -53,6 +53,7 @@ import trustme
 import cartesia_stt_async as stt
 from cartesia_stt_async.observe import Observer, RequestFinished, SessionClosed
 
+from ..conftest import KeepRecords
 from ..proxies import clean_proxy_env
 from ..test_tls_proxy import TTS_BODY, Proxy
 from .conftest import CANARY, FAST, SLACK, bounded, pcm
@@ -264,21 +265,12 @@ def observer_texts() -> list[str]:
     return texts
 
 
-class _Keep(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def audit_logs() -> Iterator[list[logging.LogRecord]]:
     """Every log record of the process, at DEBUG, during the test."""
     names = ["", "cartesia_stt_async", "websockets", "asyncio", "aiohttp"]
     levels = {name: logging.getLogger(name).level for name in names}
-    keep = _Keep()
+    keep = KeepRecords()
     AUDIT.records.clear()
     for name in names:
         logging.getLogger(name).setLevel(logging.DEBUG)
