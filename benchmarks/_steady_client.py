@@ -206,6 +206,7 @@ class Plan:
     audio: bytes
     ssl: ssl.SSLContext | None = None  # trusts the server's certificate (TLS kinds)
     turns: bool = False  # the turn-detection endpoint
+    observer: str = "none"  # ours: the observers the client gets (observers_for)
     opened: asyncio.Event = field(default_factory=asyncio.Event)
     start: asyncio.Event = field(default_factory=asyncio.Event)
     t0: float = 0.0
@@ -289,12 +290,61 @@ def ours_trust() -> str:
     return "ssl" if "ssl" in inspect.signature(stt.AsyncCartesia).parameters else "SSL_CERT_FILE"
 
 
+def observers_for(name: str) -> list[Any]:
+    """The observers of ``--observer``: ``none``; ``noop`` (an observer overriding every
+    method with nothing: the records are built and delivered); ``otel`` (the OpenTelemetry
+    observer on the SDK's providers, spans batched to an exporter that drops them, metrics
+    kept in memory); ``prometheus`` (the Prometheus observer on a registry of its own)."""
+    if name == "none":
+        return []
+    if name == "noop":
+        from cartesia_stt_async.observe import Observer
+
+        class Noop(Observer):
+            def session_opened(self, record: Any) -> None:
+                pass
+
+            utterance_answered = turn_ended = reconnected = session_closed = session_opened
+            request_finished = session_opened
+
+        return [Noop()]
+    if name == "otel":
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+
+        from cartesia_stt_async.otel import OpenTelemetryObserver
+
+        class Drop(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        tracer = TracerProvider()
+        tracer.add_span_processor(BatchSpanProcessor(Drop()))
+        meter = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        return [OpenTelemetryObserver(tracer_provider=tracer, meter_provider=meter)]
+    if name == "prometheus":
+        from prometheus_client import CollectorRegistry
+
+        from cartesia_stt_async.prometheus import PrometheusObserver
+
+        return [PrometheusObserver(CollectorRegistry())]
+    raise ValueError(f"unknown observer {name!r}")
+
+
 def ours_client(plan: Plan) -> Any:
     import cartesia_stt_async as stt
 
     options: dict[str, Any] = {}
     if plan.ssl is not None and ours_trust() == "ssl":
         options["ssl"] = plan.ssl
+    if plan.observer != "none":
+        options["observers"] = observers_for(plan.observer)
     return stt.AsyncCartesia(api_key="bench-key", base_url=http_base(plan.url), **options)
 
 
@@ -591,6 +641,7 @@ async def steady(args: argparse.Namespace) -> dict[str, Any]:
         audio=make_audio(frames * FRAME_S),
         ssl=context,
         turns=turns,
+        observer=args.observer,
     )
     client = make(plan)
     plan.utterances  # noqa: B018 - shared audio is made before the memory baseline
@@ -854,6 +905,12 @@ def main() -> int:
         help="seconds between finalizes (manual) or the length of each turn (turns; steady)",
     )
     parser.add_argument("--mb", type=float, default=16.0, help="megabytes (throughput)")
+    parser.add_argument(
+        "--observer",
+        choices=["none", "noop", "otel", "prometheus"],
+        default="none",
+        help="ours: observers given to the client (observers_for)",
+    )
     parser.add_argument("--count", type=int, default=100, help="finalizes (latency)")
     parser.add_argument("--ca", help="PEM file of the CA that signed the server's certificate")
     args = parser.parse_args()

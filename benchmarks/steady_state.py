@@ -375,10 +375,10 @@ class Bench:
             result["error_count"] = 1
         return result, samples, run
 
-    def steady(self, kind: str, n: int) -> dict[str, Any]:
+    def steady(self, kind: str, n: int, observer: str = "none") -> dict[str, Any]:
         url = self.server.url(kind)
         extra = ["--n", str(n), "--seconds", str(self.seconds)]
-        extra += ["--finalize-every", str(self.finalize_every)]
+        extra += ["--finalize-every", str(self.finalize_every), "--observer", observer]
         result, samples, run = self._client("steady", kind, url, extra)
         result["kind"] = kind
         server = self.server.stats(run)
