@@ -150,7 +150,9 @@ class TurnEnded(msgspec.Struct, frozen=True, kw_only=True):
             (:attr:`Turn.latency <cartesia_stt_async.Turn.latency>`: how long after the last
             words the turn was declared over; at real-time pacing also wall seconds);
             ``None`` for a turn that ended with no text.
-        audio_seconds: Seconds of audio from ``turn.start`` to ``turn.end``.
+        audio_seconds: Seconds of audio from ``turn.start`` to ``turn.end``, as audio
+            positions (the audio written when each arrived: ``Turn.audio_span``; with unpaced
+            audio, close to 0).
         eager_ends: ``turn.eager_end`` signals the turn had.
         resumes: ``turn.resume`` events that withdrew one.
         usage: What the session sent since its previous record.
