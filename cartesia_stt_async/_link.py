@@ -488,7 +488,7 @@ class Link:
         if session.idle_changed:
             session.idle_changed = False
             if not self.down:
-                self.writer.pump()  # re-arm what an idle socket needs (the silence fill)
+                self.writer.idle_changed()  # re-arm what an idle socket needs (the fill)
         self._publish(event, len(message))
         if session.finished:
             self.settled.set()

@@ -175,6 +175,14 @@ class Writer:
         self._drainer: asyncio.Task[None] | None = None
         self._last_write = self._loop.time()
         self._frames = self._clock.frames
+        # An idle socket never needs anything (keepalive off, and the session keeps the
+        # default rule): nothing to arm after a write.
+        self._idle_never = (
+            config.keepalive is None and type(session).idle_deadline is AudioSession.idle_deadline
+        )
+        # The idle deadline a clock wake is pending for (None: none). Until it fires, a write
+        # cannot make the deadline earlier (see _keep_alive): nothing is recomputed per frame.
+        self._idle_at: float | None = None
 
     def attach(self, ws: ClientConnection) -> None:
         """Write to ``ws`` from now on (a new socket: the session has been rewound)."""
@@ -183,11 +191,13 @@ class Writer:
         self._pending = None  # it is in the journal: the rewind put it back in the queue
         self._pacer = None
         self._last_write = self._loop.time()
+        self._idle_at = None
         self.pump()
 
     def detach(self) -> None:
         """Stop writing (the socket ended, or the connection closes)."""
         self._ws = None
+        self._idle_at = None
         self._clock.cancel(self)
         if self._drainer is not None:
             self._drainer.cancel()
@@ -235,6 +245,7 @@ class Writer:
                     backlog = session.stats.queued_bytes / bps
                     self._due = pacer.schedule(now, len(item) / bps, backlog, entry.at)
             if self._due > now + _SLOP:
+                self._idle_at = None  # this wake may replace the idle one: recompute then
                 self._clock.wake(self, self._due)
                 return
             if protocol.state is not WSState.OPEN or ws.transport.is_closing():
@@ -261,9 +272,26 @@ class Writer:
                 return
             now = loop.time()
 
+    def idle_changed(self) -> None:
+        """What an idle socket needs changed (a turn opened): arm it again now."""
+        self._idle_at = None
+        self.pump()
+
     def _keep_alive(self, now: float) -> None:
         """Nothing to write: arm what an idle socket needs (keepalive, the turn endpoint's
-        silence fill), if anything."""
+        silence fill), if anything.
+
+        Not per frame: while a wake armed for an earlier deadline is pending, a write only
+        moves the deadline later (it is the last write plus a delay that shortens only when
+        the fill starts, which happens at a deadline, or when a turn opens, which calls
+        :meth:`idle_changed`), so the pending wake comes first and recomputes it then.
+        """
+        if self._idle_never:
+            return
+        idle_at = self._idle_at
+        if idle_at is not None and now < idle_at - _SLOP:
+            return
+        self._idle_at = None
         when = self._session.idle_deadline(self._last_write, self._keepalive)
         if when is None:
             return
@@ -271,6 +299,7 @@ class Writer:
             if self._session.fill_idle():
                 self.pump()
         else:
+            self._idle_at = when
             self._clock.wake(self, when)
 
     async def _drain(self, ws: ClientConnection) -> None:
