@@ -68,13 +68,15 @@ class FrameWriter:
 
     def binary(self, data: bytes | memoryview) -> bytes:
         """One final (FIN) binary frame carrying ``data``, masked."""
-        return self._frame(0x82, data)
+        return self.frame(0x82, data)
 
     def text(self, data: bytes) -> bytes:
         """One final (FIN) text frame carrying ``data`` (UTF-8), masked."""
-        return self._frame(0x81, data)
+        return self.frame(0x81, data)
 
-    def _frame(self, first: int, data: bytes | memoryview) -> bytes:
+    def frame(self, first: int, data: bytes | memoryview) -> bytes:
+        """One frame with first byte ``first`` (FIN and opcode: 0x82 binary, 0x81 text)
+        carrying ``data``, masked (the writer calls this directly: one call per frame)."""
         size = len(data)
         if size < 126:
             head = bytes((first, 0x80 | size))
@@ -223,22 +225,25 @@ class Writer:
 
     def _pump(self, ws: ClientConnection) -> None:
         session, loop = self._session, self._loop
+        outbox = session.outbox
         bps = self._bytes_per_second
         protocol = ws.protocol
+        frame = self._frames.frame
         now = loop.time()
         while True:
             entry = self._pending
             if entry is None:
                 entry = session.next_item(now)
                 if entry is None:
-                    self._keep_alive(now)
+                    if not self._idle_never:
+                        self._keep_alive(now)
                     return
-                replay = session.replaying
                 self._pending = entry
                 self._on_room()
                 item = entry.item
                 self._due = now
-                if entry.speed is not None and not replay and type(item) is not str:
+                # A replay (outbox.replayed) goes out unpaced.
+                if entry.speed is not None and type(item) is not str and not outbox.replayed:
                     pacer = self._pacer
                     if pacer is None or pacer.speed != entry.speed:
                         pacer = self._pacer = Pacer(entry.speed, catch_up=self._catch_up)
@@ -248,15 +253,16 @@ class Writer:
                 self._idle_at = None  # this wake may replace the idle one: recompute then
                 self._clock.wake(self, self._due)
                 return
-            if protocol.state is not WSState.OPEN or ws.transport.is_closing():
+            transport = ws.transport
+            if protocol.state is not WSState.OPEN or transport.is_closing():
                 return  # the reader sees the end and repairs or fails the session
             item = entry.item
             if type(item) is bytes:
-                ws.transport.write(self._frames.binary(item))
+                transport.write(frame(0x82, item))
             elif type(item) is Span:
-                ws.transport.write(self._frames.binary(item.view()))
+                transport.write(frame(0x82, item.view()))
             else:
-                ws.transport.write(self._frames.text(item.encode()))  # type: ignore[union-attr]
+                transport.write(frame(0x81, item.encode()))  # type: ignore[union-attr]
                 if logger.isEnabledFor(logging.DEBUG):
                     stats = session.stats
                     logger.debug(
@@ -269,6 +275,10 @@ class Writer:
             self._last_write = now
             if ws.paused:  # the transport's buffer is full: wait until it drains
                 self._drainer = loop.create_task(self._drain(ws), name="cartesia-stt-drain")
+                return
+            if not outbox.pending:  # the usual case: one live frame, written
+                if not self._idle_never:
+                    self._keep_alive(now)
                 return
             now = loop.time()
 
@@ -286,8 +296,6 @@ class Writer:
         the fill starts, which happens at a deadline, or when a turn opens, which calls
         :meth:`idle_changed`), so the pending wake comes first and recomputes it then.
         """
-        if self._idle_never:
-            return
         idle_at = self._idle_at
         if idle_at is not None and now < idle_at - _SLOP:
             return
