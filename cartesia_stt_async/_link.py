@@ -281,6 +281,7 @@ class Link:
         if self.failure.error is not None:
             return
         self._room.clear()
+        self.writer.room_wanted = True  # the writer sets _room when it next takes an item
         await self._room.wait()
 
     def check_usable(self) -> None:

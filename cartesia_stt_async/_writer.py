@@ -150,7 +150,8 @@ class Writer:
     Args:
         session: The session whose outbox it writes (either endpoint's).
         config: ``keepalive`` and ``catch_up_speed``.
-        on_room: Called after an item was taken (a blocked producer may queue more).
+        on_room: Called after an item was taken while :attr:`room_wanted` is set (a blocked
+            producer may queue more); the flag is cleared then.
         on_error: Called with an unexpected exception (a bug): the link fails the session.
     """
 
@@ -167,6 +168,8 @@ class Writer:
         self._keepalive = config.keepalive
         self._catch_up = config.catch_up_speed
         self._on_room = on_room
+        # Set by a producer about to wait for room: no callback per frame when nobody waits.
+        self.room_wanted = False
         self._on_error = on_error
         self._loop = asyncio.get_running_loop()
         self._clock = clock_for(self._loop)
@@ -239,7 +242,9 @@ class Writer:
                         self._keep_alive(now)
                     return
                 self._pending = entry
-                self._on_room()
+                if self.room_wanted:
+                    self.room_wanted = False
+                    self._on_room()
                 item = entry.item
                 self._due = now
                 # A replay (outbox.replayed) goes out unpaced.
