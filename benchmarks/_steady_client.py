@@ -173,6 +173,11 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def minor_faults() -> int:
+    """Minor page faults of this process so far (memory first touched, counted as sys CPU)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def sys_cpu() -> float:
     """System (kernel) CPU seconds of this process."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_stime
@@ -610,6 +615,27 @@ def mark(what: str) -> None:
     print(f"MARK {what} {time.monotonic():.6f}", flush=True)
 
 
+def start_profile(path: str | None) -> Any:
+    """A running ``cProfile.Profile`` when ``path`` is given (``--profile``), else None."""
+    if path is None:
+        return None
+    import cProfile
+
+    # The default (wall-clock) timer: a CPU-time timer costs a system call per event and
+    # changes the run; the loop's idle wait is the selector's ``poll``, left out when reading.
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler
+
+
+def stop_profile(profiler: Any, path: str | None) -> None:
+    """Stop ``profiler`` (if any) and write its stats to ``path`` (pstats format)."""
+    if profiler is None or path is None:
+        return
+    profiler.disable()
+    profiler.dump_stats(path)
+
+
 async def steady(args: argparse.Namespace) -> dict[str, Any]:
     base, _, tls = split_kind(args.kind)
     make, session = BASES[base]
@@ -676,6 +702,8 @@ async def steady(args: argparse.Namespace) -> dict[str, Any]:
     plan.t0 = loop.time() + 0.3
     await sleep_until(plan.t0 - 0.05)
     mark("start")
+    profiler = start_profile(args.profile)
+    faults0 = minor_faults()
     cpu0, sys0 = cpu(), sys_cpu()
     plan.start.set()
 
@@ -693,7 +721,9 @@ async def steady(args: argparse.Namespace) -> dict[str, Any]:
         for t in tasks:
             t.cancel()
     cpu1, sys1 = cpu(), sys_cpu()
+    faults1 = minor_faults()
     t_end = time.monotonic()
+    stop_profile(profiler, args.profile)
     mark("end")
     sampler.cancel()
     for r in await asyncio.gather(*tasks, return_exceptions=True):
@@ -730,6 +760,7 @@ async def steady(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_s": cpu1 - cpu0,
         "cpu_ms_per_audio_s": (cpu1 - cpu0) / audio_s * 1000,
         "sys_cpu_s": sys1 - sys0,
+        "minor_faults": faults1 - faults0,
         "cpu_busy": (cpu1 - cpu0) / window,
         "open_s": open_s,
         "open_cpu_ms_per_session": open_cpu / plan.n * 1000,
@@ -913,6 +944,12 @@ def main() -> int:
     )
     parser.add_argument("--count", type=int, default=100, help="finalizes (latency)")
     parser.add_argument("--ca", help="PEM file of the CA that signed the server's certificate")
+    parser.add_argument(
+        "--profile",
+        metavar="OUT",
+        help="steady: run the measured window under cProfile and write its stats to OUT "
+        "(the CPU figures then include the profiler's overhead: compare shares, not times)",
+    )
     args = parser.parse_args()
     _, on_uvloop, tls = split_kind(args.kind)
     if args.mode != "steady" and (on_uvloop or tls):

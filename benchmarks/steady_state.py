@@ -320,9 +320,15 @@ class Bench:
     """Runs client processes against the server and collects what they and it measured."""
 
     def __init__(
-        self, server: Server, seconds: float, finalize_every: float, workload: str = "manual"
+        self,
+        server: Server,
+        seconds: float,
+        finalize_every: float,
+        workload: str = "manual",
+        profile: Path | None = None,
     ) -> None:
         self.server = server
+        self.profile = profile
         self.seconds = seconds
         self.finalize_every = finalize_every
         self.workload = workload
@@ -379,6 +385,10 @@ class Bench:
         url = self.server.url(kind)
         extra = ["--n", str(n), "--seconds", str(self.seconds)]
         extra += ["--finalize-every", str(self.finalize_every), "--observer", observer]
+        if self.profile is not None:
+            self.profile.mkdir(parents=True, exist_ok=True)
+            name = f"{self.workload}_{kind}_n{n}_{self.counter + 1}.pstats"
+            extra += ["--profile", str(self.profile / name)]
         result, samples, run = self._client("steady", kind, url, extra)
         result["kind"] = kind
         server = self.server.stats(run)
@@ -931,6 +941,13 @@ def main() -> int:
         "--steady-only", action="store_true", help="skip throughput and one-session latency"
     )
     parser.add_argument("--note", default="", help="free text kept with the results")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run each steady client process's measured window under cProfile and write "
+        "DIR/<workload>_<kind>_n<N>_<run>.pstats (CPU figures then include the profiler)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results directory")
     parser.add_argument("--plot", type=Path, help="PNG path (full: docs/img/steady_state.png)")
     parser.add_argument(
@@ -1013,7 +1030,7 @@ def main() -> int:
     }
     server = Server()
     try:
-        bench = Bench(server, args.seconds, args.finalize_every, args.workload)
+        bench = Bench(server, args.seconds, args.finalize_every, args.workload, args.profile)
         if any(k.startswith("official") for k in kinds):
             try:
                 report["official"] = official_versions(bench.python("official"))

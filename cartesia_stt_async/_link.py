@@ -296,6 +296,7 @@ class Link:
         if self.failure.error is not None:
             return
         self._room.clear()
+        self.writer.room_wanted = True  # the writer sets _room when it next takes an item
         await self._room.wait()
 
     def check_usable(self) -> None:
@@ -507,7 +508,7 @@ class Link:
         if session.idle_changed:
             session.idle_changed = False
             if not self.down:
-                self.writer.pump()  # re-arm what an idle socket needs (the silence fill)
+                self.writer.idle_changed()  # re-arm what an idle socket needs (the fill)
         self._publish(event, len(message))
         if session.finished:
             self.settled.set()

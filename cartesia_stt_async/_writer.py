@@ -68,13 +68,15 @@ class FrameWriter:
 
     def binary(self, data: bytes | memoryview) -> bytes:
         """One final (FIN) binary frame carrying ``data``, masked."""
-        return self._frame(0x82, data)
+        return self.frame(0x82, data)
 
     def text(self, data: bytes) -> bytes:
         """One final (FIN) text frame carrying ``data`` (UTF-8), masked."""
-        return self._frame(0x81, data)
+        return self.frame(0x81, data)
 
-    def _frame(self, first: int, data: bytes | memoryview) -> bytes:
+    def frame(self, first: int, data: bytes | memoryview) -> bytes:
+        """One frame with first byte ``first`` (FIN and opcode: 0x82 binary, 0x81 text)
+        carrying ``data``, masked (the writer calls this directly: one call per frame)."""
         size = len(data)
         if size < 126:
             head = bytes((first, 0x80 | size))
@@ -148,7 +150,8 @@ class Writer:
     Args:
         session: The session whose outbox it writes (either endpoint's).
         config: ``keepalive`` and ``catch_up_speed``.
-        on_room: Called after an item was taken (a blocked producer may queue more).
+        on_room: Called after an item was taken while :attr:`room_wanted` is set (a blocked
+            producer may queue more); the flag is cleared then.
         on_error: Called with an unexpected exception (a bug): the link fails the session.
         log: Where its records go (the session's logger, with its fields).
     """
@@ -168,6 +171,8 @@ class Writer:
         self._keepalive = config.keepalive
         self._catch_up = config.catch_up_speed
         self._on_room = on_room
+        # Set by a producer about to wait for room: no callback per frame when nobody waits.
+        self.room_wanted = False
         self._on_error = on_error
         self._loop = asyncio.get_running_loop()
         self._clock = clock_for(self._loop)
@@ -178,6 +183,14 @@ class Writer:
         self._drainer: asyncio.Task[None] | None = None
         self._last_write = self._loop.time()
         self._frames = self._clock.frames
+        # An idle socket never needs anything (keepalive off, and the session keeps the
+        # default rule): nothing to arm after a write.
+        self._idle_never = (
+            config.keepalive is None and type(session).idle_deadline is AudioSession.idle_deadline
+        )
+        # The idle deadline a clock wake is pending for (None: none). Until it fires, a write
+        # cannot make the deadline earlier (see _keep_alive): nothing is recomputed per frame.
+        self._idle_at: float | None = None
 
     def attach(self, ws: ClientConnection) -> None:
         """Write to ``ws`` from now on (a new socket: the session has been rewound)."""
@@ -186,11 +199,13 @@ class Writer:
         self._pending = None  # it is in the journal: the rewind put it back in the queue
         self._pacer = None
         self._last_write = self._loop.time()
+        self._idle_at = None
         self.pump()
 
     def detach(self) -> None:
         """Stop writing (the socket ended, or the connection closes)."""
         self._ws = None
+        self._idle_at = None
         self._clock.cancel(self)
         if self._drainer is not None:
             self._drainer.cancel()
@@ -216,39 +231,46 @@ class Writer:
 
     def _pump(self, ws: ClientConnection) -> None:
         session, loop = self._session, self._loop
+        outbox = session.outbox
         bps = self._bytes_per_second
         protocol = ws.protocol
+        frame = self._frames.frame
         now = loop.time()
         while True:
             entry = self._pending
             if entry is None:
                 entry = session.next_item(now)
                 if entry is None:
-                    self._keep_alive(now)
+                    if not self._idle_never:
+                        self._keep_alive(now)
                     return
-                replay = session.replaying
                 self._pending = entry
-                self._on_room()
+                if self.room_wanted:
+                    self.room_wanted = False
+                    self._on_room()
                 item = entry.item
                 self._due = now
-                if entry.speed is not None and not replay and type(item) is not str:
+                # A replay (outbox.replayed) goes out unpaced.
+                if entry.speed is not None and type(item) is not str and not outbox.replayed:
                     pacer = self._pacer
                     if pacer is None or pacer.speed != entry.speed:
                         pacer = self._pacer = Pacer(entry.speed, catch_up=self._catch_up)
                     backlog = session.stats.queued_bytes / bps
                     self._due = pacer.schedule(now, len(item) / bps, backlog, entry.at)
             if self._due > now + _SLOP:
+                self._idle_at = None  # this wake may replace the idle one: recompute then
                 self._clock.wake(self, self._due)
                 return
-            if protocol.state is not WSState.OPEN or ws.transport.is_closing():
+            transport = ws.transport
+            if protocol.state is not WSState.OPEN or transport.is_closing():
                 return  # the reader sees the end and repairs or fails the session
             item = entry.item
             if type(item) is bytes:
-                ws.transport.write(self._frames.binary(item))
+                transport.write(frame(0x82, item))
             elif type(item) is Span:
-                ws.transport.write(self._frames.binary(item.view()))
+                transport.write(frame(0x82, item.view()))
             else:
-                ws.transport.write(self._frames.text(item.encode()))  # type: ignore[union-attr]
+                transport.write(frame(0x81, item.encode()))  # type: ignore[union-attr]
                 if self._log.isEnabledFor(logging.DEBUG):
                     stats = session.stats
                     self._log.debug(
@@ -262,11 +284,30 @@ class Writer:
             if ws.paused:  # the transport's buffer is full: wait until it drains
                 self._drainer = loop.create_task(self._drain(ws), name="cartesia-stt-drain")
                 return
+            if not outbox.pending:  # the usual case: one live frame, written
+                if not self._idle_never:
+                    self._keep_alive(now)
+                return
             now = loop.time()
+
+    def idle_changed(self) -> None:
+        """What an idle socket needs changed (a turn opened): arm it again now."""
+        self._idle_at = None
+        self.pump()
 
     def _keep_alive(self, now: float) -> None:
         """Nothing to write: arm what an idle socket needs (keepalive, the turn endpoint's
-        silence fill), if anything."""
+        silence fill), if anything.
+
+        Not per frame: while a wake armed for an earlier deadline is pending, a write only
+        moves the deadline later (it is the last write plus a delay that shortens only when
+        the fill starts, which happens at a deadline, or when a turn opens, which calls
+        :meth:`idle_changed`), so the pending wake comes first and recomputes it then.
+        """
+        idle_at = self._idle_at
+        if idle_at is not None and now < idle_at - _SLOP:
+            return
+        self._idle_at = None
         when = self._session.idle_deadline(self._last_write, self._keepalive)
         if when is None:
             return
@@ -274,6 +315,7 @@ class Writer:
             if self._session.fill_idle():
                 self.pump()
         else:
+            self._idle_at = when
             self._clock.wake(self, when)
 
     async def _drain(self, ws: ClientConnection) -> None:
