@@ -306,6 +306,10 @@ class Writer:
         """
         idle_at = self._idle_at
         if idle_at is not None and now < idle_at - _SLOP:
+            # The pending wake may be an earlier one that just fired (a deadline recomputed
+            # later, after idle_changed): make sure one is armed for idle_at. Cheap when it
+            # is (a dict look-up: the clock keeps the earliest).
+            self._clock.wake(self, idle_at)
             return
         self._idle_at = None
         when = self._session.idle_deadline(self._last_write, self._keepalive)

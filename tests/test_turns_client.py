@@ -49,6 +49,20 @@ async def test_the_silence_fill_lets_the_server_end_the_turn() -> None:
     assert conn.transcript.text == "Hello world"
 
 
+async def test_the_fill_ends_a_second_turn_after_a_filled_first_one() -> None:
+    # A fill wake armed for the first turn's pause was still pending when the second turn
+    # opened; the second turn's later deadline must still be armed (it once was lost).
+    engine = ScriptedEngine(turns=[Turn(end="Hello world"), Turn(end=" Again")])
+    async with serve(engine=engine) as twin, turns_of(twin) as conn:
+        turns = aiter(conn.turns())
+        await conn.send_audio(SPEECH)
+        first = await asyncio.wait_for(anext(turns), 5 * SLACK)
+        await conn.send_audio(SPEECH)
+        second = await asyncio.wait_for(anext(turns), 5 * SLACK)
+    assert (first.text, second.text) == ("Hello world", " Again")
+    assert conn.stats.silence_fill_bytes >= 2 * 0.7 * BYTES_PER_S
+
+
 async def test_without_the_fill_the_turn_waits_for_close() -> None:
     engine = ScriptedEngine(turns=[Turn(updates=["Hel"], end="Hello")])
     async with serve(engine=engine) as twin, turns_of(twin, fill_silence=False) as conn:
