@@ -221,6 +221,8 @@ class Link:
         self.request_id = secrets.redact(_header_request_id(ws))
         self._on_finished = on_finished
         self._loop = asyncio.get_running_loop()
+        # The event loop's monotonic time (its bound method: one call per frame, not two).
+        self.now: Callable[[], float] = self._loop.time
         self._connected_at = self._loop.time()
         self._waiters: dict[object, asyncio.Future[Any]] = {}
         self._commit_waiters: list[asyncio.Future[None]] = []
@@ -275,10 +277,6 @@ class Link:
             raise APITimeoutError(
                 f"the server did not {session.CLOSE_ANSWER} within close_timeout ({timeout} s)"
             ) from None
-
-    def now(self) -> float:
-        """The event loop's monotonic time."""
-        return self._loop.time()
 
     def kick(self) -> None:
         """Something was queued in the outbox: write what is due (or wake an idle reconnect)."""

@@ -217,29 +217,49 @@ class Writer:
         if drainer is not None:
             await asyncio.gather(drainer, return_exceptions=True)
 
+    @property
+    def idle(self) -> bool:
+        """True when :meth:`write_taken` may be called: attached to a socket, not waiting
+        for it to drain, and no item taken but not yet written."""
+        return self._ws is not None and self._drainer is None and self._pending is None
+
     def pump(self) -> None:
         """Write every item that is due now, in order; arrange to be called for the rest."""
         ws = self._ws
         if ws is None or self._drainer is not None:
             return
         try:
-            self._pump(ws)
+            self._pump(ws, None, self._loop.time())
         except Exception as exc:  # a bug: fail the session rather than hang its callers
-            self._log.exception("writer failed")
-            self.detach()
-            self._on_error(exc)
+            self._fail(exc)
 
-    def _pump(self, ws: ClientConnection) -> None:
+    def write_taken(self, entry: Entry, now: float) -> None:
+        """Write ``entry``, just taken for writing while the writer was :attr:`idle` (see
+        ``AudioSession.audio_through``), as :meth:`pump` would have: paced, then whatever
+        else is due. ``now``: the current time of the loop."""
+        try:
+            self._pump(self._ws, entry, now)  # type: ignore[arg-type]  # idle: attached
+        except Exception as exc:  # a bug: fail the session rather than hang its callers
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        self._log.exception("writer failed")
+        self.detach()
+        self._on_error(exc)
+
+    def _pump(self, ws: ClientConnection, taken: Entry | None, now: float) -> None:
         session, loop = self._session, self._loop
         outbox = session.outbox
         bps = self._bytes_per_second
         protocol = ws.protocol
         frame = self._frames.frame
-        now = loop.time()
         while True:
             entry = self._pending
             if entry is None:
-                entry = session.next_item(now)
+                if taken is not None:
+                    entry, taken = taken, None
+                else:
+                    entry = session.next_item(now)
                 if entry is None:
                     if not self._idle_never:
                         self._keep_alive(now)

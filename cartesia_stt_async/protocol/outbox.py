@@ -167,6 +167,24 @@ class Outbox:
             self._journal_tickets += 1
         return entry
 
+    def write_through(self, entry: Entry) -> None:
+        """Count ``entry``, an audio frame, as written at once: what :meth:`append` then
+        :meth:`take` do, without the queue, for a frame handed over while nothing is queued
+        (the live relay's usual case). It joins the journal; :attr:`replayed` is False.
+
+        Raises:
+            RuntimeError: If something is queued (it must be written first).
+        """
+        if self._queue:
+            raise RuntimeError("write_through with items queued: they would be overtaken")
+        size = len(entry.item)
+        stats = self.stats
+        stats.frames_sent += 1
+        stats.audio_bytes_sent += size
+        self.journal_bytes += size
+        self.replayed = False
+        self._journal.append(entry)
+
     def drop_oldest(self, nbytes: int) -> int:
         """Drop the oldest queued audio until ``nbytes`` were dropped or none is left.
 

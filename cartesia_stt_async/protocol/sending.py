@@ -165,6 +165,39 @@ class AudioSession:
             append(Entry(frame, speed, None, at))
         return len(frames)
 
+    def audio_through(self, chunk: bytes, speed: float | None, at: float) -> Entry | None:
+        """Take one whole live frame for writing at once, without queueing it, when nothing
+        is queued or held back (the relay's usual case); else ``None``, and nothing was done
+        (the caller queues it with :meth:`audio`).
+
+        What :meth:`audio` then :meth:`next_item` do for such a frame, in one step: the
+        returned entry counts as written from now on (it is in the journal, see
+        :meth:`_on_taken`); the caller must write it next, as :meth:`next_item`'s.
+
+        Args:
+            chunk: Audio in the session's encoding.
+            speed: Pacing of the frame (1.0 real time), ``None`` unpaced.
+            at: When the caller handed it over, which is also now (monotonic time).
+        """
+        reframer = self._reframer
+        outbox = self.outbox
+        if (
+            self.state is not State.OPEN
+            or not self._sniffed
+            or len(chunk) != reframer.frame_bytes
+            or reframer.pending
+            or outbox.pending
+        ):
+            return None
+        self._speed = speed
+        entry = Entry(chunk, speed, None, at)
+        outbox.write_through(entry)
+        self._on_taken(entry, False, at)
+        limit = self.max_replay_bytes
+        if limit is not None and outbox.journal_bytes > limit:
+            self._bound_journal(limit)
+        return entry
+
     def skip_audio(self, nbytes: int) -> int:
         """Drop the held-back partial frame and the next ``nbytes`` of the caller's audio.
 
