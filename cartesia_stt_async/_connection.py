@@ -182,14 +182,10 @@ class BaseConnection(HandlerMethods, Generic[_E]):
         limit = self._buffer_bytes
         now = link.now()
         if stats.queued_bytes + len(data) <= limit:  # it fits: every policy queues it whole
-            writer = link.writer
-            if type(data) is bytes and writer.idle:
-                # The relay's usual case, a whole frame with nothing queued: straight to the
-                # writer (paced as if queued and taken), no round trip through the queue.
-                entry = session.audio_through(data, pace, now)
-                if entry is not None:
-                    writer.write_taken(entry, now)
-                    return
+            # The relay's usual case, a whole frame with nothing queued: straight to the
+            # writer (paced as if queued and taken), no round trip through the queue.
+            if type(data) is bytes and link.writer.write_live(data, pace, now):
+                return
             session.audio(data, pace, now)
             link.kick()
             return

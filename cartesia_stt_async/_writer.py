@@ -217,12 +217,6 @@ class Writer:
         if drainer is not None:
             await asyncio.gather(drainer, return_exceptions=True)
 
-    @property
-    def idle(self) -> bool:
-        """True when :meth:`write_taken` may be called: attached to a socket, not waiting
-        for it to drain, and no item taken but not yet written."""
-        return self._ws is not None and self._drainer is None and self._pending is None
-
     def pump(self) -> None:
         """Write every item that is due now, in order; arrange to be called for the rest."""
         ws = self._ws
@@ -233,14 +227,26 @@ class Writer:
         except Exception as exc:  # a bug: fail the session rather than hang its callers
             self._fail(exc)
 
-    def write_taken(self, entry: Entry, now: float) -> None:
-        """Write ``entry``, just taken for writing while the writer was :attr:`idle` (see
-        ``AudioSession.audio_through``), as :meth:`pump` would have: paced, then whatever
-        else is due. ``now``: the current time of the loop."""
+    def write_live(self, frame: bytes, speed: float | None, now: float) -> bool:
+        """Write one whole live frame handed over now, without queueing it, when the writer
+        is idle (attached, not waiting for a drain, nothing taken and unwritten) and the
+        session takes it (``AudioSession.audio_through``: nothing queued or held back).
+
+        It is then paced and written as :meth:`pump` would have after queueing it, and
+        whatever else is due after it. Returns False, having done nothing, otherwise: the
+        caller queues the frame and calls :meth:`pump`.
+        """
+        ws = self._ws
+        if ws is None or self._drainer is not None or self._pending is not None:
+            return False
         try:
-            self._pump(self._ws, entry, now)  # type: ignore[arg-type]  # idle: attached
+            entry = self._session.audio_through(frame, speed, now)
+            if entry is None:
+                return False
+            self._pump(ws, entry, now)
         except Exception as exc:  # a bug: fail the session rather than hang its callers
             self._fail(exc)
+        return True
 
     def _fail(self, exc: Exception) -> None:
         self._log.exception("writer failed")
@@ -304,8 +310,10 @@ class Writer:
             if ws.paused:  # the transport's buffer is full: wait until it drains
                 self._drainer = loop.create_task(self._drain(ws), name="cartesia-stt-drain")
                 return
-            if not outbox.pending:  # the usual case: one live frame, written
-                if not self._idle_never:
+            if not outbox.queue:  # the usual case: one live frame, written
+                # _keep_alive's own first test, here: no call per frame while a wake is armed.
+                idle_at = self._idle_at
+                if not self._idle_never and (idle_at is None or now >= idle_at - _SLOP):
                     self._keep_alive(now)
                 return
             now = loop.time()

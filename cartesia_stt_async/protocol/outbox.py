@@ -108,16 +108,18 @@ class Outbox:
     __slots__ = (
         "_journal",
         "_journal_tickets",
-        "_queue",
         "_replay_left",
         "journal_bytes",
+        "queue",
         "replayed",
         "stats",
     )
 
     def __init__(self, stats: ConnectionStats) -> None:
         self.stats = stats
-        self._queue: deque[Entry] = deque()
+        # What waits to be written, oldest first: read it (the writer tests it per frame, a
+        # deque's truth is cheaper than a property), change it only through the methods.
+        self.queue: deque[Entry] = deque()
         self._journal: deque[Entry] = deque()
         self._journal_tickets = 0  # finalize entries in the journal
         self._replay_left = 0  # entries at the head of the queue that are replays
@@ -128,7 +130,7 @@ class Outbox:
 
     def append(self, entry: Entry) -> None:
         """Queue an item after everything queued before it."""
-        self._queue.append(entry)
+        self.queue.append(entry)
         stats = self.stats
         stats.queued_items += 1
         if type(entry.item) is not str:
@@ -137,14 +139,14 @@ class Outbox:
     @property
     def pending(self) -> bool:
         """True when something (new or replayed) waits to be written."""
-        return bool(self._queue)
+        return bool(self.queue)
 
     def take(self) -> Entry | None:
         """The next item to write; ``None`` when nothing waits. :attr:`replayed` says whether
         it is a replay. The item counts as written from now on (it joins the journal)."""
-        if not self._queue:
+        if not self.queue:
             return None
-        entry = self._queue.popleft()
+        entry = self.queue.popleft()
         item = entry.item
         stats = self.stats
         stats.queued_items -= 1
@@ -175,7 +177,7 @@ class Outbox:
         Raises:
             RuntimeError: If something is queued (it must be written first).
         """
-        if self._queue:
+        if self.queue:
             raise RuntimeError("write_through with items queued: they would be overtaken")
         size = len(entry.item)
         stats = self.stats
@@ -196,7 +198,7 @@ class Outbox:
         """
         freed = frames = 0
         kept: list[Entry] = []
-        queue = self._queue
+        queue = self.queue
         index = 0
         while queue and freed < nbytes:
             entry = queue.popleft()
@@ -215,7 +217,7 @@ class Outbox:
 
     def queued_entries(self) -> list[Entry]:
         """A copy of the queue (replays first), oldest first."""
-        return list(self._queue)
+        return list(self.queue)
 
     # -- the journal -------------------------------------------------------------------------
 
@@ -254,7 +256,7 @@ class Outbox:
             later = itertools.islice(journal, index, None)
             owner = next(e.ticket for e in later if e.ticket is not None)
         else:
-            owner = next((e.ticket for e in self._queue if e.ticket is not None), None)
+            owner = next((e.ticket for e in self.queue if e.ticket is not None), None)
         return True, owner
 
     def trim_through(self, ticket: Utterance) -> bool:
@@ -326,7 +328,7 @@ class Outbox:
         count = len(journal)
         # Items of an unfinished replay are already at the head of the queue, after the
         # journal's: both are replayed, journal first.
-        self._queue.extendleft(reversed(journal))
+        self.queue.extendleft(reversed(journal))
         self.stats.queued_items += count
         self._replay_left += count
         journal.clear()

@@ -186,7 +186,7 @@ class AudioSession:
             or not self._sniffed
             or len(chunk) != reframer.frame_bytes
             or reframer.pending
-            or outbox.pending
+            or outbox.queue
         ):
             return None
         self._speed = speed
