@@ -501,7 +501,8 @@ class Link:
             self._log_completed(completed)
         elif self._config.log_transcripts and (text := session.log_text(event)) is not None:
             self.log.debug("final delta %r", text)
-        self._resolve(completed)
+        if completed or session.finished:
+            self._resolve(completed)
         self._arm_timer()
         if session.idle_changed:
             session.idle_changed = False

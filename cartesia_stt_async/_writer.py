@@ -264,7 +264,7 @@ class Writer:
             if entry is None:
                 if taken is not None:
                     entry, taken = taken, None
-                else:
+                elif outbox.queue:  # (a clock wake of an idle writer finds nothing)
                     entry = session.next_item(now)
                 if entry is None:
                     if not self._idle_never:

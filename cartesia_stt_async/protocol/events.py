@@ -301,7 +301,10 @@ def parse_event(data: bytes | str) -> Event:
         ProtocolError: If ``data`` is not a JSON object with a string ``type``, or a known
             event has fields of the wrong type.
     """
-    event: Event = _parse(data, _decoder, _KNOWN_TYPES)
+    try:  # the usual case decoded here, without a call to _parse
+        event: Event = _decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        event = _parse(data, _decoder, _KNOWN_TYPES)  # the same error, or an unknown type
     return event
 
 
@@ -321,7 +324,10 @@ def parse_turn_event(data: bytes | str) -> TurnEvent:
         ProtocolError: If ``data`` is not a JSON object with a string ``type``, or a known
             event has fields of the wrong type.
     """
-    event: TurnEvent = _parse(data, _turn_decoder, _KNOWN_TURN_TYPES)
+    try:  # the usual case decoded here, without a call to _parse
+        event: TurnEvent = _turn_decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        event = _parse(data, _turn_decoder, _KNOWN_TURN_TYPES)  # the same error, or an unknown type
     return event
 
 

@@ -2,7 +2,9 @@
 
 In the style of websockets' sans-I/O ``data_to_send()``: the session appends items (audio frames
 as ``bytes`` or zero-copy spans of ``bytes``, commands as ``str``) and the I/O layer takes them
-one at a time with :meth:`Outbox.take`, in wire order, and tells it nothing else. A taken item
+one at a time with :meth:`Outbox.take`, in wire order, and tells it nothing else (a frame
+written the moment it is handed over, with nothing queued, skips the queue:
+:meth:`Outbox.write_through`). A taken item
 is *written* as far as the outbox is concerned: it moves from the queue to the journal, where it
 stays until the utterance it belongs to is answered (:meth:`Outbox.trim_through`). When the
 socket is replaced, :meth:`Outbox.rewind` moves the whole journal back to the head of the queue:
