@@ -311,10 +311,8 @@ class Writer:
                 self._drainer = loop.create_task(self._drain(ws), name="cartesia-stt-drain")
                 return
             if not outbox.queue:  # the usual case: one live frame, written
-                # _keep_alive's own first test, here: no call per frame while a wake is armed.
-                idle_at = self._idle_at
-                if not self._idle_never and (idle_at is None or now >= idle_at - _SLOP):
-                    self._keep_alive(now)
+                if not self._idle_never:
+                    self._keep_alive(now)  # (it makes sure its wake is armed: see there)
                 return
             now = loop.time()
 
