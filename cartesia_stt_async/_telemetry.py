@@ -134,7 +134,22 @@ class Hub:
                     name,
                     type(exc).__name__,
                     self._secrets.traceback(exc),
+                    extra=_fields_of(record),
                 )
+
+
+def _fields_of(record: object) -> dict[str, object]:
+    """The log fields a record names: its session and request id (a session's records), or
+    its route and request id (an HTTP call's)."""
+    fields: dict[str, object] = {}
+    if isinstance(record, RequestFinished):
+        fields["cartesia_path"] = record.path
+    elif (session := getattr(record, "session", None)) is not None:
+        fields["cartesia_session"] = session
+    request_id = getattr(record, "request_id", None)
+    if isinstance(request_id, str):
+        fields["cartesia_request_id"] = request_id
+    return fields
 
 
 class SessionLogger(logging.LoggerAdapter[logging.Logger]):

@@ -204,6 +204,8 @@ async def test_an_observer_that_raises_is_logged_once_and_breaks_nothing(
     assert len(rec.of(UtteranceAnswered)) == 3  # the next observer still hears every record
     warnings = [r for r in caplog.records if "observer Broken" in r.getMessage()]
     assert len(warnings) == 1 and "RuntimeError" in warnings[0].getMessage()
+    (first,) = rec.of(SessionOpened)
+    assert warnings[0].cartesia_session == first.session  # type: ignore[attr-defined]
 
 
 @pytest.mark.asyncio
