@@ -9,13 +9,14 @@ import os
 import selectors
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
 import uvloop
 
 import cartesia_stt_async as stt
+from cartesia_stt_async.observe import Observer
 from cartesia_stt_async.twin import ScriptedEngine, Twin, serve
 
 # Loops that tests start themselves (threaded twins, subprocesses, asyncio.run in sync tests)
@@ -60,6 +61,26 @@ def ws(client: stt.AsyncCartesia, **options: Any) -> stt.ConnectionManager:
 def other_tasks() -> set[asyncio.Task[object]]:
     """Every task of the running loop except the current one."""
     return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+
+
+_R = TypeVar("_R")
+
+
+class RecordingObserver(Observer):
+    """An observer that keeps every record it is given, in order (all six methods)."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+
+    def session_opened(self, record: Any) -> None:
+        self.records.append(record)
+
+    utterance_answered = turn_ended = reconnected = session_closed = session_opened
+    request_finished = session_opened
+
+    def of(self, kind: type[_R]) -> list[_R]:
+        """The records of one kind, in order."""
+        return [r for r in self.records if isinstance(r, kind)]
 
 
 class KeepRecords(logging.Handler):

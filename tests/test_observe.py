@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,6 @@ import pytest
 import cartesia_stt_async as stt
 from cartesia_stt_async.observe import (
     Observer,
-    Reconnected,
     RequestFinished,
     SessionClosed,
     SessionOpened,
@@ -30,7 +28,17 @@ from cartesia_stt_async.observe import (
 from cartesia_stt_async.twin import HTTPFault, ScriptedEngine, Turn, serve, start_twin
 from cartesia_stt_async.twin.faults import Fault, Faults
 
-from .conftest import API_KEY, SLACK, KeepRecords, client_for, other_tasks, pcm, ws
+from .conftest import (
+    API_KEY,
+    SLACK,
+    KeepRecords,
+    RecordingObserver,
+    client_for,
+    other_tasks,
+    pcm,
+    ws,
+)
+from .test_batch import wav
 
 pytestmark = pytest.mark.both_loops
 
@@ -38,39 +46,11 @@ FRAME = 3200  # 100 ms of 16 kHz pcm_s16le
 SPEECH = (3000).to_bytes(2, "little") * 8000  # 0.5 s the twin's detector calls speech
 
 
-class Recorder(Observer):
-    """Keeps every record, in order."""
-
-    def __init__(self) -> None:
-        self.records: list[Any] = []
-
-    def session_opened(self, record: SessionOpened) -> None:
-        self.records.append(record)
-
-    def utterance_answered(self, record: UtteranceAnswered) -> None:
-        self.records.append(record)
-
-    def turn_ended(self, record: TurnEnded) -> None:
-        self.records.append(record)
-
-    def reconnected(self, record: Reconnected) -> None:
-        self.records.append(record)
-
-    def session_closed(self, record: SessionClosed) -> None:
-        self.records.append(record)
-
-    def request_finished(self, record: RequestFinished) -> None:
-        self.records.append(record)
-
-    def of(self, kind: type[Any]) -> list[Any]:
-        return [r for r in self.records if isinstance(r, kind)]
-
-
-def session_records(rec: Recorder) -> list[Any]:
+def session_records(rec: RecordingObserver) -> list[Any]:
     return [r for r in rec.records if not isinstance(r, RequestFinished)]
 
 
-def audio_of(rec: Recorder) -> float:
+def audio_of(rec: RecordingObserver) -> float:
     return float(sum(r.usage.audio_seconds for r in session_records(rec) if hasattr(r, "usage")))
 
 
@@ -83,7 +63,7 @@ def utterance(k: int, frames: int) -> bytes:
 async def test_a_session_with_a_drop_reports_each_answer_the_reconnect_and_usage() -> None:
     a, b = utterance(0, 7), utterance(1, 5)
     engine = ScriptedEngine([], by_audio={a: ["Hello", " world."], b: [" Again."]})
-    rec = Recorder()
+    rec = RecordingObserver()
     faults = Faults([Fault("abort", connection=0, after_frames=9)])
     async with serve(engine=engine, faults=faults) as twin:
         async with ws(client_for(twin, observers=[rec])) as conn:
@@ -125,7 +105,7 @@ async def test_a_session_with_a_drop_reports_each_answer_the_reconnect_and_usage
 @pytest.mark.asyncio
 async def test_turns_are_reported_with_their_latency() -> None:
     engine = ScriptedEngine(turns=[Turn(updates=["Hel"], end="Hello"), Turn(end=" again")])
-    rec = Recorder()
+    rec = RecordingObserver()
     async with serve(engine=engine) as twin:
         client = stt.AsyncCartesia(api_key="any", base_url=twin.base_url, observers=[rec])
         async with client.stt.auto_finalize.websocket(
@@ -151,7 +131,7 @@ async def test_turns_are_reported_with_their_latency() -> None:
 
 @pytest.mark.asyncio
 async def test_a_refused_first_handshake_is_a_failed_session_without_a_socket() -> None:
-    rec = Recorder()
+    rec = RecordingObserver()
     async with serve(faults=Faults(refuse={0: 401})) as twin:
         with pytest.raises(stt.AuthenticationError):
             async with ws(client_for(twin, observers=[rec])):
@@ -165,7 +145,7 @@ async def test_a_refused_first_handshake_is_a_failed_session_without_a_socket() 
 
 @pytest.mark.asyncio
 async def test_closing_early_and_failing_are_told_apart() -> None:
-    rec = Recorder()
+    rec = RecordingObserver()
     faults = Faults([Fault("error_event", connection=1, after_frames=2, code=500)])
     async with serve(engine=ScriptedEngine([]), faults=faults) as twin:
         client = client_for(twin, observers=[rec])
@@ -190,7 +170,7 @@ async def test_an_observer_that_raises_is_logged_once_and_breaks_nothing(
         def utterance_answered(self, record: UtteranceAnswered) -> None:
             raise RuntimeError("observer bug")
 
-    rec = Recorder()
+    rec = RecordingObserver()
     engine = ScriptedEngine([["one."], ["two."], ["three."]])
     caplog.set_level(logging.WARNING, logger="cartesia_stt_async")
     async with (
@@ -241,7 +221,7 @@ async def test_bad_observers_are_a_usage_error(observers: object, named: str) ->
 
 @pytest.mark.asyncio
 async def test_a_blocked_producer_and_dropped_audio_are_counted() -> None:
-    rec = Recorder()
+    rec = RecordingObserver()
     async with serve(engine=ScriptedEngine([])) as twin:
         client = client_for(twin, observers=[rec])
         # Real-time pacing and a 300 ms queue: 1.5 s of audio handed over at once blocks.
@@ -262,7 +242,7 @@ async def test_a_blocked_producer_and_dropped_audio_are_counted() -> None:
 
 @pytest.mark.asyncio
 async def test_http_calls_are_timed_with_their_retries_and_status() -> None:
-    rec = Recorder()
+    rec = RecordingObserver()
     plan = Faults(
         http=[
             HTTPFault("status", request=1, status=503, retry_after="0.01"),
@@ -273,10 +253,10 @@ async def test_http_calls_are_timed_with_their_retries_and_status() -> None:
         serve(engine=ScriptedEngine([["Hi."]] * 4), faults=plan) as twin,
         client_for(twin, observers=[rec]) as client,
     ):
-        first = await client.stt.transcribe(file=pcm_wav(1.0), model="ink-whisper")
-        second = await client.stt.transcribe(file=pcm_wav(0.5), model="ink-whisper")
+        first = await client.stt.transcribe(file=wav(pcm(1.0)), model="ink-whisper")
+        second = await client.stt.transcribe(file=wav(pcm(0.5)), model="ink-whisper")
         with pytest.raises(stt.BadRequestError):
-            await client.stt.transcribe(file=pcm_wav(0.5), model="ink-whisper")
+            await client.stt.transcribe(file=wav(pcm(0.5)), model="ink-whisper")
     ok, retried, refused = rec.of(RequestFinished)
     assert (ok.path, ok.method, ok.status, ok.attempts, ok.error_type) == (
         "/stt",
@@ -293,14 +273,6 @@ async def test_http_calls_are_timed_with_their_retries_and_status() -> None:
     ) and retried.request_id == second.request_id
     assert (refused.status, refused.error_type) == (400, "BadRequestError")
     assert refused.audio_seconds is None and refused.attempts == 1
-
-
-def pcm_wav(seconds: float) -> bytes:
-    """A 16 kHz mono WAV file of silence."""
-    data = pcm(seconds)
-    fmt = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)
-    head = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<I", 16)
-    return head + fmt + b"data" + struct.pack("<I", len(data)) + data
 
 
 # -- logs ---------------------------------------------------------------------------------------
@@ -328,7 +300,7 @@ async def test_every_session_log_record_carries_the_session_ids(
     a = utterance(0, 6)
     engine = ScriptedEngine([], by_audio={a: ["Hi."]})
     faults = Faults([Fault("abort", connection=0, after_frames=3)])
-    rec = Recorder()
+    rec = RecordingObserver()
     async with serve(engine=engine, faults=faults) as twin:
         client = client_for(twin, observers=[rec])
         async with ws(client) as conn:
@@ -364,7 +336,7 @@ async def test_http_retry_records_name_the_route(sdk_records: list[logging.LogRe
         serve(engine=ScriptedEngine([["Hi."]]), faults=plan) as twin,
         client_for(twin) as client,
     ):
-        await client.stt.transcribe(file=pcm_wav(0.5), model="ink-whisper")
+        await client.stt.transcribe(file=wav(pcm(0.5)), model="ink-whisper")
     retries = [r for r in sdk_records if "retry" in r.getMessage()]
     assert retries and all(r.cartesia_path == "/stt" for r in retries)  # type: ignore[attr-defined]
 
@@ -373,7 +345,7 @@ async def test_http_retry_records_name_the_route(sdk_records: list[logging.LogRe
 
 
 def test_the_sync_client_reports_too() -> None:
-    rec = Recorder()
+    rec = RecordingObserver()
     with start_twin(ScriptedEngine([["Sync."]])) as twin:
         client = stt.Cartesia(api_key="k", base_url=twin.base_url, observers=[rec])
         with (

@@ -29,11 +29,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import cartesia_stt_async as stt
-from cartesia_stt_async.observe import Observer, SessionClosed
+from cartesia_stt_async.observe import SessionClosed
 from cartesia_stt_async.otel import OpenTelemetryObserver
 from cartesia_stt_async.twin import Fault, Faults, HTTPFault, ScriptedEngine, Turn, Twin, serve
 
-from .conftest import SLACK, client_for, pcm, ws
+from .conftest import SLACK, RecordingObserver, client_for, pcm, ws
 from .test_batch import wav
 
 FRAME = 3200  # 100 ms of 16 kHz pcm_s16le
@@ -90,16 +90,6 @@ def otel() -> Iterator[Telemetry]:
     meter_provider.shutdown()
 
 
-class Records(Observer):
-    """Keeps the SessionClosed records, to compare with what OpenTelemetry got."""
-
-    def __init__(self) -> None:
-        self.closed: list[SessionClosed] = []
-
-    def session_closed(self, record: SessionClosed) -> None:
-        self.closed.append(record)
-
-
 def attrs(point: Any) -> dict[str, Any]:
     return dict(point.attributes or {})
 
@@ -140,7 +130,7 @@ async def test_a_dropped_and_resumed_session_is_one_span_with_every_request_id(
     engine = ScriptedEngine([], by_audio={utterance(k): r for k, r in enumerate(REPLIES)})
     # The first socket dies (TCP abort, no close frame) after 4 frames: mid-utterance 2.
     faults = Faults([Fault("abort", connection=0, after_frames=4)])
-    records = Records()
+    records = RecordingObserver()
     user = otel.tracer_provider.get_tracer("the-app")
     async with serve(engine=engine, faults=faults) as twin:
         client = client_for(twin, observers=[otel.observer, records])
@@ -154,7 +144,7 @@ async def test_a_dropped_and_resumed_session_is_one_span_with_every_request_id(
         await client.close()
         sockets = [s.request_id for s in twin.sessions]
     assert frames == 9 and len(sockets) == 2
-    (closed,) = records.closed
+    (closed,) = records.of(SessionClosed)
     assert closed.request_ids == tuple(sockets)
     assert closed.outcome == "done" and closed.reconnects == 1
 
@@ -235,7 +225,7 @@ async def test_turns_give_one_latency_point_per_turn(otel: Telemetry) -> None:
     engine = ScriptedEngine(
         turns=[Turn(updates=["Hel", "Hello"], end="Hello world"), Turn(end=" Again")]
     )
-    records = Records()
+    records = RecordingObserver()
     async with serve(engine=engine) as twin:
         client = client_for(twin, observers=[otel.observer, records])
         manager = client.stt.auto_finalize.websocket(
@@ -256,7 +246,7 @@ async def test_turns_give_one_latency_point_per_turn(otel: Telemetry) -> None:
         await client.close()
         (socket,) = [s.request_id for s in twin.sessions]
     assert (first.text, second.text) == ("Hello world", " Again")
-    (closed,) = records.closed
+    (closed,) = records.of(SessionClosed)
     assert closed.usage.audio_seconds >= FRAME_SECONDS
     latency = only(otel.points("cartesia.stt.turn.latency"), cartesia__stt__endpoint="turns")
     assert latency.count == 2

@@ -51,9 +51,9 @@ import pytest
 import trustme
 
 import cartesia_stt_async as stt
-from cartesia_stt_async.observe import Observer, RequestFinished, SessionClosed
+from cartesia_stt_async.observe import RequestFinished, SessionClosed
 
-from ..conftest import KeepRecords
+from ..conftest import KeepRecords, RecordingObserver
 from ..proxies import clean_proxy_env
 from ..test_tls_proxy import TTS_BODY, Proxy
 from .conftest import CANARY, FAST, SLACK, bounded, pcm
@@ -238,21 +238,7 @@ def assert_nothing_shown(
     assert not hits, "canaries found:\n" + "\n".join(hits)
 
 
-class _AuditObserver(Observer):
-    """Keeps every observer record (all six methods)."""
-
-    def __init__(self) -> None:
-        self.records: list[object] = []
-
-    def session_opened(self, record: object) -> None:
-        self.records.append(record)
-
-    utterance_answered = turn_ended = reconnected = session_closed = request_finished = (
-        session_opened
-    )
-
-
-AUDIT = _AuditObserver()
+AUDIT = RecordingObserver()  # every client of the matrix reports to it
 
 
 def observer_texts() -> list[str]:
@@ -999,7 +985,7 @@ async def test_a_session_failure_shows_no_secret(
             assert PPASS not in heard and quote(PPASS, safe="") not in heard  # ...not the proxy's
     assert_nothing_shown(error, audit_logs if case.logs else [], shown)
     assert isinstance(error, case.expect), f"expected {case.expect.__name__}, got {error!r}"
-    assert [r for r in AUDIT.records if isinstance(r, SessionClosed)], "no session record"
+    assert AUDIT.of(SessionClosed), "no session record"
     if way.proxy is not None and case.proxy == ("tunnel",):
         assert way.proxy.tunnels, "the session did not go through the proxy"
 
@@ -1165,7 +1151,7 @@ async def test_an_http_failure_shows_no_secret(
         assert PPASS not in heard and quote(PPASS, safe="") not in heard  # ...not the proxy's
     assert isinstance(error, case.expect), f"expected {case.expect.__name__}, got {error!r}"
     assert_nothing_shown(error, audit_logs, shown)
-    assert [r for r in AUDIT.records if isinstance(r, RequestFinished)], "no request record"
+    assert AUDIT.of(RequestFinished), "no request record"
 
 
 # -- beyond the matrix ------------------------------------------------------------------------
